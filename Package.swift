@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+// The collector uses the Swift toolchain plus two system libraries (libpq, OpenSSL); no Swift packages.
+import PackageDescription
+
+/// Settings shared by every Swift target: Swift 6 mode and the upcoming features STYLE.md §2 asks for.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+/// A library target with a README (excluded from sources) and the strict settings.
+func library(_ name: String, _ dependencies: [Target.Dependency] = []) -> Target {
+    .target(name: name, dependencies: dependencies, exclude: ["README.md"], swiftSettings: strictSettings)
+}
+
+/// A Swift Testing target with the strict settings.
+func tests(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .testTarget(name: name, dependencies: dependencies, swiftSettings: strictSettings)
+}
+
+let package = Package(
+    name: "collector",
+    products: [
+        .executable(name: "collector-bench", targets: ["collector-bench"])
+    ],
+    targets: [
+        // System libraries: only Crypto and TLS import COpenSSL; only PostgresClient imports CLibPQ.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        // Pure layers: stdlib only.
+        library("CollectorCore"),
+        library("WireCore"),
+        // libcrypto behind one small target (hashes, HMAC, random bytes, ECDSA P-256).
+        library("Crypto", ["COpenSSL"]),
+        // TLS over memory BIOs (sans-IO).
+        library("TLS", ["COpenSSL"]),
+        // Protocol codecs and machines (pure).
+        library("HTTP1Protocol", ["WireCore"]),
+        library("WebSocketProtocol", ["WireCore", "HTTP1Protocol", "Crypto"]),
+        library("Observability"),
+        // The only target with syscalls: event loop, sockets, timers, drivers.
+        library(
+            "Runtime",
+            ["CollectorCore", "WireCore", "Crypto", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Observability"]
+        ),
+        library("TestSupport", ["CollectorCore", "WireCore", "Runtime"]),
+
+        .executableTarget(
+            name: "collector-bench",
+            dependencies: ["Runtime", "WebSocketProtocol", "TLS", "Crypto", "CollectorCore"],
+            swiftSettings: strictSettings
+        ),
+
+        tests("CryptoTests", ["Crypto"]),
+        tests("WireCoreTests", ["WireCore", "CollectorCore"]),
+        tests("HTTP1ProtocolTests", ["HTTP1Protocol", "TestSupport"]),
+        tests("WebSocketProtocolTests", ["WebSocketProtocol", "TestSupport", "Crypto"]),
+        tests("RuntimeTests", ["Runtime", "TestSupport", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Crypto"]),
+    ]
+)
