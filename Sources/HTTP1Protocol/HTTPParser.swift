@@ -1,0 +1,408 @@
+/// Limits applied while parsing, checked before bytes are buffered (STYLE.md §3).
+public struct HTTPLimits: Sendable, Equatable {
+    /// Largest start line plus headers; beyond it a server answers 431.
+    public var maxHeaderBytes: Int
+    /// Most header fields; beyond it a server answers 431.
+    public var maxHeaderCount: Int
+    /// Largest body (after de-chunking); beyond it a server answers 413.
+    public var maxBodyBytes: Int
+
+    /// Defaults sized for our API and exchange REST replies: 16 KiB of headers (nginx's default large
+    /// buffer), 100 fields (h11/nginx), 8 MiB body (the largest OKX history page is ~30 KiB).
+    public init(maxHeaderBytes: Int = 16 * 1024, maxHeaderCount: Int = 100, maxBodyBytes: Int = 8 * 1024 * 1024) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// What went wrong while parsing; `status` is what a server answers.
+public enum HTTPParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    case headerTooLarge(limit: Int)
+    case tooManyHeaders(limit: Int)
+    case bodyTooLarge(limit: Int)
+    case malformedStartLine(String)
+    case malformedHeader(String)
+    case unsupportedVersion(String)
+    case invalidContentLength(String)
+    case conflictingLength
+    case unsupportedTransferEncoding(String)
+    case malformedChunk(String)
+    case missingHost
+    case connectionClosedEarly
+
+    /// The status code a server replies with.
+    public var status: Int {
+        switch self {
+        case .headerTooLarge, .tooManyHeaders: 431
+        case .bodyTooLarge: 413
+        case .unsupportedVersion: 505
+        case .unsupportedTransferEncoding: 501
+        case .malformedStartLine, .malformedHeader, .invalidContentLength, .conflictingLength, .malformedChunk,
+            .missingHost, .connectionClosedEarly:
+            400
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .headerTooLarge(let limit): "request header section larger than \(limit) bytes"
+        case .tooManyHeaders(let limit): "more than \(limit) header fields"
+        case .bodyTooLarge(let limit): "body larger than \(limit) bytes"
+        case .malformedStartLine(let line): "malformed start line: \(line)"
+        case .malformedHeader(let line): "malformed header field: \(line)"
+        case .unsupportedVersion(let v): "unsupported HTTP version: \(v)"
+        case .invalidContentLength(let v): "invalid Content-Length: \(v)"
+        case .conflictingLength: "both Content-Length and Transfer-Encoding, or conflicting Content-Length values"
+        case .unsupportedTransferEncoding(let v): "unsupported Transfer-Encoding: \(v)"
+        case .malformedChunk(let why): "malformed chunked body: \(why)"
+        case .missingHost: "HTTP/1.1 request without Host"
+        case .connectionClosedEarly: "connection closed before the message was complete"
+        }
+    }
+}
+
+/// Which side a parser reads: requests (a server) or responses (a client).
+public enum HTTPParserRole: Sendable { case request, response }
+
+/// A parsed message: a request or a response, with its whole body.
+public enum HTTPMessage: Sendable, Equatable {
+    case request(HTTPRequest)
+    case response(HTTPResponse)
+}
+
+/// An incremental HTTP/1.1 parser for one connection.
+///
+/// Discipline (STYLE.md §3): bytes are buffered by `feed`, and `nextMessage()` consumes them while
+/// recording progress in `State`, so nothing is re-parsed: the head search resumes where it stopped,
+/// bodies are counted down. `nil` means "need more bytes". Pipelined messages stay buffered until the
+/// caller asks for the next one, so a server answers them in order, one at a time.
+public struct HTTPParser: Sendable {
+    /// Parser progress.
+    enum State: Sendable {
+        /// Looking for the blank line ending the head; `scanned` bytes were already searched.
+        case awaitingHead(scanned: Int)
+        /// Reading a body of known length.
+        case fixedBody(Head, remaining: Int)
+        /// Reading a chunk-size line.
+        case chunkSize(Head)
+        /// Reading chunk data, then its CRLF.
+        case chunkData(Head, remaining: Int)
+        /// Reading trailer fields after the last chunk.
+        case trailers(Head)
+        /// Reading a response body that ends when the connection closes.
+        case untilClose(Head)
+        /// A parse error happened; the connection must be closed.
+        case failed(HTTPParseError)
+    }
+
+    enum Head: Sendable {
+        case request(HTTPRequestHead)
+        case response(HTTPResponseHead)
+    }
+
+    public let role: HTTPParserRole
+    public let limits: HTTPLimits
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+    private var state: State = .awaitingHead(scanned: 0)
+    private var body: [UInt8] = []
+    /// Methods of requests sent, oldest first (response role: a HEAD response has no body).
+    private var pendingRequestMethods: [String] = []
+
+    /// Creates a parser for `role` with `limits`.
+    public init(role: HTTPParserRole, limits: HTTPLimits = HTTPLimits()) {
+        self.role = role
+        self.limits = limits
+    }
+
+    /// How many bytes are buffered but not yet consumed.
+    public var bufferedByteCount: Int { buffer.count - readIndex }
+
+    /// Whether a message is partly received (for idle timeouts: a slow client vs. an idle one).
+    public var isMidMessage: Bool {
+        if case .awaitingHead = state { return bufferedByteCount > 0 }
+        return true
+    }
+
+    /// Response role: records that a request with `method` was sent, so its response is framed right.
+    public mutating func requestSent(method: String) { pendingRequestMethods.append(method) }
+
+    /// Buffers bytes received from the peer.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        if readIndex > 0 && readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            readIndex = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Buffers bytes received from the peer.
+    public mutating func feed(_ bytes: [UInt8]) { bytes.withUnsafeBytes { feed($0) } }
+
+    /// Removes and returns the bytes after the last complete message (after an `Upgrade`).
+    public mutating func takeRemainingBytes() -> [UInt8] {
+        let rest = Array(buffer[readIndex...])
+        buffer.removeAll()
+        readIndex = 0
+        return rest
+    }
+
+    /// Returns the next complete message, `nil` if more bytes are needed, or throws on a protocol error.
+    /// After an error every later call throws the same error.
+    public mutating func nextMessage() throws(HTTPParseError) -> HTTPMessage? {
+        do {
+            return try step()
+        } catch {
+            state = .failed(error)
+            throw error
+        }
+    }
+
+    /// The peer closed the connection: completes a read-until-close body, or reports truncation.
+    public mutating func connectionClosed() throws(HTTPParseError) -> HTTPMessage? {
+        switch state {
+        case .untilClose(let head):
+            body.append(contentsOf: buffer[readIndex...])
+            readIndex = buffer.count
+            state = .awaitingHead(scanned: 0)
+            return finish(head)
+        case .awaitingHead:
+            if bufferedByteCount == 0 { return nil }
+            throw .connectionClosedEarly
+        case .failed(let error):
+            throw error
+        case .fixedBody, .chunkSize, .chunkData, .trailers:
+            throw .connectionClosedEarly
+        }
+    }
+
+    private mutating func step() throws(HTTPParseError) -> HTTPMessage? {
+        while true {
+            switch state {
+            case .failed(let error):
+                throw error
+            case .awaitingHead(let scanned):
+                guard let head = try parseHead(scanned: scanned) else { return nil }
+                if let message = try beginBody(head) { return message }
+            case .fixedBody(let head, let remaining):
+                let available = min(remaining, bufferedByteCount)
+                body.append(contentsOf: buffer[readIndex..<readIndex + available])
+                readIndex += available
+                if available < remaining {
+                    state = .fixedBody(head, remaining: remaining - available)
+                    return nil
+                }
+                state = .awaitingHead(scanned: 0)
+                return finish(head)
+            case .chunkSize(let head):
+                guard let line = try readLine(limit: 1024, what: "chunk-size line") else { return nil }
+                let sizeText = line.split(separator: ";", maxSplits: 1)[0].trimmingSpaces()
+                guard !sizeText.isEmpty, sizeText.count <= 15, let size = Int(sizeText, radix: 16), size >= 0 else {
+                    throw .malformedChunk("bad chunk size '\(line.prefix(40))'")
+                }
+                if size == 0 {
+                    state = .trailers(head)
+                } else {
+                    guard body.count + size <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }
+                    state = .chunkData(head, remaining: size)
+                }
+            case .chunkData(let head, let remaining):
+                if remaining > 0 {
+                    let available = min(remaining, bufferedByteCount)
+                    body.append(contentsOf: buffer[readIndex..<readIndex + available])
+                    readIndex += available
+                    state = .chunkData(head, remaining: remaining - available)
+                    if available < remaining { return nil }
+                }
+                if bufferedByteCount >= 1 && buffer[readIndex] != 13 {
+                    throw .malformedChunk("chunk data not followed by CRLF")
+                }
+                guard bufferedByteCount >= 2 else { return nil }
+                guard buffer[readIndex + 1] == 10 else {
+                    throw .malformedChunk("chunk data not followed by CRLF")
+                }
+                readIndex += 2
+                state = .chunkSize(head)
+            case .trailers(let head):
+                guard let line = try readLine(limit: limits.maxHeaderBytes, what: "trailer") else { return nil }
+                if line.isEmpty {
+                    state = .awaitingHead(scanned: 0)
+                    return finish(head)
+                }
+            // Trailer fields are read and ignored (we never ask for them).
+            case .untilClose:
+                body.append(contentsOf: buffer[readIndex...])
+                guard body.count <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }
+                readIndex = buffer.count
+                return nil
+            }
+        }
+    }
+
+    /// Reads one CRLF-terminated line, or nil if it is not complete yet.
+    private mutating func readLine(limit: Int, what: String) throws(HTTPParseError) -> Substring? {
+        var i = readIndex
+        while i + 1 < buffer.count {
+            if buffer[i] == 13 && buffer[i + 1] == 10 {
+                let line = String(decoding: buffer[readIndex..<i], as: UTF8.self)
+                readIndex = i + 2
+                return Substring(line)
+            }
+            i += 1
+        }
+        if buffer.count - readIndex > limit { throw .malformedChunk("\(what) longer than \(limit) bytes") }
+        return nil
+    }
+
+    /// Finds and parses the head; nil when the blank line has not arrived yet.
+    private mutating func parseHead(scanned: Int) throws(HTTPParseError) -> Head? {
+        // Skip empty lines before a request line (RFC 9112 §2.2 robustness).
+        while role == .request, scanned == 0, bufferedByteCount >= 2, buffer[readIndex] == 13,
+            buffer[readIndex + 1] == 10
+        {
+            readIndex += 2
+        }
+        let start = readIndex
+        var i = max(start, start + scanned - 3)
+        var end: Int? = nil
+        while i + 3 < buffer.count {
+            if buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
+                end = i
+                break
+            }
+            i += 1
+        }
+        guard let end else {
+            let pending = buffer.count - start
+            if pending > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+            state = .awaitingHead(scanned: pending)
+            return nil
+        }
+        if end - start > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+        let text = String(decoding: buffer[start..<end], as: UTF8.self)
+        readIndex = end + 4
+        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let startLine = lines.removeFirst()
+        guard lines.count <= limits.maxHeaderCount else { throw .tooManyHeaders(limit: limits.maxHeaderCount) }
+        var headers = HTTPHeaders()
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { throw .malformedHeader(String(line.prefix(80))) }
+            let name = line[..<colon]
+            let value = line[line.index(after: colon)...].trimmingSpaces()
+            guard !name.isEmpty, name.utf8.allSatisfy(Self.isTokenByte) else {
+                throw .malformedHeader(String(line.prefix(80)))
+            }
+            guard value.utf8.allSatisfy({ $0 != 0 && $0 != 13 && $0 != 10 }) else {
+                throw .malformedHeader(String(line.prefix(80)))
+            }
+            headers.add(name: String(name), value: String(value))
+        }
+        switch role {
+        case .request:
+            let parts = startLine.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy(Self.isTokenByte), !parts[1].isEmpty,
+                parts[1].utf8.allSatisfy({ $0 > 32 && $0 < 127 })
+            else { throw .malformedStartLine(String(startLine.prefix(80))) }
+            let version = try Self.parseVersion(parts[2])
+            let head = HTTPRequestHead(
+                method: String(parts[0]), target: String(parts[1]), version: version, headers: headers)
+            if version == .http1_1 && headers["Host"] == nil { throw .missingHost }
+            return .request(head)
+        case .response:
+            let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count >= 2, parts[1].count == 3, let status = Int(parts[1]), status >= 100 else {
+                throw .malformedStartLine(String(startLine.prefix(80)))
+            }
+            let version = try Self.parseVersion(parts[0])
+            return .response(
+                HTTPResponseHead(
+                    status: status, reason: parts.count > 2 ? String(parts[2]) : "", version: version,
+                    headers: headers))
+        }
+    }
+
+    private static func parseVersion(_ text: Substring) throws(HTTPParseError) -> HTTPVersion {
+        switch text {
+        case "HTTP/1.1": return .http1_1
+        case "HTTP/1.0": return .http1_0
+        default:
+            if text.hasPrefix("HTTP/") { throw .unsupportedVersion(String(text.prefix(20))) }
+            throw .malformedStartLine(String(text.prefix(20)))
+        }
+    }
+
+    /// RFC 9110 §5.6.2 token characters.
+    static func isTokenByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default: Array("!#$%&'*+-.^_`|~".utf8).contains(b)
+        }
+    }
+
+    /// Decides how the body is framed (RFC 9112 §6.3) and returns the message if it has none.
+    private mutating func beginBody(_ head: Head) throws(HTTPParseError) -> HTTPMessage? {
+        body = []
+        let headers: HTTPHeaders
+        var bodyless = false
+        switch head {
+        case .request(let h):
+            headers = h.headers
+        case .response(let h):
+            headers = h.headers
+            let method = pendingRequestMethods.isEmpty ? "GET" : pendingRequestMethods.removeFirst()
+            bodyless = method == "HEAD" || (100..<200).contains(h.status) || h.status == 204 || h.status == 304
+        }
+        if bodyless {
+            state = .awaitingHead(scanned: 0)
+            return finish(head)
+        }
+        let transferEncodings = headers.values(for: "Transfer-Encoding")
+        let lengths = headers.values(for: "Content-Length")
+        if !transferEncodings.isEmpty {
+            guard lengths.isEmpty else { throw .conflictingLength }
+            let codings = transferEncodings.flatMap { $0.split(separator: ",") }.map {
+                $0.trimmingSpaces().lowercased()
+            }
+            // Only "chunked" is supported, and it must be the last (and only) coding.
+            guard codings == ["chunked"] else { throw .unsupportedTransferEncoding(transferEncodings.joined(separator: ",")) }
+            state = .chunkSize(head)
+            return nil
+        }
+        if !lengths.isEmpty {
+            let values = Set(lengths.flatMap { $0.split(separator: ",") }.map { String($0.trimmingSpaces()) })
+            guard values.count == 1, let text = values.first else { throw .conflictingLength }
+            guard !text.isEmpty, text.count <= 18, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                let length = Int(text)
+            else { throw .invalidContentLength(String(text.prefix(20))) }
+            guard length <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }
+            if length == 0 {
+                state = .awaitingHead(scanned: 0)
+                return finish(head)
+            }
+            body.reserveCapacity(length)
+            state = .fixedBody(head, remaining: length)
+            return nil
+        }
+        switch head {
+        case .request:
+            // A request without framing has no body (RFC 9112 §6.3 rule 6).
+            state = .awaitingHead(scanned: 0)
+            return finish(head)
+        case .response:
+            state = .untilClose(head)
+            return nil
+        }
+    }
+
+    private mutating func finish(_ head: Head) -> HTTPMessage {
+        let body = self.body
+        self.body = []
+        switch head {
+        case .request(let h): return .request(HTTPRequest(head: h, body: body))
+        case .response(let h): return .response(HTTPResponse(head: h, body: body))
+        }
+    }
+}
