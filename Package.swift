@@ -39,7 +39,7 @@ let package = Package(
         library("TLS", ["COpenSSL"]),
         // Protocol codecs and machines (pure).
         library("HTTP1Protocol", ["WireCore"]),
-        library("WebSocketProtocol", ["WireCore", "HTTP1Protocol", "Crypto"]),
+        library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability"),
         // The only target with syscalls: event loop, sockets, timers, drivers.
         library(
