@@ -29,6 +29,8 @@ let package = Package(
         // System libraries: only Crypto and TLS import COpenSSL; only PostgresClient imports CLibPQ.
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Linux headers Glibc does not export (epoll, eventfd, TCP options); only Runtime imports it.
+        .systemLibrary(name: "CLinux"),
 
         // Pure layers: stdlib only.
         library("CollectorCore"),
@@ -44,7 +46,10 @@ let package = Package(
         // The only target with syscalls: event loop, sockets, timers, drivers.
         library(
             "Runtime",
-            ["CollectorCore", "WireCore", "Crypto", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Observability"]
+            [
+                "CLinux", "CollectorCore", "WireCore", "Crypto", "TLS", "HTTP1Protocol", "WebSocketProtocol",
+                "Observability",
+            ]
         ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime"]),
 

@@ -107,6 +107,9 @@ public struct HTTPParser: Sendable {
     private var readIndex = 0
     private var state: State = .awaitingHead(scanned: 0)
     private var body: [UInt8] = []
+    /// Set when a request head with `Expect: 100-continue` was parsed and its body is awaited;
+    /// a server sends `100 Continue` and clears it with `takeExpectContinue()`.
+    public private(set) var isExpectingContinue = false
     /// Methods of requests sent, oldest first (response role: a HEAD response has no body).
     private var pendingRequestMethods: [String] = []
 
@@ -127,6 +130,12 @@ public struct HTTPParser: Sendable {
 
     /// Response role: records that a request with `method` was sent, so its response is framed right.
     public mutating func requestSent(method: String) { pendingRequestMethods.append(method) }
+
+    /// Returns and clears `isExpectingContinue`.
+    public mutating func takeExpectContinue() -> Bool {
+        defer { isExpectingContinue = false }
+        return isExpectingContinue
+    }
 
     /// Buffers bytes received from the peer.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
@@ -359,6 +368,9 @@ public struct HTTPParser: Sendable {
             state = .awaitingHead(scanned: 0)
             return finish(head)
         }
+        if case .request(let h) = head, h.version == .http1_1, h.headers["Expect"]?.lowercased() == "100-continue" {
+            isExpectingContinue = true
+        }
         let transferEncodings = headers.values(for: "Transfer-Encoding")
         let lengths = headers.values(for: "Content-Length")
         if !transferEncodings.isEmpty {
@@ -398,6 +410,7 @@ public struct HTTPParser: Sendable {
     }
 
     private mutating func finish(_ head: Head) -> HTTPMessage {
+        isExpectingContinue = false
         let body = self.body
         self.body = []
         switch head {

@@ -1,0 +1,128 @@
+import Synchronization
+
+/// A bounded, back-pressured hand-off from an event loop to async code.
+///
+/// The producer (the loop) calls `push`; when more than `highWater` elements wait it gets `false`
+/// and should pause its source (e.g. stop reading a socket). When the consumer drains the queue to
+/// `lowWater`, `onDemand` runs (on the consumer's thread) so the producer can resume. Nothing is
+/// dropped: the bound comes from pausing the source, not from discarding.
+public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
+    private struct State {
+        var items: [Element] = []
+        var head = 0
+        var waiter: CheckedContinuation<Element?, Never>?
+        var isFinished = false
+        var isProducerPaused = false
+        var onDemand: (@Sendable () -> Void)?
+        var count: Int { items.count - head }
+    }
+    private enum Outcome { case element(Element), end, wait }
+    private let state = Mutex(State())
+    /// Elements above which `push` asks the producer to pause.
+    public let highWater: Int
+    /// Elements at or below which a paused producer is resumed.
+    public let lowWater: Int
+
+    /// Creates a queue; `highWater` must be positive and `lowWater` below it.
+    public init(highWater: Int = 4096, lowWater: Int = 1024) {
+        precondition(highWater > 0 && lowWater >= 0 && lowWater < highWater, "AsyncQueue needs 0 <= low < high")
+        self.highWater = highWater
+        self.lowWater = lowWater
+    }
+
+    /// Sets what runs when a paused producer may continue.
+    public func setOnDemand(_ onDemand: @escaping @Sendable () -> Void) {
+        state.withLock { $0.onDemand = onDemand }
+    }
+
+    /// Adds an element; returns false when the producer should pause until `onDemand` runs.
+    @discardableResult
+    public func push(_ element: Element) -> Bool {
+        let (waiter, keepGoing) = state.withLock { s -> (CheckedContinuation<Element?, Never>?, Bool) in
+            guard !s.isFinished else { return (nil, true) }
+            if let waiter = s.waiter {
+                s.waiter = nil
+                return (waiter, true)
+            }
+            s.items.append(element)
+            if s.count > highWater {
+                s.isProducerPaused = true
+                return (nil, false)
+            }
+            return (nil, true)
+        }
+        waiter?.resume(returning: element)
+        return keepGoing
+    }
+
+    /// Ends the sequence after the buffered elements.
+    public func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<Element?, Never>? in
+            s.isFinished = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Number of buffered elements.
+    public var count: Int { state.withLock { $0.count } }
+
+    /// The next element, or nil when finished (or the task was cancelled).
+    public func next() async -> Element? {
+        if let (element, demand) = popBuffered() {
+            demand?()
+            return element
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
+                let outcome: Outcome = state.withLock { s in
+                    if s.count > 0 {
+                        let e = s.items[s.head]
+                        s.head += 1
+                        return .element(e)
+                    }
+                    if s.isFinished || Task.isCancelled { return .end }
+                    s.waiter = continuation
+                    return .wait
+                }
+                switch outcome {
+                case .element(let e): continuation.resume(returning: e)
+                case .end: continuation.resume(returning: nil)
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Element?, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    private func popBuffered() -> (Element, (@Sendable () -> Void)?)? {
+        state.withLock { s -> (Element, (@Sendable () -> Void)?)? in
+            guard s.count > 0 else { return nil }
+            let element = s.items[s.head]
+            s.head += 1
+            if s.head > 1024 && s.head * 2 > s.items.count {
+                s.items.removeFirst(s.head)
+                s.head = 0
+            }
+            var demand: (@Sendable () -> Void)? = nil
+            if s.isProducerPaused && s.count <= lowWater {
+                s.isProducerPaused = false
+                demand = s.onDemand
+            }
+            return (element, demand)
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: AsyncQueue
+        public mutating func next() async -> Element? { await queue.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: self) }
+}
