@@ -78,12 +78,30 @@ public final class ExternalProcess: Sendable {
         throw ProcessFailure("timed out waiting for '\(prefix)'; stderr: \(errorOutput)")
     }
 
-    /// Terminates the process (SIGTERM) and waits for it.
+    /// Stops the process and waits for it: SIGTERM, then SIGKILL after one second.
+    ///
+    /// Children of a Swift test process inherit a signal mask that blocks SIGTERM (libdispatch's
+    /// signal thread), so a peer that does not unblock it itself would never see the SIGTERM.
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<100 where process.isRunning { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// Sends `signal` to the process.
+    public func send(signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits for the process to exit and returns its status, or nil after `timeout`.
+    public func waitForExit(timeout: Duration) async -> Int32? {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while clock.now < deadline {
+            if !process.isRunning { return process.terminationStatus }
+            try? await Task.sleep(for: .milliseconds(10))  // cancellation just ends the wait early
         }
+        return process.isRunning ? nil : process.terminationStatus
     }
 
     /// Runs a command to completion and returns its exit status, stdout and stderr.
