@@ -105,8 +105,22 @@ public final class ExternalProcess: Sendable {
     }
 
     /// Runs a command to completion and returns its exit status, stdout and stderr.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws
-        -> (status: Int32, stdout: String, stderr: String)
+    ///
+    /// The wait happens on a Dispatch thread, never on the cooperative pool: a test that blocked
+    /// the pool's few threads would starve the very server tasks it is talking to.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:])
+        async throws -> (status: Int32, stdout: String, stderr: String)
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result { try runBlocking(executable, arguments, environment: environment) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String])
+        throws -> (status: Int32, stdout: String, stderr: String)
     {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)

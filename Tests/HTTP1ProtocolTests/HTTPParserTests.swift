@@ -199,3 +199,49 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(text == "HTTP/1.1 204 No Content\r\n\r\n")
     }
 }
+
+@Suite struct HTTPRouterTests {
+    func makeRouter() -> HTTPRouter<String> {
+        var router = HTTPRouter<String>()
+        router.add("GET", "/api/v1/data/{symbol}/{timeframe}", "data")
+        router.add("POST", "/api/v1/subscribe", "subscribe")
+        router.add("DELETE", "/api/v1/subscribe", "unsubscribe")
+        return router
+    }
+
+    @Test func matchesParametersPercentDecoded() {
+        guard case .found(let name, let parameters) = makeRouter().match(method: "GET", path: "/api/v1/data/BTC%2DUSDT/1m")
+        else {
+            Issue.record("no match")
+            return
+        }
+        #expect(name == "data" && parameters == ["symbol": "BTC-USDT", "timeframe": "1m"])
+    }
+
+    @Test func wrongMethodListsAllowedMethods() {
+        guard case .methodNotAllowed(let allowed) = makeRouter().match(method: "PUT", path: "/api/v1/subscribe") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(allowed == ["POST", "DELETE"])
+    }
+
+    @Test func headFallsBackToGetAndUnknownPathsAreNotFound() {
+        if case .found(let name, _) = makeRouter().match(method: "HEAD", path: "/api/v1/data/a/b") {
+            #expect(name == "data")
+        } else {
+            Issue.record("HEAD did not match GET")
+        }
+        if case .notFound = makeRouter().match(method: "GET", path: "/api/v2/x") {} else { Issue.record("expected 404") }
+        if case .notFound = makeRouter().match(method: "GET", path: "/api/v1/data/%zz/1m") {} else {
+            Issue.record("bad escape must not match")
+        }
+    }
+
+    @Test func queryItemsDecodePlusAndPercent() {
+        let items = PercentDecoding.queryItems("limit=10&start=2024-01-01T00%3A00%3A00Z&q=a+b")
+        #expect(items?.map(\.name) == ["limit", "start", "q"])
+        #expect(items?.map(\.value) == ["10", "2024-01-01T00:00:00Z", "a b"])
+        #expect(PercentDecoding.queryItems("x=%G1") == nil)
+    }
+}
