@@ -55,7 +55,7 @@ let package = Package(
 
         .executableTarget(
             name: "collector-bench",
-            dependencies: ["Runtime", "WebSocketProtocol", "TLS", "Crypto", "CollectorCore"],
+            dependencies: ["Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore"],
             swiftSettings: strictSettings
         ),
 

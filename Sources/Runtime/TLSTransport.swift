@@ -34,6 +34,23 @@ public final class TLSTransport: Transport, TransportHandler {
 
     func startHandshake() { advanceHandshake() }
 
+    /// Server side: wraps an accepted connection; the handshake proceeds as the client's hello
+    /// arrives and `completion` runs on the loop when it finishes or fails. Loop thread only.
+    public static func accept(
+        _ tcp: TCPConnection, context: TLSContext, completion: @escaping (Result<TLSTransport, any Error>) -> Void
+    ) {
+        var transport: TLSTransport?
+        do {
+            transport = try TLSTransport(tcp: tcp, context: context, serverName: nil) { result in
+                // `transport` is assigned before any bytes can arrive (they need a loop turn).
+                completion(result.map { transport! })
+            }
+        } catch {
+            tcp.abort(error: error)
+            completion(.failure(error))
+        }
+    }
+
     private func advanceHandshake() {
         let result = session.handshake()
         sendCiphertext()

@@ -1,1 +1,17 @@
-print("bench")
+// collector-bench: benchmark drivers printed by cluster/bench/*.sh. Each mode prints one
+// `RESULT key=value ...` line so scripts can parse it.
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let mode = arguments.first else {
+    FileHandle.standardError.write(Data("usage: collector-bench ws-sender|ws-receive [options]\n".utf8))
+    exit(64)
+}
+let options = BenchOptions(Array(arguments.dropFirst()))
+switch mode {
+case "ws-sender": WebSocketSenderBench.run(options)
+case "ws-receive": WebSocketReceiveBench.run(options)
+default:
+    FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
+    exit(64)
+}
