@@ -20,7 +20,8 @@ public enum HMAC {
                     COpenSSL.HMAC(
                         algorithm.evp,
                         keyBytes.baseAddress ?? UnsafeRawPointer(scratch.baseAddress!), Int32(keyBytes.count),
-                        messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(scratch.baseAddress!),
+                        messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+                            ?? UnsafePointer(scratch.baseAddress!),
                         messageBytes.count, &out, &length)
                 }
             }

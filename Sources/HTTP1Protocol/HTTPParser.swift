@@ -213,7 +213,9 @@ public struct HTTPParser: Sendable {
                 if size == 0 {
                     state = .trailers(head)
                 } else {
-                    guard body.count + size <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }
+                    guard body.count + size <= limits.maxBodyBytes else {
+                        throw .bodyTooLarge(limit: limits.maxBodyBytes)
+                    }
                     state = .chunkData(head, remaining: size)
                 }
             case .chunkData(let head, let remaining):
@@ -379,7 +381,9 @@ public struct HTTPParser: Sendable {
                 $0.trimmingSpaces().lowercased()
             }
             // Only "chunked" is supported, and it must be the last (and only) coding.
-            guard codings == ["chunked"] else { throw .unsupportedTransferEncoding(transferEncodings.joined(separator: ",")) }
+            guard codings == ["chunked"] else {
+                throw .unsupportedTransferEncoding(transferEncodings.joined(separator: ","))
+            }
             state = .chunkSize(head)
             return nil
         }

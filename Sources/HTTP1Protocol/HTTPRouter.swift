@@ -74,7 +74,8 @@ public enum PercentDecoding {
         var iterator = text.utf8.makeIterator()
         while let b = iterator.next() {
             if b == UInt8(ascii: "%") {
-                guard let h = iterator.next(), let l = iterator.next(), let hi = hexValue(h), let lo = hexValue(l) else {
+                guard let h = iterator.next(), let l = iterator.next(), let hi = hexValue(h), let lo = hexValue(l)
+                else {
                     return nil
                 }
                 bytes.append(hi << 4 | lo)

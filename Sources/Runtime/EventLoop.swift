@@ -1,7 +1,7 @@
-@preconcurrency import Glibc
 internal import CLinux
 public import CollectorCore
 import Foundation
+@preconcurrency import Glibc
 import Synchronization
 
 /// Something registered with the event loop for readiness events. Loop-confined.

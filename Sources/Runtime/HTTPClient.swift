@@ -14,7 +14,9 @@ public final class HTTPClientConnection: Sendable {
     }
 
     /// Connects to `endpoint` (TCP, or TLS when `endpoint.tls` is set).
-    public static func connect(to endpoint: Endpoint, loop: EventLoop, timeout: Duration = .seconds(10)) async throws
+    public static func connect(
+        to endpoint: Endpoint, loop: EventLoop, timeout: Duration = .seconds(10)
+    ) async throws
         -> HTTPClientConnection
     {
         let result: Result<LoopBound<HTTPClientDriver>, any Error> = await withCheckedContinuation { continuation in
@@ -37,7 +39,9 @@ public final class HTTPClientConnection: Sendable {
 
     /// Sends `request` and returns the whole response. Adds `Host` if missing. Throws if another
     /// request is in flight on this connection, on I/O or parse errors, and after `timeout`.
-    public func execute(_ request: HTTPRequest, timeout: Duration = .seconds(30), limits: HTTPLimits = HTTPLimits())
+    public func execute(
+        _ request: HTTPRequest, timeout: Duration = .seconds(30), limits: HTTPLimits = HTTPLimits()
+    )
         async throws -> HTTPResponse
     {
         let acquired = busy.withLock { isBusy -> Bool in

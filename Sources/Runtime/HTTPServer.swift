@@ -100,7 +100,9 @@ final class ServerState {
 
     private func accept(_ tcp: TCPConnection) {
         if isShuttingDown || connections.count >= configuration.maxConnections {
-            let response = HTTPResponse(status: 503, contentType: "application/json", body: Array(#"{"error":"server busy"}"#.utf8), headers: ["Connection": "close"])
+            let response = HTTPResponse(
+                status: 503, contentType: "application/json", body: Array(#"{"error":"server busy"}"#.utf8),
+                headers: ["Connection": "close"])
             tcp.write(HTTPSerializer.encode(response))
             tcp.close()
             return
@@ -161,7 +163,9 @@ final class HTTPServerConnection: TransportHandler {
         parser.feed(bytes)
         if isProcessing {
             // Pipelined bytes wait until the current response is out; bound what we buffer.
-            if parser.bufferedByteCount > server.configuration.limits.maxHeaderBytes + server.configuration.limits.maxBodyBytes {
+            if parser.bufferedByteCount > server.configuration.limits.maxHeaderBytes
+                + server.configuration.limits.maxBodyBytes
+            {
                 tcp.pauseReading()
             }
             return

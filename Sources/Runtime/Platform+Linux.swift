@@ -1,5 +1,5 @@
-@preconcurrency import Glibc
 internal import CLinux
+@preconcurrency import Glibc
 
 /// An operating-system error captured at the call site (STYLE.md §4).
 public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {

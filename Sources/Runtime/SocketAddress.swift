@@ -1,5 +1,5 @@
-@preconcurrency import Glibc
 import Dispatch
+@preconcurrency import Glibc
 
 /// An IPv4 or IPv6 socket address.
 public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
@@ -97,7 +97,8 @@ public enum Resolver {
         var addresses: [SocketAddress] = []
         var cursor = result
         while let info = cursor {
-            if let addr = info.pointee.ai_addr, info.pointee.ai_family == AF_INET || info.pointee.ai_family == AF_INET6 {
+            if let addr = info.pointee.ai_addr, info.pointee.ai_family == AF_INET || info.pointee.ai_family == AF_INET6
+            {
                 var storage = sockaddr_storage()
                 let length = info.pointee.ai_addrlen
                 withUnsafeMutableBytes(of: &storage) { dst in

@@ -1,5 +1,5 @@
-@preconcurrency import Glibc
 internal import CLinux
+@preconcurrency import Glibc
 
 /// A non-blocking TCP connection on an event loop. Loop-confined.
 ///
@@ -247,7 +247,8 @@ final class ConnectAttempt: LoopSelectable {
     /// Keeps the attempt alive while the socket is registered.
     private var selfReference: ConnectAttempt?
 
-    init(addresses: [SocketAddress], loop: EventLoop, completion: @escaping (Result<TCPConnection, any Error>) -> Void) {
+    init(addresses: [SocketAddress], loop: EventLoop, completion: @escaping (Result<TCPConnection, any Error>) -> Void)
+    {
         self.addresses = addresses
         self.loop = loop
         self.completion = completion
@@ -337,7 +338,9 @@ public final class TCPListener: LoopSelectable {
     private let onAccept: (TCPConnection) -> Void
 
     /// Binds and listens on `host:port` (port 0 picks a free port). Loop thread only.
-    public init(host: String, port: Int, loop: EventLoop, backlog: Int32 = 1024, onAccept: @escaping (TCPConnection) -> Void)
+    public init(
+        host: String, port: Int, loop: EventLoop, backlog: Int32 = 1024, onAccept: @escaping (TCPConnection) -> Void
+    )
         throws(SystemError)
     {
         loop.assertInLoop()

@@ -1,5 +1,5 @@
-public import TLS
 import CollectorCore
+public import TLS
 
 /// TLS over a TCP connection: drives a sans-IO `TLSSession` with the socket's bytes. Loop-confined.
 public final class TLSTransport: Transport, TransportHandler {
@@ -217,7 +217,8 @@ public enum Connector {
                             completion(.success(tcp))
                             return
                         }
-                        startTLS(on: tcp, context: context, endpoint: endpoint, deadline: deadline, completion: completion)
+                        startTLS(
+                            on: tcp, context: context, endpoint: endpoint, deadline: deadline, completion: completion)
                     }
                 }
             }

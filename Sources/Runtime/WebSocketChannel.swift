@@ -148,7 +148,9 @@ public final class WebSocketChannel: TransportHandler {
     /// Whether the transport can take more output without exceeding its high-water mark.
     public var isWritable: Bool { transport?.isWritable ?? false }
 
-    private init(url: WebSocketURL, configuration: WebSocketConfiguration, loop: EventLoop, handler: any WebSocketHandler) {
+    private init(
+        url: WebSocketURL, configuration: WebSocketConfiguration, loop: EventLoop, handler: any WebSocketHandler
+    ) {
         self.url = url
         self.configuration = configuration
         self.loop = loop
@@ -204,7 +206,8 @@ public final class WebSocketChannel: TransportHandler {
         let (request, accept) = WSHandshake.makeRequest(
             host: url.hostHeader, path: url.target, nonce: SecureRandom.bytes(16), extraHeaders: configuration.headers)
         var parser = HTTPParser(
-            role: .response, limits: HTTPLimits(maxHeaderBytes: configuration.maxHandshakeBytes, maxBodyBytes: 64 * 1024))
+            role: .response,
+            limits: HTTPLimits(maxHeaderBytes: configuration.maxHandshakeBytes, maxBodyBytes: 64 * 1024))
         parser.requestSent(method: "GET")
         phase = .handshaking(parser, expectedAccept: accept)
         transport?.write(HTTPSerializer.encode(request))
@@ -384,7 +387,9 @@ public final class WebSocketChannel: TransportHandler {
     }
 
     private func fail(_ error: any Error) {
-        end(info: WSCloseInfo(kind: .protocolError, code: WSCloseCode.abnormalClosure, reason: "\(error)"), error: error)
+        end(
+            info: WSCloseInfo(kind: .protocolError, code: WSCloseCode.abnormalClosure, reason: "\(error)"), error: error
+        )
     }
 
     private func end(info: WSCloseInfo, error: (any Error)?) {

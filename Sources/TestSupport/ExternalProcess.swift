@@ -71,7 +71,8 @@ public final class ExternalProcess: Sendable {
         while clock.now < deadline {
             if let line = output.lines.withLock({ $0.first { $0.hasPrefix(prefix) } }) { return line }
             if !process.isRunning {
-                throw ProcessFailure("process exited (\(process.terminationStatus)) before printing '\(prefix)': \(errorOutput)")
+                throw ProcessFailure(
+                    "process exited (\(process.terminationStatus)) before printing '\(prefix)': \(errorOutput)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -108,7 +109,9 @@ public final class ExternalProcess: Sendable {
     ///
     /// The wait happens on a Dispatch thread, never on the cooperative pool: a test that blocked
     /// the pool's few threads would starve the very server tasks it is talking to.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:])
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:]
+    )
         async throws -> (status: Int32, stdout: String, stderr: String)
     {
         try await withCheckedThrowingContinuation { continuation in
@@ -119,7 +122,9 @@ public final class ExternalProcess: Sendable {
         }
     }
 
-    private static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String])
+    private static func runBlocking(
+        _ executable: String, _ arguments: [String], environment: [String: String]
+    )
         throws -> (status: Int32, stdout: String, stderr: String)
     {
         let process = Process()

@@ -297,7 +297,8 @@ public struct WSConnection: Sendable {
         switch state {
         case .open:
             // RFC 6455 §5.5.1: reply with a close frame, echoing the status code.
-            sink.sendFrame(.close, payload: code == WSCloseCode.noStatusReceived ? [] : [UInt8(code >> 8), UInt8(code & 0xFF)])
+            sink.sendFrame(
+                .close, payload: code == WSCloseCode.noStatusReceived ? [] : [UInt8(code >> 8), UInt8(code & 0xFF)])
             state = .closed
             sink.connectionClosed(WSCloseInfo(kind: .peerClosed, code: code, reason: reason))
         case .closeSent:

@@ -78,7 +78,8 @@ public struct WSFrameHeader: Sendable, Equatable {
         var mask: UInt32? = nil
         if b1 & 0x80 != 0 {
             guard count >= index + 4 else { return nil }
-            mask = UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16 | UInt32(bytes[index + 2]) << 8
+            mask =
+                UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16 | UInt32(bytes[index + 2]) << 8
                 | UInt32(bytes[index + 3])
             index += 4
         }

@@ -78,7 +78,9 @@ public enum WSHandshake {
         let response = HTTPResponse(
             head: HTTPResponseHead(
                 status: 101,
-                headers: ["Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": acceptValue(forKey: key)]
+                headers: [
+                    "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": acceptValue(forKey: key),
+                ]
             ))
         return .success(response)
     }

@@ -25,7 +25,9 @@ struct BenchOptions {
 
     func int(_ name: String, default value: Int) -> Int {
         guard let text = values[name] else { return value }
-        guard let parsed = Int(text.replacingOccurrences(of: "_", with: "")) else { fail("--\(name) must be an integer") }
+        guard let parsed = Int(text.replacingOccurrences(of: "_", with: "")) else {
+            fail("--\(name) must be an integer")
+        }
         return parsed
     }
 }

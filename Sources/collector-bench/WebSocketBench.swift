@@ -120,7 +120,9 @@ final class SenderHandler: WebSocketServerHandler {
 enum WebSocketReceiveBench {
     static func run(_ options: BenchOptions) {
         let frames = options.int("frames", default: 1_000_000)
-        guard let urlText = options.string("url"), let url = WebSocketURL(urlText) else { fail("--url ws[s]://… required") }
+        guard let urlText = options.string("url"), let url = WebSocketURL(urlText) else {
+            fail("--url ws[s]://… required")
+        }
         var configuration = WebSocketConfiguration()
         if let ca = options.string("ca") {
             do {
@@ -150,7 +152,9 @@ enum WebSocketReceiveBench {
         let (seconds, count, error) = result.get()
         if let error, count < frames { fail("receive failed after \(count) frames: \(error)") }
         let rate = Double(count) / seconds
-        print("RESULT mode=ws-receive tls=\(url.isSecure) frames=\(count) seconds=\(String(format: "%.4f", seconds)) frames_per_sec=\(Int(rate))")
+        print(
+            "RESULT mode=ws-receive tls=\(url.isSecure) frames=\(count) seconds=\(String(format: "%.4f", seconds)) frames_per_sec=\(Int(rate))"
+        )
         exit(0)
     }
 }

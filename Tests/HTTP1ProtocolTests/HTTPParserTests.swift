@@ -3,7 +3,9 @@ import TestSupport
 import Testing
 
 /// Feeds `pieces` into a parser, collecting every message; rethrows the first parse error.
-func parseAll(_ pieces: [[UInt8]], role: HTTPParserRole, limits: HTTPLimits = HTTPLimits(), close: Bool = false)
+func parseAll(
+    _ pieces: [[UInt8]], role: HTTPParserRole, limits: HTTPLimits = HTTPLimits(), close: Bool = false
+)
     throws(HTTPParseError) -> [HTTPMessage]
 {
     var parser = HTTPParser(role: role, limits: limits)
@@ -53,7 +55,8 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     }
 
     @Test func queryAndPathAreSplit() throws {
-        let m = try parseAll([bytes("GET /api/v1/data/BTC-USDT/1m?limit=10&x=y HTTP/1.1\r\nHost: a\r\n\r\n")], role: .request)
+        let m = try parseAll(
+            [bytes("GET /api/v1/data/BTC-USDT/1m?limit=10&x=y HTTP/1.1\r\nHost: a\r\n\r\n")], role: .request)
         guard case .request(let r) = try #require(m.first) else { return }
         #expect(r.head.path == "/api/v1/data/BTC-USDT/1m")
         #expect(r.head.query == "limit=10&x=y")
@@ -101,7 +104,8 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     @Test func bodyLargerThanLimitIsRejectedFromItsDeclaredLength() {
         let limits = HTTPLimits(maxBodyBytes: 10)
         #expect(throws: HTTPParseError.bodyTooLarge(limit: 10)) {
-            _ = try parseAll([bytes("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n")], role: .request, limits: limits)
+            _ = try parseAll(
+                [bytes("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n")], role: .request, limits: limits)
         }
         #expect(throws: HTTPParseError.bodyTooLarge(limit: 10)) {
             _ = try parseAll(
@@ -210,7 +214,9 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     }
 
     @Test func matchesParametersPercentDecoded() {
-        guard case .found(let name, let parameters) = makeRouter().match(method: "GET", path: "/api/v1/data/BTC%2DUSDT/1m")
+        guard
+            case .found(let name, let parameters) = makeRouter().match(
+                method: "GET", path: "/api/v1/data/BTC%2DUSDT/1m")
         else {
             Issue.record("no match")
             return
@@ -232,8 +238,12 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         } else {
             Issue.record("HEAD did not match GET")
         }
-        if case .notFound = makeRouter().match(method: "GET", path: "/api/v2/x") {} else { Issue.record("expected 404") }
-        if case .notFound = makeRouter().match(method: "GET", path: "/api/v1/data/%zz/1m") {} else {
+        if case .notFound = makeRouter().match(method: "GET", path: "/api/v2/x") {
+        } else {
+            Issue.record("expected 404")
+        }
+        if case .notFound = makeRouter().match(method: "GET", path: "/api/v1/data/%zz/1m") {
+        } else {
             Issue.record("bad escape must not match")
         }
     }

@@ -94,7 +94,8 @@ final class CollectingHandler: TransportHandler {
                     var server: TCPListener?
                     let sink = CollectingHandler()
                     sink.onClose = { continuation.resume(returning: $0.received) }
-                    server = try! TCPListener(host: "127.0.0.1", port: 0, loop: loop) { tcp in tcp.setHandler(sink) }  // port 0 cannot clash
+                    // try!: binding port 0 on loopback cannot clash with another listener.
+                    server = try! TCPListener(host: "127.0.0.1", port: 0, loop: loop) { tcp in tcp.setHandler(sink) }
                     let endpoint = Endpoint(host: "127.0.0.1", port: server!.port)
                     Connector.connect(to: endpoint, loop: loop, timeout: .seconds(5)) { result in
                         guard case .success(let transport) = result else { fatalError("connect failed: \(result)") }
@@ -115,7 +116,8 @@ final class CollectingHandler: TransportHandler {
             await withCheckedContinuation { continuation in
                 loop.execute {
                     // Bind then close a listener to find a port nobody listens on.
-                    let listener = try! TCPListener(host: "127.0.0.1", port: 0, loop: loop) { _ in }  // port 0: always bindable
+                    // try!: port 0 is always bindable.
+                    let listener = try! TCPListener(host: "127.0.0.1", port: 0, loop: loop) { _ in }
                     let port = listener.port
                     listener.close()
                     Connector.connect(to: Endpoint(host: "127.0.0.1", port: port), loop: loop, timeout: .seconds(5)) {

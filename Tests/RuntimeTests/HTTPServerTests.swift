@@ -172,7 +172,8 @@ func pythonSocketScript(_ source: String, port: Int) async throws -> String {
                     HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/echo"), body: body))
                 #expect(response.status == 200 && response.body == body)
             }
-            let wrongMethod = try await connection.execute(HTTPRequest(head: HTTPRequestHead(method: "DELETE", target: "/hello")))
+            let wrongMethod = try await connection.execute(
+                HTTPRequest(head: HTTPRequestHead(method: "DELETE", target: "/hello")))
             #expect(wrongMethod.status == 405 && wrongMethod.head.headers["Allow"] == "GET")
             #expect(await connection.isReusable)
             connection.close()

@@ -11,7 +11,8 @@ struct TestPKI {
 
     init() async throws {
         directory = try TestEnvironment.makeTemporaryDirectory(prefix: "pki")
-        let result = try await ExternalProcess.run(TestEnvironment.python, [TestEnvironment.peerScript("make_certs.py"), directory])
+        let result = try await ExternalProcess.run(
+            TestEnvironment.python, [TestEnvironment.peerScript("make_certs.py"), directory])
         guard result.status == 0 else { throw ProcessFailure("make_certs.py failed: \(result.stderr)") }
     }
 

@@ -4,7 +4,9 @@ import Testing
 import WebSocketProtocol
 
 /// Feeds `pieces` into a fresh machine and returns every event.
-func run(_ pieces: [[UInt8]], role: WSConnection.Role = .client, maxFrame: Int = 1 << 20, maxMessage: Int = 1 << 20)
+func run(
+    _ pieces: [[UInt8]], role: WSConnection.Role = .client, maxFrame: Int = 1 << 20, maxMessage: Int = 1 << 20
+)
     -> [WSEvent]
 {
     var connection = WSConnection(
@@ -58,8 +60,9 @@ func protocolClose(_ code: UInt16) -> (WSEvent) -> Bool {
                 == Self.maskedHello)
         #expect(
             WSFrameEncoder.encode(opcode: .pong, payload: Array("Hello".utf8), maskKey: 0x37fa_213d) == Self.maskedPong)
-        #expect(WSFrameEncoder.encode(opcode: .text, payload: Array("Hel".utf8), isFinal: false, maskKey: nil)
-            == Array(Self.fragmentedHello[0..<5]))
+        #expect(
+            WSFrameEncoder.encode(opcode: .text, payload: Array("Hel".utf8), isFinal: false, maskKey: nil)
+                == Array(Self.fragmentedHello[0..<5]))
     }
 
     @Test(arguments: [256, 65536])
@@ -82,22 +85,23 @@ func protocolClose(_ code: UInt16) -> (WSEvent) -> Bool {
 }
 
 @Suite struct WSProtocolViolationTests {
-    @Test(arguments: [
-        ([0x83, 0x00], WSCloseCode.protocolError),  // reserved opcode 3
-        ([0x8B, 0x00], WSCloseCode.protocolError),  // reserved control opcode 0xB
-        ([0xC1, 0x00], WSCloseCode.protocolError),  // RSV1 set
-        ([0x81, 0x81, 1, 2, 3, 4, 0x41], WSCloseCode.protocolError),  // masked frame from a server
-        ([0x09, 0x00], WSCloseCode.protocolError),  // fragmented ping
-        ([0x80, 0x00], WSCloseCode.protocolError),  // continuation with nothing to continue
-        ([0x01, 0x01, 0x41, 0x81, 0x00], WSCloseCode.protocolError),  // new text inside a fragmented one
-        ([0x88, 0x01, 0x03], WSCloseCode.protocolError),  // close with a 1-byte payload
-        ([0x88, 0x02, 0x03, 0xED], WSCloseCode.protocolError),  // close code 1005 on the wire
-        ([0x88, 0x02, 0x00, 0x10], WSCloseCode.protocolError),  // close code 16
-        ([0x81, 0x02, 0xC0, 0xAF], WSCloseCode.invalidPayload),  // overlong UTF-8 in text
-        ([0x01, 0x01, 0xCE, 0x80, 0x00], WSCloseCode.invalidPayload),  // text ends mid code point
-        ([0x88, 0x04, 0x03, 0xE8, 0xFF, 0xFE], WSCloseCode.invalidPayload),  // invalid UTF-8 close reason
-        ([0x81, 0x7E, 0x00, 0x05, 0, 0, 0, 0, 0], WSCloseCode.protocolError),  // non-minimal 16-bit length
-    ] as [([UInt8], UInt16)])
+    @Test(
+        arguments: [
+            ([0x83, 0x00], WSCloseCode.protocolError),  // reserved opcode 3
+            ([0x8B, 0x00], WSCloseCode.protocolError),  // reserved control opcode 0xB
+            ([0xC1, 0x00], WSCloseCode.protocolError),  // RSV1 set
+            ([0x81, 0x81, 1, 2, 3, 4, 0x41], WSCloseCode.protocolError),  // masked frame from a server
+            ([0x09, 0x00], WSCloseCode.protocolError),  // fragmented ping
+            ([0x80, 0x00], WSCloseCode.protocolError),  // continuation with nothing to continue
+            ([0x01, 0x01, 0x41, 0x81, 0x00], WSCloseCode.protocolError),  // new text inside a fragmented one
+            ([0x88, 0x01, 0x03], WSCloseCode.protocolError),  // close with a 1-byte payload
+            ([0x88, 0x02, 0x03, 0xED], WSCloseCode.protocolError),  // close code 1005 on the wire
+            ([0x88, 0x02, 0x00, 0x10], WSCloseCode.protocolError),  // close code 16
+            ([0x81, 0x02, 0xC0, 0xAF], WSCloseCode.invalidPayload),  // overlong UTF-8 in text
+            ([0x01, 0x01, 0xCE, 0x80, 0x00], WSCloseCode.invalidPayload),  // text ends mid code point
+            ([0x88, 0x04, 0x03, 0xE8, 0xFF, 0xFE], WSCloseCode.invalidPayload),  // invalid UTF-8 close reason
+            ([0x81, 0x7E, 0x00, 0x05, 0, 0, 0, 0, 0], WSCloseCode.protocolError),  // non-minimal 16-bit length
+        ] as [([UInt8], UInt16)])
     func violationClosesWithCode(bytes: [UInt8], code: UInt16) {
         for pieces in DecoderVerifier.chunkings(of: bytes, seeds: [1]) {
             let events = run(pieces)
@@ -144,7 +148,9 @@ func protocolClose(_ code: UInt16) -> (WSEvent) -> Bool {
 
 @Suite struct WSCloseHandshakeTests {
     @Test func peerCloseIsEchoedAndReported() {
-        let events = run([WSFrameEncoder.encode(opcode: .close, payload: [0x03, 0xE8] + Array("bye".utf8), maskKey: nil)])
+        let events = run([
+            WSFrameEncoder.encode(opcode: .close, payload: [0x03, 0xE8] + Array("bye".utf8), maskKey: nil)
+        ])
         #expect(
             events == [
                 .send(.close, [0x03, 0xE8]), .closed(WSCloseInfo(kind: .peerClosed, code: 1000, reason: "bye")),
@@ -158,7 +164,8 @@ func protocolClose(_ code: UInt16) -> (WSEvent) -> Bool {
         #expect(connection.initiateClose(code: 1000, reason: "again") == nil)
         // Data after our close is not delivered; the peer's close completes the handshake.
         let events = connection.receive(
-            RFC6455ExampleTests.unmaskedHello + WSFrameEncoder.encode(opcode: .close, payload: [0x03, 0xE8], maskKey: nil))
+            RFC6455ExampleTests.unmaskedHello
+                + WSFrameEncoder.encode(opcode: .close, payload: [0x03, 0xE8], maskKey: nil))
         #expect(events == [.closed(WSCloseInfo(kind: .closedByUs, code: 1000, reason: ""))])
         #expect(connection.state == .closed)
     }
@@ -194,7 +201,8 @@ func protocolClose(_ code: UInt16) -> (WSEvent) -> Bool {
     @Test func wrongAcceptOrStatusFailsWithReason() {
         var response = HTTPResponse(
             head: HTTPResponseHead(
-                status: 101, headers: ["Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": "nope"]))
+                status: 101, headers: ["Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": "nope"])
+        )
         #expect(throws: WSHandshakeError("Sec-WebSocket-Accept does not match the key")) {
             try WSHandshake.validate(response: response, expectedAccept: "right")
         }
