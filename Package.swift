@@ -43,6 +43,9 @@ let package = Package(
         library("HTTP1Protocol", ["WireCore"]),
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability"),
+        // Market-data domain types and exchange adapters (pure).
+        library("MarketData", ["CollectorCore", "WireCore"]),
+        library("Exchanges", ["MarketData", "CollectorCore", "WireCore"]),
         // The only target with syscalls: event loop, sockets, timers, drivers.
         library(
             "Runtime",
@@ -51,7 +54,7 @@ let package = Package(
                 "Observability",
             ]
         ),
-        library("TestSupport", ["CollectorCore", "WireCore", "Runtime"]),
+        library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData"]),
 
         .executableTarget(
             name: "collector-bench",
@@ -60,6 +63,7 @@ let package = Package(
         ),
 
         tests("CryptoTests", ["Crypto"]),
+        tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),
         tests("WireCoreTests", ["WireCore", "CollectorCore"]),
         tests("HTTP1ProtocolTests", ["HTTP1Protocol", "TestSupport"]),
         tests("WebSocketProtocolTests", ["WebSocketProtocol", "TestSupport", "Crypto"]),

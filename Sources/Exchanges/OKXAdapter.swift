@@ -1,0 +1,340 @@
+public import MarketData
+import WireCore
+
+/// OKX API v5 (PROTOCOLS.md §1): candles on `/ws/v5/business`, everything else on `/ws/v5/public`.
+public struct OKXAdapter: ExchangeAdapter {
+    /// Endpoints, overridable for the simulator (`OKX_WS_PUBLIC_URL`, `OKX_WS_BUSINESS_URL`, `OKX_REST_URL`).
+    public struct Endpoints: Sendable, Equatable {
+        public var publicURL: String
+        public var businessURL: String
+        public var restURL: String
+
+        /// The real hosts on port 443 (8443 reportedly closed on 2026-10-31; PROTOCOLS.md §1.1).
+        public static let production = Endpoints(
+            publicURL: "wss://ws.okx.com/ws/v5/public", businessURL: "wss://ws.okx.com/ws/v5/business",
+            restURL: "https://www.okx.com")
+
+        public init(publicURL: String, businessURL: String, restURL: String) {
+            self.publicURL = publicURL
+            self.businessURL = businessURL
+            self.restURL = restURL
+        }
+    }
+
+    public let name = ExchangeName.okx
+    public let endpoints: Endpoints
+
+    /// OKX limits (PROTOCOLS.md §1.3): 3 connections/s per IP; 480 subscribe requests per hour per
+    /// connection; args per request bounded by the 64 KB request size (≈ 100 args of ~60 bytes, with room).
+    public let limits = ExchangeLimits(
+        maxStreamsPerConnection: 200, maxStreamsPerSubscribeMessage: 100,
+        subscribeMessages: TokenBucket(capacity: 20, refillPerSecond: 480.0 / 3600.0),
+        connections: TokenBucket(requests: 3, per: 1))
+
+    /// Text `ping` after 20 s of silence (OKX drops connections silent for 30 s).
+    public let keepalive = KeepalivePolicy.textPing("ping", reply: "pong", idle: .seconds(20))
+
+    /// REST budgets: candles 40 requests / 2 s, history-candles 20 requests / 2 s (per IP).
+    public static let restBudgets: [String: TokenBucket] = [
+        "candles": TokenBucket(requests: 40, per: 2), "history-candles": TokenBucket(requests: 20, per: 2),
+    ]
+
+    /// The recent-candles endpoint covers the latest 1,440 bars.
+    public static let recentCandlesWindow = 1440
+
+    public init(endpoints: Endpoints = .production) { self.endpoints = endpoints }
+
+    /// OKX's candle channels (the `candle` + key names in §1.5): every key we know.
+    public static let candleTimeframes: Set<String> = Set(Timeframe.all.map(\.key))
+
+    /// Bars the REST candle endpoints serve (§1.8): no `5D`/`5Dutc`; `1s` from history-candles only.
+    public static let restTimeframes: Set<String> = [
+        "1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D", "2D", "3D", "1W", "1M", "3M", "6Hutc",
+        "12Hutc", "1Dutc", "2Dutc", "3Dutc", "1Wutc", "1Mutc", "3Mutc",
+    ]
+
+    public func validate(_ stream: StreamID) -> String? {
+        guard stream.exchange == .okx else { return "not an OKX stream" }
+        switch stream.feed {
+        case .candles(let tf):
+            guard Self.candleTimeframes.contains(tf.key) else { return "OKX has no candle channel for \(tf.key)" }
+        case .trades, .book, .ticker:
+            return "OKX \(stream.feed.kind) collection is not implemented yet"
+        }
+        guard Self.isValidInstrument(stream.symbol) else {
+            return "'\(stream.symbol)' is not an OKX instrument id (e.g. BTC-USDT)"
+        }
+        return nil
+    }
+
+    /// OKX instrument ids: upper-case letters, digits and dashes, e.g. `BTC-USDT`, `BTC-USDT-SWAP`.
+    static func isValidInstrument(_ symbol: String) -> Bool {
+        !symbol.isEmpty && symbol.count <= 40 && symbol.utf8.contains(UInt8(ascii: "-"))
+            && symbol.utf8.allSatisfy {
+                ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == UInt8(ascii: "-")
+            }
+    }
+
+    public func webSocketURL(for feed: Feed) -> String {
+        if case .candles = feed { return endpoints.businessURL }
+        return endpoints.publicURL
+    }
+
+    /// OKX's channel name for a feed.
+    public static func channel(for feed: Feed) -> String {
+        switch feed {
+        case .candles(let tf): "candle" + tf.key
+        case .trades: "trades"
+        case .book: "books"
+        case .ticker: "tickers"
+        }
+    }
+
+    /// The stream a channel/instId pair names, if it is one we collect.
+    public static func stream(channel: String, instrument: String) -> StreamID? {
+        guard channel.hasPrefix("candle"), let tf = Timeframe(String(channel.dropFirst(6))) else { return nil }
+        return StreamID(exchange: .okx, feed: .candles(tf), symbol: instrument)
+    }
+
+    public func subscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
+        operationMessages("subscribe", streams, requestID: requestID)
+    }
+
+    public func unsubscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
+        operationMessages("unsubscribe", streams, requestID: requestID)
+    }
+
+    private func operationMessages(_ op: String, _ streams: [StreamID], requestID: String) -> [String] {
+        var messages: [String] = []
+        var index = 0
+        var start = 0
+        while start < streams.count {
+            let end = min(start + limits.maxStreamsPerSubscribeMessage, streams.count)
+            let args = streams[start..<end].map {
+                "{\"channel\":\(JSONText.quoted(Self.channel(for: $0.feed))),\"instId\":\(JSONText.quoted($0.symbol))}"
+            }
+            let id = streams.count > limits.maxStreamsPerSubscribeMessage ? "\(requestID)x\(index)" : requestID
+            messages.append(
+                "{\"id\":\(JSONText.quoted(id)),\"op\":\"\(op)\",\"args\":[\(args.joined(separator: ","))]}")
+            index += 1
+            start = end
+        }
+        return messages
+    }
+
+    public func parse(
+        _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage]
+    )
+        throws(ExchangeParseError)
+    {
+        if frame.count == 4 && frame[0] == UInt8(ascii: "p") && frame[1] == UInt8(ascii: "o")
+            && frame[2] == UInt8(ascii: "n") && frame[3] == UInt8(ascii: "g")
+        {
+            out.append(.pong)
+            return
+        }
+        do {
+            try OKXParser.parse(frame, receivedAt: receivedAt, into: &out)
+        } catch {
+            throw ExchangeParseError(error.description)
+        }
+    }
+}
+
+/// The OKX v5 push/event parser (pure, allocation-light).
+enum OKXParser {
+    enum Failure: Error, CustomStringConvertible {
+        case json(JSONError)
+        case shape(String)
+        var description: String {
+            switch self {
+            case .json(let e): "\(e)"
+            case .shape(let s): s
+            }
+        }
+    }
+
+    static func parse(
+        _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage]
+    )
+        throws(Failure)
+    {
+        var scanner = JSONScanner(frame)
+        var event: JSONScanner.RawString?
+        var channel: JSONScanner.RawString?
+        var instrument: JSONScanner.RawString?
+        var code: JSONScanner.RawString?
+        var message: JSONScanner.RawString?
+        var requestID: JSONScanner.RawString?
+        var dataStart: Int? = nil
+        do {
+            guard scanner.peek() == UInt8(ascii: "{") else { throw Failure.shape("not a JSON object") }
+            try scanner.readObject { key, s throws(JSONError) in
+                if s.equals(key, "arg") {
+                    try s.readObject { k, s2 throws(JSONError) in
+                        if s2.equals(k, "channel") {
+                            channel = try s2.readRawString()
+                        } else if s2.equals(k, "instId") {
+                            instrument = try s2.readRawString()
+                        } else {
+                            try s2.skipValue()
+                        }
+                    }
+                } else if s.equals(key, "data") {
+                    // Data may come before "arg": remember where it starts and read it afterwards.
+                    dataStart = s.offset
+                    try s.skipValue()
+                } else if s.equals(key, "event") {
+                    event = try s.readRawString()
+                } else if s.equals(key, "code") {
+                    code = try s.peek() == UInt8(ascii: "\"") ? s.readRawString() : numberAsRaw(&s)
+                } else if s.equals(key, "msg") {
+                    message = try s.readRawString()
+                } else if s.equals(key, "id") {
+                    requestID = try s.readRawString()
+                } else {
+                    try s.skipValue()
+                }
+            }
+            try scanner.expectEnd()
+        } catch let error as JSONError {
+            throw .json(error)
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw .shape("\(error)")
+        }
+
+        func text(_ raw: JSONScanner.RawString?) -> String { raw.map { scanner.string($0) } ?? "" }
+
+        if let event {
+            let stream = channel.flatMap { c in
+                OKXAdapter.stream(channel: scanner.string(c), instrument: text(instrument))
+            }
+            if scanner.equals(event, "subscribe") {
+                guard let stream else {
+                    out.append(.unhandled(kind: "subscribe:\(text(channel))"))
+                    return
+                }
+                out.append(.subscribed(stream))
+            } else if scanner.equals(event, "unsubscribe") {
+                guard let stream else {
+                    out.append(.unhandled(kind: "unsubscribe:\(text(channel))"))
+                    return
+                }
+                out.append(.unsubscribed(stream))
+            } else if scanner.equals(event, "error") {
+                let msg = text(message)
+                let codeText = text(code)
+                // Subscribe failures name the channel and instId in the message (PROTOCOLS.md §1.2).
+                if let named = streamNamed(inErrorMessage: msg) ?? stream {
+                    out.append(
+                        .subscriptionRejected(
+                            stream: named, requestID: requestID.map { scanner.string($0) }, code: codeText, message: msg
+                        ))
+                } else if let requestID {
+                    out.append(
+                        .subscriptionRejected(
+                            stream: nil, requestID: scanner.string(requestID), code: codeText, message: msg))
+                } else {
+                    out.append(.error(code: codeText, message: msg))
+                }
+            } else if scanner.equals(event, "notice") {
+                let codeText = text(code)
+                out.append(.notice(code: codeText, message: text(message), reconnectSoon: codeText == "64008"))
+            } else {
+                out.append(.unhandled(kind: "event:\(text(event))"))
+            }
+            return
+        }
+        guard let channel, let dataStart else {
+            throw .shape("neither an event nor a data push")
+        }
+        guard scanner.hasPrefix(channel, "candle") else {
+            out.append(.unhandled(kind: "channel:\(scanner.string(channel))"))
+            return
+        }
+        let channelName = scanner.string(channel)
+        guard let timeframe = Timeframe(String(channelName.dropFirst(6))) else {
+            throw .shape("unknown candle channel \(channelName)")
+        }
+        guard let instrument, !instrument.range.isEmpty else { throw .shape("candle push without instId") }
+        let symbol = scanner.string(instrument)
+        var rows = JSONScanner(UnsafeRawBufferPointer(rebasing: frame[dataStart...]))
+        do {
+            try rows.readArray { _, s throws(JSONError) in
+                var fields: [JSONScanner.RawString] = []
+                fields.reserveCapacity(9)
+                try s.readArray { i, s2 throws(JSONError) in
+                    guard i < 12 else { throw JSONError(offset: s2.offset, reason: "candle row longer than 12 fields") }
+                    fields.append(try s2.readRawString())
+                }
+                guard
+                    let candle = makeCandle(
+                        fields, scanner: s, symbol: symbol, timeframe: timeframe, receivedAt: receivedAt)
+                else { throw JSONError(offset: s.offset, reason: "malformed candle row") }
+                out.append(.event(.candle(candle)))
+            }
+        } catch {
+            throw .shape("bad candle data: \(error.reason)")
+        }
+    }
+
+    private static func numberAsRaw(_ s: inout JSONScanner) throws(JSONError) -> JSONScanner.RawString {
+        JSONScanner.RawString(range: try s.readNumberText(), hasEscapes: false)
+    }
+
+    /// Builds a candle from `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]` (8 fields: no volCcyQuote).
+    private static func makeCandle(
+        _ f: [JSONScanner.RawString], scanner: JSONScanner, symbol: String, timeframe: Timeframe, receivedAt: Int64
+    ) -> Candle? {
+        guard f.count == 9 || f.count == 8 else { return nil }
+        guard let ms = JSONScanner.parseInt64(scanner.bytes(of: f[0])), ms >= 0, ms < 10_000_000_000_000 else {
+            return nil
+        }
+        func decimal(_ i: Int) -> DecimalText? {
+            let bytes = scanner.bytes(of: f[i])
+            guard DecimalText.isValid(bytes) else { return nil }
+            return DecimalText(String(decoding: bytes, as: UTF8.self))
+        }
+        guard let o = decimal(1), let h = decimal(2), let l = decimal(3), let c = decimal(4), let v = decimal(5),
+            let q = decimal(f.count == 9 ? 7 : 6)
+        else { return nil }
+        let confirm = f[f.count - 1]
+        let confirmed: Bool
+        if scanner.equals(confirm, "1") {
+            confirmed = true
+        } else if scanner.equals(confirm, "0") {
+            confirmed = false
+        } else {
+            return nil
+        }
+        return Candle(
+            exchange: .okx, symbol: symbol, timeframe: timeframe, openTime: ms * 1000, open: o, high: h, low: l,
+            close: c, volume: v, quoteVolume: q, isConfirmed: confirmed, timestampExchange: ms * 1000,
+            timestampCollector: receivedAt)
+    }
+
+    /// Finds `channel:X,instId:Y` in an OKX error message.
+    static func streamNamed(inErrorMessage message: String) -> StreamID? {
+        guard let afterChannel = message.substring(after: "channel:") else { return nil }
+        let channel = afterChannel.prefix { $0 != "," && $0 != " " }
+        guard let afterInstrument = afterChannel.substring(after: "instId:") else { return nil }
+        let instrument = afterInstrument.prefix { $0 != "," && $0 != " " }
+        return OKXAdapter.stream(channel: String(channel), instrument: String(instrument))
+    }
+}
+
+extension StringProtocol {
+    /// The text after the first occurrence of `marker`, or nil (no Foundation in pure targets).
+    func substring(after marker: String) -> SubSequence? {
+        let m = Array(marker.utf8)
+        let u = Array(utf8)
+        guard !m.isEmpty, u.count >= m.count else { return nil }
+        for start in 0...(u.count - m.count) where u[start] == m[0] && Array(u[start..<start + m.count]) == m {
+            let index = utf8.index(utf8.startIndex, offsetBy: start + m.count)
+            return self[index...]
+        }
+        return nil
+    }
+}
