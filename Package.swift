@@ -58,7 +58,10 @@ let package = Package(
 
         .executableTarget(
             name: "collector-bench",
-            dependencies: ["Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore"],
+            dependencies: [
+                "Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore", "Exchanges",
+                "MarketData",
+            ],
             swiftSettings: strictSettings
         ),
 

@@ -254,19 +254,24 @@ enum OKXParser {
             out.append(.unhandled(kind: "channel:\(scanner.string(channel))"))
             return
         }
-        let channelName = scanner.string(channel)
-        guard let timeframe = Timeframe(String(channelName.dropFirst(6))) else {
-            throw .shape("unknown candle channel \(channelName)")
+        let channelBytes = scanner.bytes(of: channel)
+        guard !channel.hasEscapes,
+            let timeframe = Timeframe.matching(UnsafeRawBufferPointer(rebasing: channelBytes[6...]))
+        else {
+            throw .shape("unknown candle channel \(scanner.string(channel))")
         }
         guard let instrument, !instrument.range.isEmpty else { throw .shape("candle push without instId") }
         let symbol = scanner.string(instrument)
         var rows = JSONScanner(UnsafeRawBufferPointer(rebasing: frame[dataStart...]))
         do {
             try rows.readArray { _, s throws(JSONError) in
-                var fields: [JSONScanner.RawString] = []
-                fields.reserveCapacity(9)
+                // Up to 9 fields, kept on the stack (no per-row array).
+                var fields = FieldList()
                 try s.readArray { i, s2 throws(JSONError) in
-                    guard i < 12 else { throw JSONError(offset: s2.offset, reason: "candle row longer than 12 fields") }
+                    guard i < FieldList.capacity else {
+                        throw JSONError(
+                            offset: s2.offset, reason: "candle row longer than \(FieldList.capacity) fields")
+                    }
                     fields.append(try s2.readRawString())
                 }
                 guard
@@ -280,23 +285,50 @@ enum OKXParser {
         }
     }
 
+    /// A fixed-capacity list of row fields (avoids a heap allocation per candle).
+    struct FieldList {
+        static let capacity = 9
+        private var storage:
+            (
+                JSONScanner.RawString, JSONScanner.RawString, JSONScanner.RawString, JSONScanner.RawString,
+                JSONScanner.RawString, JSONScanner.RawString, JSONScanner.RawString, JSONScanner.RawString,
+                JSONScanner.RawString
+            )
+        private(set) var count = 0
+
+        init() {
+            let empty = JSONScanner.RawString(range: 0..<0, hasEscapes: false)
+            storage = (empty, empty, empty, empty, empty, empty, empty, empty, empty)
+        }
+
+        mutating func append(_ value: JSONScanner.RawString) {
+            withUnsafeMutableBytes(of: &storage) {
+                $0.baseAddress!.assumingMemoryBound(to: JSONScanner.RawString.self)[count] = value
+            }
+            count += 1
+        }
+
+        subscript(_ i: Int) -> JSONScanner.RawString {
+            precondition(i < count, "field index out of range")
+            return withUnsafeBytes(of: storage) {
+                $0.baseAddress!.assumingMemoryBound(to: JSONScanner.RawString.self)[i]
+            }
+        }
+    }
+
     private static func numberAsRaw(_ s: inout JSONScanner) throws(JSONError) -> JSONScanner.RawString {
         JSONScanner.RawString(range: try s.readNumberText(), hasEscapes: false)
     }
 
     /// Builds a candle from `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]` (8 fields: no volCcyQuote).
     private static func makeCandle(
-        _ f: [JSONScanner.RawString], scanner: JSONScanner, symbol: String, timeframe: Timeframe, receivedAt: Int64
+        _ f: FieldList, scanner: JSONScanner, symbol: String, timeframe: Timeframe, receivedAt: Int64
     ) -> Candle? {
         guard f.count == 9 || f.count == 8 else { return nil }
         guard let ms = JSONScanner.parseInt64(scanner.bytes(of: f[0])), ms >= 0, ms < 10_000_000_000_000 else {
             return nil
         }
-        func decimal(_ i: Int) -> DecimalText? {
-            let bytes = scanner.bytes(of: f[i])
-            guard DecimalText.isValid(bytes) else { return nil }
-            return DecimalText(String(decoding: bytes, as: UTF8.self))
-        }
+        func decimal(_ i: Int) -> DecimalText? { DecimalText(bytes: scanner.bytes(of: f[i])) }
         guard let o = decimal(1), let h = decimal(2), let l = decimal(3), let c = decimal(4), let v = decimal(5),
             let q = decimal(f.count == 9 ? 7 : 6)
         else { return nil }

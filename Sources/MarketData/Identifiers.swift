@@ -79,6 +79,12 @@ public struct DecimalText: Hashable, Sendable, CustomStringConvertible, Expressi
         self.text = text
     }
 
+    /// Validates and copies the bytes once (the parsers' fast path).
+    public init?(bytes: UnsafeRawBufferPointer) {
+        guard Self.isValid(bytes) else { return nil }
+        self.text = String(decoding: bytes, as: UTF8.self)
+    }
+
     public init(stringLiteral value: String) {
         precondition(Self.isValid(value.utf8), "invalid decimal literal \(value)")
         self.text = value

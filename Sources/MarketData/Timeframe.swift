@@ -48,6 +48,20 @@ public struct Timeframe: Hashable, Sendable, Comparable, CustomStringConvertible
     }()
 
     private static let byKey: [String: Timeframe] = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
+    private static let keyBytes: [([UInt8], Timeframe)] = all.map { (Array($0.key.utf8), $0) }
+
+    /// The timeframe whose key is exactly `bytes` (no String allocation; for parsers).
+    public static func matching(_ bytes: UnsafeRawBufferPointer) -> Timeframe? {
+        for (key, tf) in keyBytes where key.count == bytes.count {
+            var equal = true
+            for i in 0..<key.count where key[i] != bytes[i] {
+                equal = false
+                break
+            }
+            if equal { return tf }
+        }
+        return nil
+    }
 
     private init(key: String, fixed: Int64, zone: Int64 = 0) {
         self.key = key

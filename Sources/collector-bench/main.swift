@@ -11,6 +11,7 @@ let options = BenchOptions(Array(arguments.dropFirst()))
 switch mode {
 case "ws-sender": WebSocketSenderBench.run(options)
 case "ws-receive": WebSocketReceiveBench.run(options)
+case "parse-okx": ParseBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)
