@@ -43,6 +43,8 @@ let package = Package(
         library("HTTP1Protocol", ["WireCore"]),
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability"),
+        // libpq behind a dedicated executor.
+        library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).
         library("MarketData", ["CollectorCore", "WireCore"]),
         library("Exchanges", ["MarketData", "CollectorCore", "WireCore"]),
@@ -54,7 +56,12 @@ let package = Package(
                 "Observability",
             ]
         ),
-        library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData"]),
+        // The data plane: connections, batching, PostgreSQL store, spool, backfill.
+        library(
+            "Collector",
+            ["Runtime", "PostgresClient", "Exchanges", "MarketData", "CollectorCore", "WireCore", "HTTP1Protocol"]
+        ),
+        library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
         .executableTarget(
             name: "collector-bench",
@@ -66,6 +73,10 @@ let package = Package(
         ),
 
         tests("CryptoTests", ["Crypto"]),
+        tests(
+            "CollectorTests",
+            ["Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore"]
+        ),
         tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),
         tests("WireCoreTests", ["WireCore", "CollectorCore"]),
         tests("HTTP1ProtocolTests", ["HTTP1Protocol", "TestSupport"]),

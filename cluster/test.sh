@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 bash cluster/setup.sh
 export COLLECTOR_PYTHON="$PWD/.venv/bin/python3"
 
+# A throw-away PostgreSQL on 127.0.0.1 for the integration tests, stopped (and deleted) at exit.
+export COLLECTOR_PG_DIR=${COLLECTOR_PG_DIR:-$(mktemp -d /tmp/collector-test-pg.XXXXXX)}
+PG_PORT=${PG_PORT:-55433}
+trap 'bash cluster/pg.sh stop "$COLLECTOR_PG_DIR" >/dev/null 2>&1 || true' EXIT
+eval "$(bash cluster/pg.sh start "$COLLECTOR_PG_DIR" "$PG_PORT")"
+export COLLECTOR_PG_URL="$DATABASE_URL"
+export COLLECTOR_PG_PORT="$PG_PORT"
+unset DATABASE_URL
+
 bash cluster/check-layering.sh
 if ! swift format lint --strict -r Sources Tests; then
   echo "swift format lint found problems (run: swift format format -i -r Sources Tests)"

@@ -1,0 +1,143 @@
+import Collector
+import MarketData
+import PostgresClient
+import TestSupport
+import Testing
+
+/// Runs `body` with a migrated fresh database.
+func withMigratedDatabase<R>(_ body: (PGExecutor, TestDatabase) async throws -> R) async throws -> R {
+    let database = try TestDatabase.create()
+    defer { database.drop() }
+    let executor = PGExecutor(conninfo: database.conninfo)
+    let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
+    try await SchemaMigrator.migrate(try SchemaMigrator.migrations(in: directory), executor: executor)
+    defer { executor.disconnect() }
+    return try await body(executor, database)
+}
+
+func makeCandle(
+    _ symbol: String = "BTC-USDT", tf: String = "1m", open openTime: Int64, close: String = "101.5",
+    confirmed: Bool = true, collector: Int64 = 1
+) -> Candle {
+    Candle(
+        exchange: .okx, symbol: symbol, timeframe: Timeframe(tf)!, openTime: openTime, open: "100.00000001",
+        high: "102.25", low: "99.125", close: DecimalText(close)!, volume: "12.5", quoteVolume: "1270.75",
+        isConfirmed: confirmed, timestampExchange: openTime, timestampCollector: collector)
+}
+
+@Suite struct CandleStoreTests {
+    @Test func migrationsApplyOnceEvenWhenTwoProcessesRace() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
+        let migrations = try SchemaMigrator.migrations(in: directory)
+        #expect(migrations.map(\.name) == ["01_extensions", "02_schema"])
+        let a = PGExecutor(conninfo: database.conninfo)
+        let b = PGExecutor(conninfo: database.conninfo)
+        async let first = SchemaMigrator.migrate(migrations, executor: a)
+        async let second = SchemaMigrator.migrate(migrations, executor: b)
+        let applied = try await [first, second]
+        #expect(applied.flatMap { $0 }.sorted() == ["01_extensions", "02_schema"])
+        let versions = try await a.run { c throws(PGError) in
+            try c.execute("SELECT count(*) FROM schema_version").scalar
+        }
+        #expect(versions == "2")
+        #expect(try await SchemaMigrator.migrate(migrations, executor: a).isEmpty)
+        // Partitions exist for last month through two months ahead.
+        let partitions = try await a.run { c throws(PGError) in
+            try c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'candles'::regclass").scalar
+        }
+        #expect(partitions == "4")
+        a.disconnect()
+        b.disconnect()
+    }
+
+    @Test func rowsLandInTheirMonthlyPartitionsWithExactValues() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let store = CandleStore(executor: executor)
+            let times: [Int64] = [
+                UTCCalendar.microseconds(year: 2019, month: 3, day: 31) + 86_340_000_000,  // 23:59 UTC
+                UTCCalendar.microseconds(year: 2019, month: 4, day: 1),
+                UTCCalendar.microseconds(year: 2031, month: 12, day: 15),
+            ]
+            let written = try await store.write(times.map { makeCandle(open: $0) })
+            #expect(written == 3)
+            let rows = try await executor.run { c throws(PGError) in
+                try c.execute(
+                    """
+                    SELECT tableoid::regclass::text, to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                           open::text, high::text, low::text, close::text, volume::text, quote_volume::text, confirmed::text
+                    FROM candles ORDER BY open_time
+                    """
+                ).rows
+            }
+            #expect(
+                rows.map { $0.map { $0 ?? "NULL" } } == [
+                    [
+                        "candles_2019_03", "2019-03-31 23:59", "100.00000001", "102.25", "99.125", "101.5", "12.5",
+                        "1270.75", "true",
+                    ],
+                    [
+                        "candles_2019_04", "2019-04-01 00:00", "100.00000001", "102.25", "99.125", "101.5", "12.5",
+                        "1270.75", "true",
+                    ],
+                    [
+                        "candles_2031_12", "2031-12-15 00:00", "100.00000001", "102.25", "99.125", "101.5", "12.5",
+                        "1270.75", "true",
+                    ],
+                ])
+        }
+    }
+
+    @Test func confirmedCandleIsNeverOverwrittenByAnUnconfirmedOne() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let store = CandleStore(executor: executor)
+            let t = UTCCalendar.microseconds(year: 2025, month: 6, day: 1)
+            try await store.write([makeCandle(open: t, close: "1", confirmed: false, collector: 1)])
+            try await store.write([makeCandle(open: t, close: "2", confirmed: true, collector: 2)])
+            try await store.write([makeCandle(open: t, close: "3", confirmed: false, collector: 3)])
+            // Same key twice in one batch: the confirmed one wins.
+            try await store.write([
+                makeCandle(open: t + 60_000_000, close: "5", confirmed: true, collector: 4),
+                makeCandle(open: t + 60_000_000, close: "6", confirmed: false, collector: 5),
+            ])
+            let rows = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT close::text, confirmed::text FROM candles ORDER BY open_time").rows
+            }
+            #expect(rows == [["2", "true"], ["5", "true"]])
+            let last = try await store.lastConfirmedOpenTime(StreamID("okx/candles:1m/BTC-USDT")!)
+            #expect(last == t + 60_000_000)
+            #expect(try await store.lastConfirmedOpenTime(StreamID("okx/candles:1m/ETH-USDT")!) == nil)
+        }
+    }
+
+    @Test func aDroppedPartitionIsRecreatedInsteadOfFailingTheBatch() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let store = CandleStore(executor: executor)
+            let t = UTCCalendar.microseconds(year: 2020, month: 2, day: 10)
+            try await store.write([makeCandle(open: t)])
+            try await executor.run { c throws(PGError) in _ = try c.execute("DROP TABLE candles_2020_02") }
+            #expect(try await store.write([makeCandle(open: t + 60_000_000)]) == 1)
+        }
+    }
+
+    @Test func badConninfoFailsWithAConnectionErrorWithoutThePassword() async {
+        let executor = PGExecutor(conninfo: "postgresql://nobody:s3cret@127.0.0.1:1/none")
+        do throws(PGError) {
+            _ = try await executor.run { c throws(PGError) in try c.execute("SELECT 1") }
+            Issue.record("connected to port 1")
+        } catch {
+            #expect(error.kind == .connection)
+            #expect(!error.description.contains("s3cret"))
+        }
+    }
+
+    @Test func conninfoFromDiscreteVariablesIsQuoted() {
+        let info = PostgresConfiguration.conninfo(from: [
+            "DB_HOST": "db", "DB_PORT": "5433", "DB_NAME": "md", "DB_USER": "u", "DB_PASSWORD": "it's\\x",
+        ])
+        #expect(info == #"host='db' port='5433' dbname='md' user='u' password='it\'s\\x'"#)
+        #expect(PostgresConfiguration.conninfo(from: [:]) == nil)
+        #expect(PostgresConfiguration.conninfo(from: ["DATABASE_URL": "postgresql://x/y"]) == "postgresql://x/y")
+    }
+}
