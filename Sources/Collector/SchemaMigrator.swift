@@ -65,7 +65,8 @@ public enum SchemaMigrator {
     {
         try await executor.run { connection throws(PGError) in
             try connection.execute("SELECT pg_advisory_lock($1)", [String(lockKey)])
-            defer { _ = try? connection.execute("SELECT pg_advisory_unlock($1)", [String(lockKey)]) }  // the lock also ends with the session
+            // try?: if unlocking fails the connection is gone, and the lock ended with its session.
+            defer { _ = try? connection.execute("SELECT pg_advisory_unlock($1)", [String(lockKey)]) }
             try connection.execute(
                 """
                 CREATE TABLE IF NOT EXISTS schema_version (
