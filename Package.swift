@@ -23,7 +23,8 @@ func tests(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
 let package = Package(
     name: "collector",
     products: [
-        .executable(name: "collector-bench", targets: ["collector-bench"])
+        .executable(name: "collector-bench", targets: ["collector-bench"]),
+        .executable(name: "exchange-sim", targets: ["exchange-sim"]),
     ],
     targets: [
         // System libraries: only Crypto and TLS import COpenSSL; only PostgresClient imports CLibPQ.
@@ -61,8 +62,18 @@ let package = Package(
             "Collector",
             ["Runtime", "PostgresClient", "Exchanges", "MarketData", "CollectorCore", "WireCore", "HTTP1Protocol"]
         ),
+        library(
+            "ExchangeSimulator",
+            [
+                "Runtime", "Exchanges", "MarketData", "HTTP1Protocol", "WebSocketProtocol", "TLS", "WireCore",
+                "CollectorCore",
+            ]
+        ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
+        .executableTarget(
+            name: "exchange-sim", dependencies: ["ExchangeSimulator", "MarketData", "Runtime", "TLS"],
+            swiftSettings: strictSettings),
         .executableTarget(
             name: "collector-bench",
             dependencies: [

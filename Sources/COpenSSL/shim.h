@@ -39,4 +39,5 @@ static inline unsigned long cossl_SSL_OP_IGNORE_UNEXPECTED_EOF(void) {
 #endif
 }
 static inline EVP_PKEY *cossl_EVP_EC_gen_p256(void) { return EVP_EC_gen("P-256"); }
+static inline int cossl_MBSTRING_ASC(void) { return MBSTRING_ASC; }
 #endif

@@ -134,6 +134,8 @@ public final class WebSocketChannel: TransportHandler {
     private var receivedSinceLastTick = false
     private var isPingOutstanding = false
     private var isDelivering = false
+    /// Mirror of `connection.state`, readable while `connection` is busy in `receive` (exclusivity).
+    private var machineState = WSConnection.State.open
     private var deferredClose: (code: UInt16, reason: String)?
     private var sendBuffer: [UInt8] = []
     /// Messages received (for metrics and benchmarks).
@@ -141,7 +143,7 @@ public final class WebSocketChannel: TransportHandler {
 
     /// Whether messages can be sent now.
     public var isOpen: Bool {
-        if case .open = phase { return connection.state == .open }
+        if case .open = phase { return machineState == .open }
         return false
     }
 
@@ -252,6 +254,7 @@ public final class WebSocketChannel: TransportHandler {
     }
 
     public func transportDidClose(error: (any Error)?) {
+        machineState = .closed
         guard case .closed = phase else {
             let info =
                 connection.transportClosed()
@@ -271,6 +274,7 @@ public final class WebSocketChannel: TransportHandler {
         connection.receive(bytes, sink: &sink)
         sink.channel = nil
         isDelivering = false
+        machineState = connection.state
         // Apply what callbacks asked for while `connection` was busy.
         for (opcode, payload) in sink.framesToSend { sendFrame(opcode, payload: payload) }
         sink.framesToSend.removeAll()
@@ -350,6 +354,7 @@ public final class WebSocketChannel: TransportHandler {
             end(info: WSCloseInfo(kind: .closedByUs, code: code, reason: reason), error: nil)
         case .open:
             guard let payload = connection.initiateClose(code: code, reason: reason) else { return }
+            machineState = connection.state
             sendFrame(.close, payload: payload)
             closeTimer = loop.scheduleTimer(after: configuration.closeTimeout) { [self] in
                 end(

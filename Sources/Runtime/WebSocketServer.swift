@@ -85,6 +85,10 @@ public final class WebSocketServerConnection: TransportHandler {
     private var sink = ServerSink()
     private let onClose: (WebSocketServerConnection) -> Void
     private var isClosed = false
+    /// Mirror of `connection.state`, readable while `connection` is busy in `receive` (exclusivity).
+    private var machineState = WSConnection.State.open
+    private var isDelivering = false
+    private var deferredClose: (code: UInt16, reason: String)?
     private var sendBuffer: [UInt8] = []
     /// The path the client asked for.
     public private(set) var path: String = ""
@@ -101,14 +105,21 @@ public final class WebSocketServerConnection: TransportHandler {
     public var loop: EventLoop { transport.loop }
     /// Whether more output may be queued without exceeding the transport's high-water mark.
     public var isWritable: Bool { transport.isWritable }
-    public var isOpen: Bool { !isClosed && parser == nil && connection.state == .open }
+    public var isOpen: Bool { !isClosed && parser == nil && machineState == .open }
 
     public func transportDidReceive(_ bytes: UnsafeRawBufferPointer) {
         guard var parser else {
             sink.connection = self
+            isDelivering = true
             connection.receive(bytes, sink: &sink)
+            isDelivering = false
+            machineState = connection.state
             sink.connection = nil
             flushSink()
+            if let close = deferredClose {
+                deferredClose = nil
+                self.close(code: close.code, reason: close.reason)
+            }
             return
         }
         parser.feed(bytes)
@@ -154,6 +165,7 @@ public final class WebSocketServerConnection: TransportHandler {
     }
 
     public func transportDidClose(error: (any Error)?) {
+        machineState = .closed
         let info =
             connection.transportClosed()
             ?? WSCloseInfo(kind: .protocolError, code: WSCloseCode.abnormalClosure, reason: "connection lost")
@@ -210,7 +222,12 @@ public final class WebSocketServerConnection: TransportHandler {
 
     /// Starts the closing handshake.
     public func close(code: UInt16 = WSCloseCode.normal, reason: String = "") {
+        if isDelivering {
+            deferredClose = (code, reason)
+            return
+        }
         guard let payload = connection.initiateClose(code: code, reason: reason) else { return }
+        machineState = connection.state
         sendFrame(.close, payload)
     }
 

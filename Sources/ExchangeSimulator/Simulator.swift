@@ -1,0 +1,429 @@
+import CollectorCore
+import Foundation
+import HTTP1Protocol
+import MarketData
+public import Runtime
+public import TLS
+import WebSocketProtocol
+import WireCore
+
+/// How the simulator behaves.
+public struct SimulatorConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// WebSocket port (0 picks one).
+    public var webSocketPort = 0
+    /// REST and control port (0 picks one).
+    public var restPort = 0
+    /// Instruments that exist; others get 60018 / 51001.
+    public var symbols: [String] = ["BTC-USDT", "ETH-USDT"]
+    /// Real milliseconds per virtual minute: 200 makes a 1m bar every 200 ms.
+    public var barMilliseconds = 200
+    /// Virtual time at start (µs); nil means now, rounded down to the minute.
+    public var startTime: Int64?
+    /// Forming-bar pushes per 1m bar.
+    public var updatesPerBar = 4
+    /// Close a connection after this long with no client message and nothing pushed (OKX: 30 s).
+    public var idleTimeout: Duration = .seconds(30)
+    /// Enforce OKX's REST limits (40 / 2 s recent candles, 20 / 2 s history).
+    public var enforceRateLimits = true
+    /// Bars served by the recent-candles endpoint.
+    public var recentWindow = 1440
+    /// Flood mode for benchmarks: on subscribe, push this many candle updates as fast as the client reads.
+    public var floodMessages = 0
+    public var tls: TLSContext?
+    public var seed: UInt64 = 7
+
+    public init() {}
+}
+
+/// The simulator: a WebSocket server and an HTTP server on one event loop.
+public final class ExchangeSimulator: Sendable {
+    public let webSocketPort: Int
+    public let restPort: Int
+    private let state: LoopBound<SimulatorState>
+    private let httpServer: HTTPServer
+
+    private init(webSocketPort: Int, restPort: Int, state: LoopBound<SimulatorState>, httpServer: HTTPServer) {
+        self.webSocketPort = webSocketPort
+        self.restPort = restPort
+        self.state = state
+        self.httpServer = httpServer
+    }
+
+    /// Starts serving on `loop`.
+    public static func start(configuration: SimulatorConfiguration, loop: EventLoop) async throws -> ExchangeSimulator {
+        let result: Result<(LoopBound<SimulatorState>, Int), any Error> = await withCheckedContinuation {
+            continuation in
+            loop.execute {
+                do {
+                    let state = try SimulatorState(configuration: configuration, loop: loop)
+                    continuation.resume(returning: .success((LoopBound(state, loop: loop), state.webSocketPort)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        let (state, wsPort) = try result.get()
+        let http = try await HTTPServer.start(
+            configuration: HTTPServerConfiguration(host: configuration.host, port: configuration.restPort), loop: loop
+        ) { request in
+            await withCheckedContinuation { continuation in
+                state.loop.execute { continuation.resume(returning: state.value.handleREST(request)) }
+            }
+        }
+        return ExchangeSimulator(webSocketPort: wsPort, restPort: http.port, state: state, httpServer: http)
+    }
+
+    /// Stops both servers.
+    public func shutdown() async {
+        let state = self.state
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            state.loop.execute {
+                state.value.close()
+                continuation.resume()
+            }
+        }
+        await httpServer.shutdown(deadline: .seconds(1))
+    }
+}
+
+/// Everything the simulator knows. Loop-confined.
+final class SimulatorState {
+    let configuration: SimulatorConfiguration
+    let loop: EventLoop
+    let model: CandleModel
+    private var server: WebSocketServer?
+    private let realStart: Int64
+    let virtualStart: Int64
+    private var sessions: [ObjectIdentifier: Session] = [:]
+    /// Confirmed bars pushed over WebSocket, per `symbol|timeframe`.
+    private(set) var emittedConfirmed: [String: Set<Int64>] = [:]
+    private var recentBucket = TokenBucket(requests: 40, per: 2)
+    private var historyBucket = TokenBucket(requests: 20, per: 2)
+    /// Refuse WebSocket connections until this real time (ns), to hold a disconnection open.
+    private var refuseUntil: Int64 = 0
+    private var tickTimer: TimerHandle?
+    private var nextConnectionID = 1
+
+    var webSocketPort: Int { server?.port ?? 0 }
+
+    init(configuration: SimulatorConfiguration, loop: EventLoop) throws {
+        self.configuration = configuration
+        self.loop = loop
+        self.model = CandleModel(seed: configuration.seed)
+        self.realStart = loop.now().nanoseconds
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        self.virtualStart = configuration.startTime ?? (now / 60_000_000 * 60_000_000)
+        server = try WebSocketServer(
+            host: configuration.host, port: configuration.webSocketPort, tls: configuration.tls, loop: loop
+        ) { [unowned self] in Session(simulator: self) }
+        scheduleTick()
+    }
+
+    func close() {
+        if let tickTimer { loop.cancelTimer(tickTimer) }
+        server?.close()
+        server = nil
+    }
+
+    /// Virtual time now (µs).
+    var virtualNow: Int64 {
+        let elapsedNs = loop.now().nanoseconds - realStart
+        // One virtual minute per `barMilliseconds` real ms.
+        let factor = 60_000.0 / Double(configuration.barMilliseconds)
+        return virtualStart + Int64(Double(elapsedNs) / 1000 * factor)
+    }
+
+    private func scheduleTick() {
+        let interval = max(1, configuration.barMilliseconds / max(1, configuration.updatesPerBar))
+        tickTimer = loop.scheduleTimer(after: .milliseconds(interval)) { [weak self] in
+            guard let self else { return }
+            let now = virtualNow
+            for session in sessions.values { session.tick(virtualNow: now) }
+            scheduleTick()
+        }
+    }
+
+    func register(_ session: Session) -> Int {
+        sessions[ObjectIdentifier(session)] = session
+        nextConnectionID += 1
+        return nextConnectionID
+    }
+
+    func unregister(_ session: Session) { sessions[ObjectIdentifier(session)] = nil }
+
+    var isRefusingConnections: Bool { loop.now().nanoseconds < refuseUntil }
+
+    func recordEmitted(_ candle: Candle) {
+        emittedConfirmed["\(candle.symbol)|\(candle.timeframe.key)", default: []].insert(candle.openTime)
+    }
+
+    // MARK: REST
+
+    func handleREST(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.head.path
+        let query = Dictionary(
+            (PercentDecoding.queryItems(request.head.query) ?? []).map { ($0.name, $0.value) },
+            uniquingKeysWith: { a, _ in a })
+        switch (request.head.method, path) {
+        case ("GET", "/api/v5/market/candles"): return candles(query, history: false)
+        case ("GET", "/api/v5/market/history-candles"): return candles(query, history: true)
+        case ("POST", "/control/disconnect"):
+            let pause = Int64(query["pause_ms"] ?? "0") ?? 0
+            refuseUntil = loop.now().nanoseconds + pause * 1_000_000
+            let count = sessions.count
+            for session in sessions.values { session.connection.abort() }
+            return json(200, "{\"disconnected\":\(count)}")
+        case ("POST", "/control/notice"):
+            for session in sessions.values {
+                session.connection.send(
+                    text:
+                        #"{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"sim"}"#
+                )
+            }
+            return json(200, "{\"noticed\":\(sessions.count)}")
+        case ("GET", "/control/emitted"):
+            let key = "\(query["instId"] ?? "")|\(query["bar"] ?? "")"
+            let times = (emittedConfirmed[key] ?? []).sorted().map { String($0 / 1000) }
+            return json(200, "{\"confirmed\":[\(times.joined(separator: ","))]}")
+        case ("GET", "/control/status"):
+            return json(200, "{\"connections\":\(sessions.count),\"virtualNow\":\(virtualNow / 1000)}")
+        default:
+            return json(404, #"{"code":"404","msg":"not found","data":[]}"#)
+        }
+    }
+
+    private func json(_ status: Int, _ body: String) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", body: Array(body.utf8))
+    }
+
+    private func okxError(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
+        json(status, "{\"code\":\"\(code)\",\"msg\":\(JSONText.quoted(message)),\"data\":[]}")
+    }
+
+    /// `/api/v5/market/candles` and `/history-candles` (PROTOCOLS.md §1.8): newest first; `after` returns
+    /// bars older than it, `before` newer; limit ≤ 300 (recent) or ≤ 100 (history).
+    private func candles(_ query: [String: String], history: Bool) -> HTTPResponse {
+        if configuration.enforceRateLimits {
+            let wait = history ? historyBucket.take(now: loop.now()) : recentBucket.take(now: loop.now())
+            if wait != nil {
+                return okxError(
+                    429, "50011",
+                    "Rate limit reached. Please refer to API documentation and throttle requests accordingly.")
+            }
+        }
+        guard let instrument = query["instId"], !instrument.isEmpty else {
+            return okxError(400, "50014", "Parameter instId can not be empty.")
+        }
+        guard configuration.symbols.contains(instrument) else {
+            return okxError(200, "51001", "Instrument ID does not exist.")
+        }
+        let barKey = query["bar"] ?? "1m"
+        guard let timeframe = Timeframe(barKey), history || barKey != "1s", !barKey.hasPrefix("5D") else {
+            return okxError(400, "51000", "Parameter bar error.")
+        }
+        let maxLimit = history ? 100 : 300
+        guard let limit = Int(query["limit"] ?? "100"), limit >= 1, limit <= maxLimit else {
+            return okxError(400, "51000", "Parameter limit error.")
+        }
+        let after = query["after"].flatMap { Int64($0) }.map { $0 * 1000 }
+        let before = query["before"].flatMap { Int64($0) }.map { $0 * 1000 }
+        let now = virtualNow
+        let current = model.openTime(containing: now, timeframe: timeframe)
+        // The recent endpoint covers the latest `recentWindow` bars, including the forming one.
+        var oldest = Int64.min
+        if !history {
+            var t = current
+            for _ in 1..<configuration.recentWindow { t = timeframe.previousOpenTime(before: t) }
+            oldest = t
+        }
+        var newest = history ? timeframe.previousOpenTime(before: current) : current
+        if let after { newest = min(newest, model.openTime(containing: after - 1, timeframe: timeframe)) }
+        var rows: [String] = []
+        var t = newest
+        while rows.count < limit && t >= oldest {
+            if let before, t <= before { break }
+            let (candle, _) = model.candle(symbol: instrument, timeframe: timeframe, openTime: t, asOf: now)
+            rows.append(CandleModel.row(candle))
+            t = timeframe.previousOpenTime(before: t)
+        }
+        return json(200, "{\"code\":\"0\",\"msg\":\"\",\"data\":[\(rows.joined(separator: ","))]}")
+    }
+}
+
+/// One WebSocket client of the simulator. Loop-confined.
+final class Session: WebSocketServerHandler {
+    unowned let simulator: SimulatorState
+    var connection: WebSocketServerConnection!  // set in webSocketDidConnect, before any other callback
+    private var isBusiness = false
+    private var connectionID = 0
+    /// Subscribed (symbol, timeframe) → open time of the last bar pushed.
+    private var subscriptions: [String: (symbol: String, timeframe: Timeframe, lastOpen: Int64?)] = [:]
+    private var lastActivity: Int64 = 0
+    private var floodRemaining = 0
+
+    init(simulator: SimulatorState) { self.simulator = simulator }
+
+    func webSocketDidConnect(_ connection: WebSocketServerConnection, request: HTTPRequest) {
+        self.connection = connection
+        if simulator.isRefusingConnections {
+            connection.abort()
+            return
+        }
+        let path = request.head.path
+        guard path == "/ws/v5/business" || path == "/ws/v5/public" else {
+            connection.close(code: 1008, reason: "unknown path")
+            return
+        }
+        isBusiness = path == "/ws/v5/business"
+        connectionID = simulator.register(self)
+        lastActivity = simulator.loop.now().nanoseconds
+    }
+
+    func webSocket(_ connection: WebSocketServerConnection, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
+        lastActivity = simulator.loop.now().nanoseconds
+        if payload.count == 4 && String(decoding: payload, as: UTF8.self) == "ping" {
+            connection.send(text: "pong")
+            return
+        }
+        handleRequest(payload)
+    }
+
+    func webSocketBecameWritable(_ connection: WebSocketServerConnection) { flood() }
+
+    func webSocketDidClose(_ connection: WebSocketServerConnection, info: WSCloseInfo) {
+        simulator.unregister(self)
+    }
+
+    private func handleRequest(_ payload: UnsafeRawBufferPointer) {
+        var op: String?
+        var id: String?
+        var args: [(channel: String, instId: String)] = []
+        var scanner = JSONScanner(payload)
+        do {
+            try scanner.readObject { key, s throws(JSONError) in
+                if s.equals(key, "op") {
+                    op = try s.readString()
+                } else if s.equals(key, "id") {
+                    id = try s.readString()
+                } else if s.equals(key, "args") {
+                    try s.readArray { _, s2 throws(JSONError) in
+                        var channel = ""
+                        var instrument = ""
+                        try s2.readObject { k, s3 throws(JSONError) in
+                            if s3.equals(k, "channel") {
+                                channel = try s3.readString()
+                            } else if s3.equals(k, "instId") {
+                                instrument = try s3.readString()
+                            } else {
+                                try s3.skipValue()
+                            }
+                        }
+                        args.append((channel, instrument))
+                    }
+                } else {
+                    try s.skipValue()
+                }
+            }
+            try scanner.expectEnd()
+        } catch {
+            sendError(id: id, code: "60012", message: "Invalid request: \(String(decoding: payload, as: UTF8.self))")
+            return
+        }
+        guard let op, op == "subscribe" || op == "unsubscribe", !args.isEmpty else {
+            sendError(
+                id: id, code: op == nil ? "60012" : "60019",
+                message: "Invalid request: \(String(decoding: payload, as: UTF8.self))")
+            return
+        }
+        let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""
+        for arg in args {
+            let argJSON = "{\"channel\":\(JSONText.quoted(arg.channel)),\"instId\":\(JSONText.quoted(arg.instId))}"
+            let timeframe = arg.channel.hasPrefix("candle") ? Timeframe(String(arg.channel.dropFirst(6))) : nil
+            guard let timeframe, isBusiness, simulator.configuration.symbols.contains(arg.instId) else {
+                let message =
+                    "Subscribe failed, wrong URL or channel:\(arg.channel),instId:\(arg.instId) doesn't exist."
+                sendError(id: id, code: "60018", message: message)
+                continue
+            }
+            let key = "\(arg.instId)|\(timeframe.key)"
+            if op == "subscribe" {
+                if subscriptions[key] == nil { subscriptions[key] = (arg.instId, timeframe, nil) }
+            } else {
+                subscriptions[key] = nil
+            }
+            connection.send(
+                text: "{\(idField)\"event\":\"\(op)\",\"arg\":\(argJSON),\"connId\":\"sim\(connectionID)\"}")
+        }
+        if op == "subscribe" && simulator.configuration.floodMessages > 0 {
+            floodRemaining = simulator.configuration.floodMessages
+            flood()
+        }
+    }
+
+    private func sendError(id: String?, code: String, message: String) {
+        let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""
+        connection.send(
+            text:
+                "{\(idField)\"event\":\"error\",\"code\":\"\(code)\",\"msg\":\(JSONText.quoted(message)),\"connId\":\"sim\(connectionID)\"}"
+        )
+    }
+
+    /// Pushes the forming bar of every subscription, and each bar that completed since the last tick.
+    func tick(virtualNow: Int64) {
+        guard connection.isOpen, floodRemaining == 0 else { return }
+        let realNow = simulator.loop.now().nanoseconds
+        if subscriptions.isEmpty {
+            if Duration.nanoseconds(realNow - lastActivity) > simulator.configuration.idleTimeout { connection.abort() }
+            return
+        }
+        for (key, sub) in subscriptions {
+            let current = simulator.model.openTime(containing: virtualNow, timeframe: sub.timeframe)
+            var open = sub.lastOpen ?? current
+            // Confirm every bar that ended since the last push (OKX sends the closed bar with confirm "1").
+            while open < current {
+                let (candle, _) = simulator.model.candle(
+                    symbol: sub.symbol, timeframe: sub.timeframe, openTime: open, asOf: virtualNow)
+                push(candle)
+                simulator.recordEmitted(candle)
+                open = sub.timeframe.nextOpenTime(after: open)
+            }
+            let (forming, _) = simulator.model.candle(
+                symbol: sub.symbol, timeframe: sub.timeframe, openTime: current, asOf: virtualNow)
+            push(forming)
+            subscriptions[key]?.lastOpen = current
+        }
+        lastActivity = realNow
+    }
+
+    private func push(_ candle: Candle) {
+        connection.send(
+            text:
+                "{\"arg\":{\"channel\":\"candle\(candle.timeframe.key)\",\"instId\":\(JSONText.quoted(candle.symbol))},\"data\":[\(CandleModel.row(candle))]}"
+        )
+    }
+
+    /// Benchmark mode: pre-encoded pushes for the first subscription, as fast as the client reads.
+    private var floodBlock: [UInt8] = []
+    private func flood() {
+        guard floodRemaining > 0, let sub = subscriptions.values.first else { return }
+        if floodBlock.isEmpty {
+            for i in 0..<1000 {
+                let (candle, _) = simulator.model.candle(
+                    symbol: sub.symbol, timeframe: sub.timeframe,
+                    openTime: simulator.virtualStart + Int64(i) * 60_000_000,
+                    asOf: simulator.virtualStart + Int64(i) * 60_000_000 + 30_000_000)
+                let text =
+                    "{\"arg\":{\"channel\":\"candle\(candle.timeframe.key)\",\"instId\":\(JSONText.quoted(candle.symbol))},\"data\":[\(CandleModel.row(candle))]}"
+                Array(text.utf8).withUnsafeBytes {
+                    WSFrameEncoder.encode(opcode: .text, payload: $0, maskKey: nil, into: &floodBlock)
+                }
+            }
+        }
+        while floodRemaining > 0 && connection.isWritable {
+            floodBlock.withUnsafeBytes { connection.sendEncodedFrames($0) }
+            floodRemaining -= 1000
+        }
+        if floodRemaining <= 0 { floodRemaining = 0 }
+    }
+}

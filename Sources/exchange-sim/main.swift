@@ -1,0 +1,119 @@
+// exchange-sim: a local exchange speaking OKX v5 for candles (see Sources/ExchangeSimulator/README.md).
+import ExchangeSimulator
+import Foundation
+import MarketData
+import Runtime
+import TLS
+
+let usage = """
+    usage: exchange-sim [options]
+      --host ADDR              listen address (default 127.0.0.1)
+      --ws-port N              WebSocket port (default 0: pick one)
+      --rest-port N            REST/control port (default 0: pick one)
+      --symbols A,B            instruments that exist (default BTC-USDT,ETH-USDT)
+      --symbol-count N         instead: SYM0-USDT … SYM<N-1>-USDT plus BTC-USDT and ETH-USDT
+      --bar-ms N               real milliseconds per 1m bar (default 200)
+      --updates-per-bar N      forming-bar pushes per 1m bar (default 4)
+      --start-time MS          virtual start, epoch ms (default: now, rounded to the minute)
+      --idle-timeout-ms N      close idle connections after N ms (default 30000)
+      --flood N                benchmark mode: push N candle messages per subscription as fast as read
+      --no-rate-limits         do not enforce OKX's REST limits
+      --tls                    serve wss/https with a generated self-signed certificate (its path is printed)
+      --tls-cert F --tls-key F serve TLS with these files
+      --seed N                 candle model seed (default 7)
+    Prints `LISTENING ws=PORT rest=PORT` when ready.
+    """
+
+var configuration = SimulatorConfiguration()
+var arguments = Array(CommandLine.arguments.dropFirst())
+var tlsCert: String?
+var tlsKey: String?
+var generateTLS = false
+
+@MainActor func value(_ flag: String) -> String {
+    guard !arguments.isEmpty else {
+        FileHandle.standardError.write(Data("exchange-sim: \(flag) needs a value\n".utf8))
+        exit(64)
+    }
+    return arguments.removeFirst()
+}
+
+@MainActor func integer(_ flag: String) -> Int {
+    let text = value(flag)
+    guard let n = Int(text), n >= 0 else {
+        FileHandle.standardError.write(
+            Data("exchange-sim: \(flag) must be a non-negative integer, got '\(text)'\n".utf8))
+        exit(64)
+    }
+    return n
+}
+
+while !arguments.isEmpty {
+    let flag = arguments.removeFirst()
+    switch flag {
+    case "--host": configuration.host = value(flag)
+    case "--ws-port": configuration.webSocketPort = integer(flag)
+    case "--rest-port": configuration.restPort = integer(flag)
+    case "--symbols": configuration.symbols = value(flag).split(separator: ",").map(String.init)
+    case "--symbol-count":
+        configuration.symbols = ["BTC-USDT", "ETH-USDT"] + (0..<integer(flag)).map { "SYM\($0)-USDT" }
+    case "--bar-ms": configuration.barMilliseconds = max(1, integer(flag))
+    case "--updates-per-bar": configuration.updatesPerBar = max(1, integer(flag))
+    case "--start-time": configuration.startTime = Int64(integer(flag)) * 1000
+    case "--idle-timeout-ms": configuration.idleTimeout = .milliseconds(integer(flag))
+    case "--flood": configuration.floodMessages = integer(flag)
+    case "--no-rate-limits": configuration.enforceRateLimits = false
+    case "--tls": generateTLS = true
+    case "--tls-cert": tlsCert = value(flag)
+    case "--tls-key": tlsKey = value(flag)
+    case "--seed": configuration.seed = UInt64(integer(flag))
+    case "--help", "-h":
+        print(usage)
+        exit(0)
+    default:
+        FileHandle.standardError.write(Data("exchange-sim: unknown option \(flag)\n\(usage)\n".utf8))
+        exit(64)
+    }
+}
+
+do {
+    if generateTLS {
+        let directory = NSTemporaryDirectory() + "exchange-sim-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let generated = try SelfSignedCertificate.generate(directory: directory)
+        (tlsCert, tlsKey) = (generated.certificatePath, generated.privateKeyPath)
+        FileHandle.standardOutput.write(Data("CERTIFICATE \(generated.certificatePath)\n".utf8))
+    }
+    if let tlsCert, let tlsKey {
+        configuration.tls = try TLSContext(
+            configuration: .server(certificateChainFile: tlsCert, privateKeyFile: tlsKey))
+    }
+    let loop = try EventLoop.start(name: "exchange-sim")
+    let config = configuration
+    let ready = DispatchSemaphore(value: 0)
+    let ports = PortsBox()
+    Task.detached {
+        do {
+            let simulator = try await ExchangeSimulator.start(configuration: config, loop: loop)
+            ports.set(simulator)
+        } catch {
+            FileHandle.standardError.write(Data("exchange-sim: \(error)\n".utf8))
+            exit(1)
+        }
+        ready.signal()
+    }
+    ready.wait()
+    // Force-unwrap: set before `ready` was signalled (failures exit above).
+    let simulator = ports.simulator!
+    FileHandle.standardOutput.write(Data("LISTENING ws=\(simulator.webSocketPort) rest=\(simulator.restPort)\n".utf8))
+    dispatchMain()
+} catch {
+    FileHandle.standardError.write(Data("exchange-sim: \(error)\n".utf8))
+    exit(1)
+}
+
+final class PortsBox: @unchecked Sendable {
+    // @unchecked Sendable: written once before `ready` is signalled, read after it.
+    var simulator: ExchangeSimulator?
+    func set(_ s: ExchangeSimulator) { simulator = s }
+}
