@@ -17,7 +17,7 @@ check Glibc Runtime
 check CLinux Runtime
 check COpenSSL Crypto TLS
 check CLibPQ PostgresClient
-check Foundation Runtime TestSupport collector-bench coordinator worker exchange-sim Observability Storage PostgresClient Exchanges Collector
+check Foundation Runtime TestSupport collector-bench coordinator worker exchange-sim ExchangeSimulator Observability Storage PostgresClient Collector
 # The pure layers import nothing but the standard library.
 for pure in CollectorCore WireCore; do
   if grep -rhE '^(@preconcurrency )?((public|internal|package) )?import ' "Sources/$pure" | grep -q .; then
