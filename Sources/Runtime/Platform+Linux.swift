@@ -56,3 +56,9 @@ enum Linux {
         _ = Glibc.close(fd)
     }
 }
+
+/// The wall clock, for event timestamps (never for measuring intervals: use `EventLoop.now()`).
+public enum WallClock {
+    /// Microseconds since the Unix epoch (CLOCK_REALTIME).
+    public static func microseconds() -> Int64 { Linux.wallClockMicroseconds() }
+}

@@ -1,0 +1,430 @@
+public import CollectorCore
+import Crypto
+public import Exchanges
+public import MarketData
+public import Runtime
+import Synchronization
+public import TLS
+
+/// How the data plane behaves (DESIGN.md §4, §7).
+public struct CollectorConfiguration: Sendable {
+    public var okx: OKXAdapter.Endpoints = .production
+    /// Events per batch, and the longest a partial batch waits.
+    public var batchSize = 1000
+    public var batchTimeout: Duration = .seconds(1)
+    /// Batches queued for the writer before exchange sockets are paused (back-pressure).
+    public var writerQueueBatches = 16
+    public var connectTimeout: Duration = .seconds(10)
+    public var reconnectBackoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+    /// Send the adapter's ping after this much silence (nil: the adapter's own rule, OKX 20 s).
+    public var pingAfter: Duration?
+    /// Recycle a connection silent for this long (`message_timeout`).
+    public var staleAfter: Duration = .seconds(30)
+    /// How often keepalive is checked.
+    public var keepaliveCheckInterval: Duration = .seconds(1)
+    /// Malformed frames in a row that trip the circuit breaker.
+    public var parseErrorLimit = 10
+    /// Trust for `wss` exchange endpoints and `https` REST (nil: the system store).
+    public var webSocketTLS: TLSContext?
+    public var restTLS: TLSContext?
+
+    public init() {}
+}
+
+/// The collector's data plane: exchange connections → parse → batches → sink, with backfill.
+///
+/// A Sendable facade over a loop-confined core. Batches are formed on the event loop and handed to
+/// one writer task through a bounded queue; when the writer falls behind, sockets stop being read.
+public final class CollectorEngine: Sendable {
+    public let status: StatusRegistry
+    public let deadLetters: DeadLetters
+    public let sink: SpoolingSink
+    private let core: LoopBound<EngineCore>
+    private let batches: AsyncQueue<[Candle]>
+    private let writer: Mutex<Task<Void, Never>?>
+    private let acknowledged = Atomic<Int>(0)
+
+    private init(
+        core: LoopBound<EngineCore>, status: StatusRegistry, deadLetters: DeadLetters, sink: SpoolingSink,
+        batches: AsyncQueue<[Candle]>
+    ) {
+        self.core = core
+        self.status = status
+        self.deadLetters = deadLetters
+        self.sink = sink
+        self.batches = batches
+        self.writer = Mutex(nil)
+    }
+
+    /// Starts the engine on `loop`, writing through `sink`.
+    public static func start(
+        configuration: CollectorConfiguration, loop: EventLoop, sink: SpoolingSink, deadLetters: DeadLetters
+    ) async -> CollectorEngine {
+        let status = StatusRegistry()
+        let batches = AsyncQueue<[Candle]>(
+            highWater: configuration.writerQueueBatches, lowWater: max(0, configuration.writerQueueBatches / 4))
+        let core: LoopBound<EngineCore> = await withCheckedContinuation { continuation in
+            loop.execute {
+                let core = EngineCore(
+                    configuration: configuration, loop: loop, status: status, deadLetters: deadLetters, batches: batches
+                )
+                continuation.resume(returning: LoopBound(core, loop: loop))
+            }
+        }
+        batches.setOnDemand { loop.execute { core.value.resumeReading() } }
+        let engine = CollectorEngine(core: core, status: status, deadLetters: deadLetters, sink: sink, batches: batches)
+        sink.start()
+        let task = Task { [sink, batches] in
+            for await batch in batches {
+                // A full spool holds the batch here; the queue above it fills and sockets pause.
+                while true {
+                    do {
+                        try await sink.write(batch)
+                        break
+                    } catch {
+                        try? await Task.sleep(for: .milliseconds(100))  // back-pressure wait for spool space
+                    }
+                }
+                engine.acknowledged.add(batch.count, ordering: .relaxed)
+            }
+        }
+        engine.writer.withLock { $0 = task }
+        return engine
+    }
+
+    /// Candles handed to the sink (stored or spooled): every acknowledged event.
+    public var acknowledgedEvents: Int { acknowledged.load(ordering: .relaxed) }
+
+    /// Starts collecting `streams`; returns the ones refused with the reason.
+    @discardableResult
+    public func subscribe(_ streams: [StreamID]) async -> [StreamID: String] {
+        // Learn the newest stored confirmed bar first, so the first push after subscribing reveals
+        // any hole since the last run (PostgreSQL away: continuity starts from the first push).
+        var seeds: [StreamID: Int64] = [:]
+        for stream in streams {
+            // try?: without the database the seed is unknown, which only narrows the first backfill.
+            if let last = try? await sink.store.lastConfirmedOpenTime(stream) { seeds[stream] = last }
+        }
+        let core = self.core
+        let known = seeds
+        return await withCheckedContinuation { continuation in
+            core.loop.execute {
+                let refused = core.value.subscribe(streams)
+                for (stream, last) in known { core.value.seedLastConfirmed(stream, last) }
+                continuation.resume(returning: refused)
+            }
+        }
+    }
+
+    /// Stops collecting `streams`.
+    public func unsubscribe(_ streams: [StreamID]) async {
+        let core = self.core
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            core.loop.execute {
+                core.value.unsubscribe(streams)
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Streams currently collected.
+    public func streams() async -> [StreamID] {
+        let core = self.core
+        return await withCheckedContinuation { continuation in
+            core.loop.execute { continuation.resume(returning: core.value.streams.sorted()) }
+        }
+    }
+
+    /// Stops every connection, flushes the partial batch and waits until the writer has handed
+    /// everything to the sink.
+    public func shutdown() async {
+        let core = self.core
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            core.loop.execute {
+                core.value.stopAll()
+                core.value.flushBatch()
+                continuation.resume()
+            }
+        }
+        batches.finish()
+        let task = writer.withLock { $0 }
+        await task?.value
+        deadLetters.flush()
+    }
+}
+
+/// The engine's loop-confined state.
+final class EngineCore {
+    let configuration: CollectorConfiguration
+    let loop: EventLoop
+    let status: StatusRegistry
+    let deadLetters: DeadLetters
+    private let batches: AsyncQueue<[Candle]>
+    private let okx: OKXAdapter
+    private let backfiller: RESTBackfiller?
+    private(set) var streams: Set<StreamID> = []
+    private var connections: [ExchangeConnection] = []
+    private var connectionBudgets: [ExchangeName: TokenBucket] = [:]
+    private var batch: [Candle] = []
+    private var batchTimer: TimerHandle?
+    private var isReadingPaused = false
+    private var tracking: [StreamID: Tracking] = [:]
+    private var unhandled = 0
+    private var seed: UInt64
+
+    /// Per-stream continuity state for gap detection.
+    struct Tracking {
+        /// Newest confirmed open time seen or stored; nil until known.
+        var lastConfirmed: Int64?
+        /// A backfill is running up to this open time (exclusive).
+        var backfillingUntil: Int64?
+    }
+
+    init(
+        configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
+        batches: AsyncQueue<[Candle]>
+    ) {
+        self.configuration = configuration
+        self.loop = loop
+        self.status = status
+        self.deadLetters = deadLetters
+        self.batches = batches
+        self.okx = OKXAdapter(endpoints: configuration.okx)
+        if let base = RESTBaseURL(configuration.okx.restURL, tls: configuration.restTLS) {
+            backfiller = RESTBackfiller(
+                adapter: okx, base: base, budgets: RESTBudgets(OKXAdapter.restBudgets), loop: loop)
+        } else {
+            backfiller = nil
+        }
+        seed = SecureRandom.uint64()
+        batch.reserveCapacity(configuration.batchSize)
+    }
+
+    private func adapter(for exchange: ExchangeName) -> (any ExchangeAdapter)? {
+        exchange == .okx ? okx : nil
+    }
+
+    // MARK: Subscriptions
+
+    func subscribe(_ list: [StreamID]) -> [StreamID: String] {
+        var refused: [StreamID: String] = [:]
+        var byURL: [String: [StreamID]] = [:]
+        for stream in list where !streams.contains(stream) {
+            guard let adapter = adapter(for: stream.exchange) else {
+                refused[stream] = "\(stream.exchange) collection is not implemented yet"
+                continue
+            }
+            if let problem = adapter.validate(stream) {
+                refused[stream] = problem
+                continue
+            }
+            streams.insert(stream)
+            status.update(stream) { $0.state = .pending }
+            tracking[stream] = Tracking()
+            byURL[adapter.webSocketURL(for: stream.feed), default: []].append(stream)
+        }
+        for (url, group) in byURL {
+            var rest = group.sorted()
+            while !rest.isEmpty {
+                let connection = connectionWithRoom(url: url, exchange: rest[0].exchange)
+                let take = Array(rest.prefix(connection.capacityLeft))
+                rest.removeFirst(take.count)
+                connection.add(take)
+            }
+        }
+        return refused
+    }
+
+    private func connectionWithRoom(url: String, exchange: ExchangeName) -> ExchangeConnection {
+        if let existing = connections.first(where: { $0.url == url && $0.capacityLeft > 0 }) { return existing }
+        seed &+= 0x9E37_79B9_7F4A_7C15
+        // Force-unwrap: `subscribe` only groups streams whose adapter exists.
+        let connection = ExchangeConnection(core: self, adapter: adapter(for: exchange)!, url: url, seed: seed)
+        connections.append(connection)
+        return connection
+    }
+
+    func unsubscribe(_ list: [StreamID]) {
+        let present = list.filter { streams.contains($0) }
+        for connection in connections { connection.remove(present) }
+        connections.removeAll { $0.isEmpty }
+        for stream in present {
+            streams.remove(stream)
+            tracking[stream] = nil
+            status.remove(stream)
+        }
+    }
+
+    func stopAll() {
+        for connection in connections { connection.stop() }
+        connections.removeAll()
+    }
+
+    func takeConnectionToken(_ exchange: ExchangeName) -> Duration? {
+        var bucket =
+            connectionBudgets[exchange] ?? adapter(for: exchange)?.limits.connections
+            ?? TokenBucket(requests: 1, per: 1)
+        let wait = bucket.take(now: loop.now())
+        connectionBudgets[exchange] = bucket
+        return wait
+    }
+
+    func countUnhandled() { unhandled += 1 }
+
+    func deadLetter(_ exchange: ExchangeName, raw: String, reason: String, at time: Int64) {
+        deadLetters.record(exchange: exchange, raw: raw, reason: reason, at: time)
+    }
+
+    // MARK: Events
+
+    func accept(_ event: MarketEvent, raw: UnsafeRawBufferPointer, at now: Int64) {
+        switch event {
+        case .candle(let candle):
+            let stream = candle.stream
+            guard streams.contains(stream) else { return }
+            if let problem = candle.qualityProblem() {
+                deadLetter(candle.exchange, raw: String(decoding: raw, as: UTF8.self), reason: problem, at: now)
+                status.update(stream) {
+                    $0.errors += 1
+                    $0.lastError = "data quality: \(problem)"
+                }
+                return
+            }
+            status.update(stream) {
+                $0.messages += 1
+                $0.lastEventTime = now
+                $0.lastCandleOpenTime = max($0.lastCandleOpenTime ?? .min, candle.openTime)
+                if candle.isConfirmed {
+                    $0.lastConfirmedOpenTime = max($0.lastConfirmedOpenTime ?? .min, candle.openTime)
+                }
+            }
+            checkContinuity(candle)
+            append(candle)
+        }
+    }
+
+    private func append(_ candle: Candle) {
+        batch.append(candle)
+        if batch.count >= configuration.batchSize {
+            flushBatch()
+        } else if batchTimer == nil {
+            batchTimer = loop.scheduleTimer(after: configuration.batchTimeout) { [weak self] in
+                self?.batchTimer = nil
+                self?.flushBatch()
+            }
+        }
+    }
+
+    func flushBatch() {
+        if let batchTimer { loop.cancelTimer(batchTimer) }
+        batchTimer = nil
+        guard !batch.isEmpty else { return }
+        let full = batch
+        batch = []
+        batch.reserveCapacity(configuration.batchSize)
+        if !batches.push(full) { pauseReading() }
+    }
+
+    private func pauseReading() {
+        guard !isReadingPaused else { return }
+        isReadingPaused = true
+        for connection in connections { connection.pauseReading() }
+    }
+
+    func resumeReading() {
+        guard isReadingPaused else { return }
+        isReadingPaused = false
+        for connection in connections { connection.resumeReading() }
+    }
+
+    // MARK: Continuity and backfill
+
+    /// On (re)subscription: learn the newest stored confirmed bar, so the next push shows any hole.
+    func streamSubscribed(_ stream: StreamID) {
+        guard tracking[stream]?.lastConfirmed == nil else { return }
+        if let known = status.status(stream)?.lastConfirmedOpenTime {
+            tracking[stream]?.lastConfirmed = known
+        }
+    }
+
+    /// Seeds continuity from storage (the newest stored confirmed bar of a stream).
+    func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64?) {
+        guard let openTime, tracking[stream] != nil else { return }
+        if tracking[stream]?.lastConfirmed ?? .min < openTime { tracking[stream]?.lastConfirmed = openTime }
+    }
+
+    func connectionLost(_ streams: [StreamID]) {}
+
+    private func checkContinuity(_ candle: Candle) {
+        let stream = candle.stream
+        guard var track = tracking[stream] else { return }
+        defer { tracking[stream] = track }
+        let tf = candle.timeframe
+        guard let last = track.lastConfirmed else {
+            if candle.isConfirmed { track.lastConfirmed = candle.openTime }
+            return
+        }
+        // Bars strictly between the last confirmed one and this one have not been confirmed to us.
+        let upper = candle.openTime
+        if tf.nextOpenTime(after: last) < upper, track.backfillingUntil.map({ $0 < upper }) ?? true {
+            track.backfillingUntil = upper
+            startBackfill(stream, after: last, before: upper)
+        }
+        if candle.isConfirmed && candle.openTime > last { track.lastConfirmed = candle.openTime }
+    }
+
+    private func startBackfill(_ stream: StreamID, after: Int64, before: Int64) {
+        guard case .candles(let tf) = stream.feed else { return }
+        let expected = tf.openTimes(strictlyBetween: after, and: before)
+        guard !expected.isEmpty else { return }
+        guard let backfiller,
+            okx.candlePage(stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
+        else {
+            recordGaps(
+                stream, expected: expected, got: [], reason: "no REST source for \(tf.key) at \(stream.exchange)")
+            tracking[stream]?.backfillingUntil = nil
+            return
+        }
+        let bound = LoopBound(self, loop: loop)
+        let loop = self.loop
+        Task {
+            let outcome = await backfiller.fetch(stream, after: after, before: before)
+            loop.execute { bound.value.backfillFinished(stream, expected: expected, outcome: outcome) }
+        }
+    }
+
+    private func backfillFinished(_ stream: StreamID, expected: [Int64], outcome: RESTBackfiller.Outcome) {
+        guard streams.contains(stream) else { return }
+        tracking[stream]?.backfillingUntil = nil
+        let confirmed = outcome.candles.filter(\.isConfirmed)
+        for candle in confirmed { append(candle) }
+        if let newest = confirmed.map(\.openTime).max(), (tracking[stream]?.lastConfirmed ?? .min) < newest {
+            tracking[stream]?.lastConfirmed = newest
+        }
+        status.update(stream) { $0.backfilledBars += confirmed.count }
+        let got = Set(confirmed.map(\.openTime))
+        recordGaps(stream, expected: expected, got: got, reason: outcome.error ?? "not returned by REST")
+    }
+
+    private func recordGaps(_ stream: StreamID, expected: [Int64], got: Set<Int64>, reason: String) {
+        var gaps: [Gap] = []
+        for t in expected where !got.contains(t) {
+            if var last = gaps.last, let tf = stream.candleTimeframe, tf.nextOpenTime(after: last.to) == t {
+                last.to = t
+                last.bars += 1
+                gaps[gaps.count - 1] = last
+            } else {
+                gaps.append(Gap(from: t, to: t, bars: 1, reason: reason))
+            }
+        }
+        guard !gaps.isEmpty else { return }
+        status.update(stream) { $0.gaps += gaps }
+    }
+}
+
+extension StreamID {
+    var candleTimeframe: Timeframe? {
+        if case .candles(let tf) = feed { return tf }
+        return nil
+    }
+}

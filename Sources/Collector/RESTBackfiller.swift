@@ -1,0 +1,125 @@
+import CollectorCore
+import Exchanges
+import Foundation
+import HTTP1Protocol
+import MarketData
+public import Runtime
+import Synchronization
+public import TLS
+
+/// A base URL for REST calls: `https://host[:port]` or `http://host[:port]`.
+public struct RESTBaseURL: Sendable {
+    public var endpoint: Endpoint
+    public var hostHeader: String
+
+    /// Parses the URL; TLS uses `tls` (or the system trust store).
+    public init?(_ text: String, tls: TLSContext?) {
+        let secure: Bool
+        var rest: Substring
+        if text.hasPrefix("https://") {
+            secure = true
+            rest = text.dropFirst(8)
+        } else if text.hasPrefix("http://") {
+            secure = false
+            rest = text.dropFirst(7)
+        } else {
+            return nil
+        }
+        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+        var host = String(rest)
+        var port = secure ? 443 : 80
+        if let colon = rest.lastIndex(of: ":"), !rest.hasPrefix("[") {
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+            host = String(rest[..<colon])
+            port = p
+        }
+        guard !host.isEmpty else { return nil }
+        var context = tls
+        if secure && context == nil {
+            // try?: a missing system CA store surfaces as a verification error on first use.
+            context = try? TLSContext(configuration: .client())
+        }
+        endpoint = Endpoint(host: host, port: port, tls: secure ? context : nil)
+        hostHeader = String(rest)
+    }
+}
+
+/// REST budgets per endpoint class, shared by every backfill (per IP, DESIGN.md §4).
+final class RESTBudgets: Sendable {
+    private let buckets: Mutex<[String: TokenBucket]>
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
+
+    init(_ buckets: [String: TokenBucket]) {
+        self.buckets = Mutex(buckets)
+        self.origin = clock.now
+    }
+
+    /// Waits until `budget` has a token.
+    func acquire(_ budget: String) async {
+        while true {
+            let now = Instant(nanoseconds: (clock.now - origin).nanosecondsClamped)
+            let wait = buckets.withLock { b -> Duration? in
+                guard var bucket = b[budget] else { return nil }
+                let wait = bucket.take(now: now)
+                b[budget] = bucket
+                return wait
+            }
+            guard let wait else { return }
+            try? await Task.sleep(for: wait)  // rate limit: waiting is the point
+        }
+    }
+}
+
+/// Fetches missing candles from an exchange's REST API, paginating within its budgets.
+struct RESTBackfiller: Sendable {
+    let adapter: OKXAdapter
+    let base: RESTBaseURL
+    let budgets: RESTBudgets
+    let loop: EventLoop
+
+    struct Outcome: Sendable {
+        var candles: [Candle]
+        var error: String?
+    }
+
+    /// Candles with open time strictly between `after` and `before` (µs).
+    func fetch(_ stream: StreamID, after: Int64, before: Int64) async -> Outcome {
+        var upper = before
+        var collected: [Candle] = []
+        var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
+        var rng = SeededRNG(seed: UInt64(truncatingIfNeeded: WallClock.microseconds()))
+        var failures = 0
+        while upper > after {
+            guard
+                let request = adapter.candlePage(
+                    stream, newerThan: after, olderThan: upper, now: WallClock.microseconds())
+            else { return Outcome(candles: collected, error: "no REST source for \(stream.feed)") }
+            await budgets.acquire(request.budget)
+            let http = HTTPRequest(
+                head: HTTPRequestHead(method: "GET", target: request.target, headers: ["Host": base.hostHeader]))
+            do {
+                let response = try await HTTPClient.send(http, to: base.endpoint, loop: loop, timeout: .seconds(15))
+                let page = try response.body.withUnsafeBytes { raw throws(RESTError) in
+                    try OKXAdapter.parseCandlesReply(raw, stream: stream, receivedAt: WallClock.microseconds())
+                }
+                backoff.reset()
+                failures = 0
+                let inRange = page.filter { $0.openTime > after && $0.openTime < before }
+                collected += inRange
+                let limit = request.budget == "candles" ? OKXAdapter.recentPageLimit : OKXAdapter.historyPageLimit
+                guard page.count >= limit, let oldest = page.map(\.openTime).min(), oldest < upper else { break }
+                upper = oldest
+            } catch let error as RESTError where error.isRetryable {
+                failures += 1
+                if failures > 8 { return Outcome(candles: collected, error: "\(error)") }
+                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
+            } catch {
+                failures += 1
+                if failures > 3 { return Outcome(candles: collected, error: "\(error)") }
+                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
+            }
+        }
+        return Outcome(candles: collected, error: nil)
+    }
+}

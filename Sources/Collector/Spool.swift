@@ -1,0 +1,162 @@
+import Foundation
+public import MarketData
+import Synchronization
+import WireCore
+
+/// The durability point when a sink is away (DESIGN.md §4): batches are written, fsynced, to
+/// `<data>/spool/<sequence>.batch` (write to a temporary name, fsync, rename, fsync the directory)
+/// and replayed oldest first. Bounded by `maxBytes`: a full spool refuses batches, which pushes back
+/// up to the exchange sockets. It survives restarts: existing batch files are found at start-up.
+/// Blocking file I/O runs on the caller's thread: call from the writer task's executor, never the loop.
+public final class Spool: Sendable {
+    public let directory: String
+    public let maxBytes: Int
+    private let state: Mutex<State>
+
+    private struct State {
+        var files: [(sequence: UInt64, bytes: Int)] = []
+        var nextSequence: UInt64 = 1
+        var totalBytes = 0
+    }
+
+    /// The spool is full.
+    public struct FullError: Error, CustomStringConvertible {
+        public var description: String { "spool full" }
+    }
+
+    /// Opens (or creates) the spool directory and indexes leftover batches.
+    public init(directory: String, maxBytes: Int) throws {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var state = State()
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            if name.hasSuffix(".tmp") {
+                // A batch interrupted before its rename was never acknowledged to anyone.
+                try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                continue
+            }
+            guard name.hasSuffix(".batch"), let sequence = UInt64(name.dropLast(6)) else { continue }
+            // A file we cannot stat still gets replayed; it just does not count towards the bound.
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            let size = (attributes?[.size] as? Int) ?? 0
+            state.files.append((sequence, size))
+            state.totalBytes += size
+            state.nextSequence = max(state.nextSequence, sequence + 1)
+        }
+        state.files.sort { $0.sequence < $1.sequence }
+        self.state = Mutex(state)
+    }
+
+    /// Batches waiting.
+    public var batchCount: Int { state.withLock { $0.files.count } }
+    /// Bytes waiting.
+    public var byteCount: Int { state.withLock { $0.totalBytes } }
+    public var isEmpty: Bool { batchCount == 0 }
+
+    /// Appends a batch durably; throws `FullError` when it would exceed `maxBytes`.
+    public func append(_ candles: [Candle]) throws {
+        let data = Self.encode(candles)
+        let sequence = try state.withLock { s -> UInt64 in
+            guard s.totalBytes + data.count <= maxBytes || s.files.isEmpty else { throw FullError() }
+            defer { s.nextSequence += 1 }
+            return s.nextSequence
+        }
+        let name = String(format: "%020llu", sequence)
+        let temporary = "\(directory)/\(name).tmp"
+        let final = "\(directory)/\(name).batch"
+        try Self.writeSynced(data, to: temporary)
+        try FileManager.default.moveItem(atPath: temporary, toPath: final)
+        Self.syncDirectory(directory)
+        state.withLock { s in
+            s.files.append((sequence, data.count))
+            s.totalBytes += data.count
+        }
+    }
+
+    /// The oldest batch, without removing it.
+    public func oldest() throws -> (sequence: UInt64, candles: [Candle])? {
+        guard let first = state.withLock({ $0.files.first }) else { return nil }
+        let path = "\(directory)/\(String(format: "%020llu", first.sequence)).batch"
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return (first.sequence, try Self.decode(Array(data)))
+    }
+
+    /// Removes a replayed batch.
+    public func remove(_ sequence: UInt64) throws {
+        let path = "\(directory)/\(String(format: "%020llu", sequence)).batch"
+        try FileManager.default.removeItem(atPath: path)
+        Self.syncDirectory(directory)
+        state.withLock { s in
+            if let index = s.files.firstIndex(where: { $0.sequence == sequence }) {
+                s.totalBytes -= s.files[index].bytes
+                s.files.remove(at: index)
+            }
+        }
+    }
+
+    private static func writeSynced(_ data: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        defer { close(fd) }
+        var offset = 0
+        while offset < data.count {
+            let n = data.withUnsafeBytes { write(fd, $0.baseAddress! + offset, data.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+            }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+    }
+
+    private static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        // fsync of the directory makes the rename durable; failure leaves the batch readable anyway.
+        _ = fsync(fd)
+        close(fd)
+    }
+
+    /// One candle per line: a JSON array of strings (the exchange's digits kept as text).
+    static func encode(_ candles: [Candle]) -> [UInt8] {
+        var out = ""
+        for c in candles {
+            let fields = [
+                c.exchange.rawValue, c.symbol, c.timeframe.key, String(c.openTime), c.open.text, c.high.text,
+                c.low.text, c.close.text, c.volume.text, c.quoteVolume.text, c.isConfirmed ? "1" : "0",
+                String(c.timestampExchange), String(c.timestampCollector),
+            ]
+            out += "[" + fields.map(JSONText.quoted).joined(separator: ",") + "]\n"
+        }
+        return Array(out.utf8)
+    }
+
+    struct CorruptBatch: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> [Candle] {
+        var candles: [Candle] = []
+        for line in bytes.split(separator: 10) where !line.isEmpty {
+            let fields: [String] = try Array(line).withUnsafeBytes { raw in
+                var scanner = JSONScanner(raw)
+                var out: [String] = []
+                try scanner.readArray { _, s throws(JSONError) in out.append(try s.readString()) }
+                return out
+            }
+            guard fields.count == 13, let exchange = ExchangeName(rawValue: fields[0]), let tf = Timeframe(fields[2]),
+                let openTime = Int64(fields[3]), let o = DecimalText(fields[4]), let h = DecimalText(fields[5]),
+                let l = DecimalText(fields[6]), let c = DecimalText(fields[7]), let v = DecimalText(fields[8]),
+                let q = DecimalText(fields[9]), let tsE = Int64(fields[11]), let tsC = Int64(fields[12])
+            else { throw CorruptBatch(description: "corrupt spool record") }
+            candles.append(
+                Candle(
+                    exchange: exchange, symbol: fields[1], timeframe: tf, openTime: openTime, open: o, high: h, low: l,
+                    close: c, volume: v, quoteVolume: q, isConfirmed: fields[10] == "1", timestampExchange: tsE,
+                    timestampCollector: tsC))
+        }
+        return candles
+    }
+}

@@ -1,0 +1,67 @@
+public import MarketData
+import Synchronization
+
+/// A range of bars known to be missing.
+public struct Gap: Sendable, Equatable, Hashable {
+    /// First and last missing open time (µs), inclusive.
+    public var from: Int64
+    public var to: Int64
+    public var bars: Int
+    public var reason: String
+}
+
+/// What a stream is doing, for the status API and tests.
+public struct StreamStatus: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case pending, connecting, subscribing, live, reconnecting, rejected, stopped
+    }
+    public var stream: StreamID
+    public var state: State = .pending
+    /// Collector time (µs) of the last event.
+    public var lastEventTime: Int64?
+    /// Open time (µs) of the newest candle seen.
+    public var lastCandleOpenTime: Int64?
+    /// Open time (µs) of the newest confirmed candle seen or stored.
+    public var lastConfirmedOpenTime: Int64?
+    public var messages = 0
+    public var errors = 0
+    public var lastError: String?
+    /// The exchange's code and message when it refused the subscription.
+    public var rejection: (code: String, message: String)?
+    public var backfilledBars = 0
+    public var gaps: [Gap] = []
+    public var reconnects = 0
+
+    public init(stream: StreamID) { self.stream = stream }
+
+    public static func == (lhs: StreamStatus, rhs: StreamStatus) -> Bool {
+        lhs.stream == rhs.stream && lhs.state == rhs.state && lhs.lastEventTime == rhs.lastEventTime
+            && lhs.messages == rhs.messages && lhs.errors == rhs.errors && lhs.gaps == rhs.gaps
+            && lhs.rejection?.code == rhs.rejection?.code && lhs.lastError == rhs.lastError
+    }
+}
+
+/// Thread-safe table of stream statuses (written on the event loop, read by the API).
+public final class StatusRegistry: Sendable {
+    private let table = Mutex<[StreamID: StreamStatus]>([:])
+
+    public init() {}
+
+    /// Mutates the status of `stream` (created if missing).
+    public func update(_ stream: StreamID, _ body: (inout StreamStatus) -> Void) {
+        table.withLock { table in
+            var status = table[stream] ?? StreamStatus(stream: stream)
+            body(&status)
+            table[stream] = status
+        }
+    }
+
+    /// Removes a stream.
+    public func remove(_ stream: StreamID) { table.withLock { _ = $0.removeValue(forKey: stream) } }
+
+    /// The status of one stream.
+    public func status(_ stream: StreamID) -> StreamStatus? { table.withLock { $0[stream] } }
+
+    /// Every status, sorted by stream.
+    public func all() -> [StreamStatus] { table.withLock { Array($0.values) }.sorted { $0.stream < $1.stream } }
+}

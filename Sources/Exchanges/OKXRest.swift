@@ -1,0 +1,109 @@
+public import MarketData
+import WireCore
+
+/// Why a REST reply could not be used.
+public struct RESTError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The exchange's error code (`50011` rate limit, `51001` unknown instrument…), or nil for transport/shape errors.
+    public var code: String?
+    public var message: String
+    /// Whether waiting and retrying may help (rate limits, server errors).
+    public var isRetryable: Bool
+
+    public init(code: String?, message: String, isRetryable: Bool) {
+        self.code = code
+        self.message = message
+        self.isRetryable = isRetryable
+    }
+
+    public var description: String { code.map { "REST error \($0): \(message)" } ?? "REST error: \(message)" }
+}
+
+extension OKXAdapter {
+    /// Page sizes: 300 for the recent-candles endpoint, 100 for history-candles (PROTOCOLS.md §1.8).
+    public static let recentPageLimit = 300
+    public static let historyPageLimit = 100
+
+    /// Whether bars as old as `openTime` are still on the recent endpoint (the latest 1,440 bars) at `now`.
+    public static func isRecent(_ openTime: Int64, timeframe: Timeframe, now: Int64) -> Bool {
+        timeframe.key != "1s" && now - openTime < Int64(recentCandlesWindow - 2) * timeframe.approximateMicroseconds
+    }
+
+    /// One page of bars with open time strictly between `newerThan` and `olderThan` (µs), newest first.
+    /// Nil when OKX offers no REST source for the timeframe (then the bars are reported as gaps).
+    public func candlePage(_ stream: StreamID, newerThan: Int64, olderThan: Int64, now: Int64) -> RESTRequest? {
+        guard case .candles(let tf) = stream.feed, Self.restTimeframes.contains(tf.key) || tf.key == "1s" else {
+            return nil
+        }
+        let recent = Self.isRecent(newerThan, timeframe: tf, now: now)
+        let path = recent ? "/api/v5/market/candles" : "/api/v5/market/history-candles"
+        let limit = recent ? Self.recentPageLimit : Self.historyPageLimit
+        // `after` returns records earlier than it, `before` records newer than it (ms).
+        let target =
+            "\(path)?instId=\(stream.symbol)&bar=\(tf.key)&after=\(olderThan / 1000)&before=\(newerThan / 1000)&limit=\(limit)"
+        return RESTRequest(target: target, budget: recent ? "candles" : "history-candles")
+    }
+
+    /// Parses a candles/history-candles reply: `{"code":"0","msg":"","data":[[ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm],…]}`.
+    public static func parseCandlesReply(
+        _ body: UnsafeRawBufferPointer, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> [Candle] {
+        guard case .candles(let tf) = stream.feed else {
+            throw RESTError(code: nil, message: "not a candle stream", isRetryable: false)
+        }
+        var code: String?
+        var message = ""
+        var dataStart: Int?
+        var scanner = JSONScanner(body)
+        do {
+            try scanner.readObject { key, s throws(JSONError) in
+                if s.equals(key, "code") {
+                    code = try s.peek() == UInt8(ascii: "\"") ? s.readString() : String(try s.readInt64())
+                } else if s.equals(key, "msg") {
+                    message = try s.readString()
+                } else if s.equals(key, "data") {
+                    dataStart = s.offset
+                    try s.skipValue()
+                } else {
+                    try s.skipValue()
+                }
+            }
+        } catch {
+            throw RESTError(code: nil, message: "malformed reply: \(error)", isRetryable: true)
+        }
+        guard code == "0" else {
+            let retryable = code == "50011" || code == "50001" || code == "50004" || code == "50013"
+            throw RESTError(code: code ?? "?", message: message, isRetryable: retryable)
+        }
+        guard let dataStart else { return [] }
+        // Reuse the push parser on a synthetic envelope-free walk of the rows.
+        var rows = JSONScanner(UnsafeRawBufferPointer(rebasing: body[dataStart...]))
+        var candles: [Candle] = []
+        do {
+            try rows.readArray { _, s throws(JSONError) in
+                var fields: [JSONScanner.RawString] = []
+                try s.readArray { i, s2 throws(JSONError) in
+                    guard i < 12 else { throw JSONError(offset: s2.offset, reason: "row too long") }
+                    fields.append(try s2.readRawString())
+                }
+                guard fields.count == 9 || fields.count == 8,
+                    let ms = JSONScanner.parseInt64(s.bytes(of: fields[0])),
+                    let o = DecimalText(bytes: s.bytes(of: fields[1])),
+                    let h = DecimalText(bytes: s.bytes(of: fields[2])),
+                    let l = DecimalText(bytes: s.bytes(of: fields[3])),
+                    let c = DecimalText(bytes: s.bytes(of: fields[4])),
+                    let v = DecimalText(bytes: s.bytes(of: fields[5])),
+                    let q = DecimalText(bytes: s.bytes(of: fields[fields.count == 9 ? 7 : 6]))
+                else { throw JSONError(offset: s.offset, reason: "malformed candle row") }
+                let confirmed = s.equals(fields[fields.count - 1], "1")
+                candles.append(
+                    Candle(
+                        exchange: .okx, symbol: stream.symbol, timeframe: tf, openTime: ms * 1000, open: o, high: h,
+                        low: l, close: c, volume: v, quoteVolume: q, isConfirmed: confirmed,
+                        timestampExchange: ms * 1000, timestampCollector: receivedAt))
+            }
+        } catch {
+            throw RESTError(code: nil, message: "malformed candle data: \(error.reason)", isRetryable: false)
+        }
+        return candles
+    }
+}
