@@ -86,7 +86,10 @@ let package = Package(
         tests("CryptoTests", ["Crypto"]),
         tests(
             "CollectorTests",
-            ["Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore"]
+            [
+                "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",
+                "ExchangeSimulator", "HTTP1Protocol",
+            ]
         ),
         tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),
         tests("WireCoreTests", ["WireCore", "CollectorCore"]),

@@ -1,0 +1,217 @@
+import Collector
+import CollectorCore
+import ExchangeSimulator
+import Exchanges
+import Foundation
+import HTTP1Protocol
+import MarketData
+import PostgresClient
+import Runtime
+import TestSupport
+import Testing
+
+/// A collector wired to an in-process exchange simulator and a real PostgreSQL database.
+struct Harness {
+    let loop: EventLoop
+    let simulator: ExchangeSimulator
+    let engine: CollectorEngine
+    let executor: PGExecutor
+    let dataDirectory: String
+
+    static func start(
+        conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil, symbols: [String] = ["BTC-USDT", "ETH-USDT"]
+    ) async throws -> Harness {
+        let loop = try EventLoop.start(name: "e2e")
+        var simConfig = SimulatorConfiguration()
+        simConfig.barMilliseconds = barMilliseconds
+        simConfig.startTime = startTime
+        simConfig.symbols = symbols
+        let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
+        let executor = PGExecutor(conninfo: conninfo)
+        let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
+        try await SchemaMigrator.migrate(try SchemaMigrator.migrations(in: directory), executor: executor)
+        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "collector-data")
+        var config = CollectorConfiguration()
+        config.okx = .init(
+            publicURL: "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/public",
+            businessURL: "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/business",
+            restURL: "http://127.0.0.1:\(simulator.restPort)")
+        config.batchSize = 50
+        config.batchTimeout = .milliseconds(50)
+        config.reconnectBackoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        let sink = SpoolingSink(
+            store: CandleStore(executor: executor), spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20))
+        let engine = await CollectorEngine.start(
+            configuration: config, loop: loop, sink: sink, deadLetters: try DeadLetters(directory: data + "/dead-letters"))
+        return Harness(loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data)
+    }
+
+    func stop() async {
+        await engine.shutdown()
+        await simulator.shutdown()
+        executor.disconnect()
+        loop.shutdown()
+    }
+
+    /// Confirmed rows for `symbol`, oldest first: (open time µs, open, high, low, close, volume, quote volume).
+    func storedConfirmed(_ symbol: String) async throws -> [[String]] {
+        try await executor.run { c throws(PGError) in
+            try c.execute(
+                """
+                SELECT ((extract(epoch FROM open_time) * 1000)::bigint)::text, open::text, high::text, low::text,
+                       close::text, volume::text, quote_volume::text
+                FROM candles WHERE symbol = $1 AND timeframe = '1m' AND confirmed ORDER BY open_time
+                """, [symbol]
+            ).rows.map { $0.map { $0 ?? "" } }
+        }
+    }
+
+    /// The simulator's REST view of the same bars (`[ts, o, h, l, c, vol, volCcy]`), oldest first.
+    func simulatorBars(_ symbol: String, after: String, through: String) async throws -> [[String]] {
+        let before = String((Int64(after) ?? 0) - 1)
+        let newerThanLast = String((Int64(through) ?? 0) + 1)
+        let request = HTTPRequest(
+            head: HTTPRequestHead(
+                method: "GET",
+                target:
+                    "/api/v5/market/history-candles?instId=\(symbol)&bar=1m&after=\(newerThanLast)&before=\(before)&limit=100"
+            ))
+        let response = try await HTTPClient.send(
+            request, to: Endpoint(host: "127.0.0.1", port: simulator.restPort), loop: loop)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        let rows = (object?["data"] as? [[String]]) ?? []
+        return rows.reversed().map { Array($0.prefix(7)) }
+    }
+
+    /// Waits until `condition` holds (polling storage), failing after `timeout`.
+    func waitUntil(
+        _ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while clock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
+        throw ProcessFailure("timed out waiting for \(what)")
+    }
+}
+
+/// Checks stored bars are contiguous and equal, field for field, to what the simulator serves.
+func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async throws {
+    let stored = try await harness.storedConfirmed(symbol)
+    guard let first = stored.first?[0], let last = stored.last?[0] else {
+        Issue.record("nothing stored for \(symbol)")
+        return
+    }
+    let expected = try await harness.simulatorBars(symbol, after: first, through: last)
+    #expect(stored.count == expected.count, "\(symbol): stored \(stored.count) bars, simulator has \(expected.count)")
+    #expect(stored == expected.map { row in [row[0]] + row[1...].map(normalizeDecimal) })
+}
+
+/// PostgreSQL's numeric text drops nothing but the simulator pads; compare as PostgreSQL prints.
+func normalizeDecimal(_ text: String) -> String { text }
+
+@Suite(.serialized) struct EndToEndTests {
+    @Test func candlesFlowIntoMonthlyPartitionsWithExactValuesAndConfirmTransitions() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        // Virtual time starts four minutes before February: the bars cross a partition boundary.
+        let start = UTCCalendar.microseconds(year: 2024, month: 1, day: 31) + 86_160_000_000
+        let harness = try await Harness.start(conninfo: database.conninfo, startTime: start)
+        let refused = await harness.engine.subscribe([
+            StreamID("okx/candles:1m/BTC-USDT")!, StreamID("okx/candles:1m/ETH-USDT")!,
+        ])
+        #expect(refused.isEmpty)
+        // See an unconfirmed row become confirmed.
+        var sawUnconfirmed: String?
+        try await harness.waitUntil("an unconfirmed BTC bar") {
+            let row = try await harness.executor.run { c throws(PGError) in
+                try c.execute(
+                    "SELECT (extract(epoch FROM open_time) * 1000)::bigint::text FROM candles WHERE NOT confirmed AND symbol = 'BTC-USDT' LIMIT 1"
+                ).scalar
+            }
+            sawUnconfirmed = row
+            return row != nil
+        }
+        try await harness.waitUntil("10 confirmed bars per symbol") {
+            let btc = try await harness.storedConfirmed("BTC-USDT").count
+            let eth = try await harness.storedConfirmed("ETH-USDT").count
+            return btc >= 10 && eth >= 10
+        }
+        await harness.engine.shutdown()
+        if let t = sawUnconfirmed {
+            let confirmed = try await harness.executor.run { c throws(PGError) in
+                try c.execute(
+                    "SELECT confirmed::text FROM candles WHERE symbol = 'BTC-USDT' AND open_time = to_timestamp($1::bigint / 1000.0)",
+                    [t]
+                ).scalar
+            }
+            #expect(confirmed == "true", "bar \(t) went from unconfirmed to confirmed")
+        }
+        try await expectStoredMatchesSimulator(harness, "BTC-USDT")
+        try await expectStoredMatchesSimulator(harness, "ETH-USDT")
+        let partitions = try await harness.executor.run { c throws(PGError) in
+            try c.execute(
+                """
+                SELECT tableoid::regclass::text, min(open_time AT TIME ZONE 'UTC')::text FROM candles
+                GROUP BY 1 ORDER BY 1
+                """
+            ).rows
+        }
+        #expect(partitions.map { $0[0] } == ["candles_2024_01", "candles_2024_02"])
+        #expect(partitions.first?[1] == "2024-01-31 23:56:00")
+        await harness.stop()
+    }
+
+    @Test func droppedConnectionIsBackfilledFromREST() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!])
+        try await harness.waitUntil("3 confirmed bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
+        // Cut the connection and refuse reconnects for ~8 bars.
+        let cut = HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/control/disconnect?pause_ms=800"))
+        _ = try await HTTPClient.send(cut, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
+        try await harness.waitUntil("bars after the outage") {
+            try await harness.storedConfirmed("BTC-USDT").count >= 16
+        }
+        await harness.engine.shutdown()
+        let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
+        // The simulator's WebSocket never delivered the bars of the outage…
+        let emittedRequest = HTTPRequest(head: HTTPRequestHead(method: "GET", target: "/control/emitted?instId=BTC-USDT&bar=1m"))
+        let emittedResponse = try await HTTPClient.send(
+            emittedRequest, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
+        let emitted = Set(
+            ((try JSONSerialization.jsonObject(with: Data(emittedResponse.body)) as? [String: Any])?["confirmed"] as? [Int64]) ?? [])
+        let range = stored.first!...stored.last!
+        let expected = stride(from: range.lowerBound, through: range.upperBound, by: 60_000).map { $0 }
+        let missedByWebSocket = expected.filter { !emitted.contains($0) }
+        #expect(missedByWebSocket.count >= 4, "the outage should have hidden bars from the WebSocket")
+        // …yet storage has every bar, no hole.
+        #expect(stored == expected)
+        let status = try #require(harness.engine.status.status(StreamID("okx/candles:1m/BTC-USDT")!))
+        #expect(status.backfilledBars >= missedByWebSocket.count)
+        #expect(status.gaps.isEmpty)
+        #expect(status.reconnects >= 1)
+        try await expectStoredMatchesSimulator(harness, "BTC-USDT")
+        await harness.stop()
+    }
+
+    @Test func rejectedSubscriptionShowsTheErrorWhileOthersFlow() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        let bad = StreamID("okx/candles:1m/NOPE-USDT")!
+        await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!, bad])
+        try await harness.waitUntil("the refusal") { harness.engine.status.status(bad)?.state == .rejected }
+        try await harness.waitUntil("BTC bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
+        let status = try #require(harness.engine.status.status(bad))
+        #expect(status.rejection?.code == "60018")
+        #expect(status.rejection?.message.contains("NOPE-USDT") == true)
+        #expect(status.messages == 0)
+        await harness.stop()
+    }
+}
