@@ -13,7 +13,7 @@ check() {  # check MODULE ALLOWED_TARGET...
     status=1
   fi
 }
-check Glibc Runtime
+check Glibc Runtime TestSupport
 check CLinux Runtime
 check COpenSSL Crypto TLS
 check CLibPQ PostgresClient

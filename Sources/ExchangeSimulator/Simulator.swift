@@ -32,6 +32,8 @@ public struct SimulatorConfiguration: Sendable {
     public var floodMessages = 0
     public var tls: TLSContext?
     public var seed: UInt64 = 7
+    /// Hold virtual time at `startTime` until `POST /control/resume` (tests start the clock on cue).
+    public var startPaused = false
 
     public init() {}
 }
@@ -93,7 +95,8 @@ final class SimulatorState {
     let loop: EventLoop
     let model: CandleModel
     private var server: WebSocketServer?
-    private let realStart: Int64
+    private var realStart: Int64
+    private var isPaused: Bool
     let virtualStart: Int64
     private var sessions: [ObjectIdentifier: Session] = [:]
     /// Confirmed bars pushed over WebSocket, per `symbol|timeframe`.
@@ -112,6 +115,7 @@ final class SimulatorState {
         self.loop = loop
         self.model = CandleModel(seed: configuration.seed)
         self.realStart = loop.now().nanoseconds
+        self.isPaused = configuration.startPaused
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
         self.virtualStart = configuration.startTime ?? (now / 60_000_000 * 60_000_000)
         server = try WebSocketServer(
@@ -128,6 +132,7 @@ final class SimulatorState {
 
     /// Virtual time now (µs).
     var virtualNow: Int64 {
+        if isPaused { return virtualStart }
         let elapsedNs = loop.now().nanoseconds - realStart
         // One virtual minute per `barMilliseconds` real ms.
         let factor = 60_000.0 / Double(configuration.barMilliseconds)
@@ -182,6 +187,12 @@ final class SimulatorState {
                 )
             }
             return json(200, "{\"noticed\":\(sessions.count)}")
+        case ("POST", "/control/resume"):
+            if isPaused {
+                isPaused = false
+                realStart = loop.now().nanoseconds
+            }
+            return json(200, "{\"virtualNow\":\(virtualNow / 1000)}")
         case ("GET", "/control/emitted"):
             let key = "\(query["instId"] ?? "")|\(query["bar"] ?? "")"
             let times = (emittedConfirmed[key] ?? []).sorted().map { String($0 / 1000) }

@@ -1,17 +1,134 @@
 import Foundation
+import Glibc
 import Synchronization
+
+/// Spawns children with posix_spawn and a clean slate: an empty signal mask (a Swift test process
+/// blocks SIGTERM in every thread through libdispatch, and children inherit masks) and only fds 0–2
+/// (via a tiny Python exec shim that closes the rest). Foundation's `Process` is not used: on Linux
+/// it detects exit through a socket its children inherit, so a daemon started by a child (PostgreSQL
+/// via pg_ctl) keeps the parent waiting forever.
+final class SpawnedChild: Sendable {
+    let pid: pid_t
+    let stdoutFD: Int32
+    let stderrFD: Int32
+    private let exitStatus = Mutex<Int32?>(nil)
+
+    static let shim =
+        "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.closerange(3, 65536); "
+        + "d = os.environ.pop('COLLECTOR_SHIM_CHDIR', None); d and os.chdir(d); os.execvp(sys.argv[1], sys.argv[1:])"
+
+    init(executable: String, arguments: [String], environment: [String: String], directory: String?) throws {
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw ProcessFailure("pipe failed: errno \(errno)") }
+        // Close-on-exec, so other children never inherit these ends (a leftover writer blocks EOF).
+        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+        let argv = [python, "-c", Self.shim, executable] + arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        if let directory { env["COLLECTOR_SHIM_CHDIR"] = directory }
+        let envp = env.map { "\($0)=\($1)" }
+        var pid: pid_t = 0
+        let rc = withCStringArray(argv) { argvPointers in
+            withCStringArray(envp) { envPointers in
+                posix_spawnp(&pid, python, &actions, &attributes, argvPointers, envPointers)
+            }
+        }
+        close(outPipe[1])
+        close(errPipe[1])
+        guard rc == 0 else {
+            close(outPipe[0])
+            close(errPipe[0])
+            throw ProcessFailure("posix_spawn \(executable) failed: \(String(cString: strerror(rc)))")
+        }
+        self.pid = pid
+        self.stdoutFD = outPipe[0]
+        self.stderrFD = errPipe[0]
+    }
+
+    deinit {
+        close(stdoutFD)
+        close(stderrFD)
+    }
+
+    /// The exit status if the child has exited (reaps it once).
+    func pollExit() -> Int32? {
+        exitStatus.withLock { status in
+            if let status { return status }
+            var raw: Int32 = 0
+            let rc = waitpid(pid, &raw, WNOHANG)
+            guard rc == pid else { return nil }
+            status = Self.decode(raw)
+            return status
+        }
+    }
+
+    /// Blocks until the child exits.
+    func waitForExit() -> Int32 {
+        while true {
+            if let status = pollExit() { return status }
+            usleep(2_000)
+        }
+    }
+
+    private static func decode(_ raw: Int32) -> Int32 {
+        // WIFEXITED/WEXITSTATUS and WTERMSIG, spelled out (the macros do not import).
+        let signal = raw & 0x7F
+        return signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+    }
+
+    /// Reads `fd` to EOF, calling `chunk` with each piece.
+    static func drain(_ fd: Int32, _ chunk: (Data) -> Void) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n > 0 {
+                chunk(Data(buffer[0..<n]))
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
+    }
+}
+
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
 
 /// A helper process for integration tests (a Python peer, `openssl s_server`, curl…).
 ///
 /// Output lines are collected; `waitForLine` waits for a readiness marker such as `LISTENING 4242`.
-/// The process is terminated by `stop()` (and in `deinit`, so a failing test cannot leak it).
+/// The process is stopped by `stop()` (and in `deinit`, so a failing test cannot leak it).
 public final class ExternalProcess: Sendable {
     private final class Output: Sendable {
         let lines = Mutex<[String]>([])
         let stderrText = Mutex<String>("")
         let partial = Mutex<String>("")
     }
-    private let process: Process
+    private let child: SpawnedChild
     private let output = Output()
 
     /// Starts `executable` with `arguments`; `environment` entries are added to the current one.
@@ -19,37 +136,26 @@ public final class ExternalProcess: Sendable {
         _ executable: String, _ arguments: [String], environment: [String: String] = [:],
         currentDirectory: String? = nil
     ) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        self.process = process
+        let child = try SpawnedChild(
+            executable: executable, arguments: arguments, environment: environment, directory: currentDirectory)
+        self.child = child
         let output = self.output
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { return }
-            let complete = output.partial.withLock { buffer -> [String] in
-                buffer += String(decoding: data, as: UTF8.self)
-                var parts = buffer.components(separatedBy: "\n")
-                buffer = parts.removeLast()
-                return parts
+        Thread {
+            SpawnedChild.drain(child.stdoutFD) { data in
+                let complete = output.partial.withLock { buffer -> [String] in
+                    buffer += String(decoding: data, as: UTF8.self)
+                    var parts = buffer.components(separatedBy: "\n")
+                    buffer = parts.removeLast()
+                    return parts
+                }
+                output.lines.withLock { $0.append(contentsOf: complete) }
             }
-            output.lines.withLock { $0.append(contentsOf: complete) }
-        }
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { return }
-            output.stderrText.withLock { $0 += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
+        }.start()
+        Thread {
+            SpawnedChild.drain(child.stderrFD) { data in
+                output.stderrText.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
+        }.start()
     }
 
     deinit { stop() }
@@ -61,7 +167,10 @@ public final class ExternalProcess: Sendable {
     public var errorOutput: String { output.stderrText.withLock { $0 } }
 
     /// Whether the process still runs.
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { child.pollExit() == nil }
+
+    /// The process id.
+    public var pid: Int32 { child.pid }
 
     /// Waits until a stdout line starts with `prefix` and returns it; throws after `timeout` or if the
     /// process exits first (with its stderr in the error).
@@ -70,39 +179,35 @@ public final class ExternalProcess: Sendable {
         let deadline = clock.now.advanced(by: timeout)
         while clock.now < deadline {
             if let line = output.lines.withLock({ $0.first { $0.hasPrefix(prefix) } }) { return line }
-            if !process.isRunning {
-                throw ProcessFailure(
-                    "process exited (\(process.terminationStatus)) before printing '\(prefix)': \(errorOutput)")
+            if let status = child.pollExit() {
+                throw ProcessFailure("process exited (\(status)) before printing '\(prefix)': \(errorOutput)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ProcessFailure("timed out waiting for '\(prefix)'; stderr: \(errorOutput)")
     }
 
-    /// Stops the process and waits for it: SIGTERM, then SIGKILL after one second.
-    ///
-    /// Children of a Swift test process inherit a signal mask that blocks SIGTERM (libdispatch's
-    /// signal thread), so a peer that does not unblock it itself would never see the SIGTERM.
+    /// Stops the process: SIGTERM, then SIGKILL after two seconds; reaps it.
     public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<100 where process.isRunning { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        guard child.pollExit() == nil else { return }
+        kill(child.pid, SIGTERM)
+        for _ in 0..<200 where child.pollExit() == nil { usleep(10_000) }
+        if child.pollExit() == nil { kill(child.pid, SIGKILL) }
+        _ = child.waitForExit()
     }
 
     /// Sends `signal` to the process.
-    public func send(signal: Int32) { kill(process.processIdentifier, signal) }
+    public func send(signal: Int32) { kill(child.pid, signal) }
 
     /// Waits for the process to exit and returns its status, or nil after `timeout`.
     public func waitForExit(timeout: Duration) async -> Int32? {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while clock.now < deadline {
-            if !process.isRunning { return process.terminationStatus }
+            if let status = child.pollExit() { return status }
             try? await Task.sleep(for: .milliseconds(10))  // cancellation just ends the wait early
         }
-        return process.isRunning ? nil : process.terminationStatus
+        return child.pollExit()
     }
 
     /// Runs a command to completion and returns its exit status, stdout and stderr.
@@ -115,10 +220,9 @@ public final class ExternalProcess: Sendable {
         async throws -> (status: Int32, stdout: String, stderr: String)
     {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result { try runBlocking(executable, arguments, environment: environment) })
-            }
+            Thread {
+                continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) })
+            }.start()
         }
     }
 
@@ -127,33 +231,20 @@ public final class ExternalProcess: Sendable {
     )
         throws -> (status: Int32, stdout: String, stderr: String)
     {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // Read both pipes fully before waiting, so a chatty child cannot block on a full pipe.
-        let errBox = Output()
-        let errHandle = err.fileHandleForReading
+        let child = try SpawnedChild(
+            executable: executable, arguments: arguments, environment: environment, directory: nil)
+        let errText = Mutex(Data())
         let done = DispatchSemaphore(value: 0)
         Thread {
-            let data = errHandle.readDataToEndOfFile()
-            errBox.stderrText.withLock { $0 = String(decoding: data, as: UTF8.self) }
+            SpawnedChild.drain(child.stderrFD) { data in errText.withLock { $0.append(data) } }
             done.signal()
         }.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        var outData = Data()
+        SpawnedChild.drain(child.stdoutFD) { outData.append($0) }
         done.wait()
+        let status = child.waitForExit()
         return (
-            process.terminationStatus, String(decoding: outData, as: UTF8.self),
-            errBox.stderrText.withLock { $0 }
+            status, String(decoding: outData, as: UTF8.self), String(decoding: errText.withLock { $0 }, as: UTF8.self)
         )
     }
 }
@@ -185,7 +276,7 @@ public enum TestEnvironment {
     /// Path of a file under `Tests/Peers/`.
     public static func peerScript(_ name: String) -> String { repositoryRoot + "/Tests/Peers/" + name }
 
-    /// A fresh temporary directory (readable by other users, for servers running as `postgres`).
+    /// A fresh temporary directory.
     public static func makeTemporaryDirectory(prefix: String = "collector-test") throws -> String {
         let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

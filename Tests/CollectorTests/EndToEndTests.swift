@@ -7,6 +7,7 @@ import HTTP1Protocol
 import MarketData
 import PostgresClient
 import Runtime
+import Synchronization
 import TestSupport
 import Testing
 
@@ -19,12 +20,14 @@ struct Harness {
     let dataDirectory: String
 
     static func start(
-        conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil, symbols: [String] = ["BTC-USDT", "ETH-USDT"]
+        conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
+        symbols: [String] = ["BTC-USDT", "ETH-USDT"]
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
         var simConfig = SimulatorConfiguration()
         simConfig.barMilliseconds = barMilliseconds
         simConfig.startTime = startTime
+        simConfig.startPaused = startTime != nil
         simConfig.symbols = symbols
         let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
         let executor = PGExecutor(conninfo: conninfo)
@@ -42,8 +45,15 @@ struct Harness {
         let sink = SpoolingSink(
             store: CandleStore(executor: executor), spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20))
         let engine = await CollectorEngine.start(
-            configuration: config, loop: loop, sink: sink, deadLetters: try DeadLetters(directory: data + "/dead-letters"))
+            configuration: config, loop: loop, sink: sink,
+            deadLetters: try DeadLetters(directory: data + "/dead-letters"))
         return Harness(loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data)
+    }
+
+    /// Starts the simulator's clock (harnesses with a fixed start time begin paused).
+    func resumeClock() async throws {
+        let request = HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/control/resume"))
+        _ = try await HTTPClient.send(request, to: Endpoint(host: "127.0.0.1", port: simulator.restPort), loop: loop)
     }
 
     func stop() async {
@@ -125,6 +135,10 @@ func normalizeDecimal(_ text: String) -> String { text }
             StreamID("okx/candles:1m/BTC-USDT")!, StreamID("okx/candles:1m/ETH-USDT")!,
         ])
         #expect(refused.isEmpty)
+        try await harness.waitUntil("the subscriptions to go live") {
+            harness.engine.status.all().allSatisfy { $0.state == .live }
+        }
+        try await harness.resumeClock()
         // See an unconfirmed row become confirmed.
         var sawUnconfirmed: String?
         try await harness.waitUntil("an unconfirmed BTC bar") {
@@ -174,18 +188,21 @@ func normalizeDecimal(_ text: String) -> String { text }
         try await harness.waitUntil("3 confirmed bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
         // Cut the connection and refuse reconnects for ~8 bars.
         let cut = HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/control/disconnect?pause_ms=800"))
-        _ = try await HTTPClient.send(cut, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
+        _ = try await HTTPClient.send(
+            cut, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
         try await harness.waitUntil("bars after the outage") {
             try await harness.storedConfirmed("BTC-USDT").count >= 16
         }
         await harness.engine.shutdown()
         let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
         // The simulator's WebSocket never delivered the bars of the outage…
-        let emittedRequest = HTTPRequest(head: HTTPRequestHead(method: "GET", target: "/control/emitted?instId=BTC-USDT&bar=1m"))
+        let emittedRequest = HTTPRequest(
+            head: HTTPRequestHead(method: "GET", target: "/control/emitted?instId=BTC-USDT&bar=1m"))
         let emittedResponse = try await HTTPClient.send(
             emittedRequest, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
         let emitted = Set(
-            ((try JSONSerialization.jsonObject(with: Data(emittedResponse.body)) as? [String: Any])?["confirmed"] as? [Int64]) ?? [])
+            ((try JSONSerialization.jsonObject(with: Data(emittedResponse.body)) as? [String: Any])?["confirmed"]
+                as? [Int64]) ?? [])
         let range = stored.first!...stored.last!
         let expected = stride(from: range.lowerBound, through: range.upperBound, by: 60_000).map { $0 }
         let missedByWebSocket = expected.filter { !emitted.contains($0) }
@@ -213,5 +230,33 @@ func normalizeDecimal(_ text: String) -> String { text }
         #expect(status.rejection?.message.contains("NOPE-USDT") == true)
         #expect(status.messages == 0)
         await harness.stop()
+    }
+}
+
+@Suite struct PostgresOutageTests {
+    @Test func postgresStoppedAndRestartedMidStreamLosesNoCandle() async throws {
+        let server = try await TestPostgresServer.start()
+        let harness = try await Harness.start(conninfo: server.conninfo)
+        await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!, StreamID("okx/candles:1m/ETH-USDT")!])
+        try await harness.waitUntil("3 bars before the outage") {
+            try await harness.storedConfirmed("BTC-USDT").count >= 3
+        }
+        try await server.pause()
+        try await harness.waitUntil("the sink to spool") { harness.engine.sink.isSpooling }
+        try await harness.waitUntil("several batches spooled") {
+            harness.engine.sink.stats.spooledBatches.load(ordering: .relaxed) >= 5
+        }
+        try await server.resume()
+        let drained = await harness.engine.sink.waitUntilDrained(timeout: .seconds(30))
+        #expect(drained)
+        try await harness.waitUntil("bars after the outage") {
+            try await harness.storedConfirmed("BTC-USDT").count >= 20
+        }
+        await harness.engine.shutdown()
+        #expect(harness.engine.sink.stats.replayedBatches.load(ordering: .relaxed) >= 5)
+        try await expectStoredMatchesSimulator(harness, "BTC-USDT")
+        try await expectStoredMatchesSimulator(harness, "ETH-USDT")
+        await harness.stop()
+        await server.destroy()
     }
 }
