@@ -78,7 +78,7 @@ let package = Package(
             name: "collector-bench",
             dependencies: [
                 "Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore", "Exchanges",
-                "MarketData",
+                "MarketData", "Collector", "PostgresClient",
             ],
             swiftSettings: strictSettings
         ),

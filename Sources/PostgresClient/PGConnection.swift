@@ -76,6 +76,10 @@ public final class PGConnection {
         self.connection = connection
         // Times travel as UTC text; numbers in the C locale.
         _ = try? execute("SET TimeZone = 'UTC'")  // a failure here surfaces on the first real query
+        // NOTICEs (e.g. "already exists, skipping") would go to stderr through libpq's default processor.
+        _ = try? execute("SET client_min_messages = warning")
+        // Our statements are short and repeated per batch: JIT compilation would cost more than it saves.
+        _ = try? execute("SET jit = off")
     }
 
     deinit { PQfinish(connection) }

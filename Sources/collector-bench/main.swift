@@ -12,6 +12,8 @@ switch mode {
 case "ws-sender": WebSocketSenderBench.run(options)
 case "ws-receive": WebSocketReceiveBench.run(options)
 case "parse-okx": ParseBench.run(options)
+case "ws-parse": ParsedReceiveBench.run(options)
+case "pg-upsert": UpsertBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)
