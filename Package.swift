@@ -25,6 +25,7 @@ let package = Package(
     products: [
         .executable(name: "collector-bench", targets: ["collector-bench"]),
         .executable(name: "exchange-sim", targets: ["exchange-sim"]),
+        .executable(name: "coordinator", targets: ["coordinator"]),
     ],
     targets: [
         // System libraries: only Crypto and TLS import COpenSSL; only PostgresClient imports CLibPQ.
@@ -71,6 +72,10 @@ let package = Package(
         ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
+        .executableTarget(
+            name: "coordinator",
+            dependencies: ["Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData"],
+            swiftSettings: strictSettings),
         .executableTarget(
             name: "exchange-sim", dependencies: ["ExchangeSimulator", "MarketData", "Runtime", "TLS"],
             swiftSettings: strictSettings),

@@ -8,7 +8,9 @@ import Testing
     @Test func batchesReplayInOrderAndSurviveARestart() throws {
         let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "spool")
         let t = UTCCalendar.microseconds(year: 2025, month: 1, day: 1)
-        let first = [makeCandle(open: t, close: "1.5"), makeCandle("ETH-USDT", open: t, close: "2.25", confirmed: false)]
+        let first = [
+            makeCandle(open: t, close: "1.5"), makeCandle("ETH-USDT", open: t, close: "2.25", confirmed: false),
+        ]
         let second = [makeCandle(open: t + 60_000_000, close: "3")]
         do {
             let spool = try Spool(directory: directory, maxBytes: 1 << 20)
@@ -26,7 +28,9 @@ import Testing
         try reopened.remove(b.sequence)
         #expect(reopened.isEmpty && reopened.byteCount == 0)
         // Leftover temporary files (a crash before the rename) are discarded, never replayed.
-        #expect(FileManager.default.createFile(atPath: directory + "/00000000000000000099.tmp", contents: Data("junk".utf8)))
+        #expect(
+            FileManager.default.createFile(atPath: directory + "/00000000000000000099.tmp", contents: Data("junk".utf8))
+        )
         #expect(try Spool(directory: directory, maxBytes: 1 << 20).isEmpty)
     }
 

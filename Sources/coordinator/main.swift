@@ -1,0 +1,229 @@
+// coordinator: the collector's process. This build runs the standalone data plane
+// (`coordinator serve --standalone`): OKX candles → PostgreSQL, with spool and backfill.
+// The gateway API, metrics, TOML configuration and cluster mode arrive with later issues.
+import Collector
+import Dispatch
+import Exchanges
+import Foundation
+import MarketData
+import PostgresClient
+import Runtime
+import Synchronization
+
+let version = "0.3.0-dev"
+
+let usage = """
+    usage: coordinator serve --standalone [options]
+           coordinator --version | --help
+
+    Collects OKX candles into PostgreSQL until SIGTERM/SIGINT, then flushes every batch and exits 0.
+
+    options:
+      --markets A,B          instruments (default BTC-USDT)            env MARKETS
+      --timeframes 1m,1H     candle timeframes (default 1m)             env TIMEFRAMES
+      --data-dir DIR         spool and dead letters (default ./data)    env DATA_DIR
+      --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
+    environment:
+      DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
+      OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
+      BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1)
+    exit codes: 0 clean shutdown, 1 start-up failure, 64 bad usage.
+    """
+
+/// One log line per event: JSON with a constant message and data in fields (STYLE.md §7).
+struct Log: Sendable {
+    let minimum: Int
+    static let levels = ["debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4]
+    func write(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
+        guard (Self.levels[level] ?? 1) >= minimum else { return }
+        var parts = [
+            "\"ts\":\"\(UTCCalendar.iso8601(microseconds: WallClock.microseconds()))\"", "\"level\":\"\(level)\"",
+            "\"msg\":\(quote(message))",
+        ]
+        for (k, v) in fields.sorted(by: { $0.key < $1.key }) { parts.append("\(quote(k)):\(quote(v))") }
+        FileHandle.standardError.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
+    }
+    private func quote(_ s: String) -> String {
+        "\""
+            + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+}
+
+func usageError(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("coordinator: \(message)\n\n\(usage)\n".utf8))
+    exit(64)
+}
+
+func startupError(_ log: Log, _ message: String, _ fields: [String: String] = [:]) -> Never {
+    log.write("error", message, fields)
+    exit(1)
+}
+
+// MARK: Arguments → configuration → validate → run
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(usage)
+    exit(0)
+}
+if arguments.contains("--version") {
+    print("coordinator \(version)")
+    exit(0)
+}
+guard arguments.first == "serve" else {
+    usageError("unknown or missing command (only `serve --standalone` exists yet)")
+}
+arguments.removeFirst()
+let environment = ProcessInfo.processInfo.environment
+var standalone = false
+var markets = environment["MARKETS"] ?? "BTC-USDT"
+var timeframes = environment["TIMEFRAMES"] ?? "1m"
+var dataDirectory = environment["DATA_DIR"] ?? "./data"
+var logLevel = environment["LOG_LEVEL"] ?? "info"
+while !arguments.isEmpty {
+    let flag = arguments.removeFirst()
+    func value() -> String {
+        guard !arguments.isEmpty else { usageError("\(flag) needs a value") }
+        return arguments.removeFirst()
+    }
+    switch flag {
+    case "--standalone": standalone = true
+    case "--markets": markets = value()
+    case "--timeframes": timeframes = value()
+    case "--data-dir": dataDirectory = value()
+    case "--log-level": logLevel = value()
+    default: usageError("unknown option \(flag)")
+    }
+}
+guard standalone else { usageError("cluster mode is not available yet: use `serve --standalone`") }
+guard let minimumLevel = Log.levels[logLevel] else {
+    usageError("--log-level must be one of debug, info, notice, warning")
+}
+let log = Log(minimum: minimumLevel)
+
+var configuration = CollectorConfiguration()
+configuration.okx = OKXAdapter.Endpoints(
+    publicURL: environment["OKX_WS_PUBLIC_URL"] ?? OKXAdapter.Endpoints.production.publicURL,
+    businessURL: environment["OKX_WS_BUSINESS_URL"] ?? OKXAdapter.Endpoints.production.businessURL,
+    restURL: environment["OKX_REST_URL"] ?? OKXAdapter.Endpoints.production.restURL)
+if let text = environment["BATCH_SIZE"] {
+    guard let n = Int(text), n >= 1, n <= 100_000 else {
+        startupError(
+            log, "invalid setting", ["setting": "BATCH_SIZE", "value": text, "expected": "an integer from 1 to 100000"])
+    }
+    configuration.batchSize = n
+}
+if let text = environment["BATCH_TIMEOUT"] {
+    guard let seconds = Double(text), seconds > 0, seconds <= 60 else {
+        startupError(
+            log, "invalid setting", ["setting": "BATCH_TIMEOUT", "value": text, "expected": "seconds in (0, 60]"])
+    }
+    configuration.batchTimeout = .milliseconds(Int64(seconds * 1000))
+}
+let frames = timeframes.split(separator: ",").map(String.init)
+for frame in frames where Timeframe(frame) == nil {
+    startupError(
+        log, "invalid setting",
+        [
+            "setting": "timeframes", "value": frame,
+            "expected": "one of \(Timeframe.all.map(\.key).joined(separator: " "))",
+        ])
+}
+let streams = markets.split(separator: ",").flatMap { symbol in
+    frames.map { StreamID(exchange: .okx, feed: .candles(Timeframe($0)!), symbol: String(symbol)) }  // validated above
+}
+guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
+    startupError(
+        log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
+}
+
+// Signals: block them for every thread, then receive them through Dispatch sources.
+signal(SIGPIPE, SIG_IGN)
+let shutdownSignals = DispatchSemaphore(value: 0)
+var signalSources: [any DispatchSourceSignal] = []
+for sig in [SIGTERM, SIGINT] {
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+    source.setEventHandler { @Sendable in shutdownSignals.signal() }
+    source.resume()
+    signalSources.append(source)
+}
+
+let loop: EventLoop
+do {
+    loop = try EventLoop.start(name: "collector")
+} catch {
+    startupError(log, "cannot start the event loop", ["error": "\(error)"])
+}
+
+let finished = DispatchSemaphore(value: 0)
+let dataDir = dataDirectory
+let collectorConfiguration = configuration
+Task.detached {
+    let executor = PGExecutor(conninfo: conninfo)
+    guard let sqlDirectory = SchemaMigrator.locateSQLDirectory(environment: environment) else {
+        startupError(log, "sql/init not found (set SQL_DIR)")
+    }
+    do {
+        let applied = try await SchemaMigrator.migrate(
+            try SchemaMigrator.migrations(in: sqlDirectory), executor: executor)
+        log.write("notice", "schema ready", ["migrations.applied": applied.joined(separator: ",")])
+    } catch {
+        startupError(log, "cannot prepare the database", ["error": "\(error)"])
+    }
+    let sink: SpoolingSink
+    let deadLetters: DeadLetters
+    do {
+        sink = SpoolingSink(
+            store: CandleStore(executor: executor), spool: try Spool(directory: dataDir + "/spool", maxBytes: 1 << 30))
+        deadLetters = try DeadLetters(directory: dataDir + "/dead-letters")
+    } catch {
+        startupError(log, "cannot open the data directory", ["data.dir": dataDir, "error": "\(error)"])
+    }
+    let engine = await CollectorEngine.start(
+        configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters)
+    let refused = await engine.subscribe(streams)
+    for (stream, reason) in refused {
+        log.write("warning", "subscription refused", ["stream": "\(stream)", "error": reason])
+    }
+    log.write(
+        "notice", "collecting", ["streams": streams.map(\.description).joined(separator: ","), "version": version])
+    // Periodic status line per stream.
+    let reporter = Task {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(10))  // reporting cadence, cancelled at shutdown
+            for status in engine.status.all() {
+                log.write(
+                    "info", "stream status",
+                    [
+                        "stream": "\(status.stream)", "state": status.state.rawValue, "messages": "\(status.messages)",
+                        "gaps": "\(status.gaps.count)", "backfilled": "\(status.backfilledBars)",
+                        "error": status.lastError ?? "",
+                    ])
+            }
+        }
+    }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().async { @Sendable in
+            shutdownSignals.wait()
+            continuation.resume()
+        }
+    }
+    log.write("notice", "shutting down: flushing batches")
+    reporter.cancel()
+    await engine.shutdown()
+    let drained = await sink.waitUntilDrained(timeout: .seconds(10))
+    log.write(
+        "notice", "stopped",
+        [
+            "events.acknowledged": "\(engine.acknowledgedEvents)",
+            "candles.stored": "\(sink.stats.storedCandles.load(ordering: .relaxed))",
+            "spool.batches": "\(sink.spool.batchCount)", "spool.drained": "\(drained)",
+        ])
+    executor.disconnect()
+    finished.signal()
+}
+finished.wait()
+loop.shutdown()
+exit(0)
