@@ -6,11 +6,12 @@
 #   cluster/pg.sh ctl   [DIR] stop|start   (stop/start the server but keep its data: outage tests)
 set -euo pipefail
 cmd=${1:?usage: pg.sh start|stop|ctl [DIR] [PORT]}
-DIR=${2:-${PG_DIR:-/tmp/collector-pg}}
+DIR=$(realpath -m "${2:-${PG_DIR:-/tmp/collector-pg}}")
 PORT=${3:-${PG_PORT:-55432}}
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$BIN" ] || { echo "pg.sh: PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 1; }
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# Run as postgres from / (the caller's directory may be unreadable to that user).
+as_pg() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 case "$cmd" in
   start)

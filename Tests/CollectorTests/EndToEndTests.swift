@@ -260,3 +260,30 @@ func normalizeDecimal(_ text: String) -> String { text }
         await server.destroy()
     }
 }
+
+@Suite struct ServiceUpgradeNoticeTests {
+    @Test func okx64008NoticeMakesTheCollectorReconnectWithoutAHole() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        let stream = StreamID("okx/candles:1m/BTC-USDT")!
+        await harness.engine.subscribe([stream])
+        try await harness.waitUntil("3 bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
+        #expect(harness.engine.status.status(stream)?.reconnects == 0)
+        let notice = HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/control/notice"))
+        _ = try await HTTPClient.send(
+            notice, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
+        try await harness.waitUntil("a reconnect after the notice") {
+            (harness.engine.status.status(stream)?.reconnects ?? 0) >= 1
+                && harness.engine.status.status(stream)?.state == .live
+        }
+        let before = try await harness.storedConfirmed("BTC-USDT").count
+        try await harness.waitUntil("more bars") { try await harness.storedConfirmed("BTC-USDT").count >= before + 3 }
+        await harness.engine.shutdown()
+        let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
+        let expected = stride(from: stored.first!, through: stored.last!, by: 60_000).map { $0 }
+        #expect(stored == expected)
+        #expect(harness.engine.status.status(stream)?.gaps.isEmpty == true)
+        await harness.stop()
+    }
+}
