@@ -61,7 +61,10 @@ let package = Package(
         // The data plane: connections, batching, PostgreSQL store, spool, backfill.
         library(
             "Collector",
-            ["Runtime", "PostgresClient", "Exchanges", "MarketData", "CollectorCore", "WireCore", "HTTP1Protocol"]
+            [
+                "Runtime", "PostgresClient", "Exchanges", "MarketData", "CollectorCore", "WireCore", "HTTP1Protocol",
+                "Observability",
+            ]
         ),
         library(
             "ExchangeSimulator",
@@ -74,7 +77,9 @@ let package = Package(
 
         .executableTarget(
             name: "coordinator",
-            dependencies: ["Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData"],
+            dependencies: [
+                "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
+            ],
             swiftSettings: strictSettings),
         .executableTarget(
             name: "exchange-sim", dependencies: ["ExchangeSimulator", "MarketData", "Runtime", "TLS"],
@@ -93,11 +98,11 @@ let package = Package(
             "CollectorTests",
             [
                 "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",
-                "ExchangeSimulator", "HTTP1Protocol",
+                "ExchangeSimulator", "HTTP1Protocol", "Observability",
             ]
         ),
         tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),
-        tests("WireCoreTests", ["WireCore", "CollectorCore"]),
+        tests("WireCoreTests", ["WireCore", "CollectorCore", "Observability"]),
         tests("HTTP1ProtocolTests", ["HTTP1Protocol", "TestSupport"]),
         tests("WebSocketProtocolTests", ["WebSocketProtocol", "TestSupport", "Crypto"]),
         tests("RuntimeTests", ["Runtime", "TestSupport", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Crypto"]),

@@ -2,6 +2,7 @@ public import CollectorCore
 import Crypto
 public import Exchanges
 public import MarketData
+import Observability
 public import Runtime
 import Synchronization
 public import TLS
@@ -58,7 +59,8 @@ public final class CollectorEngine: Sendable {
 
     /// Starts the engine on `loop`, writing through `sink`.
     public static func start(
-        configuration: CollectorConfiguration, loop: EventLoop, sink: SpoolingSink, deadLetters: DeadLetters
+        configuration: CollectorConfiguration, loop: EventLoop, sink: SpoolingSink, deadLetters: DeadLetters,
+        metrics: CollectorMetrics? = nil
     ) async -> CollectorEngine {
         let status = StatusRegistry()
         let batches = AsyncQueue<[Candle]>(
@@ -66,8 +68,9 @@ public final class CollectorEngine: Sendable {
         let core: LoopBound<EngineCore> = await withCheckedContinuation { continuation in
             loop.execute {
                 let core = EngineCore(
-                    configuration: configuration, loop: loop, status: status, deadLetters: deadLetters, batches: batches
-                )
+                    configuration: configuration, loop: loop, status: status, deadLetters: deadLetters,
+                    batches: batches,
+                    metrics: metrics)
                 continuation.resume(returning: LoopBound(core, loop: loop))
             }
         }
@@ -79,7 +82,9 @@ public final class CollectorEngine: Sendable {
                 // A full spool holds the batch here; the queue above it fills and sockets pause.
                 while true {
                     do {
+                        let started = ContinuousClock.now
                         try await sink.write(batch)
+                        metrics?.batchWriteSeconds.observe((ContinuousClock.now - started).secondsDouble)
                         break
                     } catch {
                         try? await Task.sleep(for: .milliseconds(100))  // back-pressure wait for spool space
@@ -171,6 +176,7 @@ final class EngineCore {
     private var tracking: [StreamID: Tracking] = [:]
     private var unhandled = 0
     private var seed: UInt64
+    let metrics: CollectorMetrics?
 
     /// Per-stream continuity state for gap detection.
     struct Tracking {
@@ -182,8 +188,9 @@ final class EngineCore {
 
     init(
         configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
-        batches: AsyncQueue<[Candle]>
+        batches: AsyncQueue<[Candle]>, metrics: CollectorMetrics?
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.loop = loop
         self.status = status
@@ -272,6 +279,7 @@ final class EngineCore {
     func countUnhandled() { unhandled += 1 }
 
     func deadLetter(_ exchange: ExchangeName, raw: String, reason: String, at time: Int64) {
+        metrics?.deadLettered[CollectorMetrics.index(exchange)].increment()
         deadLetters.record(exchange: exchange, raw: raw, reason: reason, at: time)
     }
 
@@ -290,6 +298,7 @@ final class EngineCore {
                 }
                 return
             }
+            metrics?.received[CollectorMetrics.index(stream)].increment()
             status.update(stream) {
                 $0.messages += 1
                 $0.lastEventTime = now
@@ -402,6 +411,7 @@ final class EngineCore {
             tracking[stream]?.lastConfirmed = newest
         }
         status.update(stream) { $0.backfilledBars += confirmed.count }
+        metrics?.backfilledBars[CollectorMetrics.index(stream)].increment(by: Int64(confirmed.count))
         let got = Set(confirmed.map(\.openTime))
         recordGaps(stream, expected: expected, got: got, reason: outcome.error ?? "not returned by REST")
     }
@@ -418,6 +428,7 @@ final class EngineCore {
             }
         }
         guard !gaps.isEmpty else { return }
+        metrics?.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(gaps.reduce(0) { $0 + $1.bars }))
         status.update(stream) { $0.gaps += gaps }
     }
 }

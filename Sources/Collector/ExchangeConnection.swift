@@ -1,6 +1,7 @@
 import CollectorCore
 import Exchanges
 import MarketData
+import Observability
 import Runtime
 import WebSocketProtocol
 
@@ -129,6 +130,7 @@ final class ExchangeConnection: WebSocketHandler {
                 if self.hasConnectedBefore { $0.reconnects += 1 }
             }
         }
+        if hasConnectedBefore { core.metrics?.reconnects[CollectorMetrics.index(adapter.name)].increment() }
         hasConnectedBefore = true
         subscribe(Array(toSubscribe).sorted())
         scheduleKeepalive()
@@ -171,6 +173,7 @@ final class ExchangeConnection: WebSocketHandler {
             consecutiveParseErrors = 0
         } catch {
             consecutiveParseErrors += 1
+            core.metrics?.parseErrors[CollectorMetrics.index(adapter.name)].increment()
             core.deadLetter(adapter.name, raw: String(decoding: payload, as: UTF8.self), reason: error.reason, at: now)
             if consecutiveParseErrors >= core.configuration.parseErrorLimit {
                 for stream in streams {

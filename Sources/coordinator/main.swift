@@ -5,7 +5,9 @@ import Collector
 import Dispatch
 import Exchanges
 import Foundation
+import HTTP1Protocol
 import MarketData
+import Observability
 import PostgresClient
 import Runtime
 import Synchronization
@@ -23,6 +25,7 @@ let usage = """
       --timeframes 1m,1H     candle timeframes (default 1m)             env TIMEFRAMES
       --data-dir DIR         spool and dead letters (default ./data)    env DATA_DIR
       --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
+      --http-port N          /health, /ready, /metrics (default 8000)  env HTTP_PORT
     environment:
       DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
       OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
@@ -81,6 +84,7 @@ var markets = environment["MARKETS"] ?? "BTC-USDT"
 var timeframes = environment["TIMEFRAMES"] ?? "1m"
 var dataDirectory = environment["DATA_DIR"] ?? "./data"
 var logLevel = environment["LOG_LEVEL"] ?? "info"
+var httpPortText = environment["HTTP_PORT"] ?? "8000"
 while !arguments.isEmpty {
     let flag = arguments.removeFirst()
     func value() -> String {
@@ -93,6 +97,7 @@ while !arguments.isEmpty {
     case "--timeframes": timeframes = value()
     case "--data-dir": dataDirectory = value()
     case "--log-level": logLevel = value()
+    case "--http-port": httpPortText = value()
     default: usageError("unknown option \(flag)")
     }
 }
@@ -101,6 +106,9 @@ guard let minimumLevel = Log.levels[logLevel] else {
     usageError("--log-level must be one of debug, info, notice, warning")
 }
 let log = Log(minimum: minimumLevel)
+guard let httpPort = Int(httpPortText), (0...65535).contains(httpPort) else {
+    usageError("--http-port / HTTP_PORT must be a port number, got '\(httpPortText)'")
+}
 
 var configuration = CollectorConfiguration()
 configuration.okx = OKXAdapter.Endpoints(
@@ -181,8 +189,43 @@ Task.detached {
     } catch {
         startupError(log, "cannot open the data directory", ["data.dir": dataDir, "error": "\(error)"])
     }
+    let registry = MetricsRegistry()
     let engine = await CollectorEngine.start(
-        configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters)
+        configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters,
+        metrics: CollectorMetrics(registry: registry))
+    engine.registerMetrics(in: registry)
+    let server: HTTPServer
+    do {
+        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: httpPort), loop: loop) {
+            request in
+            func json(_ status: Int, _ body: String) -> HTTPResponse {
+                HTTPResponse(status: status, contentType: "application/json", body: Array(body.utf8))
+            }
+            switch (request.head.method, request.head.path) {
+            case ("GET", "/health"), ("HEAD", "/health"):
+                // Liveness never depends on PostgreSQL or the exchanges (DESIGN.md §8).
+                return json(200, #"{"status":"ok"}"#)
+            case ("GET", "/ready"), ("HEAD", "/ready"):
+                if sink.isSpooling {
+                    return json(503, #"{"ready":false,"reason":"database unavailable: writing to the spool"}"#)
+                }
+                return json(200, #"{"ready":true}"#)
+            case ("GET", "/metrics"):
+                return HTTPResponse(
+                    status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                    body: Array(registry.render().utf8))
+            case (_, "/health"), (_, "/ready"), (_, "/metrics"):
+                return HTTPResponse(
+                    status: 405, contentType: "application/json", body: Array(#"{"error":"method not allowed"}"#.utf8),
+                    headers: ["Allow": "GET, HEAD"])
+            default:
+                return json(404, #"{"error":"not found"}"#)
+            }
+        }
+    } catch {
+        startupError(log, "cannot listen for HTTP", ["http.port": "\(httpPort)", "error": "\(error)"])
+    }
+    log.write("notice", "http listening", ["http.port": "\(server.port)"])
     let refused = await engine.subscribe(streams)
     for (stream, reason) in refused {
         log.write("warning", "subscription refused", ["stream": "\(stream)", "error": reason])
@@ -212,6 +255,7 @@ Task.detached {
     }
     log.write("notice", "shutting down: flushing batches")
     reporter.cancel()
+    await server.shutdown(deadline: .seconds(2))
     await engine.shutdown()
     let drained = await sink.waitUntilDrained(timeout: .seconds(10))
     log.write(

@@ -5,6 +5,7 @@ import Exchanges
 import Foundation
 import HTTP1Protocol
 import MarketData
+import Observability
 import PostgresClient
 import Runtime
 import Synchronization
@@ -21,7 +22,7 @@ struct Harness {
 
     static func start(
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
-        symbols: [String] = ["BTC-USDT", "ETH-USDT"]
+        symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
         var simConfig = SimulatorConfiguration()
@@ -46,7 +47,8 @@ struct Harness {
             store: CandleStore(executor: executor), spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20))
         let engine = await CollectorEngine.start(
             configuration: config, loop: loop, sink: sink,
-            deadLetters: try DeadLetters(directory: data + "/dead-letters"))
+            deadLetters: try DeadLetters(directory: data + "/dead-letters"),
+            metrics: metrics.map { CollectorMetrics(registry: $0) })
         return Harness(loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data)
     }
 
