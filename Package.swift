@@ -36,6 +36,7 @@ let package = Package(
 
         // Pure layers: stdlib only.
         library("CollectorCore"),
+        library("Configuration"),
         library("WireCore"),
         // libcrypto behind one small target (hashes, HMAC, random bytes, ECDSA P-256).
         library("Crypto", ["COpenSSL"]),
@@ -94,6 +95,7 @@ let package = Package(
         ),
 
         tests("CryptoTests", ["Crypto"]),
+        tests("ConfigurationTests", ["Configuration"]),
         tests(
             "CollectorTests",
             [
