@@ -80,6 +80,7 @@ let package = Package(
             name: "coordinator",
             dependencies: [
                 "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
+                "Configuration",
             ],
             swiftSettings: strictSettings),
         .executableTarget(

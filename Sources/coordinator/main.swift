@@ -2,6 +2,7 @@
 // (`coordinator serve --standalone`): OKX candles → PostgreSQL, with spool and backfill.
 // The gateway API, metrics, TOML configuration and cluster mode arrive with later issues.
 import Collector
+import Configuration
 import Dispatch
 import Exchanges
 import Foundation
@@ -21,7 +22,9 @@ let usage = """
     Collects OKX candles into PostgreSQL until SIGTERM/SIGINT, then flushes every batch and exits 0.
 
     options:
-      --markets A,B          instruments (default BTC-USDT)            env MARKETS
+      --config FILE          TOML settings ([collector] [storage] [websocket] [exchanges.okx] [[markets]])
+                                                                        env CONFIG_PATH
+      --markets A,B          instruments (default BTC-USDT unless the file has [[markets]])  env MARKETS
       --timeframes 1m,1H     candle timeframes (default 1m)             env TIMEFRAMES
       --data-dir DIR         spool and dead letters (default ./data)    env DATA_DIR
       --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
@@ -80,11 +83,10 @@ guard arguments.first == "serve" else {
 arguments.removeFirst()
 let environment = ProcessInfo.processInfo.environment
 var standalone = false
-var markets = environment["MARKETS"] ?? "BTC-USDT"
+var markets = environment["MARKETS"]
 var timeframes = environment["TIMEFRAMES"] ?? "1m"
-var dataDirectory = environment["DATA_DIR"] ?? "./data"
-var logLevel = environment["LOG_LEVEL"] ?? "info"
-var httpPortText = environment["HTTP_PORT"] ?? "8000"
+var configPath = environment["CONFIG_PATH"]
+var flags: [String: String] = [:]
 while !arguments.isEmpty {
     let flag = arguments.removeFirst()
     func value() -> String {
@@ -95,52 +97,67 @@ while !arguments.isEmpty {
     case "--standalone": standalone = true
     case "--markets": markets = value()
     case "--timeframes": timeframes = value()
-    case "--data-dir": dataDirectory = value()
-    case "--log-level": logLevel = value()
-    case "--http-port": httpPortText = value()
+    case "--config": configPath = value()
+    case "--data-dir", "--log-level", "--http-port": flags[String(flag.dropFirst(2))] = value()
     default: usageError("unknown option \(flag)")
     }
 }
 guard standalone else { usageError("cluster mode is not available yet: use `serve --standalone`") }
-guard let minimumLevel = Log.levels[logLevel] else {
-    usageError("--log-level must be one of debug, info, notice, warning")
+
+let settings: Settings
+do {
+    var file: (path: String, text: String)? = nil
+    if let configPath {
+        guard let text = try? String(contentsOfFile: configPath, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("coordinator: cannot read config file \(configPath)\n".utf8))
+            exit(1)
+        }
+        file = (configPath, text)
+    }
+    settings = try Settings.load(file: file, environment: environment, flags: flags)
+} catch {
+    FileHandle.standardError.write(Data("coordinator: \(error)\n".utf8))
+    exit(1)
 }
-let log = Log(minimum: minimumLevel)
-guard let httpPort = Int(httpPortText), (0...65535).contains(httpPort) else {
-    usageError("--http-port / HTTP_PORT must be a port number, got '\(httpPortText)'")
-}
+let log = Log(minimum: Log.levels[settings.logLevel] ?? 1)
+let httpPort = settings.httpPort
+let dataDirectory = settings.dataDirectory
 
 var configuration = CollectorConfiguration()
 configuration.okx = OKXAdapter.Endpoints(
-    publicURL: environment["OKX_WS_PUBLIC_URL"] ?? OKXAdapter.Endpoints.production.publicURL,
-    businessURL: environment["OKX_WS_BUSINESS_URL"] ?? OKXAdapter.Endpoints.production.businessURL,
-    restURL: environment["OKX_REST_URL"] ?? OKXAdapter.Endpoints.production.restURL)
-if let text = environment["BATCH_SIZE"] {
-    guard let n = Int(text), n >= 1, n <= 100_000 else {
-        startupError(
-            log, "invalid setting", ["setting": "BATCH_SIZE", "value": text, "expected": "an integer from 1 to 100000"])
+    publicURL: settings.okxPublicURL, businessURL: settings.okxBusinessURL, restURL: settings.okxRESTURL)
+configuration.batchSize = settings.batchSize
+configuration.batchTimeout = .milliseconds(Int64(settings.batchTimeout * 1000))
+configuration.staleAfter = .milliseconds(Int64(settings.messageTimeout * 1000))
+configuration.connectTimeout = .milliseconds(Int64(settings.connectTimeout * 1000))
+
+// Pinned markets from the file, plus --markets/MARKETS (default BTC-USDT when neither is given).
+var requestedStreams: [StreamID] = []
+@MainActor func addStreams(exchange: String, symbols: [String], frames: [String]) {
+    for frame in frames {
+        guard let tf = Timeframe(frame) else {
+            startupError(
+                log, "invalid setting",
+                ["setting": "timeframes", "value": frame, "expected": Timeframe.all.map(\.key).joined(separator: " ")])
+        }
+        guard let name = ExchangeName(rawValue: exchange) else {
+            startupError(log, "invalid setting", ["setting": "exchange", "value": exchange])
+        }
+        for symbol in symbols {
+            let stream = StreamID(exchange: name, feed: .candles(tf), symbol: symbol)
+            if !requestedStreams.contains(stream) { requestedStreams.append(stream) }
+        }
     }
-    configuration.batchSize = n
 }
-if let text = environment["BATCH_TIMEOUT"] {
-    guard let seconds = Double(text), seconds > 0, seconds <= 60 else {
-        startupError(
-            log, "invalid setting", ["setting": "BATCH_TIMEOUT", "value": text, "expected": "seconds in (0, 60]"])
-    }
-    configuration.batchTimeout = .milliseconds(Int64(seconds * 1000))
+for market in settings.markets where market.feeds.contains("candles") {
+    addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
 }
-let frames = timeframes.split(separator: ",").map(String.init)
-for frame in frames where Timeframe(frame) == nil {
-    startupError(
-        log, "invalid setting",
-        [
-            "setting": "timeframes", "value": frame,
-            "expected": "one of \(Timeframe.all.map(\.key).joined(separator: " "))",
-        ])
+if markets != nil || settings.markets.isEmpty {
+    addStreams(
+        exchange: "okx", symbols: (markets ?? "BTC-USDT").split(separator: ",").map(String.init),
+        frames: timeframes.split(separator: ",").map(String.init))
 }
-let streams = markets.split(separator: ",").flatMap { symbol in
-    frames.map { StreamID(exchange: .okx, feed: .candles(Timeframe($0)!), symbol: String(symbol)) }  // validated above
-}
+let streams = requestedStreams
 guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
     startupError(
         log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")

@@ -1,0 +1,322 @@
+/// Every setting of a collector process (DESIGN.md §7): file, then environment, then flags.
+public struct Settings: Equatable, Sendable {
+    /// A subscription pinned by the configuration file (`[[markets]]`): always desired.
+    public struct Market: Equatable, Sendable {
+        public var exchange: String
+        public var symbols: [String]
+        public var timeframes: [String]
+        public var feeds: [String]
+        public init(exchange: String, symbols: [String], timeframes: [String], feeds: [String]) {
+            self.exchange = exchange
+            self.symbols = symbols
+            self.timeframes = timeframes
+            self.feeds = feeds
+        }
+    }
+
+    public var httpPort = 8000
+    public var controlPort = 7070
+    public var dataDirectory = "./data"
+    public var logLevel = "info"
+    public var batchSize = 1000
+    /// Seconds.
+    public var batchTimeout = 1.0
+    public var spoolMaxBytes = 1 << 30
+    /// Seconds of silence before a connection is recycled (`message_timeout`).
+    public var messageTimeout = 30.0
+    /// Seconds.
+    public var connectTimeout = 10.0
+    /// Seconds.
+    public var leaseTTL = 5.0
+    /// Seconds.
+    public var heartbeatInterval = 1.0
+    public var okxPublicURL = "wss://ws.okx.com/ws/v5/public"
+    public var okxBusinessURL = "wss://ws.okx.com/ws/v5/business"
+    public var okxRESTURL = "https://www.okx.com"
+    public var markets: [Market] = []
+
+    public init() {}
+}
+
+/// A setting that stops start-up, named with where it came from (file line, variable or flag).
+public struct SettingsError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension Settings {
+    static let levels = ["debug", "info", "notice", "warning", "error"]
+
+    /// Builds settings from an optional TOML file, the environment and flags (flags win).
+    /// `flags` maps long option names without dashes (`http-port`) to values.
+    public static func load(
+        file: (path: String, text: String)?, environment: [String: String], flags: [String: String]
+    ) throws(SettingsError) -> Settings {
+        var settings = Settings()
+        if let file { try settings.apply(fileText: file.text, path: file.path) }
+        try settings.applyEnvironment(environment)
+        try settings.applyFlags(flags)
+        return settings
+    }
+
+    // MARK: File
+
+    mutating func apply(fileText: String, path: String) throws(SettingsError) {
+        let root: TOMLTable
+        do {
+            root = try TOML.parse(fileText)
+        } catch {
+            throw SettingsError("\(path) \(error)")
+        }
+        let known = ["collector", "storage", "websocket", "cluster", "aws", "exchanges", "markets"]
+        for key in root.keys where !known.contains(key) {
+            throw SettingsError(
+                "\(path) line \(root.line(of: key) ?? 0): unknown key '\(key)' (expected tables \(known.joined(separator: ", ")))"
+            )
+        }
+        let reader = FileReader(path: path)
+        if let t = try reader.table(root, "collector") {
+            try reader.only(t, "collector", ["http_port", "control_port", "data_dir", "log_level"])
+            if let v = try reader.int(t, "collector", "http_port", 0...65535) { httpPort = v }
+            if let v = try reader.int(t, "collector", "control_port", 1...65535) { controlPort = v }
+            if let v = try reader.string(t, "collector", "data_dir") { dataDirectory = v }
+            if let v = try reader.string(t, "collector", "log_level") {
+                guard Self.levels.contains(v) else {
+                    throw reader.error(
+                        t, "log_level", "must be one of \(Self.levels.joined(separator: ", ")), got '\(v)'")
+                }
+                logLevel = v
+            }
+        }
+        if let t = try reader.table(root, "storage") {
+            try reader.only(t, "storage", ["batch_size", "batch_timeout", "spool_max_bytes"])
+            if let v = try reader.int(t, "storage", "batch_size", 1...100_000) { batchSize = v }
+            if let v = try reader.seconds(t, "storage", "batch_timeout", 0.001...60) { batchTimeout = v }
+            if let v = try reader.int(t, "storage", "spool_max_bytes", (1 << 20)...(1 << 40)) { spoolMaxBytes = v }
+        }
+        if let t = try reader.table(root, "websocket") {
+            try reader.only(t, "websocket", ["message_timeout", "connect_timeout"])
+            if let v = try reader.seconds(t, "websocket", "message_timeout", 1...3600) { messageTimeout = v }
+            if let v = try reader.seconds(t, "websocket", "connect_timeout", 0.1...600) { connectTimeout = v }
+        }
+        if let t = try reader.table(root, "cluster") {
+            try reader.only(t, "cluster", ["lease_ttl", "heartbeat_interval"])
+            if let v = try reader.seconds(t, "cluster", "lease_ttl", 0.1...3600) { leaseTTL = v }
+            if let v = try reader.seconds(t, "cluster", "heartbeat_interval", 0.05...600) { heartbeatInterval = v }
+        }
+        if let t = try reader.table(root, "aws") {
+            try reader.only(t, "aws", ["region", "endpoint", "bucket", "prefix"])
+            for key in ["region", "endpoint", "bucket", "prefix"] { _ = try reader.string(t, "aws", key) }
+        }
+        if let exchanges = try reader.table(root, "exchanges") {
+            try reader.only(exchanges, "exchanges", ["okx"])
+            if let okx = try reader.table(exchanges, "okx", parent: "exchanges") {
+                try reader.only(okx, "exchanges.okx", ["ws_public_url", "ws_business_url", "rest_url"])
+                if let v = try reader.url(okx, "exchanges.okx", "ws_public_url", schemes: ["ws", "wss"]) {
+                    okxPublicURL = v
+                }
+                if let v = try reader.url(okx, "exchanges.okx", "ws_business_url", schemes: ["ws", "wss"]) {
+                    okxBusinessURL = v
+                }
+                if let v = try reader.url(okx, "exchanges.okx", "rest_url", schemes: ["http", "https"]) {
+                    okxRESTURL = v
+                }
+            }
+        }
+        switch root["markets"] {
+        case nil: break
+        case .tableArray(let tables)?:
+            for t in tables {
+                try reader.only(t, "markets", ["exchange", "symbols", "timeframes", "feeds"])
+                let exchange = try reader.string(t, "markets", "exchange") ?? "okx"
+                guard ["okx", "binance", "coinbase", "upbit", "bybit"].contains(exchange) else {
+                    throw reader.error(t, "exchange", "unknown exchange '\(exchange)'")
+                }
+                guard let symbols = try reader.strings(t, "markets", "symbols"), !symbols.isEmpty else {
+                    throw SettingsError("\(path) line \(t.line): [[markets]] needs a non-empty 'symbols' array")
+                }
+                let timeframes = try reader.strings(t, "markets", "timeframes") ?? ["1m"]
+                let feeds = try reader.strings(t, "markets", "feeds") ?? ["candles"]
+                for feed in feeds where !["candles", "trades", "book", "ticker"].contains(feed) {
+                    throw reader.error(t, "feeds", "unknown feed '\(feed)' (candles, trades, book, ticker)")
+                }
+                markets.append(Market(exchange: exchange, symbols: symbols, timeframes: timeframes, feeds: feeds))
+            }
+        case let other?:
+            throw SettingsError(
+                "\(path) line \(root.line(of: "markets") ?? 0): 'markets' must be [[markets]] tables, not a \(other.typeName)"
+            )
+        }
+    }
+
+    /// Reads typed values from TOML tables with errors naming the file, line, table and key.
+    struct FileReader {
+        let path: String
+
+        func error(_ table: TOMLTable, _ key: String, _ problem: String) -> SettingsError {
+            SettingsError("\(path) line \(table.line(of: key) ?? table.line): \(key) \(problem)")
+        }
+
+        func table(
+            _ parent: TOMLTable, _ key: String, parent parentName: String? = nil
+        ) throws(SettingsError) -> TOMLTable? {
+            switch parent[key] {
+            case nil: return nil
+            case .table(let t)?: return t
+            case let other?:
+                let name = parentName.map { "\($0).\(key)" } ?? key
+                throw SettingsError(
+                    "\(path) line \(parent.line(of: key) ?? 0): '\(name)' must be a table, not a \(other.typeName)")
+            }
+        }
+
+        func only(_ table: TOMLTable, _ name: String, _ allowed: [String]) throws(SettingsError) {
+            for key in table.keys where !allowed.contains(key) {
+                throw SettingsError(
+                    "\(path) line \(table.line(of: key) ?? table.line): unknown key '\(key)' in [\(name)] (expected \(allowed.joined(separator: ", ")))"
+                )
+            }
+        }
+
+        func int(
+            _ table: TOMLTable, _ name: String, _ key: String, _ range: ClosedRange<Int>
+        ) throws(SettingsError) -> Int? {
+            guard let value = table[key] else { return nil }
+            guard case .integer(let v) = value else {
+                throw error(table, key, "must be an integer, not a \(value.typeName)")
+            }
+            guard let n = Int(exactly: v), range.contains(n) else {
+                throw error(table, key, "must be between \(range.lowerBound) and \(range.upperBound), got \(v)")
+            }
+            return n
+        }
+
+        func seconds(
+            _ table: TOMLTable, _ name: String, _ key: String, _ range: ClosedRange<Double>
+        ) throws(SettingsError) -> Double? {
+            guard let value = table[key] else { return nil }
+            let v: Double
+            switch value {
+            case .integer(let i): v = Double(i)
+            case .float(let f): v = f
+            default: throw error(table, key, "must be a number of seconds, not a \(value.typeName)")
+            }
+            guard range.contains(v) else {
+                throw error(table, key, "must be between \(range.lowerBound) and \(range.upperBound) seconds, got \(v)")
+            }
+            return v
+        }
+
+        func string(_ table: TOMLTable, _ name: String, _ key: String) throws(SettingsError) -> String? {
+            guard let value = table[key] else { return nil }
+            guard case .string(let s) = value else {
+                throw error(table, key, "must be a string, not a \(value.typeName)")
+            }
+            return s
+        }
+
+        func strings(_ table: TOMLTable, _ name: String, _ key: String) throws(SettingsError) -> [String]? {
+            guard let value = table[key] else { return nil }
+            guard case .array(let items) = value else {
+                throw error(table, key, "must be an array of strings, not a \(value.typeName)")
+            }
+            var out: [String] = []
+            for item in items {
+                guard case .string(let s) = item, !s.isEmpty else {
+                    throw error(table, key, "must contain only non-empty strings")
+                }
+                out.append(s)
+            }
+            return out
+        }
+
+        func url(_ table: TOMLTable, _ name: String, _ key: String, schemes: [String]) throws(SettingsError) -> String?
+        {
+            guard let s = try string(table, name, key) else { return nil }
+            guard schemes.contains(where: { s.hasPrefix($0 + "://") }) else {
+                throw error(table, key, "must be a \(schemes.joined(separator: " or ")) URL, got '\(s)'")
+            }
+            return s
+        }
+    }
+
+    // MARK: Environment and flags
+
+    mutating func applyEnvironment(_ env: [String: String]) throws(SettingsError) {
+        try applyValues(
+            [
+                ("HTTP_PORT", env["HTTP_PORT"]), ("CONTROL_PORT", env["CONTROL_PORT"]), ("DATA_DIR", env["DATA_DIR"]),
+                ("LOG_LEVEL", env["LOG_LEVEL"]), ("BATCH_SIZE", env["BATCH_SIZE"]),
+                ("BATCH_TIMEOUT", env["BATCH_TIMEOUT"]),
+                ("LEASE_TTL", env["LEASE_TTL"]), ("HEARTBEAT_INTERVAL", env["HEARTBEAT_INTERVAL"]),
+                ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
+                ("OKX_REST_URL", env["OKX_REST_URL"]),
+            ], naming: { $0 })
+    }
+
+    mutating func applyFlags(_ flags: [String: String]) throws(SettingsError) {
+        let map = [
+            "http-port": "HTTP_PORT", "control-port": "CONTROL_PORT", "data-dir": "DATA_DIR", "log-level": "LOG_LEVEL",
+        ]
+        var values: [(String, String?)] = []
+        for (flag, value) in flags.sorted(by: { $0.key < $1.key }) {
+            guard let key = map[flag] else { throw SettingsError("--\(flag): unknown option") }
+            values.append((key, value))
+        }
+        let reverse = Dictionary(uniqueKeysWithValues: map.map { ($1, "--\($0)") })
+        try applyValues(values, naming: { reverse[$0] ?? $0 })
+    }
+
+    /// Applies string values keyed by environment-variable name; errors use `naming` for the source.
+    mutating func applyValues(_ values: [(String, String?)], naming: (String) -> String) throws(SettingsError) {
+        for (key, raw) in values {
+            guard let raw else { continue }
+            let name = naming(key)
+            func integer(_ range: ClosedRange<Int>) throws(SettingsError) -> Int {
+                guard let n = Int(raw), range.contains(n) else {
+                    throw SettingsError(
+                        "\(name): expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+                }
+                return n
+            }
+            func seconds(_ range: ClosedRange<Double>) throws(SettingsError) -> Double {
+                guard let v = Double(raw), range.contains(v) else {
+                    throw SettingsError(
+                        "\(name): expected seconds from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+                }
+                return v
+            }
+            func url(_ schemes: [String]) throws(SettingsError) -> String {
+                guard schemes.contains(where: { raw.hasPrefix($0 + "://") }) else {
+                    throw SettingsError("\(name): expected a \(schemes.joined(separator: " or ")) URL, got '\(raw)'")
+                }
+                return raw
+            }
+            switch key {
+            case "HTTP_PORT": httpPort = try integer(0...65535)
+            case "CONTROL_PORT": controlPort = try integer(1...65535)
+            case "DATA_DIR":
+                guard !raw.isEmpty else { throw SettingsError("\(name): must not be empty") }
+                dataDirectory = raw
+            case "LOG_LEVEL":
+                guard Self.levels.contains(raw) else {
+                    throw SettingsError("\(name): expected one of \(Self.levels.joined(separator: ", ")), got '\(raw)'")
+                }
+                logLevel = raw
+            case "BATCH_SIZE": batchSize = try integer(1...100_000)
+            case "BATCH_TIMEOUT": batchTimeout = try seconds(0.001...60)
+            case "LEASE_TTL": leaseTTL = try seconds(0.1...3600)
+            case "HEARTBEAT_INTERVAL": heartbeatInterval = try seconds(0.05...600)
+            case "OKX_WS_PUBLIC_URL": okxPublicURL = try url(["ws", "wss"])
+            case "OKX_WS_BUSINESS_URL": okxBusinessURL = try url(["ws", "wss"])
+            case "OKX_REST_URL": okxRESTURL = try url(["http", "https"])
+            default: break
+            }
+        }
+        if heartbeatInterval >= leaseTTL {
+            throw SettingsError(
+                "heartbeat_interval (\(heartbeatInterval) s) must be shorter than lease_ttl (\(leaseTTL) s)")
+        }
+    }
+}
