@@ -74,13 +74,20 @@ let package = Package(
                 "CollectorCore",
             ]
         ),
+        library(
+            "Gateway",
+            [
+                "Collector", "Runtime", "HTTP1Protocol", "PostgresClient", "MarketData", "Exchanges", "Observability",
+                "Crypto", "CollectorCore",
+            ]
+        ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
         .executableTarget(
             name: "coordinator",
             dependencies: [
                 "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
-                "Configuration",
+                "Configuration", "Gateway",
             ],
             swiftSettings: strictSettings),
         .executableTarget(
@@ -101,7 +108,7 @@ let package = Package(
             "CollectorTests",
             [
                 "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",
-                "ExchangeSimulator", "HTTP1Protocol", "Observability",
+                "ExchangeSimulator", "HTTP1Protocol", "Observability", "Gateway",
             ]
         ),
         tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),

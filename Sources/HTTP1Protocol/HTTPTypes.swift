@@ -125,9 +125,12 @@ public struct HTTPResponseHead: Sendable, Equatable {
 public struct HTTPRequest: Sendable, Equatable {
     public var head: HTTPRequestHead
     public var body: [UInt8]
-    public init(head: HTTPRequestHead, body: [UInt8] = []) {
+    /// The peer's IP address, set by the server (for per-client rate limits); nil for client-side use.
+    public var clientAddress: String?
+    public init(head: HTTPRequestHead, body: [UInt8] = [], clientAddress: String? = nil) {
         self.head = head
         self.body = body
+        self.clientAddress = clientAddress
     }
 }
 

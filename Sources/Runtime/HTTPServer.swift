@@ -191,10 +191,11 @@ final class HTTPServerConnection: TransportHandler {
         if parser.takeExpectContinue() {
             tcp.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
-        guard case .request(let request)? = message else {
+        guard case .request(var request)? = message else {
             armTimer()
             return
         }
+        request.clientAddress = tcp.remoteAddress?.host
         cancelTimer()
         isProcessing = true
         let keepAlive = request.head.isKeepAlive

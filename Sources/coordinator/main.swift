@@ -6,6 +6,7 @@ import Configuration
 import Dispatch
 import Exchanges
 import Foundation
+import Gateway
 import HTTP1Protocol
 import MarketData
 import Observability
@@ -157,7 +158,18 @@ if markets != nil || settings.markets.isEmpty {
         exchange: "okx", symbols: (markets ?? "BTC-USDT").split(separator: ",").map(String.init),
         frames: timeframes.split(separator: ",").map(String.init))
 }
-let streams = requestedStreams
+let pinnedStreams = requestedStreams
+
+// Secrets come from the environment or files, never from flags (DESIGN.md §7).
+var apiToken = environment["API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+if apiToken == nil, let file = environment["API_TOKEN_FILE"] {
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+        startupError(log, "cannot read API_TOKEN_FILE", ["file": file])
+    }
+    apiToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+let token = apiToken
+let workerID = environment["WORKER_ID"] ?? ProcessInfo.processInfo.hostName
 guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
     startupError(
         log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
@@ -211,44 +223,35 @@ Task.detached {
         configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters,
         metrics: CollectorMetrics(registry: registry))
     engine.registerMetrics(in: registry)
-    let server: HTTPServer
+    let subscriptions: SubscriptionRegistry
     do {
-        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: httpPort), loop: loop) {
-            request in
-            func json(_ status: Int, _ body: String) -> HTTPResponse {
-                HTTPResponse(status: status, contentType: "application/json", body: Array(body.utf8))
-            }
-            switch (request.head.method, request.head.path) {
-            case ("GET", "/health"), ("HEAD", "/health"):
-                // Liveness never depends on PostgreSQL or the exchanges (DESIGN.md §8).
-                return json(200, #"{"status":"ok"}"#)
-            case ("GET", "/ready"), ("HEAD", "/ready"):
-                if sink.isSpooling {
-                    return json(503, #"{"ready":false,"reason":"database unavailable: writing to the spool"}"#)
-                }
-                return json(200, #"{"ready":true}"#)
-            case ("GET", "/metrics"):
-                return HTTPResponse(
-                    status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                    body: Array(registry.render().utf8))
-            case (_, "/health"), (_, "/ready"), (_, "/metrics"):
-                return HTTPResponse(
-                    status: 405, contentType: "application/json", body: Array(#"{"error":"method not allowed"}"#.utf8),
-                    headers: ["Allow": "GET, HEAD"])
-            default:
-                return json(404, #"{"error":"not found"}"#)
-            }
-        }
+        subscriptions = try SubscriptionRegistry(path: dataDir + "/subscriptions.json", pinned: pinnedStreams)
     } catch {
-        startupError(log, "cannot listen for HTTP", ["http.port": "\(httpPort)", "error": "\(error)"])
+        startupError(log, "cannot read the saved subscriptions", ["data.dir": dataDir, "error": "\(error)"])
     }
-    log.write("notice", "http listening", ["http.port": "\(server.port)"])
+    let streams = subscriptions.all.map(\.stream)
     let refused = await engine.subscribe(streams)
     for (stream, reason) in refused {
         log.write("warning", "subscription refused", ["stream": "\(stream)", "error": reason])
     }
     log.write(
         "notice", "collecting", ["streams": streams.map(\.description).joined(separator: ","), "version": version])
+    if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
+    let api = GatewayAPI(
+        engine: engine, subscriptions: subscriptions, executor: executor, apiToken: token, registry: registry,
+        workerID: workerID
+    ) {
+        sink.isSpooling ? (false, "database unavailable: writing to the spool") : (true, nil)
+    }
+    let server: HTTPServer
+    do {
+        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: httpPort), loop: loop) {
+            request in await api.handle(request)
+        }
+    } catch {
+        startupError(log, "cannot listen for HTTP", ["http.port": "\(httpPort)", "error": "\(error)"])
+    }
+    log.write("notice", "http listening", ["http.port": "\(server.port)"])
     // Periodic status line per stream.
     let reporter = Task {
         while !Task.isCancelled {

@@ -1,0 +1,513 @@
+public import Collector
+import CollectorCore
+import Crypto
+import Exchanges
+import Foundation
+public import HTTP1Protocol
+import MarketData
+public import Observability
+public import PostgresClient
+import Synchronization
+
+/// The REST API (DESIGN.md §6). `handle` never throws: every failure becomes a JSON response.
+public final class GatewayAPI: Sendable {
+    /// Largest `limit` for data queries, and the default.
+    public static let maxLimit = 5000
+    public static let defaultLimit = 500
+
+    public let engine: CollectorEngine
+    public let subscriptions: SubscriptionRegistry
+    private let executor: PGExecutor?
+    private let apiToken: String?
+    private let registry: MetricsRegistry
+    private let isReady: @Sendable () -> (Bool, String?)
+    private let router: HTTPRouter<Route>
+    private let limiter: ClientRateLimiter
+    private let workerID: String
+
+    enum Route: String, Sendable {
+        case subscribe = "/api/v1/subscribe"
+        case unsubscribe = "/api/v1/subscribe (DELETE)"
+        case subscriptions = "/api/v1/subscriptions"
+        case data = "/api/v1/data/{symbol}/{timeframe}"
+        case status = "/api/v1/status/{symbol}"
+        case cluster = "/api/v1/cluster"
+        case health = "/health"
+        case ready = "/ready"
+        case metrics = "/metrics"
+
+        var label: String { self == .unsubscribe ? "/api/v1/subscribe" : rawValue }
+    }
+
+    public init(
+        engine: CollectorEngine, subscriptions: SubscriptionRegistry, executor: PGExecutor?, apiToken: String?,
+        registry: MetricsRegistry, workerID: String, requestsPerSecond: Double = 50,
+        isReady: @escaping @Sendable () -> (Bool, String?)
+    ) {
+        self.engine = engine
+        self.subscriptions = subscriptions
+        self.executor = executor
+        self.apiToken = apiToken
+        self.registry = registry
+        self.isReady = isReady
+        self.workerID = workerID
+        self.limiter = ClientRateLimiter(perSecond: requestsPerSecond, burst: requestsPerSecond * 2)
+        var router = HTTPRouter<Route>()
+        router.add("POST", "/api/v1/subscribe", .subscribe)
+        router.add("DELETE", "/api/v1/subscribe", .unsubscribe)
+        router.add("GET", "/api/v1/subscriptions", .subscriptions)
+        router.add("GET", "/api/v1/data/{symbol}/{timeframe}", .data)
+        router.add("GET", "/api/v1/status/{symbol}", .status)
+        router.add("GET", "/api/v1/cluster", .cluster)
+        router.add("GET", "/health", .health)
+        router.add("GET", "/ready", .ready)
+        router.add("GET", "/metrics", .metrics)
+        self.router = router
+    }
+
+    /// A JSON error response naming the offending field.
+    struct Failure: Error {
+        var status: Int
+        var message: String
+        var field: String?
+        var headers: HTTPHeaders = [:]
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let (response, route) = await respond(request)
+        registry.counter(
+            "collector_http_requests_total", help: "HTTP requests by route and status.",
+            labels: [("route", route), ("status", String(response.status))]
+        ).increment()
+        return response
+    }
+
+    private func respond(_ request: HTTPRequest) async -> (HTTPResponse, String) {
+        if let client = request.clientAddress, let wait = limiter.take(client) {
+            let seconds = max(1, Int((wait.secondsDouble).rounded(.up)))
+            return (
+                Self.error(
+                    Failure(status: 429, message: "too many requests", headers: ["Retry-After": String(seconds)])),
+                "rate-limited"
+            )
+        }
+        switch router.match(method: request.head.method, path: request.head.path) {
+        case .notFound:
+            return (Self.error(Failure(status: 404, message: "no such route: \(request.head.path)")), "unknown")
+        case .methodNotAllowed(let allowed):
+            var methods = allowed
+            if allowed.contains("GET") { methods.append("HEAD") }
+            return (
+                Self.error(
+                    Failure(
+                        status: 405, message: "method \(request.head.method) not allowed",
+                        headers: ["Allow": methods.joined(separator: ", ")])), "unknown"
+            )
+        case .found(let route, let parameters):
+            do {
+                return (try await dispatch(route, parameters, request), route.label)
+            } catch let failure as Failure {
+                return (Self.error(failure), route.label)
+            } catch {
+                return (Self.error(Failure(status: 500, message: "internal error: \(error)")), route.label)
+            }
+        }
+    }
+
+    private func dispatch(
+        _ route: Route, _ parameters: [String: String], _ request: HTTPRequest
+    ) async throws
+        -> HTTPResponse
+    {
+        switch route {
+        case .health:
+            // Liveness never depends on PostgreSQL, S3 or the exchanges (DESIGN.md §8).
+            return Self.json(200, ["status": "ok"])
+        case .ready:
+            let (ready, reason) = isReady()
+            return ready ? Self.json(200, ["ready": true]) : Self.json(503, ["ready": false, "reason": reason ?? ""])
+        case .metrics:
+            return HTTPResponse(
+                status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                body: Array(registry.render().utf8))
+        case .subscribe, .unsubscribe:
+            try authorize(request)
+            let streams = try parseSubscription(request)
+            return route == .subscribe ? try await subscribe(streams) : try await unsubscribe(streams)
+        case .subscriptions:
+            let statuses = Dictionary(engine.status.all().map { ($0.stream, $0) }, uniquingKeysWith: { a, _ in a })
+            let list: [[String: Any]] = subscriptions.all.map { entry in
+                Self.describe(entry.stream, pinned: entry.isPinned, state: statuses[entry.stream]?.state.rawValue)
+            }
+            return Self.json(200, ["subscriptions": list, "count": list.count])
+        case .data:
+            return try await data(parameters, request)
+        case .status:
+            return try status(parameters["symbol"] ?? "", request)
+        case .cluster:
+            let all = engine.status.all()
+            let shards: [[String: Any]] = all.map {
+                ["shard": $0.stream.description, "owner": workerID, "state": $0.state.rawValue, "epoch": 1]
+            }
+            let worker: [String: Any] = [
+                "id": workerID, "state": "live", "shards": all.count, "weight": all.count,
+                "lease_expires_in_seconds": NSNull(),
+            ]
+            return Self.json(200, ["mode": "standalone", "workers": [worker], "shards": shards])
+        }
+    }
+
+    // MARK: Subscriptions
+
+    private func authorize(_ request: HTTPRequest) throws {
+        guard let apiToken else { return }
+        let header = request.head.headers["Authorization"] ?? ""
+        let presented = header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : ""
+        guard HMAC.constantTimeEquals(Array(presented.utf8), Array(apiToken.utf8)) else {
+            throw Failure(
+                status: 401, message: "missing or wrong API token (Authorization: Bearer …)", field: "Authorization",
+                headers: ["WWW-Authenticate": "Bearer"])
+        }
+    }
+
+    /// Validates the whole body before anything changes.
+    private func parseSubscription(_ request: HTTPRequest) throws -> [StreamID] {
+        let type = (request.head.headers["Content-Type"] ?? "").lowercased()
+        guard type.hasPrefix("application/json") else {
+            throw Failure(status: 415, message: "Content-Type must be application/json", field: "Content-Type")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            throw Failure(status: 400, message: "body must be a JSON object", field: "body")
+        }
+        for key in object.keys where !["symbols", "timeframes", "exchange", "feeds"].contains(key) {
+            throw Failure(status: 400, message: "unknown field '\(key)'", field: key)
+        }
+        func strings(_ key: String) throws -> [String]? {
+            guard let value = object[key] else { return nil }
+            guard let list = value as? [String], list.allSatisfy({ !$0.isEmpty }) else {
+                throw Failure(status: 400, message: "\(key) must be an array of non-empty strings", field: key)
+            }
+            return list
+        }
+        guard let symbols = try strings("symbols"), !symbols.isEmpty else {
+            throw Failure(status: 422, message: "symbols must list at least one symbol", field: "symbols")
+        }
+        guard symbols.count <= 500 else {
+            throw Failure(status: 422, message: "at most 500 symbols per request", field: "symbols")
+        }
+        let exchangeText =
+            try object["exchange"].map { value -> String in
+                guard let s = value as? String else {
+                    throw Failure(status: 400, message: "exchange must be a string", field: "exchange")
+                }
+                return s
+            } ?? "okx"
+        guard let exchange = ExchangeName(rawValue: exchangeText) else {
+            throw Failure(status: 422, message: "unknown exchange '\(exchangeText)'", field: "exchange")
+        }
+        let feedNames = try strings("feeds") ?? ["candles"]
+        let timeframes = try strings("timeframes") ?? []
+        var streams: [StreamID] = []
+        for feedName in feedNames {
+            switch feedName {
+            case "candles":
+                guard !timeframes.isEmpty else {
+                    throw Failure(status: 422, message: "timeframes is required for candle feeds", field: "timeframes")
+                }
+                for key in timeframes {
+                    guard let tf = Timeframe(key) else {
+                        throw Failure(
+                            status: 422, message: "unknown timeframe '\(key)' (keys are case-sensitive)",
+                            field: "timeframes")
+                    }
+                    streams += symbols.map { StreamID(exchange: exchange, feed: .candles(tf), symbol: $0) }
+                }
+            case "trades", "book", "ticker":
+                // Force-unwrap: the three names parse as feeds.
+                streams += symbols.map { StreamID(exchange: exchange, feed: Feed(feedName)!, symbol: $0) }
+            default:
+                throw Failure(
+                    status: 422, message: "unknown feed '\(feedName)' (candles, trades, book, ticker)", field: "feeds")
+            }
+        }
+        let adapter = OKXAdapter()
+        for stream in streams {
+            if stream.exchange != .okx {
+                throw Failure(
+                    status: 422, message: "\(stream.exchange) collection is not implemented yet", field: "exchange")
+            }
+            if let problem = adapter.validate(stream) {
+                let field =
+                    problem.contains("instrument")
+                    ? "symbols" : (problem.contains("not implemented") ? "feeds" : "timeframes")
+                throw Failure(status: 422, message: "\(stream): \(problem)", field: field)
+            }
+        }
+        return streams
+    }
+
+    private func subscribe(_ streams: [StreamID]) async throws -> HTTPResponse {
+        let added: [StreamID]
+        do {
+            added = try subscriptions.add(streams)
+        } catch {
+            throw Failure(status: 500, message: "cannot persist subscriptions: \(error)")
+        }
+        if !added.isEmpty { await engine.subscribe(added) }
+        return Self.json(
+            200,
+            [
+                "subscribed": added.map(\.description),
+                "already_subscribed": streams.filter { !added.contains($0) }.map(\.description),
+            ])
+    }
+
+    private func unsubscribe(_ streams: [StreamID]) async throws -> HTTPResponse {
+        if let pinned = streams.first(where: { subscriptions.isPinned($0) }) {
+            throw Failure(
+                status: 409, message: "\(pinned) is pinned by the configuration file and cannot be removed",
+                field: "symbols")
+        }
+        let present = streams.filter { subscriptions.contains($0) }
+        guard !present.isEmpty else {
+            throw Failure(status: 404, message: "none of these streams is subscribed", field: "symbols")
+        }
+        let removed: [StreamID]
+        do {
+            removed = try subscriptions.remove(present)
+        } catch {
+            throw Failure(status: 500, message: "cannot persist subscriptions: \(error)")
+        }
+        await engine.unsubscribe(removed)
+        return Self.json(200, ["unsubscribed": removed.map(\.description)])
+    }
+
+    // MARK: Data and status
+
+    private func data(_ parameters: [String: String], _ request: HTTPRequest) async throws -> HTTPResponse {
+        guard let executor else {
+            throw Failure(status: 501, message: "no database configured: data queries need DATABASE_URL in this build")
+        }
+        let symbol = parameters["symbol"] ?? ""
+        let timeframeKey = parameters["timeframe"] ?? ""
+        guard let timeframe = Timeframe(timeframeKey) else {
+            throw Failure(
+                status: 422, message: "unknown timeframe '\(timeframeKey)' (keys are case-sensitive)",
+                field: "timeframe")
+        }
+        let query = try Self.query(request)
+        let exchangeText = query["exchange"] ?? "okx"
+        guard let exchange = ExchangeName(rawValue: exchangeText) else {
+            throw Failure(status: 422, message: "unknown exchange '\(exchangeText)'", field: "exchange")
+        }
+        let start = try query["start"].map { try Self.timestamp($0, field: "start") } ?? 0
+        let end = try query["end"].map { try Self.timestamp($0, field: "end") } ?? Int64.max / 2
+        guard start <= end else { throw Failure(status: 422, message: "start must not be after end", field: "start") }
+        var limit = Self.defaultLimit
+        if let text = query["limit"] {
+            guard let n = Int(text), (1...Self.maxLimit).contains(n) else {
+                throw Failure(
+                    status: 422, message: "limit must be an integer from 1 to \(Self.maxLimit)", field: "limit")
+            }
+            limit = n
+        }
+        let parameters: [String?] = [
+            exchange.rawValue, symbol, timeframe.key, UTCCalendar.iso8601(microseconds: start),
+            UTCCalendar.iso8601(microseconds: min(end, 253_402_300_799_000_000)), String(limit),
+        ]
+        let rows: [[String?]]
+        do {
+            rows = try await executor.run { c throws(PGError) in
+                try c.execute(
+                    """
+                    SELECT to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), open::text, high::text,
+                           low::text, close::text, volume::text, quote_volume::text, confirmed
+                    FROM candles
+                    WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4 AND open_time <= $5
+                    ORDER BY open_time ASC LIMIT $6
+                    """, parameters
+                ).rows
+            }
+        } catch {
+            throw Failure(status: 503, message: "database unavailable: \(error.message)")
+        }
+        let candles: [[String: Any]] = rows.map { r in
+            [
+                "open_time": r[0] ?? "", "open": r[1] ?? "", "high": r[2] ?? "", "low": r[3] ?? "", "close": r[4] ?? "",
+                "volume": r[5] ?? "", "quote_volume": r[6] ?? "", "confirmed": r[7] == "t",
+            ]
+        }
+        return Self.json(
+            200,
+            [
+                "exchange": exchange.rawValue, "symbol": symbol, "timeframe": timeframe.key, "count": candles.count,
+                "candles": candles,
+            ])
+    }
+
+    private func status(_ symbol: String, _ request: HTTPRequest) throws -> HTTPResponse {
+        let query = try Self.query(request)
+        let exchange = query["exchange"] ?? "okx"
+        guard ExchangeName(rawValue: exchange) != nil else {
+            throw Failure(status: 422, message: "unknown exchange '\(exchange)'", field: "exchange")
+        }
+        let now = WallClockMicros.now()
+        let matching = engine.status.all().filter {
+            $0.stream.symbol == symbol && $0.stream.exchange.rawValue == exchange
+        }
+        guard !matching.isEmpty else {
+            throw Failure(status: 404, message: "no stream of \(exchange) \(symbol) is subscribed", field: "symbol")
+        }
+        let streams: [[String: Any]] = matching.map { s in
+            var item: [String: Any] = [
+                "stream": s.stream.description, "feed": s.stream.feed.description, "owner": workerID,
+                "state": s.state.rawValue,
+                "messages": s.messages, "errors": s.errors, "reconnects": s.reconnects,
+                "backfilled_bars": s.backfilledBars,
+                "gaps": s.gaps.map {
+                    [
+                        "from": UTCCalendar.iso8601(microseconds: $0.from),
+                        "to": UTCCalendar.iso8601(microseconds: $0.to), "bars": $0.bars, "reason": $0.reason,
+                    ]
+                },
+            ]
+            item["last_event_time"] = s.lastEventTime.map { UTCCalendar.iso8601(microseconds: $0) } ?? NSNull()
+            item["last_candle_open_time"] =
+                s.lastCandleOpenTime.map { UTCCalendar.iso8601(microseconds: $0) } ?? NSNull()
+            item["lag_seconds"] = s.lastEventTime.map { Double(now - $0) / 1e6 } ?? NSNull()
+            item["last_error"] = s.lastError ?? NSNull()
+            if let rejection = s.rejection {
+                item["rejection"] = ["code": rejection.code, "message": rejection.message]
+            }
+            return item
+        }
+        return Self.json(200, ["symbol": symbol, "exchange": exchange, "streams": streams])
+    }
+
+    // MARK: Helpers
+
+    static func query(_ request: HTTPRequest) throws -> [String: String] {
+        guard let items = PercentDecoding.queryItems(request.head.query) else {
+            throw Failure(status: 400, message: "malformed query string", field: "query")
+        }
+        return Dictionary(items.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Epoch milliseconds (digits) or ISO-8601 (`2024-01-02T03:04:05Z`, fractions and ±HH:MM offsets).
+    static func timestamp(_ text: String, field: String) throws -> Int64 {
+        if !text.isEmpty, text.allSatisfy(\.isNumber), let ms = Int64(text), ms < 100_000_000_000_000 {
+            return ms * 1000
+        }
+        if let t = ISO8601.parse(text) { return t }
+        throw Failure(
+            status: 400, message: "\(field) must be epoch milliseconds or ISO-8601, got '\(text.prefix(40))'",
+            field: field)
+    }
+
+    static func describe(_ stream: StreamID, pinned: Bool, state: String?) -> [String: Any] {
+        var item: [String: Any] = [
+            "stream": stream.description, "exchange": stream.exchange.rawValue, "feed": stream.feed.description,
+            "symbol": stream.symbol, "pinned": pinned,
+        ]
+        if case .candles(let tf) = stream.feed { item["timeframe"] = tf.key }
+        item["state"] = state ?? "pending"
+        return item
+    }
+
+    static func json(_ status: Int, _ object: [String: Any]) -> HTTPResponse {
+        // try?: every value we put in is a JSON type, so serialization cannot fail.
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+        return HTTPResponse(status: status, contentType: "application/json", body: Array(data))
+    }
+
+    static func error(_ failure: Failure) -> HTTPResponse {
+        var object: [String: Any] = ["error": failure.message, "status": failure.status]
+        if let field = failure.field { object["field"] = field }
+        var response = json(failure.status, object)
+        for header in failure.headers { response.head.headers.replaceOrAdd(name: header.name, value: header.value) }
+        return response
+    }
+}
+
+/// Per-client token buckets (bounded: the oldest clients are forgotten beyond `maxClients`).
+final class ClientRateLimiter: Sendable {
+    private let buckets = Mutex<[String: TokenBucket]>([:])
+    private let perSecond: Double
+    private let burst: Double
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
+    /// Distinct clients tracked at once; a flood of addresses cannot grow memory without bound.
+    static let maxClients = 10_000
+
+    init(perSecond: Double, burst: Double) {
+        self.perSecond = perSecond
+        self.burst = burst
+        origin = clock.now
+    }
+
+    /// Takes a token for `client`; returns how long to wait when none is left.
+    func take(_ client: String) -> Duration? {
+        let now = Instant(nanoseconds: (clock.now - origin).nanosecondsClamped)
+        return buckets.withLock { buckets in
+            if buckets.count >= Self.maxClients && buckets[client] == nil { buckets.removeAll(keepingCapacity: true) }
+            var bucket = buckets[client] ?? TokenBucket(capacity: burst, refillPerSecond: perSecond)
+            let wait = bucket.take(now: now)
+            buckets[client] = bucket
+            return wait
+        }
+    }
+}
+
+enum WallClockMicros {
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+}
+
+/// ISO-8601 date-times with `Z` or a numeric offset.
+enum ISO8601 {
+    static func parse(_ text: String) -> Int64? {
+        let chars = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= chars.count else { return nil }
+            var v = 0
+            for c in chars[from..<from + count] {
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+            }
+            return v
+        }
+        guard chars.count >= 10, let y = number(0, 4), chars[4] == 45, let m = number(5, 2), chars[7] == 45,
+            let d = number(8, 2), (1...12).contains(m), (1...31).contains(d)
+        else { return nil }
+        var t = UTCCalendar.microseconds(year: y, month: m, day: d)
+        if chars.count == 10 { return t }
+        guard chars.count >= 20, chars[10] == 84 || chars[10] == 32, let hh = number(11, 2), chars[13] == 58,
+            let mm = number(14, 2), chars[16] == 58, let ss = number(17, 2), hh < 24, mm < 60, ss < 61
+        else { return nil }
+        t += Int64(hh * 3600 + mm * 60 + ss) * 1_000_000
+        var i = 19
+        if i < chars.count && chars[i] == 46 {
+            i += 1
+            var fraction: Int64 = 0
+            var digits = 0
+            while i < chars.count, chars[i] >= 48, chars[i] <= 57 {
+                if digits < 6 {
+                    fraction = fraction * 10 + Int64(chars[i] - 48)
+                    digits += 1
+                }
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<6 { fraction *= 10 }
+            t += fraction
+        }
+        guard i < chars.count else { return nil }
+        if chars[i] == 90 && i == chars.count - 1 { return t }
+        guard chars[i] == 43 || chars[i] == 45, chars.count == i + 6, let oh = number(i + 1, 2), chars[i + 3] == 58,
+            let om = number(i + 4, 2)
+        else { return nil }
+        let offset = Int64(oh * 3600 + om * 60) * 1_000_000
+        return chars[i] == 43 ? t - offset : t + offset
+    }
+}
