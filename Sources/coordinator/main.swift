@@ -178,11 +178,19 @@ guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
 // Signals: block them for every thread, then receive them through Dispatch sources.
 signal(SIGPIPE, SIG_IGN)
 let shutdownSignals = DispatchSemaphore(value: 0)
+let signalCount = Atomic<Int>(0)
 var signalSources: [any DispatchSourceSignal] = []
 for sig in [SIGTERM, SIGINT] {
     signal(sig, SIG_IGN)
     let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-    source.setEventHandler { @Sendable in shutdownSignals.signal() }
+    source.setEventHandler { @Sendable in
+        // The first signal starts a graceful shutdown; a second one exits at once.
+        if signalCount.add(1, ordering: .relaxed).newValue > 1 {
+            FileHandle.standardError.write(Data("coordinator: second signal, exiting now\n".utf8))
+            exit(130)
+        }
+        shutdownSignals.signal()
+    }
     source.resume()
     signalSources.append(source)
 }

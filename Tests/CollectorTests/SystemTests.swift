@@ -1,0 +1,72 @@
+import Collector
+import ExchangeSimulator
+import Foundation
+import MarketData
+import PostgresClient
+import Runtime
+import TestSupport
+import Testing
+
+/// Black-box tests of the `coordinator` binary (built by `swift build --build-tests`).
+@Suite struct CoordinatorProcessTests {
+    static var binary: String { TestEnvironment.repositoryRoot + "/.build/debug/coordinator" }
+
+    @Test func sigtermUnderLoadFlushesEveryAcknowledgedEventAndExitsZero() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let loop = try EventLoop.start(name: "system-test")
+        var simConfig = SimulatorConfiguration()
+        simConfig.barMilliseconds = 40
+        simConfig.symbols = (0..<40).map { "SYM\($0)-USDT" }
+        simConfig.updatesPerBar = 8
+        let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
+        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "coordinator")
+        let process = try ExternalProcess(
+            Self.binary, ["serve", "--standalone", "--http-port", "0", "--data-dir", data, "--timeframes", "1m,3m"],
+            environment: [
+                "DATABASE_URL": database.conninfo, "MARKETS": simConfig.symbols.joined(separator: ","),
+                "OKX_WS_BUSINESS_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/business",
+                "OKX_WS_PUBLIC_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/public",
+                "OKX_REST_URL": "http://127.0.0.1:\(simulator.restPort)", "BATCH_TIMEOUT": "0.2", "BATCH_SIZE": "500",
+                "SQL_DIR": TestEnvironment.repositoryRoot + "/sql/init",
+            ])
+        let executor = PGExecutor(conninfo: database.conninfo)
+        defer { executor.disconnect() }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(30))
+        var rows = 0
+        while clock.now < deadline && rows < 500 {
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(process.isRunning, "coordinator exited early: \(process.errorOutput)")
+            if !process.isRunning { break }
+            // try?: the schema may not exist yet in the first moments.
+            rows =
+                (try? await executor.run { c throws(PGError) in try c.execute("SELECT count(*) FROM candles").scalar })
+                .flatMap { $0 }.flatMap { Int($0) } ?? 0
+        }
+        #expect(rows >= 500, "collected only \(rows) rows")
+        process.send(signal: SIGTERM)
+        let status = await process.waitForExit(timeout: .seconds(15))
+        #expect(status == 0, "exit status \(String(describing: status)): \(process.errorOutput.suffix(2000))")
+        let stopped = process.errorOutput.split(separator: "\n").last { $0.contains(#""msg":"stopped""#) }
+        let line = try #require(stopped, "no 'stopped' log line: \(process.errorOutput.suffix(1500))")
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        let acknowledged = Int(fields["events.acknowledged"] ?? "") ?? -1
+        #expect(acknowledged > 0)
+        #expect(fields["candles.stored"] == fields["events.acknowledged"], "every acknowledged event stored: \(fields)")
+        #expect(fields["spool.batches"] == "0")
+        await simulator.shutdown()
+        loop.shutdown()
+    }
+
+    @Test func badSettingsStopStartUpWithAMessageAndExitCode() async throws {
+        let result = try await ExternalProcess.run(
+            Self.binary, ["serve", "--standalone"], environment: ["BATCH_SIZE": "lots"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("BATCH_SIZE: expected an integer from 1 to 100000, got 'lots'"))
+        let usage = try await ExternalProcess.run(Self.binary, ["serve", "--bogus"])
+        #expect(usage.status == 64)
+        let version = try await ExternalProcess.run(Self.binary, ["--version"])
+        #expect(version.status == 0 && version.stdout.hasPrefix("coordinator "))
+    }
+}
