@@ -78,7 +78,7 @@ let package = Package(
             "Gateway",
             [
                 "Collector", "Runtime", "HTTP1Protocol", "PostgresClient", "MarketData", "Exchanges", "Observability",
-                "Crypto", "CollectorCore",
+                "Crypto", "CollectorCore", "WireCore",
             ]
         ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),

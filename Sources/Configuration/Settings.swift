@@ -18,6 +18,8 @@ public struct Settings: Equatable, Sendable {
     public var controlPort = 7070
     public var dataDirectory = "./data"
     public var logLevel = "info"
+    /// Requests per second per client on the HTTP API (burst twice that); 0 turns limiting off.
+    public var apiRateLimit = 50.0
     public var batchSize = 1000
     /// Seconds.
     public var batchTimeout = 1.0
@@ -77,7 +79,8 @@ extension Settings {
         }
         let reader = FileReader(path: path)
         if let t = try reader.table(root, "collector") {
-            try reader.only(t, "collector", ["http_port", "control_port", "data_dir", "log_level"])
+            try reader.only(t, "collector", ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit"])
+            if let v = try reader.seconds(t, "collector", "api_rate_limit", 0...1_000_000) { apiRateLimit = v }
             if let v = try reader.int(t, "collector", "http_port", 0...65535) { httpPort = v }
             if let v = try reader.int(t, "collector", "control_port", 1...65535) { controlPort = v }
             if let v = try reader.string(t, "collector", "data_dir") { dataDirectory = v }
@@ -251,7 +254,7 @@ extension Settings {
                 ("BATCH_TIMEOUT", env["BATCH_TIMEOUT"]),
                 ("LEASE_TTL", env["LEASE_TTL"]), ("HEARTBEAT_INTERVAL", env["HEARTBEAT_INTERVAL"]),
                 ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
-                ("OKX_REST_URL", env["OKX_REST_URL"]),
+                ("OKX_REST_URL", env["OKX_REST_URL"]), ("API_RATE_LIMIT", env["API_RATE_LIMIT"]),
             ], naming: { $0 })
     }
 
@@ -311,6 +314,11 @@ extension Settings {
             case "OKX_WS_PUBLIC_URL": okxPublicURL = try url(["ws", "wss"])
             case "OKX_WS_BUSINESS_URL": okxBusinessURL = try url(["ws", "wss"])
             case "OKX_REST_URL": okxRESTURL = try url(["http", "https"])
+            case "API_RATE_LIMIT":
+                guard let v = Double(raw), v >= 0, v <= 1_000_000 else {
+                    throw SettingsError("\(name): expected requests per second from 0 to 1000000, got '\(raw)'")
+                }
+                apiRateLimit = v
             default: break
             }
         }

@@ -246,8 +246,10 @@ Task.detached {
         "notice", "collecting", ["streams": streams.map(\.description).joined(separator: ","), "version": version])
     if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
-        engine: engine, subscriptions: subscriptions, executor: executor, apiToken: token, registry: registry,
-        workerID: workerID
+        engine: engine, subscriptions: subscriptions,
+        executors: (0..<4).map { _ in PGExecutor(conninfo: conninfo, label: "collector.api-postgres") },
+        apiToken: token, registry: registry,
+        workerID: workerID, requestsPerSecond: settings.apiRateLimit
     ) {
         sink.isSpooling ? (false, "database unavailable: writing to the spool") : (true, nil)
     }

@@ -5,6 +5,7 @@ import Gateway
 import HTTP1Protocol
 import MarketData
 import Observability
+import PostgresClient
 import Runtime
 import TestSupport
 import Testing
@@ -24,7 +25,9 @@ struct APIFixture {
         let registry = try SubscriptionRegistry(path: path, pinned: pinned)
         await harness.engine.subscribe(registry.all.map(\.stream))
         let api = GatewayAPI(
-            engine: harness.engine, subscriptions: registry, executor: harness.executor, apiToken: token,
+            engine: harness.engine, subscriptions: registry,
+            executors: [harness.executor, PGExecutor(conninfo: conninfo)],
+            apiToken: token,
             registry: MetricsRegistry(), workerID: "test-worker", requestsPerSecond: requestsPerSecond
         ) { (true, nil) }
         let server = try await HTTPServer.start(
