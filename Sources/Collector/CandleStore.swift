@@ -32,7 +32,13 @@ public final class CandleStore: Sendable {
         }
     }
 
-    public init(executor: PGExecutor) { self.executor = executor }
+    /// Bumped after each committed write, for read caches.
+    public let versions: StreamVersions
+
+    public init(executor: PGExecutor, versions: StreamVersions = StreamVersions()) {
+        self.executor = executor
+        self.versions = versions
+    }
 
     public static let columns =
         "exchange, symbol, timeframe, open_time, open, high, low, close, volume, quote_volume, confirmed, timestamp_exchange, timestamp_collector"
@@ -46,6 +52,8 @@ public final class CandleStore: Sendable {
         let firstOfMonth = Dictionary(
             unique.map { (Self.monthKey($0.openTime), $0.openTime) }, uniquingKeysWith: { a, _ in a })
         let known = knownMonths
+        let touched = Set(unique.map(\.stream))
+        defer { versions.bump(touched) }  // after the commit (or a failure): readers re-query either way
         return try await executor.run { connection throws(PGError) in
             // Keys we stored unconfirmed need an upsert; the rest are most likely new: COPY them straight
             // in (falling back to the upsert if any already exists).

@@ -26,6 +26,7 @@ public final class GatewayAPI: Sendable {
     private let router: HTTPRouter<Route>
     private let limiter: ClientRateLimiter?
     private let workerID: String
+    private let pages = PageCache(maxEntries: 2048, maxBytes: 128 << 20)
 
     enum Route: String, Sendable {
         case subscribe = "/api/v1/subscribe"
@@ -316,6 +317,13 @@ public final class GatewayAPI: Sendable {
             }
             limit = n
         }
+        // Pages are cached until their stream is written again (versions are read before querying).
+        let stream = StreamID(exchange: exchange, feed: .candles(timeframe), symbol: symbol)
+        let cacheKey = "\(stream)|\(start)|\(end)|\(limit)"
+        let version = engine.sink.store.versions.version(of: stream)
+        if let cached = pages.get(cacheKey, version: version) {
+            return HTTPResponse(status: 200, contentType: "application/json", body: cached)
+        }
         let parameters: [String?] = [
             exchange.rawValue, symbol, timeframe.key, UTCCalendar.iso8601(microseconds: start),
             UTCCalendar.iso8601(microseconds: min(end, 253_402_300_799_000_000)), String(limit),
@@ -349,7 +357,9 @@ public final class GatewayAPI: Sendable {
         }
         out += "],\"count\":\(rows.count),\"exchange\":\(JSONText.quoted(exchange.rawValue))"
         out += ",\"symbol\":\(JSONText.quoted(symbol)),\"timeframe\":\(JSONText.quoted(timeframe.key))}"
-        return HTTPResponse(status: 200, contentType: "application/json", body: Array(out.utf8))
+        let body = Array(out.utf8)
+        pages.put(cacheKey, version: version, body: body)
+        return HTTPResponse(status: 200, contentType: "application/json", body: body)
     }
 
     private func status(_ symbol: String, _ request: HTTPRequest) throws -> HTTPResponse {
@@ -516,5 +526,42 @@ enum ISO8601 {
         else { return nil }
         let offset = Int64(oh * 3600 + om * 60) * 1_000_000
         return chars[i] == 43 ? t - offset : t + offset
+    }
+}
+
+/// Rendered data pages by query, valid while their stream's write version is unchanged. Bounded by
+/// entry count and bytes (cleared wholesale when full: simple, and refilled by the next requests).
+final class PageCache: Sendable {
+    private struct Entry {
+        var version: UInt64
+        var body: [UInt8]
+    }
+    private let state = Mutex<(entries: [String: Entry], bytes: Int)>(([:], 0))
+    private let maxEntries: Int
+    private let maxBytes: Int
+
+    init(maxEntries: Int, maxBytes: Int) {
+        self.maxEntries = maxEntries
+        self.maxBytes = maxBytes
+    }
+
+    func get(_ key: String, version: UInt64) -> [UInt8]? {
+        state.withLock { s in
+            guard let entry = s.entries[key], entry.version == version else { return nil }
+            return entry.body
+        }
+    }
+
+    func put(_ key: String, version: UInt64, body: [UInt8]) {
+        guard body.count <= maxBytes / 4 else { return }
+        state.withLock { s in
+            if s.entries.count >= maxEntries || s.bytes + body.count > maxBytes {
+                s.entries.removeAll(keepingCapacity: true)
+                s.bytes = 0
+            }
+            if let old = s.entries[key] { s.bytes -= old.body.count }
+            s.entries[key] = Entry(version: version, body: body)
+            s.bytes += body.count
+        }
     }
 }

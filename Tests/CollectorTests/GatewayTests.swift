@@ -227,3 +227,21 @@ struct APIFixture {
         await api.stop()
     }
 }
+
+@Suite struct DataPageCacheTests {
+    @Test func cachedPagesAreReplacedAfterTheStreamIsWritten() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let api = try await APIFixture.start(
+            conninfo: database.conninfo, pinned: [StreamID("okx/candles:1m/BTC-USDT")!])
+        try await api.harness.waitUntil("3 bars") { try await api.harness.storedConfirmed("BTC-USDT").count >= 3 }
+        let first = try await api.send("GET", "/api/v1/data/BTC-USDT/1m?limit=5000")
+        let count = first.body["count"] as? Int ?? 0
+        try await api.harness.waitUntil("more bars") {
+            try await api.harness.storedConfirmed("BTC-USDT").count >= count + 2
+        }
+        let later = try await api.send("GET", "/api/v1/data/BTC-USDT/1m?limit=5000")
+        #expect((later.body["count"] as? Int ?? 0) > count, "a write must invalidate the cached page")
+        await api.stop()
+    }
+}
