@@ -147,6 +147,8 @@ final class HTTPServerConnection: TransportHandler {
     /// Whether `timer` is the request deadline (kept while bytes trickle in) or the idle timeout.
     private var isRequestTimer = false
     private var isClosed = false
+    /// After an error response: discard input until the client closes or the linger timer fires.
+    private var isLingering = false
 
     init(tcp: TCPConnection, server: ServerState) {
         self.tcp = tcp
@@ -160,6 +162,7 @@ final class HTTPServerConnection: TransportHandler {
     }
 
     func transportDidReceive(_ bytes: UnsafeRawBufferPointer) {
+        if isLingering { return }
         parser.feed(bytes)
         if isProcessing {
             // Pipelined bytes wait until the current response is out; bound what we buffer.
@@ -225,11 +228,18 @@ final class HTTPServerConnection: TransportHandler {
     }
 
     private func sendError(status: Int, message: String) {
-        let body = Array("{\"error\":\(JSONText.quoted(message)),\"status\":\(status)}".utf8)
+        // Name the part of the request at fault, as the API's own errors do.
+        let field = status == 413 ? "body" : status == 431 ? "headers" : "request"
+        let body = Array("{\"error\":\(JSONText.quoted(message)),\"field\":\"\(field)\",\"status\":\(status)}".utf8)
         let response = HTTPResponse(
             status: status, contentType: "application/json", body: body, headers: ["Connection": "close"])
         tcp.write(HTTPSerializer.encode(response))
-        tcp.close()
+        // Lingering close: stop sending, keep reading what the client still sends, close when it is
+        // done (EOF) or after two seconds, so the client reads our answer instead of a reset.
+        isLingering = true
+        cancelTimer()
+        tcp.shutdownOutput()
+        tcp.loop.scheduleTimer(after: .seconds(2)) { [weak self] in self?.tcp.close() }
     }
 
     private func armTimer() {

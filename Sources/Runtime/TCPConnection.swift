@@ -23,6 +23,7 @@ public final class TCPConnection: Transport, LoopSelectable {
     private var writeQueue: [UInt8] = []
     private var writeOffset = 0
     private var isClosing = false
+    private var isShutdownWritePending = false
     private var isReadingPaused = false
     private var isWaitingForWritable = false
     public private(set) var isWritable = true
@@ -136,6 +137,10 @@ public final class TCPConnection: Transport, LoopSelectable {
             writeQueue.removeAll(keepingCapacity: writeQueue.capacity <= Limits.writeHighWater)
             writeOffset = 0
             waitForWritable(false)
+            if isShutdownWritePending {
+                isShutdownWritePending = false
+                _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+            }
             if isClosing {
                 finish(error: nil)
                 return
@@ -182,6 +187,19 @@ public final class TCPConnection: Transport, LoopSelectable {
         guard fd >= 0, isReadingPaused else { return }
         isReadingPaused = false
         updateInterest()
+    }
+
+    /// Sends FIN once queued output is flushed, but keeps reading: a server that refuses a request
+    /// early reads (and discards) what the client still sends, so the client sees the response rather
+    /// than a reset ("lingering close").
+    public func shutdownOutput() {
+        loop.assertInLoop()
+        guard fd >= 0 else { return }
+        if writeOffset == writeQueue.count {
+            _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        } else {
+            isShutdownWritePending = true
+        }
     }
 
     public func close() {

@@ -33,7 +33,9 @@ let usage = """
     environment:
       DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
       OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
-      BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1)
+      BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
+      API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),
+      SHUTDOWN_DEADLINE seconds (default 25)
     exit codes: 0 clean shutdown, 1 start-up failure, 64 bad usage.
     """
 
@@ -284,6 +286,13 @@ Task.detached {
         }
     }
     log.write("notice", "shutting down: flushing batches")
+    // A shutdown that cannot finish (database and disk both unavailable) must not hang the pod:
+    // past the deadline we exit non-zero; the spool keeps whatever was acknowledged.
+    let deadline = Double(environment["SHUTDOWN_DEADLINE"] ?? "") ?? 25
+    DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { @Sendable in
+        log.write("error", "shutdown deadline passed; exiting", ["deadline.seconds": "\(deadline)"])
+        exit(1)
+    }
     reporter.cancel()
     await server.shutdown(deadline: .seconds(2))
     await engine.shutdown()

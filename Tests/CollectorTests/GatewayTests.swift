@@ -196,6 +196,15 @@ struct APIFixture {
         #expect(wrongMethod.status == 405 && wrongMethod.response.head.headers["Allow"] == "GET, HEAD")
         #expect(try await api.send("GET", "/api/v2/nothing").status == 404)
         #expect(try await api.send("GET", "/health").status == 200)
+        // A body over the server's 1 MiB limit is refused from its Content-Length, naming the body.
+        let huge = "{\"symbols\":[\"" + String(repeating: "A", count: 2 << 20) + "\"]}"
+        let tooLarge = try await HTTPClient.send(
+            HTTPRequest(
+                head: HTTPRequestHead(
+                    method: "POST", target: "/api/v1/subscribe", headers: ["Content-Type": "application/json"]),
+                body: Array(huge.utf8)),
+            to: Endpoint(host: "127.0.0.1", port: api.server.port), loop: api.harness.loop)
+        #expect(tooLarge.status == 413 && tooLarge.bodyText.contains(#""field":"body""#))
         // Burst of 10 allowed at 5/s; the rest are 429 with Retry-After.
         var statuses: [Int] = []
         for _ in 0..<15 { statuses.append(try await api.send("GET", "/ready").status) }

@@ -156,7 +156,7 @@ func pythonSocketScript(_ source: String, port: Int) async throws -> String {
                 print(data.decode())
                 """, port: server.port)
             #expect(output.hasPrefix("HTTP/1.1 400 Bad Request"))
-            #expect(output.contains(#""error":"malformed start line: GARBAGE""#))
+            #expect(output.contains(#""error":"malformed start line: GARBAGE","field":"request""#))
             await server.shutdown()
         }
     }
