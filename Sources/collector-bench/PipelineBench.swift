@@ -12,84 +12,31 @@ import WebSocketProtocol
 /// with the OKX adapter on the receiving loop, as the collector does.
 enum ParsedReceiveBench {
     static func run(_ options: BenchOptions) {
-        let target = options.int("messages", default: 1_000_000)
-        guard let urlText = options.string("url"), let url = WebSocketURL(urlText) else {
-            fail("--url ws[s]://… required")
+        runReceiveBench(options, mode: "ws-parse", unit: "candles", countOption: "messages") { target, report in
+            ParsingHandler(target: target, report: report)
         }
-        var configuration = WebSocketConfiguration()
-        if let ca = options.string("ca") {
-            do {
-                configuration.tls = try TLSContext(configuration: .client(trustRootsFile: ca))
-            } catch {
-                fail("\(error)")
-            }
-        }
-        let loop: EventLoop
-        do {
-            loop = try EventLoop.start(name: "ws-parse")
-        } catch {
-            fail("\(error)")
-        }
-        let done = DispatchSemaphore(value: 0)
-        let result = ResultBox()
-        let config = configuration
-        loop.execute {
-            let handler = ParsingHandler(target: target) { seconds, count, error in
-                result.set(seconds: seconds, count: count, error: error)
-                done.signal()
-            }
-            WebSocketChannel.connect(to: url, configuration: config, loop: loop, handler: handler)
-        }
-        done.wait()
-        loop.shutdown()
-        let (seconds, count, error) = result.get()
-        if let error, count < target { fail("receive failed after \(count) candles: \(error)") }
-        print(
-            "RESULT mode=ws-parse tls=\(url.isSecure) candles=\(count) seconds=\(String(format: "%.4f", seconds)) candles_per_sec=\(Int(Double(count) / seconds))"
-        )
-        exit(0)
     }
 }
 
-final class ParsingHandler: WebSocketHandler {
-    let target: Int
+/// Counts parsed candle events rather than frames, and subscribes on connect.
+final class ParsingHandler: CountingHandler {
     let adapter = OKXAdapter()
     var messages: [ExchangeMessage] = []
-    var candles = 0
-    var start: UInt64 = 0
-    var seconds: Double?
-    let report: (Double, Int, String?) -> Void
 
-    init(target: Int, report: @escaping (Double, Int, String?) -> Void) {
-        self.target = target
-        self.report = report
-        messages.reserveCapacity(4)
-    }
-
-    func webSocketDidConnect(_ channel: WebSocketChannel) {
+    override func webSocketDidConnect(_ channel: WebSocketChannel) {
         channel.send(text: #"{"id":"b1","op":"subscribe","args":[{"channel":"candle1m","instId":"BTC-USDT"}]}"#)
     }
 
-    func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
+    override func units(in payload: UnsafeRawBufferPointer) -> Int {
         messages.removeAll(keepingCapacity: true)
         do {
             try adapter.parse(payload, receivedAt: 0, into: &messages)
         } catch {
-            return
+            return 0
         }
-        for case .event(.candle) in messages {
-            if candles == 0 { start = DispatchTime.now().uptimeNanoseconds }
-            candles += 1
-        }
-        if candles >= target && seconds == nil {
-            seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            channel.close()
-        }
-    }
-
-    func webSocketDidClose(_ channel: WebSocketChannel, info: WSCloseInfo, error: (any Error)?) {
-        if seconds == nil { seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        report(seconds ?? 0, candles, candles < target ? (error.map { "\($0)" } ?? "closed early: \(info)") : nil)
+        var candles = 0
+        for case .event(.candle) in messages { candles += 1 }
+        return candles
     }
 }
 

@@ -119,44 +119,53 @@ final class SenderHandler: WebSocketServerHandler {
 /// Receives `--frames` frames and reports frames/s from the first to the last.
 enum WebSocketReceiveBench {
     static func run(_ options: BenchOptions) {
-        let frames = options.int("frames", default: 1_000_000)
-        guard let urlText = options.string("url"), let url = WebSocketURL(urlText) else {
-            fail("--url ws[s]://… required")
+        runReceiveBench(options, mode: "ws-receive", unit: "frames", countOption: "frames") { target, report in
+            CountingHandler(target: target, report: report)
         }
-        var configuration = WebSocketConfiguration()
-        if let ca = options.string("ca") {
-            do {
-                configuration.tls = try TLSContext(configuration: .client(trustRootsFile: ca))
-            } catch {
-                fail("\(error)")
-            }
-        }
-        let loop: EventLoop
+    }
+}
+
+/// Connects to `--url` (trusting `--ca` for wss), counts units with the handler until the target,
+/// and prints one RESULT line. Shared by ws-receive (frames) and ws-parse (parsed candles).
+func runReceiveBench(
+    _ options: BenchOptions, mode: String, unit: String, countOption: String,
+    makeHandler: @escaping @Sendable (Int, @escaping (Double, Int, String?) -> Void) -> CountingHandler
+) {
+    let target = options.int(countOption, default: 1_000_000)
+    guard let urlText = options.string("url"), let url = WebSocketURL(urlText) else { fail("--url ws[s]://… required") }
+    var configuration = WebSocketConfiguration()
+    if let ca = options.string("ca") {
         do {
-            loop = try EventLoop.start(name: "ws-receive")
+            configuration.tls = try TLSContext(configuration: .client(trustRootsFile: ca))
         } catch {
             fail("\(error)")
         }
-        let done = DispatchSemaphore(value: 0)
-        let result = ResultBox()
-        let config = configuration
-        loop.execute {
-            let handler = CountingHandler(target: frames) { seconds, count, error in
-                result.set(seconds: seconds, count: count, error: error)
-                done.signal()
-            }
-            WebSocketChannel.connect(to: url, configuration: config, loop: loop, handler: handler)
-        }
-        done.wait()
-        loop.shutdown()  // stop the loop thread before exit() tears down libcrypto under it
-        let (seconds, count, error) = result.get()
-        if let error, count < frames { fail("receive failed after \(count) frames: \(error)") }
-        let rate = Double(count) / seconds
-        print(
-            "RESULT mode=ws-receive tls=\(url.isSecure) frames=\(count) seconds=\(String(format: "%.4f", seconds)) frames_per_sec=\(Int(rate))"
-        )
-        exit(0)
     }
+    let loop: EventLoop
+    do {
+        loop = try EventLoop.start(name: mode)
+    } catch {
+        fail("\(error)")
+    }
+    let done = DispatchSemaphore(value: 0)
+    let result = ResultBox()
+    let config = configuration
+    loop.execute {
+        let handler = makeHandler(target) { seconds, count, error in
+            result.set(seconds: seconds, count: count, error: error)
+            done.signal()
+        }
+        WebSocketChannel.connect(to: url, configuration: config, loop: loop, handler: handler)
+    }
+    done.wait()
+    loop.shutdown()  // stop the loop thread before exit() tears down libcrypto under it
+    let (seconds, count, error) = result.get()
+    if let error, count < target { fail("receive failed after \(count) \(unit): \(error)") }
+    let rate = Int(Double(count) / seconds)
+    print(
+        "RESULT mode=\(mode) tls=\(url.isSecure) \(unit)=\(count) seconds=\(String(format: "%.4f", seconds)) \(unit)_per_sec=\(rate)"
+    )
+    exit(0)
 }
 
 final class ResultBox: @unchecked Sendable {
@@ -172,7 +181,8 @@ final class ResultBox: @unchecked Sendable {
     func get() -> (Double, Int, String?) { (seconds, count, error) }
 }
 
-final class CountingHandler: WebSocketHandler {
+/// Counts messages (subclasses count something else per message) from the first to the target.
+class CountingHandler: WebSocketHandler {
     let target: Int
     var count = 0
     var start: UInt64 = 0
@@ -184,12 +194,17 @@ final class CountingHandler: WebSocketHandler {
         self.report = report
     }
 
+    /// Units in one message (1 frame here).
+    func units(in payload: UnsafeRawBufferPointer) -> Int { 1 }
+
     func webSocketDidConnect(_ channel: WebSocketChannel) {}
 
     func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
+        let n = units(in: payload)
+        guard n > 0 else { return }
         if count == 0 { start = DispatchTime.now().uptimeNanoseconds }
-        count += 1
-        if count == target {
+        count += n
+        if count >= target && seconds == nil {
             seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             channel.close()
         }
