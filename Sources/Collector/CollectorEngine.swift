@@ -174,7 +174,6 @@ final class EngineCore {
     private var batchTimer: TimerHandle?
     private var isReadingPaused = false
     private var tracking: [StreamID: Tracking] = [:]
-    private var unhandled = 0
     private var seed: UInt64
     let metrics: CollectorMetrics?
 
@@ -276,7 +275,9 @@ final class EngineCore {
         return wait
     }
 
-    func countUnhandled() { unhandled += 1 }
+    func countUnhandled(_ exchange: ExchangeName) {
+        metrics?.unhandled[CollectorMetrics.index(exchange)].increment()
+    }
 
     func deadLetter(_ exchange: ExchangeName, raw: String, reason: String, at time: Int64) {
         metrics?.deadLettered[CollectorMetrics.index(exchange)].increment()
@@ -361,8 +362,6 @@ final class EngineCore {
         guard let openTime, tracking[stream] != nil else { return }
         if tracking[stream]?.lastConfirmed ?? .min < openTime { tracking[stream]?.lastConfirmed = openTime }
     }
-
-    func connectionLost(_ streams: [StreamID]) {}
 
     private func checkContinuity(_ candle: Candle) {
         let stream = candle.stream

@@ -11,6 +11,7 @@ public struct CollectorMetrics: Sendable {
     let reconnects: [Counter]
     let deadLettered: [Counter]
     let parseErrors: [Counter]
+    let unhandled: [Counter]
     let batchWriteSeconds: Histogram
 
     /// Registers every handle in `registry` (all exchange/feed combinations: a fixed, small set).
@@ -33,6 +34,9 @@ public struct CollectorMetrics: Sendable {
             "collector_events_dead_lettered_total", "Messages written to the dead-letter file (unparseable or invalid)."
         )
         parseErrors = perExchange("collector_parse_errors_total", "Exchange frames that could not be parsed.")
+        unhandled = perExchange(
+            "collector_messages_unhandled_total",
+            "Well-formed exchange messages the collector does not use (counted, not stored).")
         batchWriteSeconds = registry.histogram(
             "collector_batch_write_seconds", help: "Time to hand one batch to storage (database or spool).")
     }

@@ -232,7 +232,7 @@ final class ExchangeConnection: WebSocketHandler {
         case .pong:
             break
         case .unhandled:
-            core.countUnhandled()
+            core.countUnhandled(adapter.name)
         }
     }
 
@@ -248,7 +248,6 @@ final class ExchangeConnection: WebSocketHandler {
                 $0.lastError = reason
             }
         }
-        core.connectionLost(Array(subscribed))
         subscribed = []
         let delay = backoff.nextDelay(using: &rng)
         reconnectTimer = core.loop.scheduleTimer(after: delay) { [weak self] in self?.connect() }
