@@ -33,6 +33,8 @@ final class ExchangeConnection: WebSocketHandler {
     private var messages: [ExchangeMessage] = []
     private var nextRequest = 0
     private var hasConnectedBefore = false
+    /// Why we are recycling the connection (reported instead of the close handshake's text).
+    private var recycleReason: String?
 
     init(core: EngineCore, adapter: any ExchangeAdapter, url: String, seed: UInt64) {
         self.core = core
@@ -182,7 +184,7 @@ final class ExchangeConnection: WebSocketHandler {
                         $0.lastError = "circuit breaker: \(self.consecutiveParseErrors) malformed messages in a row"
                     }
                 }
-                recycle()
+                recycle(reason: "circuit breaker: \(consecutiveParseErrors) malformed messages in a row")
             }
             return
         }
@@ -228,7 +230,7 @@ final class ExchangeConnection: WebSocketHandler {
             }
         case .notice(_, _, let reconnectSoon):
             // 64008: the server will drop us for an upgrade; reconnect now rather than lose data later.
-            if reconnectSoon { recycle(immediately: true) }
+            if reconnectSoon { recycle(immediately: true, reason: "service upgrade notice: reconnecting early") }
         case .pong:
             break
         case .unhandled:
@@ -241,7 +243,8 @@ final class ExchangeConnection: WebSocketHandler {
         self.channel = nil
         cancelTimers()
         guard !isStopped else { return }
-        let reason = error.map { "\($0)" } ?? "closed: \(info.code) \(info.reason)"
+        let reason = recycleReason ?? error.map { "\($0)" } ?? "closed: \(info.code) \(info.reason)"
+        recycleReason = nil
         for stream in streams where !rejected.contains(stream) {
             core.status.update(stream) {
                 $0.state = .reconnecting
@@ -254,8 +257,9 @@ final class ExchangeConnection: WebSocketHandler {
     }
 
     /// Drops the connection and reconnects (after backoff, or at once).
-    private func recycle(immediately: Bool = false) {
+    private func recycle(immediately: Bool = false, reason: String) {
         guard let channel else { return }
+        recycleReason = reason
         if immediately { backoff.reset() }
         channel.close(code: WSCloseCode.goingAway, reason: "recycling")
         // The close completes asynchronously; webSocketDidClose schedules the reconnect.
@@ -277,10 +281,7 @@ final class ExchangeConnection: WebSocketHandler {
         guard let channel, channel.isOpen else { return }
         let silence = Duration.nanoseconds(core.loop.now().nanoseconds - lastReceived)
         if silence >= core.configuration.staleAfter {
-            for stream in streams {
-                core.status.update(stream) { $0.lastError = "no data for \(silence): recycling the connection" }
-            }
-            recycle(immediately: true)
+            recycle(immediately: true, reason: "no data for \(silence): recycling the connection")
             return
         }
         if case .textPing(let text, _, let idle) = adapter.keepalive {

@@ -105,6 +105,11 @@ final class SimulatorState {
     private var historyBucket = TokenBucket(requests: 20, per: 2)
     /// Refuse WebSocket connections until this real time (ns), to hold a disconnection open.
     private var refuseUntil: Int64 = 0
+    /// Push nothing (and optionally ignore pings) until this real time (ns): keepalive tests.
+    private(set) var silentUntil: Int64 = 0
+    private(set) var answersPingsWhileSilent = true
+    /// Text pings received from clients.
+    var pingsReceived = 0
     private var tickTimer: TimerHandle?
     private var nextConnectionID = 1
 
@@ -158,6 +163,7 @@ final class SimulatorState {
     func unregister(_ session: Session) { sessions[ObjectIdentifier(session)] = nil }
 
     var isRefusingConnections: Bool { loop.now().nanoseconds < refuseUntil }
+    var isSilent: Bool { loop.now().nanoseconds < silentUntil }
 
     func recordEmitted(_ candle: Candle) {
         emittedConfirmed["\(candle.symbol)|\(candle.timeframe.key)", default: []].insert(candle.openTime)
@@ -197,8 +203,15 @@ final class SimulatorState {
             let key = "\(query["instId"] ?? "")|\(query["bar"] ?? "")"
             let times = (emittedConfirmed[key] ?? []).sorted().map { String($0 / 1000) }
             return json(200, "{\"confirmed\":[\(times.joined(separator: ","))]}")
+        case ("POST", "/control/silence"):
+            let ms = Int64(query["ms"] ?? "0") ?? 0
+            silentUntil = loop.now().nanoseconds + ms * 1_000_000
+            answersPingsWhileSilent = query["pong"] != "0"
+            return json(200, "{\"silent_ms\":\(ms)}")
         case ("GET", "/control/status"):
-            return json(200, "{\"connections\":\(sessions.count),\"virtualNow\":\(virtualNow / 1000)}")
+            return json(
+                200,
+                "{\"connections\":\(sessions.count),\"pings\":\(pingsReceived),\"virtualNow\":\(virtualNow / 1000)}")
         default:
             return json(404, #"{"code":"404","msg":"not found","data":[]}"#)
         }
@@ -294,6 +307,8 @@ final class Session: WebSocketServerHandler {
     func webSocket(_ connection: WebSocketServerConnection, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
         lastActivity = simulator.loop.now().nanoseconds
         if payload.count == 4 && String(decoding: payload, as: UTF8.self) == "ping" {
+            simulator.pingsReceived += 1
+            if simulator.isSilent && !simulator.answersPingsWhileSilent { return }
             connection.send(text: "pong")
             return
         }
@@ -382,7 +397,7 @@ final class Session: WebSocketServerHandler {
 
     /// Pushes the forming bar of every subscription, and each bar that completed since the last tick.
     func tick(virtualNow: Int64) {
-        guard connection.isOpen, floodRemaining == 0 else { return }
+        guard connection.isOpen, floodRemaining == 0, !simulator.isSilent else { return }
         let realNow = simulator.loop.now().nanoseconds
         if subscriptions.isEmpty {
             if Duration.nanoseconds(realNow - lastActivity) > simulator.configuration.idleTimeout { connection.abort() }

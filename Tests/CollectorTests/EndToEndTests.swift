@@ -22,7 +22,8 @@ struct Harness {
 
     static func start(
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
-        symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil
+        symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil,
+        configure: (inout CollectorConfiguration) -> Void = { _ in }
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
         var simConfig = SimulatorConfiguration()
@@ -43,6 +44,7 @@ struct Harness {
         config.batchSize = 50
         config.batchTimeout = .milliseconds(50)
         config.reconnectBackoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        configure(&config)
         let sink = SpoolingSink(
             store: CandleStore(executor: executor), spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20))
         let engine = await CollectorEngine.start(
@@ -286,6 +288,43 @@ func normalizeDecimal(_ text: String) -> String { text }
         let expected = stride(from: stored.first!, through: stored.last!, by: 60_000).map { $0 }
         #expect(stored == expected)
         #expect(harness.engine.status.status(stream)?.gaps.isEmpty == true)
+        await harness.stop()
+    }
+}
+
+@Suite struct KeepaliveTests {
+    func control(_ harness: Harness, _ target: String) async throws -> [String: Any] {
+        let response = try await HTTPClient.send(
+            HTTPRequest(
+                head: HTTPRequestHead(method: target.hasPrefix("/control/status") ? "GET" : "POST", target: target)),
+            to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
+        return (try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]) ?? [:]
+    }
+
+    @Test func textPingAfterSilenceKeepsTheConnectionAndAStaleOneIsRecycled() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"]) { config in
+            config.pingAfter = .milliseconds(150)
+            config.staleAfter = .milliseconds(900)
+            config.keepaliveCheckInterval = .milliseconds(25)
+        }
+        let stream = StreamID("okx/candles:1m/BTC-USDT")!
+        await harness.engine.subscribe([stream])
+        try await harness.waitUntil("2 bars") { try await harness.storedConfirmed("BTC-USDT").count >= 2 }
+        // Silent but answering pings: the collector pings (OKX text "ping") and keeps the connection.
+        _ = try await control(harness, "/control/silence?ms=700&pong=1")
+        try await harness.waitUntil("a ping during the silence") {
+            (try await control(harness, "/control/status")["pings"] as? Int ?? 0) >= 1
+        }
+        try await harness.waitUntil("data again") { try await harness.storedConfirmed("BTC-USDT").count >= 6 }
+        #expect(harness.engine.status.status(stream)?.reconnects == 0)
+        // Silent and not answering: past the stale timeout the connection is recycled.
+        _ = try await control(harness, "/control/silence?ms=2500&pong=0")
+        try await harness.waitUntil("a recycled connection") {
+            (harness.engine.status.status(stream)?.reconnects ?? 0) >= 1
+        }
+        #expect(harness.engine.status.status(stream)?.lastError?.contains("no data for") == true)
         await harness.stop()
     }
 }
