@@ -97,6 +97,20 @@ struct Harness {
         return rows.reversed().map { Array($0.prefix(7)) }
     }
 
+    /// Waits until at least `count` confirmed bars are stored with no hole between the first and the
+    /// last (a backfill may still be running when the count is first reached).
+    func waitUntilContiguous(
+        _ symbol: String, atLeast count: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let contiguous: () async throws -> Bool = {
+            let times = try await storedConfirmed(symbol).compactMap { Int64($0[0]) }
+            guard times.count >= count, let first = times.first, let last = times.last else { return false }
+            return (last - first) / 60_000 + 1 == Int64(times.count)
+        }
+        try await waitUntil(
+            "\(count) contiguous bars of \(symbol)", timeout: .seconds(20), contiguous, sourceLocation: sourceLocation)
+    }
+
     /// Waits until `condition` holds (polling storage), failing after `timeout`.
     func waitUntil(
         _ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool,
@@ -194,9 +208,7 @@ func normalizeDecimal(_ text: String) -> String { text }
         let cut = HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/control/disconnect?pause_ms=800"))
         _ = try await HTTPClient.send(
             cut, to: Endpoint(host: "127.0.0.1", port: harness.simulator.restPort), loop: harness.loop)
-        try await harness.waitUntil("bars after the outage") {
-            try await harness.storedConfirmed("BTC-USDT").count >= 16
-        }
+        try await harness.waitUntilContiguous("BTC-USDT", atLeast: 16)
         await harness.engine.shutdown()
         let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
         // The simulator's WebSocket never delivered the bars of the outage…
@@ -253,9 +265,7 @@ func normalizeDecimal(_ text: String) -> String { text }
         try await server.resume()
         let drained = await harness.engine.sink.waitUntilDrained(timeout: .seconds(30))
         #expect(drained)
-        try await harness.waitUntil("bars after the outage") {
-            try await harness.storedConfirmed("BTC-USDT").count >= 20
-        }
+        try await harness.waitUntilContiguous("BTC-USDT", atLeast: 20)
         await harness.engine.shutdown()
         #expect(harness.engine.sink.stats.replayedBatches.load(ordering: .relaxed) >= 5)
         try await expectStoredMatchesSimulator(harness, "BTC-USDT")
@@ -282,7 +292,7 @@ func normalizeDecimal(_ text: String) -> String { text }
                 && harness.engine.status.status(stream)?.state == .live
         }
         let before = try await harness.storedConfirmed("BTC-USDT").count
-        try await harness.waitUntil("more bars") { try await harness.storedConfirmed("BTC-USDT").count >= before + 3 }
+        try await harness.waitUntilContiguous("BTC-USDT", atLeast: before + 3)
         await harness.engine.shutdown()
         let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
         let expected = stride(from: stored.first!, through: stored.last!, by: 60_000).map { $0 }
@@ -306,21 +316,22 @@ func normalizeDecimal(_ text: String) -> String { text }
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"]) { config in
             config.pingAfter = .milliseconds(150)
-            config.staleAfter = .milliseconds(900)
+            // Generous: parallel test suites can starve the loop for a second on two cores.
+            config.staleAfter = .milliseconds(3000)
             config.keepaliveCheckInterval = .milliseconds(25)
         }
         let stream = StreamID("okx/candles:1m/BTC-USDT")!
         await harness.engine.subscribe([stream])
         try await harness.waitUntil("2 bars") { try await harness.storedConfirmed("BTC-USDT").count >= 2 }
         // Silent but answering pings: the collector pings (OKX text "ping") and keeps the connection.
-        _ = try await control(harness, "/control/silence?ms=700&pong=1")
+        _ = try await control(harness, "/control/silence?ms=1000&pong=1")
         try await harness.waitUntil("a ping during the silence") {
             (try await control(harness, "/control/status")["pings"] as? Int ?? 0) >= 1
         }
         try await harness.waitUntil("data again") { try await harness.storedConfirmed("BTC-USDT").count >= 6 }
         #expect(harness.engine.status.status(stream)?.reconnects == 0)
         // Silent and not answering: past the stale timeout the connection is recycled.
-        _ = try await control(harness, "/control/silence?ms=2500&pong=0")
+        _ = try await control(harness, "/control/silence?ms=8000&pong=0")
         try await harness.waitUntil("a recycled connection") {
             (harness.engine.status.status(stream)?.reconnects ?? 0) >= 1
         }
