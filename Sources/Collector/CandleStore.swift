@@ -129,7 +129,15 @@ public final class CandleStore: Sendable {
         if !fresh.isEmpty {
             try connection.execute("SAVEPOINT fresh_rows")
             do throws(PGError) {
-                affected += try connection.copyIn("COPY candles (\(columns)) FROM STDIN", data: copyText(fresh))
+                // Encoded in slices, so PostgreSQL parses one slice while the next is being encoded.
+                var index = 0
+                affected += try connection.copyIn("COPY candles (\(columns)) FROM STDIN") { buffer in
+                    guard index < fresh.count else { return false }
+                    let end = min(index + Self.copySliceRows, fresh.count)
+                    buffer = copyText(fresh[index..<end])
+                    index = end
+                    return true
+                }
                 try connection.execute("RELEASE SAVEPOINT fresh_rows")
             } catch {
                 guard error.sqlState == "23505" else { throw error }
@@ -178,7 +186,13 @@ public final class CandleStore: Sendable {
 
     /// COPY text format: tab-separated, `\\`, tab, newline and carriage return escaped.
     /// Timestamps are written as `YYYY-MM-DD HH:MM:SS.ffffff+00` straight into the buffer.
-    public static func copyText(_ candles: [Candle]) -> [UInt8] {
+    /// Rows per COPY slice: large enough to amortise the call, small enough to overlap with the server.
+    static let copySliceRows = 500
+
+    public static func copyText(_ candles: [Candle]) -> [UInt8] { copyText(candles[...]) }
+
+    /// COPY text for a slice of candles.
+    public static func copyText(_ candles: ArraySlice<Candle>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(candles.count * 160)
         var dayCache = DayCache()

@@ -110,6 +110,19 @@ public final class PGConnection {
 
     /// Streams `data` (COPY text format) into `copySQL` (`COPY … FROM STDIN`); returns rows copied.
     public func copyIn(_ copySQL: String, data: [UInt8]) throws(PGError) -> Int {
+        var sent = false
+        return try copyIn(copySQL) { buffer in
+            guard !sent else { return false }
+            sent = true
+            buffer.append(contentsOf: data)
+            return true
+        }
+    }
+
+    /// Streams COPY data produced piece by piece: `next` appends the next piece to the (emptied) buffer
+    /// and returns false when there is no more. The server parses each piece while the next one is
+    /// being produced. Returns rows copied.
+    public func copyIn(_ copySQL: String, next: (inout [UInt8]) -> Bool) throws(PGError) -> Int {
         guard let start = PQexec(connection, copySQL) else { throw connectionError() }
         let status = PQresultStatus(start)
         guard status == PGRES_COPY_IN else {
@@ -117,15 +130,15 @@ public final class PGConnection {
             throw PGError(kind: .copy, message: "COPY did not start")
         }
         PQclear(start)
-        var sent = 0
-        let chunk = 1 << 20
-        while sent < data.count {
-            let n = min(chunk, data.count - sent)
-            let rc = data.withUnsafeBytes { raw in
-                PQputCopyData(connection, raw.baseAddress!.assumingMemoryBound(to: CChar.self) + sent, Int32(n))
+        var buffer: [UInt8] = []
+        while true {
+            buffer.removeAll(keepingCapacity: true)
+            guard next(&buffer) else { break }
+            guard !buffer.isEmpty else { continue }
+            let rc = buffer.withUnsafeBytes { raw in
+                PQputCopyData(connection, raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count))
             }
             guard rc == 1 else { throw connectionError() }
-            sent += n
         }
         guard PQputCopyEnd(connection, nil) == 1 else { throw connectionError() }
         return try drainResults(kind: .copy).affectedRows
