@@ -2,7 +2,7 @@ public import CollectorCore
 import Crypto
 public import Exchanges
 public import MarketData
-import Observability
+public import Observability
 public import Runtime
 import Synchronization
 public import TLS
@@ -60,7 +60,7 @@ public final class CollectorEngine: Sendable {
     /// Starts the engine on `loop`, writing through `sink`.
     public static func start(
         configuration: CollectorConfiguration, loop: EventLoop, sink: SpoolingSink, deadLetters: DeadLetters,
-        metrics: CollectorMetrics? = nil
+        metrics: CollectorMetrics? = nil, logger: Logger = .disabled
     ) async -> CollectorEngine {
         let status = StatusRegistry()
         let batches = AsyncQueue<[Candle]>(
@@ -70,7 +70,7 @@ public final class CollectorEngine: Sendable {
                 let core = EngineCore(
                     configuration: configuration, loop: loop, status: status, deadLetters: deadLetters,
                     batches: batches,
-                    metrics: metrics)
+                    metrics: metrics, logger: logger)
                 continuation.resume(returning: LoopBound(core, loop: loop))
             }
         }
@@ -176,6 +176,7 @@ final class EngineCore {
     private var tracking: [StreamID: Tracking] = [:]
     private var seed: UInt64
     let metrics: CollectorMetrics?
+    let logger: Logger
 
     /// Per-stream continuity state for gap detection.
     struct Tracking {
@@ -187,9 +188,10 @@ final class EngineCore {
 
     init(
         configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
-        batches: AsyncQueue<[Candle]>, metrics: CollectorMetrics?
+        batches: AsyncQueue<[Candle]>, metrics: CollectorMetrics?, logger: Logger
     ) {
         self.metrics = metrics
+        self.logger = logger
         self.configuration = configuration
         self.loop = loop
         self.status = status
@@ -427,6 +429,9 @@ final class EngineCore {
             }
         }
         guard !gaps.isEmpty else { return }
+        logger.info(
+            "bars missing after backfill",
+            ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.bars })", "gap.reason": reason])
         metrics?.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(gaps.reduce(0) { $0 + $1.bars }))
         status.update(stream) { $0.gaps += gaps }
     }

@@ -35,6 +35,7 @@ final class ExchangeConnection: WebSocketHandler {
     private var hasConnectedBefore = false
     /// Why we are recycling the connection (reported instead of the close handshake's text).
     private var recycleReason: String?
+    private let logger: Logger
 
     init(core: EngineCore, adapter: any ExchangeAdapter, url: String, seed: UInt64) {
         self.core = core
@@ -43,6 +44,7 @@ final class ExchangeConnection: WebSocketHandler {
         self.backoff = core.configuration.reconnectBackoff
         self.rng = SeededRNG(seed: seed)
         self.subscribeBudget = adapter.limits.subscribeMessages
+        self.logger = core.logger.with(["ws.venue": adapter.name.rawValue, "ws.url": url])
         messages.reserveCapacity(8)
     }
 
@@ -175,6 +177,7 @@ final class ExchangeConnection: WebSocketHandler {
             consecutiveParseErrors = 0
         } catch {
             consecutiveParseErrors += 1
+            logger.debug("unparseable frame", ["error": error.reason])
             core.metrics?.parseErrors[CollectorMetrics.index(adapter.name)].increment()
             core.deadLetter(adapter.name, raw: String(decoding: payload, as: UTF8.self), reason: error.reason, at: now)
             if consecutiveParseErrors >= core.configuration.parseErrorLimit {
@@ -213,6 +216,8 @@ final class ExchangeConnection: WebSocketHandler {
                 affected = list.filter { !subscribed.contains($0) }
             }
             for stream in affected {
+                logger.info(
+                    "subscription refused", ["stream": "\(stream)", "exchange.code": code, "exchange.message": text])
                 rejected.insert(stream)
                 core.status.update(stream) {
                     $0.state = .rejected
@@ -253,12 +258,14 @@ final class ExchangeConnection: WebSocketHandler {
         }
         subscribed = []
         let delay = backoff.nextDelay(using: &rng)
+        logger.info("connection lost, reconnecting", ["error": reason, "reconnect.delay": "\(delay)"])
         reconnectTimer = core.loop.scheduleTimer(after: delay) { [weak self] in self?.connect() }
     }
 
     /// Drops the connection and reconnects (after backoff, or at once).
     private func recycle(immediately: Bool = false, reason: String) {
         guard let channel else { return }
+        logger.info("recycling connection", ["reason": reason])
         recycleReason = reason
         if immediately { backoff.reset() }
         channel.close(code: WSCloseCode.goingAway, reason: "recycling")

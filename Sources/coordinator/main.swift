@@ -39,23 +39,16 @@ let usage = """
     exit codes: 0 clean shutdown, 1 start-up failure, 64 bad usage.
     """
 
-/// One log line per event: JSON with a constant message and data in fields (STYLE.md §7).
+/// The process's logger: one JSON line per event on stderr (Observability's Logger).
 struct Log: Sendable {
-    let minimum: Int
+    let logger: Logger
     static let levels = ["debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4]
-    func write(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
-        guard (Self.levels[level] ?? 1) >= minimum else { return }
-        var parts = [
-            "\"ts\":\"\(UTCCalendar.iso8601(microseconds: WallClock.microseconds()))\"", "\"level\":\"\(level)\"",
-            "\"msg\":\(quote(message))",
-        ]
-        for (k, v) in fields.sorted(by: { $0.key < $1.key }) { parts.append("\(quote(k)):\(quote(v))") }
-        FileHandle.standardError.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
+    init(minimum: Int) {
+        let level: LogLevel = [.debug, .info, .notice, .warning, .error][min(max(minimum, 0), 4)]
+        logger = Logger(label: "coordinator", handler: JSONLineLogHandler(), minimumLevel: level)
     }
-    private func quote(_ s: String) -> String {
-        "\""
-            + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+    func write(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
+        logger.log(LogLevel(name: level) ?? .info, message, fields)
     }
 }
 
@@ -231,7 +224,7 @@ Task.detached {
     let registry = MetricsRegistry()
     let engine = await CollectorEngine.start(
         configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters,
-        metrics: CollectorMetrics(registry: registry))
+        metrics: CollectorMetrics(registry: registry), logger: log.logger.with(["component": "collector"]))
     engine.registerMetrics(in: registry)
     let subscriptions: SubscriptionRegistry
     do {

@@ -22,7 +22,7 @@ struct Harness {
 
     static func start(
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
-        symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil,
+        symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil, logger: Logger = .disabled,
         configure: (inout CollectorConfiguration) -> Void = { _ in }
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
@@ -50,7 +50,7 @@ struct Harness {
         let engine = await CollectorEngine.start(
             configuration: config, loop: loop, sink: sink,
             deadLetters: try DeadLetters(directory: data + "/dead-letters"),
-            metrics: metrics.map { CollectorMetrics(registry: $0) })
+            metrics: metrics.map { CollectorMetrics(registry: $0) }, logger: logger)
         return Harness(loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data)
     }
 
@@ -236,7 +236,9 @@ func normalizeDecimal(_ text: String) -> String { text }
     @Test func rejectedSubscriptionShowsTheErrorWhileOthersFlow() async throws {
         let database = try TestDatabase.create()
         defer { database.drop() }
-        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        let logs = InMemoryLogHandler()
+        let harness = try await Harness.start(
+            conninfo: database.conninfo, symbols: ["BTC-USDT"], logger: Logger(label: "test", handler: logs))
         let bad = StreamID("okx/candles:1m/NOPE-USDT")!
         await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!, bad])
         try await harness.waitUntil("the refusal") { harness.engine.status.status(bad)?.state == .rejected }
@@ -245,6 +247,11 @@ func normalizeDecimal(_ text: String) -> String { text }
         #expect(status.rejection?.code == "60018")
         #expect(status.rejection?.message.contains("NOPE-USDT") == true)
         #expect(status.messages == 0)
+        let refusal = logs.all.first { $0.message == "subscription refused" }
+        #expect(refusal?.level == .info)
+        #expect(
+            refusal?.metadata["stream"] == "okx/candles:1m/NOPE-USDT" && refusal?.metadata["exchange.code"] == "60018")
+        #expect(refusal?.metadata["ws.venue"] == "okx")
         await harness.stop()
     }
 }

@@ -1,0 +1,136 @@
+import Foundation
+import Synchronization
+
+/// Log severity, lowest first.
+public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
+    case trace, debug, info, notice, warning, error
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// Parses `trace`…`error`.
+    public init?(name: String) {
+        guard let level = Self.allCases.first(where: { "\($0)" == name }) else { return nil }
+        self = level
+    }
+}
+
+/// Where log records go (after swift-log's split: `Logger` is a value, the handler is a protocol).
+public protocol LogHandler: Sendable {
+    func log(level: LogLevel, label: String, message: String, metadata: [String: String])
+}
+
+/// A logging value: label, minimum level and metadata attached once (e.g. per connection).
+/// Messages are constant phrases; data goes in metadata under dotted keys (STYLE.md §7).
+public struct Logger: Sendable {
+    public let label: String
+    public var minimumLevel: LogLevel
+    public var metadata: [String: String]
+    private let handler: any LogHandler
+
+    public init(
+        label: String, handler: any LogHandler, minimumLevel: LogLevel = .info, metadata: [String: String] = [:]
+    ) {
+        self.label = label
+        self.handler = handler
+        self.minimumLevel = minimumLevel
+        self.metadata = metadata
+    }
+
+    /// A logger that discards everything (the default for libraries until a process gives one).
+    public static let disabled = Logger(label: "disabled", handler: DiscardingLogHandler(), minimumLevel: .error)
+
+    public func log(_ level: LogLevel, _ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        guard level >= minimumLevel else { return }
+        handler.log(level: level, label: label, message: message(), metadata: metadata.merging(extra) { _, new in new })
+    }
+
+    public func trace(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.trace, message(), extra)
+    }
+    public func debug(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.debug, message(), extra)
+    }
+    public func info(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.info, message(), extra)
+    }
+    public func notice(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.notice, message(), extra)
+    }
+    public func warning(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.warning, message(), extra)
+    }
+    public func error(_ message: @autoclosure () -> String, _ extra: [String: String] = [:]) {
+        log(.error, message(), extra)
+    }
+
+    /// The same logger with more metadata.
+    public func with(_ extra: [String: String]) -> Logger {
+        var copy = self
+        copy.metadata.merge(extra) { _, new in new }
+        return copy
+    }
+}
+
+struct DiscardingLogHandler: LogHandler {
+    func log(level: LogLevel, label: String, message: String, metadata: [String: String]) {}
+}
+
+/// One JSON object per line on stderr: `{"ts":…,"level":…,"label":…,"msg":…, metadata…}`.
+public struct JSONLineLogHandler: LogHandler {
+    public init() {}
+
+    public func log(level: LogLevel, label: String, message: String, metadata: [String: String]) {
+        let micros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        var parts = [
+            "\"ts\":\(quote(Self.iso8601(micros)))", "\"level\":\"\(level)\"", "\"label\":\(quote(label))",
+            "\"msg\":\(quote(message))",
+        ]
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) { parts.append("\(quote(key)):\(quote(value))") }
+        FileHandle.standardError.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
+    }
+
+    private func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    static func iso8601(_ micros: Int64) -> String {
+        let date = Date(timeIntervalSince1970: Double(micros) / 1e6)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!  // UTC always exists
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0,
+            c.minute ?? 0, c.second ?? 0, Int(micros % 1_000_000))
+    }
+}
+
+/// Keeps records in memory, for tests (one per test: no global bootstrap).
+public final class InMemoryLogHandler: LogHandler {
+    public struct Record: Sendable, Equatable {
+        public var level: LogLevel
+        public var label: String
+        public var message: String
+        public var metadata: [String: String]
+    }
+    private let records = Mutex<[Record]>([])
+
+    public init() {}
+
+    public func log(level: LogLevel, label: String, message: String, metadata: [String: String]) {
+        records.withLock { $0.append(Record(level: level, label: label, message: message, metadata: metadata)) }
+    }
+
+    public var all: [Record] { records.withLock { $0 } }
+}
