@@ -45,7 +45,7 @@ let package = Package(
         // Protocol codecs and machines (pure).
         library("HTTP1Protocol", ["WireCore"]),
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
-        library("Observability"),
+        library("Observability", ["WireCore"]),
         // libpq behind a dedicated executor.
         library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).

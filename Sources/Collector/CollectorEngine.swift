@@ -132,14 +132,6 @@ public final class CollectorEngine: Sendable {
         }
     }
 
-    /// Streams currently collected.
-    public func streams() async -> [StreamID] {
-        let core = self.core
-        return await withCheckedContinuation { continuation in
-            core.loop.execute { continuation.resume(returning: core.value.streams.sorted()) }
-        }
-    }
-
     /// Stops every connection, flushes the partial batch and waits until the writer has handed
     /// everything to the sink.
     public func shutdown() async {

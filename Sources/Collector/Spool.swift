@@ -1,5 +1,6 @@
 import Foundation
 public import MarketData
+import Runtime
 import Synchronization
 import WireCore
 
@@ -31,7 +32,7 @@ public final class Spool: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var state = State()
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
-            if name.hasSuffix(".tmp") {
+            if name.hasSuffix(".batch.tmp") {
                 // A batch interrupted before its rename was never acknowledged to anyone.
                 try? FileManager.default.removeItem(atPath: directory + "/" + name)
                 continue
@@ -62,12 +63,7 @@ public final class Spool: Sendable {
             defer { s.nextSequence += 1 }
             return s.nextSequence
         }
-        let name = String(format: "%020llu", sequence)
-        let temporary = "\(directory)/\(name).tmp"
-        let final = "\(directory)/\(name).batch"
-        try Self.writeSynced(data, to: temporary)
-        try FileManager.default.moveItem(atPath: temporary, toPath: final)
-        Self.syncDirectory(directory)
+        try DurableFile.write(data, to: "\(directory)/\(String(format: "%020llu", sequence)).batch")
         state.withLock { s in
             s.files.append((sequence, data.count))
             s.totalBytes += data.count
@@ -84,39 +80,13 @@ public final class Spool: Sendable {
 
     /// Removes a replayed batch.
     public func remove(_ sequence: UInt64) throws {
-        let path = "\(directory)/\(String(format: "%020llu", sequence)).batch"
-        try FileManager.default.removeItem(atPath: path)
-        Self.syncDirectory(directory)
+        try DurableFile.remove("\(directory)/\(String(format: "%020llu", sequence)).batch")
         state.withLock { s in
             if let index = s.files.firstIndex(where: { $0.sequence == sequence }) {
                 s.totalBytes -= s.files[index].bytes
                 s.files.remove(at: index)
             }
         }
-    }
-
-    private static func writeSynced(_ data: [UInt8], to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
-        defer { close(fd) }
-        var offset = 0
-        while offset < data.count {
-            let n = data.withUnsafeBytes { write(fd, $0.baseAddress! + offset, data.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-            }
-            offset += n
-        }
-        guard fsync(fd) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
-    }
-
-    private static func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        // fsync of the directory makes the rename durable; failure leaves the batch readable anyway.
-        _ = fsync(fd)
-        close(fd)
     }
 
     /// One candle per line: a JSON array of strings (the exchange's digits kept as text).

@@ -7,6 +7,7 @@ public import HTTP1Protocol
 import MarketData
 public import Observability
 public import PostgresClient
+import Runtime
 import Synchronization
 import WireCore
 
@@ -368,7 +369,7 @@ public final class GatewayAPI: Sendable {
         guard ExchangeName(rawValue: exchange) != nil else {
             throw Failure(status: 422, message: "unknown exchange '\(exchange)'", field: "exchange")
         }
-        let now = WallClockMicros.now()
+        let now = WallClock.microseconds()
         let matching = engine.status.all().filter {
             $0.stream.symbol == symbol && $0.stream.exchange.rawValue == exchange
         }
@@ -475,10 +476,6 @@ final class ClientRateLimiter: Sendable {
             return wait
         }
     }
-}
-
-enum WallClockMicros {
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 }
 
 /// ISO-8601 date-times with `Z` or a numeric offset.

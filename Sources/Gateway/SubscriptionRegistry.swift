@@ -1,5 +1,6 @@
 import Foundation
 public import MarketData
+import Runtime
 import Synchronization
 
 /// The desired streams: pinned ones from the configuration file and API-added ones, the latter
@@ -72,16 +73,6 @@ public final class SubscriptionRegistry: Sendable {
         guard let path else { return }
         let list = table.filter { !$0.value }.keys.map(\.description).sorted()
         let data = try JSONSerialization.data(withJSONObject: list, options: [.prettyPrinted, .sortedKeys])
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
-        }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        try handle.synchronize()
-        try handle.close()
-        // rename(2) replaces the old file atomically: readers see the old list or the new one.
-        guard rename(temporary, path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
+        try DurableFile.write(Array(data), to: path)
     }
 }

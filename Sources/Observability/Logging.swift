@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WireCore
 
 /// Log severity, lowest first.
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
@@ -89,21 +90,7 @@ public struct JSONLineLogHandler: LogHandler {
         FileHandle.standardError.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
     }
 
-    private func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    private func quote(_ s: String) -> String { JSONText.quoted(s) }
 
     static func iso8601(_ micros: Int64) -> String {
         let date = Date(timeIntervalSince1970: Double(micros) / 1e6)

@@ -111,8 +111,8 @@ public final class EventLoop: @unchecked Sendable {
             inbox.isWakePending = true
             return true
         }
-        if needsWake && !inEventLoop { wake() }
-        if needsWake && inEventLoop { wake() }
+        // Also from the loop itself: the loop may be about to block in epoll_wait.
+        if needsWake { wake() }
     }
 
     private func wake() {

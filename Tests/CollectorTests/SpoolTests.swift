@@ -29,7 +29,8 @@ import Testing
         #expect(reopened.isEmpty && reopened.byteCount == 0)
         // Leftover temporary files (a crash before the rename) are discarded, never replayed.
         #expect(
-            FileManager.default.createFile(atPath: directory + "/00000000000000000099.tmp", contents: Data("junk".utf8))
+            FileManager.default.createFile(
+                atPath: directory + "/00000000000000000099.batch.tmp", contents: Data("junk".utf8))
         )
         #expect(try Spool(directory: directory, maxBytes: 1 << 20).isEmpty)
     }
