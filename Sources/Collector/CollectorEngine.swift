@@ -32,39 +32,41 @@ public struct CollectorConfiguration: Sendable {
     public init() {}
 }
 
-/// The collector's data plane: exchange connections → parse → batches → sink, with backfill.
+/// The collector's data plane: exchange connections → parse → batches → spool → sinks, with backfill.
 ///
 /// A Sendable facade over a loop-confined core. Batches are formed on the event loop and handed to
-/// one writer task through a bounded queue; when the writer falls behind, sockets stop being read.
+/// one writer task through a bounded queue; the writer appends them to the spool (the
+/// acknowledgement), from which the dispatcher feeds every sink. When the spool is full the writer
+/// waits, the queue fills, and sockets stop being read.
 public final class CollectorEngine: Sendable {
     public let status: StatusRegistry
     public let deadLetters: DeadLetters
-    public let sink: SpoolingSink
+    public let storage: SinkDispatcher
     private let core: LoopBound<EngineCore>
-    private let batches: AsyncQueue<[Candle]>
+    private let batches: AsyncQueue<[MarketEvent]>
     private let writer: Mutex<Task<Void, Never>?>
     private let acknowledged = Atomic<Int>(0)
 
     private init(
-        core: LoopBound<EngineCore>, status: StatusRegistry, deadLetters: DeadLetters, sink: SpoolingSink,
-        batches: AsyncQueue<[Candle]>
+        core: LoopBound<EngineCore>, status: StatusRegistry, deadLetters: DeadLetters, storage: SinkDispatcher,
+        batches: AsyncQueue<[MarketEvent]>
     ) {
         self.core = core
         self.status = status
         self.deadLetters = deadLetters
-        self.sink = sink
+        self.storage = storage
         self.batches = batches
         self.writer = Mutex(nil)
     }
 
-    /// Starts the engine on `loop`, writing through `sink`.
+    /// Starts the engine on `loop`, storing through `storage` (started here).
     public static func start(
-        configuration: CollectorConfiguration, loop: EventLoop, sink: SpoolingSink, deadLetters: DeadLetters,
+        configuration: CollectorConfiguration, loop: EventLoop, storage: SinkDispatcher, deadLetters: DeadLetters,
         metrics: CollectorMetrics? = nil, logger: Logger = .disabled
     ) async -> CollectorEngine {
         let status = StatusRegistry()
-        let batches = AsyncQueue<[Candle]>(
-            highWater: configuration.writerQueueBatches, lowWater: max(0, configuration.writerQueueBatches / 4))
+        let batches = AsyncQueue<[MarketEvent]>(
+            capacity: configuration.writerQueueBatches, lowWater: max(0, configuration.writerQueueBatches / 4))
         let core: LoopBound<EngineCore> = await withCheckedContinuation { continuation in
             loop.execute {
                 let core = EngineCore(
@@ -75,21 +77,15 @@ public final class CollectorEngine: Sendable {
             }
         }
         batches.setOnDemand { loop.execute { core.value.resumeReading() } }
-        let engine = CollectorEngine(core: core, status: status, deadLetters: deadLetters, sink: sink, batches: batches)
-        sink.start()
-        let task = Task { [sink, batches] in
+        let engine = CollectorEngine(
+            core: core, status: status, deadLetters: deadLetters, storage: storage, batches: batches)
+        storage.start()
+        let task = Task { [storage, batches] in
             for await batch in batches {
                 // A full spool holds the batch here; the queue above it fills and sockets pause.
-                while true {
-                    do {
-                        let started = ContinuousClock.now
-                        try await sink.write(batch)
-                        metrics?.batchWriteSeconds.observe((ContinuousClock.now - started).secondsDouble)
-                        break
-                    } catch {
-                        try? await Task.sleep(for: .milliseconds(100))  // back-pressure wait for spool space
-                    }
-                }
+                let started = ContinuousClock.now
+                await storage.append(batch)
+                metrics?.batchWriteSeconds.observe((ContinuousClock.now - started).secondsDouble)
                 engine.acknowledged.add(batch.count, ordering: .relaxed)
             }
         }
@@ -97,18 +93,18 @@ public final class CollectorEngine: Sendable {
         return engine
     }
 
-    /// Candles handed to the sink (stored or spooled): every acknowledged event.
+    /// Events made durable in the spool: every acknowledged event.
     public var acknowledgedEvents: Int { acknowledged.load(ordering: .relaxed) }
 
     /// Starts collecting `streams`; returns the ones refused with the reason.
     @discardableResult
     public func subscribe(_ streams: [StreamID]) async -> [StreamID: String] {
-        // Learn the newest stored confirmed bar first, so the first push after subscribing reveals
-        // any hole since the last run (PostgreSQL away: continuity starts from the first push).
+        // Learn where each stream's stored data ends first, so the first push after subscribing reveals
+        // any hole since the last run (no watermark: continuity starts from the first push).
+        let marks = await storage.watermarks()
         var seeds: [StreamID: Int64] = [:]
         for stream in streams {
-            // try?: without the database the seed is unknown, which only narrows the first backfill.
-            if let last = try? await sink.store.lastConfirmedOpenTime(stream) { seeds[stream] = last }
+            if case .candles = stream.feed, let mark = marks[stream] { seeds[stream] = mark.time }
         }
         let core = self.core
         let known = seeds
@@ -132,20 +128,23 @@ public final class CollectorEngine: Sendable {
         }
     }
 
-    /// Stops every connection, flushes the partial batch and waits until the writer has handed
-    /// everything to the sink.
+    /// Stops every connection and waits until the writer has put every batch (and the partial one)
+    /// in the spool. The sinks go on draining it; `storage.finish(timeout:)` ends them.
     public func shutdown() async {
         let core = self.core
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let held: [MarketEvent] = await withCheckedContinuation { continuation in
             core.loop.execute {
                 core.value.stopAll()
-                core.value.flushBatch()
-                continuation.resume()
+                continuation.resume(returning: core.value.takeHeldBatch())
             }
         }
         batches.finish()
         let task = writer.withLock { $0 }
         await task?.value
+        if !held.isEmpty {
+            await storage.append(held)
+            acknowledged.add(held.count, ordering: .relaxed)
+        }
         deadLetters.flush()
     }
 }
@@ -156,15 +155,16 @@ final class EngineCore {
     let loop: EventLoop
     let status: StatusRegistry
     let deadLetters: DeadLetters
-    private let batches: AsyncQueue<[Candle]>
+    private let batches: AsyncQueue<[MarketEvent]>
     private let okx: OKXAdapter
     private let backfiller: RESTBackfiller?
     private(set) var streams: Set<StreamID> = []
     private var connections: [ExchangeConnection] = []
     private var connectionBudgets: [ExchangeName: TokenBucket] = [:]
-    private var batch: [Candle] = []
+    private var batch: [MarketEvent] = []
     private var batchTimer: TimerHandle?
-    private var isReadingPaused = false
+    /// True while the writer queue is full: sockets are not read (new connections start paused).
+    private(set) var isReadingPaused = false
     private var tracking: [StreamID: Tracking] = [:]
     private var seed: UInt64
     let metrics: CollectorMetrics?
@@ -180,7 +180,7 @@ final class EngineCore {
 
     init(
         configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
-        batches: AsyncQueue<[Candle]>, metrics: CollectorMetrics?, logger: Logger
+        batches: AsyncQueue<[MarketEvent]>, metrics: CollectorMetrics?, logger: Logger
     ) {
         self.metrics = metrics
         self.logger = logger
@@ -281,37 +281,36 @@ final class EngineCore {
     // MARK: Events
 
     func accept(_ event: MarketEvent, raw: UnsafeRawBufferPointer, at now: Int64) {
-        switch event {
-        case .candle(let candle):
-            let stream = candle.stream
-            guard streams.contains(stream) else { return }
-            if let problem = candle.qualityProblem() {
-                deadLetter(candle.exchange, raw: String(decoding: raw, as: UTF8.self), reason: problem, at: now)
-                status.update(stream) {
-                    $0.errors += 1
-                    $0.lastError = "data quality: \(problem)"
-                }
-                return
-            }
-            metrics?.received[CollectorMetrics.index(stream)].increment()
+        let stream = event.stream
+        guard streams.contains(stream) else { return }
+        if case .candle(let candle) = event, let problem = candle.qualityProblem() {
+            deadLetter(candle.exchange, raw: String(decoding: raw, as: UTF8.self), reason: problem, at: now)
             status.update(stream) {
-                $0.messages += 1
-                $0.lastEventTime = now
+                $0.errors += 1
+                $0.lastError = "data quality: \(problem)"
+            }
+            return
+        }
+        metrics?.received[CollectorMetrics.index(stream)].increment()
+        status.update(stream) {
+            $0.messages += 1
+            $0.lastEventTime = now
+            if case .candle(let candle) = event {
                 $0.lastCandleOpenTime = max($0.lastCandleOpenTime ?? .min, candle.openTime)
                 if candle.isConfirmed {
                     $0.lastConfirmedOpenTime = max($0.lastConfirmedOpenTime ?? .min, candle.openTime)
                 }
             }
-            checkContinuity(candle)
-            append(candle)
         }
+        if case .candle(let candle) = event { checkContinuity(candle) }
+        append(event)
     }
 
-    private func append(_ candle: Candle) {
-        batch.append(candle)
+    private func append(_ event: MarketEvent) {
+        batch.append(event)
         if batch.count >= configuration.batchSize {
             flushBatch()
-        } else if batchTimer == nil {
+        } else if batchTimer == nil && !isReadingPaused {
             batchTimer = loop.scheduleTimer(after: configuration.batchTimeout) { [weak self] in
                 self?.batchTimer = nil
                 self?.flushBatch()
@@ -319,25 +318,43 @@ final class EngineCore {
         }
     }
 
+    /// Hands the batch to the writer queue. A full queue refuses it: the batch is held here (it grows
+    /// only by what was already read from the sockets), reading pauses, and the batch is handed over
+    /// when the writer catches up.
     func flushBatch() {
         if let batchTimer { loop.cancelTimer(batchTimer) }
         batchTimer = nil
         guard !batch.isEmpty else { return }
-        let full = batch
+        guard batches.push(batch) else {
+            pauseReading()
+            return
+        }
         batch = []
         batch.reserveCapacity(configuration.batchSize)
-        if !batches.push(full) { pauseReading() }
+    }
+
+    /// At shutdown: the batch not yet handed over (the caller appends it after the queue's).
+    func takeHeldBatch() -> [MarketEvent] {
+        if let batchTimer { loop.cancelTimer(batchTimer) }
+        batchTimer = nil
+        defer { batch = [] }
+        return batch
     }
 
     private func pauseReading() {
         guard !isReadingPaused else { return }
         isReadingPaused = true
+        logger.info("writer queue full: pausing exchange reads")
         for connection in connections { connection.pauseReading() }
     }
 
     func resumeReading() {
         guard isReadingPaused else { return }
+        // The held batch goes first; if the queue refuses it again, stay paused.
+        flushBatch()
+        guard batch.isEmpty else { return }
         isReadingPaused = false
+        logger.info("writer caught up: resuming exchange reads")
         for connection in connections { connection.resumeReading() }
     }
 
@@ -399,7 +416,7 @@ final class EngineCore {
         guard streams.contains(stream) else { return }
         tracking[stream]?.backfillingUntil = nil
         let confirmed = outcome.candles.filter(\.isConfirmed)
-        for candle in confirmed { append(candle) }
+        for candle in confirmed { append(.candle(candle)) }
         if let newest = confirmed.map(\.openTime).max(), (tracking[stream]?.lastConfirmed ?? .min) < newest {
             tracking[stream]?.lastConfirmed = newest
         }

@@ -51,30 +51,65 @@ public struct CollectorMetrics: Sendable {
 extension CollectorEngine {
     /// Exports storage and stream state at scrape time.
     public func registerMetrics(in registry: MetricsRegistry) {
-        let sink = self.sink
+        let storage = self.storage
+        let spool = storage.spool
         let status = self.status
         let dead = self.deadLetters
-        registry.registerCollector(
-            "collector_events_stored_total", help: "Candles written to PostgreSQL (directly or from the spool).",
-            kind: .counter
-        ) { [MetricsRegistry.Sample([], Double(sink.stats.storedCandles.load(ordering: .relaxed)))] }
-        registry.registerCollector("collector_batches_total", help: "Batches handed to the sink.", kind: .counter) {
-            [MetricsRegistry.Sample([], Double(sink.stats.batches.load(ordering: .relaxed)))]
+        func perSink(
+            _ value: @escaping @Sendable (SinkDispatcher.SinkState) -> Double
+        ) -> @Sendable () -> [MetricsRegistry.Sample] {
+            { storage.sinkStates.map { MetricsRegistry.Sample([("sink", $0.name)], value($0)) } }
         }
         registry.registerCollector(
-            "collector_postgres_errors_total", help: "Failed PostgreSQL writes (the batch went to the spool).",
+            "collector_events_stored_total", help: "Events a sink has made durable (from the spool).", kind: .counter,
+            perSink { Double($0.storedEvents) })
+        registry.registerCollector(
+            "collector_sink_errors_total",
+            help: "Failed sink writes by kind (transient: retried; permanent: bisected).",
             kind: .counter
-        ) { [MetricsRegistry.Sample([], Double(sink.stats.databaseErrors.load(ordering: .relaxed)))] }
+        ) {
+            storage.sinkStates.flatMap { s in
+                [
+                    MetricsRegistry.Sample([("sink", s.name), ("kind", "transient")], Double(s.transientErrors)),
+                    MetricsRegistry.Sample([("sink", s.name), ("kind", "permanent")], Double(s.permanentErrors)),
+                ]
+            }
+        }
+        registry.registerCollector(
+            "collector_sink_dead_lettered_total", help: "Events a sink refused for good (written to dead letters).",
+            kind: .counter, perSink { Double($0.deadLettered) })
+        registry.registerCollector(
+            "collector_sink_up", help: "1 while the sink is storing, 0 while it is down or stalled.", kind: .gauge,
+            perSink { $0.isHealthy ? 1 : 0 })
+        registry.registerCollector(
+            "collector_sink_backlog_batches", help: "Spooled batches the sink has not stored yet.", kind: .gauge
+        ) { spool.sinkNames.map { MetricsRegistry.Sample([("sink", $0)], Double(spool.backlog(of: $0))) } }
+        registry.registerCollector(
+            "collector_batches_total", help: "Batches acknowledged into the spool.", kind: .counter
+        ) {
+            [MetricsRegistry.Sample([], Double(storage.counters.appendedBatches.load(ordering: .relaxed)))]
+        }
+        registry.registerCollector(
+            "collector_spool_errors_total", help: "Failed spool writes or cursor updates (retried).", kind: .counter
+        ) { [MetricsRegistry.Sample([], Double(storage.counters.spoolWriteErrors.load(ordering: .relaxed)))] }
+        registry.registerCollector(
+            "collector_spool_unreadable_batches_total", help: "Spool batches that could not be read (moved aside).",
+            kind: .counter
+        ) { [MetricsRegistry.Sample([], Double(storage.counters.unreadableBatches.load(ordering: .relaxed)))] }
         registry.registerCollector(
             "collector_spool_batches", help: "Batches waiting in the on-disk spool.", kind: .gauge
-        ) { [MetricsRegistry.Sample([], Double(sink.spool.batchCount))] }
+        ) { [MetricsRegistry.Sample([], Double(spool.batchCount))] }
         registry.registerCollector("collector_spool_bytes", help: "Bytes waiting in the on-disk spool.", kind: .gauge) {
-            [MetricsRegistry.Sample([], Double(sink.spool.byteCount))]
+            [MetricsRegistry.Sample([], Double(spool.byteCount))]
         }
         registry.registerCollector(
             "collector_dead_letters_written_total", help: "Records in the dead-letter files since start.",
             kind: .counter
         ) { [MetricsRegistry.Sample([], Double(dead.count))] }
+        registry.registerCollector(
+            "collector_dead_letters_dropped_total",
+            help: "Dead letters not written because a bound was reached (directory size, queue).", kind: .counter
+        ) { [MetricsRegistry.Sample([], Double(dead.droppedCount))] }
         registry.registerCollector(
             "collector_streams", help: "Subscribed streams by state.", kind: .gauge
         ) {

@@ -115,9 +115,16 @@ final class ExchangeConnection: WebSocketHandler {
             }
             return
         }
-        var configuration = WebSocketConfiguration(connectTimeout: core.configuration.connectTimeout)
+        var configuration = WebSocketConfiguration(
+            connection: .init(
+                role: .client, maxFrameBytes: adapter.limits.maxMessageBytes,
+                maxMessageBytes: adapter.limits.maxMessageBytes),
+            connectTimeout: core.configuration.connectTimeout)
         configuration.tls = core.configuration.webSocketTLS
-        channel = WebSocketChannel.connect(to: parsed, configuration: configuration, loop: core.loop, handler: self)
+        let channel = WebSocketChannel.connect(to: parsed, configuration: configuration, loop: core.loop, handler: self)
+        // Back-pressure holds across reconnects: a connection made while the writer is behind starts paused.
+        if core.isReadingPaused { channel.pauseReading() }
+        self.channel = channel
     }
 
     func webSocketDidConnect(_ channel: WebSocketChannel) {
@@ -286,6 +293,13 @@ final class ExchangeConnection: WebSocketHandler {
 
     private func checkKeepalive() {
         guard let channel, channel.isOpen else { return }
+        if channel.isReadingPaused {
+            // We are not reading (back-pressure): silence says nothing about the exchange. Restart the
+            // silence clock so the connection is not recycled for our own pause.
+            lastReceived = core.loop.now().nanoseconds
+            scheduleKeepalive()
+            return
+        }
         let silence = Duration.nanoseconds(core.loop.now().nanoseconds - lastReceived)
         if silence >= core.configuration.staleAfter {
             recycle(immediately: true, reason: "no data for \(silence): recycling the connection")

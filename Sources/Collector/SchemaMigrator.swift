@@ -92,7 +92,7 @@ public enum SchemaMigrator {
                 }
                 applied.append(migration.name)
             }
-            try connection.execute("SELECT ensure_candle_partitions_ahead(1, $1)", [String(monthsAhead)])
+            try connection.execute("SELECT ensure_partitions_ahead(1, $1)", [String(monthsAhead)])
             return applied
         }
     }

@@ -2,85 +2,171 @@ import Foundation
 public import MarketData
 import Runtime
 import Synchronization
-import WireCore
 
-/// The durability point when a sink is away (DESIGN.md §4): batches are written, fsynced, to
-/// `<data>/spool/<sequence>.batch` (write to a temporary name, fsync, rename, fsync the directory)
-/// and replayed oldest first. Bounded by `maxBytes`: a full spool refuses batches, which pushes back
-/// up to the exchange sockets. It survives restarts: existing batch files are found at start-up.
-/// Blocking file I/O runs on the caller's thread: call from the writer task's executor, never the loop.
+/// The durability point of the data plane (DESIGN.md §4): every batch is written, fsynced, to
+/// `<data>/spool/<sequence>.batch` (temporary name, fsync, rename, fsync the directory) before it is
+/// acknowledged, and kept until every configured sink has made it durable. Each sink has its own
+/// cursor (`<data>/spool/cursors/<sink>`, the last sequence it has stored), so a slow or absent
+/// sink never loses data and never holds back the others — until the spool's bound is reached:
+/// then `append` refuses batches, which pushes back up to the exchange sockets.
+///
+/// Survives restarts: batch files and cursors are found at start-up; a sink with no cursor file
+/// (a new sink, or a spool left by the candle-only version) starts at the oldest batch.
+/// Blocking file I/O runs on the caller's thread: call from a file-I/O queue, never the event loop.
 public final class Spool: Sendable {
     public let directory: String
     public let maxBytes: Int
+    /// The sinks that must store each batch before it is removed.
+    public let sinkNames: [String]
     private let state: Mutex<State>
 
     private struct State {
         var files: [(sequence: UInt64, bytes: Int)] = []
         var nextSequence: UInt64 = 1
         var totalBytes = 0
+        /// Last sequence each sink has stored.
+        var cursors: [String: UInt64] = [:]
     }
 
-    /// The spool is full.
+    /// The spool is full: the caller holds the batch and waits for space.
     public struct FullError: Error, CustomStringConvertible {
         public var description: String { "spool full" }
     }
 
-    /// Opens (or creates) the spool directory and indexes leftover batches.
-    public init(directory: String, maxBytes: Int) throws {
+    /// A batch file that cannot be read back (corrupt, or a newer format); it stays on disk.
+    public struct UnreadableBatch: Error, CustomStringConvertible {
+        public var sequence: UInt64
+        public var reason: String
+        public var description: String { "spool batch \(sequence) unreadable: \(reason)" }
+    }
+
+    /// Opens (or creates) the spool directory, indexes leftover batches and reads the cursors.
+    public init(directory: String, maxBytes: Int, sinks: [String] = ["postgres"]) throws {
+        precondition(!sinks.isEmpty, "a spool needs at least one sink")
         self.directory = directory
         self.maxBytes = maxBytes
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        self.sinkNames = sinks
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory + "/cursors", withIntermediateDirectories: true)
         var state = State()
-        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+        for name in try fm.contentsOfDirectory(atPath: directory) {
             if name.hasSuffix(".batch.tmp") {
                 // A batch interrupted before its rename was never acknowledged to anyone.
-                try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                try fm.removeItem(atPath: directory + "/" + name)
                 continue
             }
             guard name.hasSuffix(".batch"), let sequence = UInt64(name.dropLast(6)) else { continue }
-            // A file we cannot stat still gets replayed; it just does not count towards the bound.
-            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
-            let size = (attributes?[.size] as? Int) ?? 0
+            let attributes = try fm.attributesOfItem(atPath: directory + "/" + name)
+            let size = (attributes[.size] as? Int) ?? 0
             state.files.append((sequence, size))
             state.totalBytes += size
             state.nextSequence = max(state.nextSequence, sequence + 1)
         }
         state.files.sort { $0.sequence < $1.sequence }
+        let oldest = state.files.first?.sequence ?? state.nextSequence
+        for sink in sinks {
+            let path = "\(directory)/cursors/\(sink)"
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),  // absent: start at the oldest
+                let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
+                state.cursors[sink] = value
+                state.nextSequence = max(state.nextSequence, value + 1)
+            } else {
+                state.cursors[sink] = oldest - 1
+            }
+        }
         self.state = Mutex(state)
+        try collect()
     }
 
-    /// Batches waiting.
+    /// Batches waiting for at least one sink.
     public var batchCount: Int { state.withLock { $0.files.count } }
     /// Bytes waiting.
     public var byteCount: Int { state.withLock { $0.totalBytes } }
     public var isEmpty: Bool { batchCount == 0 }
 
-    /// Appends a batch durably; throws `FullError` when it would exceed `maxBytes`.
-    public func append(_ candles: [Candle]) throws {
-        let data = Self.encode(candles)
+    /// Batches `sink` has not stored yet.
+    public func backlog(of sink: String) -> Int {
+        state.withLock { s in
+            let cursor = s.cursors[sink] ?? 0
+            return s.files.reduce(0) { $0 + ($1.sequence > cursor ? 1 : 0) }
+        }
+    }
+
+    /// Appends a batch durably and returns its sequence; throws `FullError` when it would exceed
+    /// `maxBytes` (an empty spool always takes one batch, so a batch larger than the bound still moves).
+    @discardableResult
+    public func append(_ events: [MarketEvent]) throws -> UInt64 {
+        let data = SpoolFormat.encode(events)
         let sequence = try state.withLock { s -> UInt64 in
             guard s.totalBytes + data.count <= maxBytes || s.files.isEmpty else { throw FullError() }
             defer { s.nextSequence += 1 }
+            // Reserve the bytes now, so concurrent appends cannot overshoot the bound together.
+            s.totalBytes += data.count
             return s.nextSequence
         }
-        try DurableFile.write(data, to: "\(directory)/\(String(format: "%020llu", sequence)).batch")
+        do {
+            try DurableFile.write(data, to: path(sequence))
+        } catch {
+            state.withLock { $0.totalBytes -= data.count }
+            throw error
+        }
         state.withLock { s in
-            s.files.append((sequence, data.count))
-            s.totalBytes += data.count
+            let index = s.files.firstIndex { $0.sequence > sequence } ?? s.files.endIndex
+            s.files.insert((sequence, data.count), at: index)
+        }
+        return sequence
+    }
+
+    /// The oldest batch `sink` has not stored yet, or nil.
+    public func next(for sink: String) -> UInt64? {
+        state.withLock { s in
+            let cursor = s.cursors[sink] ?? 0
+            return s.files.first { $0.sequence > cursor }?.sequence
         }
     }
 
-    /// The oldest batch, without removing it.
-    public func oldest() throws -> (sequence: UInt64, candles: [Candle])? {
-        guard let first = state.withLock({ $0.files.first }) else { return nil }
-        let path = "\(directory)/\(String(format: "%020llu", first.sequence)).batch"
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        return (first.sequence, try Self.decode(Array(data)))
+    /// Reads one batch back.
+    public func read(_ sequence: UInt64) throws -> [MarketEvent] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path(sequence)))
+        do {
+            return try SpoolFormat.decode(Array(data))
+        } catch {
+            throw UnreadableBatch(sequence: sequence, reason: error.description)
+        }
     }
 
-    /// Removes a replayed batch.
-    public func remove(_ sequence: UInt64) throws {
-        try DurableFile.remove("\(directory)/\(String(format: "%020llu", sequence)).batch")
+    /// Records that `sink` has stored every batch up to `sequence` (durably), then removes the
+    /// batches every sink has stored.
+    public func advance(_ sink: String, to sequence: UInt64) throws {
+        try DurableFile.write(Array("\(sequence)\n".utf8), to: "\(directory)/cursors/\(sink)")
+        state.withLock { s in s.cursors[sink] = max(s.cursors[sink] ?? 0, sequence) }
+        try collect()
+    }
+
+    /// Moves an unreadable batch to `<spool>/unreadable/` (kept for an operator, out of the way of
+    /// the batches behind it) and forgets it.
+    public func quarantine(_ sequence: UInt64) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory + "/unreadable", withIntermediateDirectories: true)
+        try fm.moveItem(atPath: path(sequence), toPath: "\(directory)/unreadable/\(fileName(sequence))")
+        DurableFile.syncDirectory(of: path(sequence))
+        forget(sequence)
+    }
+
+    /// Removes the batch files every sink has stored.
+    private func collect() throws {
+        let done = state.withLock { s -> [UInt64] in
+            let floor = s.cursors.values.min() ?? 0
+            return s.files.prefix { $0.sequence <= floor }.map(\.sequence)
+        }
+        for sequence in done {
+            try DurableFile.remove(path(sequence))
+            forget(sequence)
+        }
+    }
+
+    private func forget(_ sequence: UInt64) {
         state.withLock { s in
             if let index = s.files.firstIndex(where: { $0.sequence == sequence }) {
                 s.totalBytes -= s.files[index].bytes
@@ -89,44 +175,6 @@ public final class Spool: Sendable {
         }
     }
 
-    /// One candle per line: a JSON array of strings (the exchange's digits kept as text).
-    static func encode(_ candles: [Candle]) -> [UInt8] {
-        var out = ""
-        for c in candles {
-            let fields = [
-                c.exchange.rawValue, c.symbol, c.timeframe.key, String(c.openTime), c.open.text, c.high.text,
-                c.low.text, c.close.text, c.volume.text, c.quoteVolume.text, c.isConfirmed ? "1" : "0",
-                String(c.timestampExchange), String(c.timestampCollector),
-            ]
-            out += "[" + fields.map(JSONText.quoted).joined(separator: ",") + "]\n"
-        }
-        return Array(out.utf8)
-    }
-
-    struct CorruptBatch: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func decode(_ bytes: [UInt8]) throws -> [Candle] {
-        var candles: [Candle] = []
-        for line in bytes.split(separator: 10) where !line.isEmpty {
-            let fields: [String] = try Array(line).withUnsafeBytes { raw in
-                var scanner = JSONScanner(raw)
-                var out: [String] = []
-                try scanner.readArray { _, s throws(JSONError) in out.append(try s.readString()) }
-                return out
-            }
-            guard fields.count == 13, let exchange = ExchangeName(rawValue: fields[0]), let tf = Timeframe(fields[2]),
-                let openTime = Int64(fields[3]), let o = DecimalText(fields[4]), let h = DecimalText(fields[5]),
-                let l = DecimalText(fields[6]), let c = DecimalText(fields[7]), let v = DecimalText(fields[8]),
-                let q = DecimalText(fields[9]), let tsE = Int64(fields[11]), let tsC = Int64(fields[12])
-            else { throw CorruptBatch(description: "corrupt spool record") }
-            candles.append(
-                Candle(
-                    exchange: exchange, symbol: fields[1], timeframe: tf, openTime: openTime, open: o, high: h, low: l,
-                    close: c, volume: v, quoteVolume: q, isConfirmed: fields[10] == "1", timestampExchange: tsE,
-                    timestampCollector: tsC))
-        }
-        return candles
-    }
+    private func fileName(_ sequence: UInt64) -> String { String(format: "%020llu", sequence) + ".batch" }
+    private func path(_ sequence: UInt64) -> String { directory + "/" + fileName(sequence) }
 }

@@ -24,6 +24,23 @@ public struct Settings: Equatable, Sendable {
     /// Seconds.
     public var batchTimeout = 1.0
     public var spoolMaxBytes = 1 << 30
+    /// Seconds a graceful shutdown may take before the process exits non-zero (`[collector]
+    /// shutdown_deadline`, `SHUTDOWN_DEADLINE`; 1...3600).
+    public var shutdownDeadline = 25.0
+    /// Seconds a database call may take before it is abandoned (`[storage] database_timeout`,
+    /// `DATABASE_TIMEOUT`; 1...600).
+    public var databaseTimeout = 30.0
+    /// Seconds between stored order-book snapshots (`[storage] book_snapshot_interval`; 1...86400).
+    public var bookSnapshotInterval = 60.0
+    /// Where batches are stored (`[storage] sinks`), in order; one of `Settings.sinkNames` each.
+    public var sinks = ["postgres"]
+    /// Days to keep each data type, keyed by feed (`candles`, `trades`, `book`, `ticker`); a feed
+    /// without an entry is kept forever. File only, one whole number of days (1...36500) per feed:
+    ///
+    ///     [storage.retention]
+    ///     candles = 3650
+    ///     trades = 30
+    public var retentionDays: [String: Int] = [:]
     /// Seconds of silence before a connection is recycled (`message_timeout`).
     public var messageTimeout = 30.0
     /// Seconds.
@@ -49,6 +66,12 @@ public struct SettingsError: Error, Equatable, Sendable, CustomStringConvertible
 
 extension Settings {
     static let levels = ["debug", "info", "notice", "warning", "error"]
+    /// The data types a retention can be set for (the feeds of `[[markets]]`).
+    public static let feedNames = ["candles", "trades", "book", "ticker"]
+    /// The sinks `[storage] sinks` may name.
+    public static let sinkNames = ["postgres"]
+    /// Longest retention in days: 100 years. Longer means "forever", which is the default (no entry).
+    static let maxRetentionDays = 36_500
 
     /// Builds settings from an optional TOML file, the environment and flags (flags win).
     /// `flags` maps long option names without dashes (`http-port`) to values.
@@ -79,8 +102,10 @@ extension Settings {
         }
         let reader = FileReader(path: path)
         if let t = try reader.table(root, "collector") {
-            try reader.only(t, "collector", ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit"])
+            try reader.only(
+                t, "collector", ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit", "shutdown_deadline"])
             if let v = try reader.seconds(t, "collector", "api_rate_limit", 0...1_000_000) { apiRateLimit = v }
+            if let v = try reader.seconds(t, "collector", "shutdown_deadline", 1...3600) { shutdownDeadline = v }
             if let v = try reader.int(t, "collector", "http_port", 0...65535) { httpPort = v }
             if let v = try reader.int(t, "collector", "control_port", 1...65535) { controlPort = v }
             if let v = try reader.string(t, "collector", "data_dir") { dataDirectory = v }
@@ -93,10 +118,38 @@ extension Settings {
             }
         }
         if let t = try reader.table(root, "storage") {
-            try reader.only(t, "storage", ["batch_size", "batch_timeout", "spool_max_bytes"])
+            try reader.only(
+                t, "storage",
+                [
+                    "batch_size", "batch_timeout", "spool_max_bytes", "database_timeout", "book_snapshot_interval",
+                    "sinks", "retention",
+                ])
             if let v = try reader.int(t, "storage", "batch_size", 1...100_000) { batchSize = v }
             if let v = try reader.seconds(t, "storage", "batch_timeout", 0.001...60) { batchTimeout = v }
             if let v = try reader.int(t, "storage", "spool_max_bytes", (1 << 20)...(1 << 40)) { spoolMaxBytes = v }
+            if let v = try reader.seconds(t, "storage", "database_timeout", 1...600) { databaseTimeout = v }
+            if let v = try reader.seconds(t, "storage", "book_snapshot_interval", 1...86400) {
+                bookSnapshotInterval = v
+            }
+            if let names = try reader.strings(t, "storage", "sinks") {
+                let expected = "(expected \(Self.sinkNames.joined(separator: ", ")))"
+                guard !names.isEmpty else { throw reader.error(t, "sinks", "must name at least one sink \(expected)") }
+                for (index, name) in names.enumerated() {
+                    guard Self.sinkNames.contains(name) else {
+                        throw reader.error(t, "sinks", "unknown sink '\(name)' \(expected)")
+                    }
+                    guard !names[..<index].contains(name) else {
+                        throw reader.error(t, "sinks", "lists '\(name)' twice")
+                    }
+                }
+                sinks = names
+            }
+            if let retention = try reader.table(t, "retention", parent: "storage") {
+                try reader.only(retention, "storage.retention", Self.feedNames)
+                for feed in Self.feedNames {
+                    if let days = try reader.days(retention, feed, 1...Self.maxRetentionDays) { retentionDays[feed] = days }
+                }
+            }
         }
         if let t = try reader.table(root, "websocket") {
             try reader.only(t, "websocket", ["message_timeout", "connect_timeout"])
@@ -211,6 +264,14 @@ extension Settings {
             return v
         }
 
+        func days(_ table: TOMLTable, _ key: String, _ range: ClosedRange<Int>) throws(SettingsError) -> Int? {
+            guard let value = table[key] else { return nil }
+            let expected = "must be a whole number of days from \(range.lowerBound) to \(range.upperBound)"
+            guard case .integer(let v) = value else { throw error(table, key, "\(expected), not a \(value.typeName)") }
+            guard let n = Int(exactly: v), range.contains(n) else { throw error(table, key, "\(expected), got \(v)") }
+            return n
+        }
+
         func string(_ table: TOMLTable, _ name: String, _ key: String) throws(SettingsError) -> String? {
             guard let value = table[key] else { return nil }
             guard case .string(let s) = value else {
@@ -255,6 +316,7 @@ extension Settings {
                 ("LEASE_TTL", env["LEASE_TTL"]), ("HEARTBEAT_INTERVAL", env["HEARTBEAT_INTERVAL"]),
                 ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
                 ("OKX_REST_URL", env["OKX_REST_URL"]), ("API_RATE_LIMIT", env["API_RATE_LIMIT"]),
+                ("SHUTDOWN_DEADLINE", env["SHUTDOWN_DEADLINE"]), ("DATABASE_TIMEOUT", env["DATABASE_TIMEOUT"]),
             ], naming: { $0 })
     }
 
@@ -311,6 +373,8 @@ extension Settings {
             case "BATCH_TIMEOUT": batchTimeout = try seconds(0.001...60)
             case "LEASE_TTL": leaseTTL = try seconds(0.1...3600)
             case "HEARTBEAT_INTERVAL": heartbeatInterval = try seconds(0.05...600)
+            case "SHUTDOWN_DEADLINE": shutdownDeadline = try seconds(1...3600)
+            case "DATABASE_TIMEOUT": databaseTimeout = try seconds(1...600)
             case "OKX_WS_PUBLIC_URL": okxPublicURL = try url(["ws", "wss"])
             case "OKX_WS_BUSINESS_URL": okxBusinessURL = try url(["ws", "wss"])
             case "OKX_REST_URL": okxRESTURL = try url(["http", "https"])

@@ -38,15 +38,20 @@ public struct ExchangeLimits: Sendable, Equatable {
     public var subscribeMessages: TokenBucket
     /// New connections: burst and refill.
     public var connections: TokenBucket
+    /// The largest WebSocket frame or message accepted from this exchange, sized from its largest
+    /// real message (OKX ~100 KiB book snapshots; Coinbase level2 snapshots exceed 1 MiB). A larger
+    /// one closes the connection with 1009 and is reported.
+    public var maxMessageBytes: Int
 
     public init(
         maxStreamsPerConnection: Int, maxStreamsPerSubscribeMessage: Int, subscribeMessages: TokenBucket,
-        connections: TokenBucket
+        connections: TokenBucket, maxMessageBytes: Int
     ) {
         self.maxStreamsPerConnection = maxStreamsPerConnection
         self.maxStreamsPerSubscribeMessage = maxStreamsPerSubscribeMessage
         self.subscribeMessages = subscribeMessages
         self.connections = connections
+        self.maxMessageBytes = maxMessageBytes
     }
 }
 

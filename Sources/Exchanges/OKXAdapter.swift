@@ -26,10 +26,11 @@ public struct OKXAdapter: ExchangeAdapter {
 
     /// OKX limits (PROTOCOLS.md §1.3): 3 connections/s per IP; 480 subscribe requests per hour per
     /// connection; args per request bounded by the 64 KB request size (≈ 100 args of ~60 bytes, with room).
+    /// Messages: the largest real one is a 400-level `books` snapshot, ~100 KiB; 1 MiB leaves 10× room.
     public let limits = ExchangeLimits(
         maxStreamsPerConnection: 200, maxStreamsPerSubscribeMessage: 100,
         subscribeMessages: TokenBucket(capacity: 20, refillPerSecond: 480.0 / 3600.0),
-        connections: TokenBucket(requests: 3, per: 1))
+        connections: TokenBucket(requests: 3, per: 1), maxMessageBytes: 1 << 20)
 
     /// Text `ping` after 20 s of silence (OKX drops connections silent for 30 s).
     public let keepalive = KeepalivePolicy.textPing("ping", reply: "pong", idle: .seconds(20))

@@ -6,7 +6,6 @@ import Foundation
 public import HTTP1Protocol
 import MarketData
 public import Observability
-public import PostgresClient
 import Runtime
 import Synchronization
 import WireCore
@@ -19,8 +18,8 @@ public final class GatewayAPI: Sendable {
 
     public let engine: CollectorEngine
     public let subscriptions: SubscriptionRegistry
-    private let executors: [PGExecutor]
-    private let nextExecutor = Atomic<Int>(0)
+    private let reader: (any MarketDataReader)?
+    private let logger: Logger
     private let apiToken: String?
     private let registry: MetricsRegistry
     private let isReady: @Sendable () -> (Bool, String?)
@@ -33,7 +32,7 @@ public final class GatewayAPI: Sendable {
         case subscribe = "/api/v1/subscribe"
         case unsubscribe = "/api/v1/subscribe (DELETE)"
         case subscriptions = "/api/v1/subscriptions"
-        case data = "/api/v1/data/{symbol}/{timeframe}"
+        case data = "/api/v1/data/{symbol}/{feed}"
         case status = "/api/v1/status/{symbol}"
         case cluster = "/api/v1/cluster"
         case health = "/health"
@@ -44,13 +43,14 @@ public final class GatewayAPI: Sendable {
     }
 
     public init(
-        engine: CollectorEngine, subscriptions: SubscriptionRegistry, executors: [PGExecutor], apiToken: String?,
-        registry: MetricsRegistry, workerID: String, requestsPerSecond: Double = 50,
-        isReady: @escaping @Sendable () -> (Bool, String?)
+        engine: CollectorEngine, subscriptions: SubscriptionRegistry, reader: (any MarketDataReader)?,
+        apiToken: String?, registry: MetricsRegistry, workerID: String, requestsPerSecond: Double = 50,
+        logger: Logger = .disabled, isReady: @escaping @Sendable () -> (Bool, String?)
     ) {
         self.engine = engine
         self.subscriptions = subscriptions
-        self.executors = executors
+        self.reader = reader
+        self.logger = logger
         self.apiToken = apiToken
         self.registry = registry
         self.isReady = isReady
@@ -61,7 +61,7 @@ public final class GatewayAPI: Sendable {
         router.add("POST", "/api/v1/subscribe", .subscribe)
         router.add("DELETE", "/api/v1/subscribe", .unsubscribe)
         router.add("GET", "/api/v1/subscriptions", .subscriptions)
-        router.add("GET", "/api/v1/data/{symbol}/{timeframe}", .data)
+        router.add("GET", "/api/v1/data/{symbol}/{feed}", .data)
         router.add("GET", "/api/v1/status/{symbol}", .status)
         router.add("GET", "/api/v1/cluster", .cluster)
         router.add("GET", "/health", .health)
@@ -114,7 +114,9 @@ public final class GatewayAPI: Sendable {
             } catch let failure as Failure {
                 return (Self.error(failure), route.label)
             } catch {
-                return (Self.error(Failure(status: 500, message: "internal error: \(error)")), route.label)
+                // The detail may name files or hosts: it goes to the log, not to the client.
+                logger.error("request failed", ["route": route.label, "error": "\(error)"])
+                return (Self.error(Failure(status: 500, message: "internal error")), route.label)
             }
         }
     }
@@ -256,7 +258,8 @@ public final class GatewayAPI: Sendable {
         do {
             added = try subscriptions.add(streams)
         } catch {
-            throw Failure(status: 500, message: "cannot persist subscriptions: \(error)")
+            logger.error("cannot persist subscriptions", ["error": "\(error)"])
+            throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
         }
         if !added.isEmpty { await engine.subscribe(added) }
         return Self.json(
@@ -281,7 +284,8 @@ public final class GatewayAPI: Sendable {
         do {
             removed = try subscriptions.remove(present)
         } catch {
-            throw Failure(status: 500, message: "cannot persist subscriptions: \(error)")
+            logger.error("cannot persist subscriptions", ["error": "\(error)"])
+            throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
         }
         await engine.unsubscribe(removed)
         return Self.json(200, ["unsubscribed": removed.map(\.description)])
@@ -290,25 +294,38 @@ public final class GatewayAPI: Sendable {
     // MARK: Data and status
 
     private func data(_ parameters: [String: String], _ request: HTTPRequest) async throws -> HTTPResponse {
-        guard !executors.isEmpty else {
+        guard let reader else {
             throw Failure(status: 501, message: "no database configured: data queries need DATABASE_URL in this build")
         }
-        // Round-robin over the pool: queries run in parallel on separate connections.
-        let executor = executors[nextExecutor.add(1, ordering: .relaxed).oldValue % executors.count]
         let symbol = parameters["symbol"] ?? ""
-        let timeframeKey = parameters["timeframe"] ?? ""
-        guard let timeframe = Timeframe(timeframeKey) else {
-            throw Failure(
-                status: 422, message: "unknown timeframe '\(timeframeKey)' (keys are case-sensitive)",
-                field: "timeframe")
+        let feedText = parameters["feed"] ?? ""
+        let feed: Feed
+        switch feedText {
+        case "trades": feed = .trades
+        case "book": feed = .book
+        case "ticker": feed = .ticker
+        default:
+            // A timeframe key (`1m`, `1H`) or `candles:<key>` means candles.
+            let key = feedText.hasPrefix("candles:") ? String(feedText.dropFirst(8)) : feedText
+            guard let timeframe = Timeframe(key) else {
+                throw Failure(
+                    status: 422,
+                    message:
+                        "unknown feed '\(feedText.prefix(40))': a timeframe key (case-sensitive, e.g. 1m, 1H), trades, book or ticker",
+                    field: "feed")
+            }
+            feed = .candles(timeframe)
         }
         let query = try Self.query(request)
         let exchangeText = query["exchange"] ?? "okx"
         guard let exchange = ExchangeName(rawValue: exchangeText) else {
-            throw Failure(status: 422, message: "unknown exchange '\(exchangeText)'", field: "exchange")
+            throw Failure(status: 422, message: "unknown exchange '\(exchangeText.prefix(40))'", field: "exchange")
         }
         let start = try query["start"].map { try Self.timestamp($0, field: "start") } ?? 0
-        let end = try query["end"].map { try Self.timestamp($0, field: "end") } ?? Int64.max / 2
+        let end = try query["end"].map { try Self.timestamp($0, field: "end") } ?? DataQuery.validTimes.upperBound
+        for (value, field) in [(start, "start"), (end, "end")] where !DataQuery.validTimes.contains(value) {
+            throw Failure(status: 422, message: "\(field) must be between 1970-01-01 and 9999-12-31", field: field)
+        }
         guard start <= end else { throw Failure(status: 422, message: "start must not be after end", field: "start") }
         var limit = Self.defaultLimit
         if let text = query["limit"] {
@@ -319,46 +336,26 @@ public final class GatewayAPI: Sendable {
             limit = n
         }
         // Pages are cached until their stream is written again (versions are read before querying).
-        let stream = StreamID(exchange: exchange, feed: .candles(timeframe), symbol: symbol)
+        let stream = StreamID(exchange: exchange, feed: feed, symbol: symbol)
         let cacheKey = "\(stream)|\(start)|\(end)|\(limit)"
-        let version = engine.sink.store.versions.version(of: stream)
+        let version = reader.version(of: stream)
         if let cached = pages.get(cacheKey, version: version) {
             return HTTPResponse(status: 200, contentType: "application/json", body: cached)
         }
-        let parameters: [String?] = [
-            exchange.rawValue, symbol, timeframe.key, UTCCalendar.iso8601(microseconds: start),
-            UTCCalendar.iso8601(microseconds: min(end, 253_402_300_799_000_000)), String(limit),
-        ]
-        let rows: [[String?]]
+        let events: [MarketEvent]
         do {
-            rows = try await executor.run { c throws(PGError) in
-                try c.execute(
-                    """
-                    SELECT to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), open::text, high::text,
-                           low::text, close::text, volume::text, quote_volume::text, confirmed
-                    FROM candles
-                    WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4 AND open_time <= $5
-                    ORDER BY open_time ASC LIMIT $6
-                    """, parameters
-                ).rows
-            }
+            events = try await reader.events(DataQuery(stream: stream, start: start, end: end, limit: limit))
         } catch {
-            throw Failure(status: 503, message: "database unavailable: \(error.message)")
+            switch error.kind {
+            case .invalid: throw Failure(status: 422, message: error.message, field: "start")
+            case .unavailable:
+                // libpq's text can name the host, port and user: log it, answer without it.
+                logger.info("data query failed", ["stream": "\(stream)", "error": error.message])
+                throw Failure(
+                    status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
+            }
         }
-        // Hand-written JSON: a 1,000-row page is the hot path of the API (JSONSerialization is ~5× slower).
-        var out = "{\"candles\":["
-        out.reserveCapacity(64 + rows.count * 200)
-        for (index, r) in rows.enumerated() {
-            if index > 0 { out += "," }
-            out += "{\"close\":\(JSONText.quoted(r[4] ?? ""))"
-            out += ",\"confirmed\":\(r[7] == "t" ? "true" : "false")"
-            out += ",\"high\":\(JSONText.quoted(r[2] ?? "")),\"low\":\(JSONText.quoted(r[3] ?? ""))"
-            out += ",\"open\":\(JSONText.quoted(r[1] ?? "")),\"open_time\":\(JSONText.quoted(r[0] ?? ""))"
-            out += ",\"quote_volume\":\(JSONText.quoted(r[6] ?? "")),\"volume\":\(JSONText.quoted(r[5] ?? ""))}"
-        }
-        out += "],\"count\":\(rows.count),\"exchange\":\(JSONText.quoted(exchange.rawValue))"
-        out += ",\"symbol\":\(JSONText.quoted(symbol)),\"timeframe\":\(JSONText.quoted(timeframe.key))}"
-        let body = Array(out.utf8)
+        let body = Array(DataPage.render(events, stream: stream).utf8)
         pages.put(cacheKey, version: version, body: body)
         return HTTPResponse(status: 200, contentType: "application/json", body: body)
     }
@@ -459,9 +456,11 @@ final class ClientRateLimiter: Sendable {
     /// Distinct clients tracked at once; a flood of addresses cannot grow memory without bound.
     static let maxClients = 10_000
 
+    /// `perSecond` must be positive; `burst` below one token is raised to one (see `TokenBucket`), so
+    /// fractional rates such as `API_RATE_LIMIT=0.2` admit a request and then one every 5 s.
     init(perSecond: Double, burst: Double) {
         self.perSecond = perSecond
-        self.burst = burst
+        self.burst = max(1, burst)
         origin = clock.now
     }
 
@@ -470,7 +469,7 @@ final class ClientRateLimiter: Sendable {
         let now = Instant(nanoseconds: (clock.now - origin).nanosecondsClamped)
         return buckets.withLock { buckets in
             if buckets.count >= Self.maxClients && buckets[client] == nil { buckets.removeAll(keepingCapacity: true) }
-            var bucket = buckets[client] ?? TokenBucket(capacity: burst, refillPerSecond: perSecond)
+            var bucket = buckets[client] ?? TokenBucket(ratePerSecond: perSecond, burst: burst)
             let wait = bucket.take(now: now)
             buckets[client] = bucket
             return wait

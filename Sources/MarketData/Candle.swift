@@ -58,15 +58,3 @@ public struct Candle: Hashable, Sendable {
         return nil
     }
 }
-
-/// Something the collector stores.
-public enum MarketEvent: Hashable, Sendable {
-    case candle(Candle)
-
-    /// The stream the event belongs to.
-    public var stream: StreamID {
-        switch self {
-        case .candle(let c): c.stream
-        }
-    }
-}

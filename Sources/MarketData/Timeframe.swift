@@ -183,8 +183,9 @@ public enum UTCCalendar {
         Timeframe.daysFromCivil(year, month, day) * 86_400_000_000
     }
 
-    /// `2024-01-02T03:04:05.678Z` (millisecond precision, or microseconds when they are not zero).
-    public static func iso8601(microseconds t: Int64) -> String {
+    /// `2024-01-02T03:04:05.678Z` (millisecond precision, or microseconds when they are not zero);
+    /// with `alwaysMicroseconds`, always six fraction digits (`…05.678000Z`), as the data API writes times.
+    public static func iso8601(microseconds t: Int64, alwaysMicroseconds: Bool = false) -> String {
         let days = Timeframe.floorDiv(t, 86_400_000_000)
         let (y, m, d) = Timeframe.civil(fromDays: days)
         let rem = t - days * 86_400_000_000
@@ -196,7 +197,7 @@ public enum UTCCalendar {
         }
         let base =
             "\(pad(Int64(y), 4))-\(pad(Int64(m), 2))-\(pad(Int64(d), 2))T\(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2))"
-        if micros % 1000 == 0 { return base + ".\(pad(micros / 1000, 3))Z" }
+        if micros % 1000 == 0 && !alwaysMicroseconds { return base + ".\(pad(micros / 1000, 3))Z" }
         return base + ".\(pad(micros, 6))Z"
     }
 }

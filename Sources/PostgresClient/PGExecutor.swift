@@ -37,6 +37,8 @@ public final class PGExecutor: Sendable {
     private let queue: DispatchQueue
     private let conninfo: String
     private let box: ConnectionBox
+    /// Connect and per-call deadlines for every connection this executor opens.
+    public let timeouts: PGTimeouts
 
     /// Connection state, touched only on `queue`.
     private final class ConnectionBox: @unchecked Sendable {
@@ -45,8 +47,9 @@ public final class PGExecutor: Sendable {
     }
 
     /// Creates an executor; nothing connects until the first call.
-    public init(conninfo: String, label: String = "collector.postgres") {
+    public init(conninfo: String, label: String = "collector.postgres", timeouts: PGTimeouts = .standard) {
         self.conninfo = conninfo
+        self.timeouts = timeouts
         self.queue = DispatchQueue(label: label)
         self.box = ConnectionBox()
     }
@@ -58,8 +61,8 @@ public final class PGExecutor: Sendable {
         -> T
     {
         let result: Result<T, PGError> = await withCheckedContinuation { continuation in
-            queue.async { [box, conninfo] in
-                continuation.resume(returning: Self.perform(box: box, conninfo: conninfo, body))
+            queue.async { [box, conninfo, timeouts] in
+                continuation.resume(returning: Self.perform(box: box, conninfo: conninfo, timeouts: timeouts, body))
             }
         }
         return try result.get()
@@ -67,16 +70,18 @@ public final class PGExecutor: Sendable {
 
     /// Runs `body` synchronously on the executor's queue (for start-up and shutdown paths).
     public func runBlocking<T>(_ body: (PGConnection) throws(PGError) -> T) throws(PGError) -> T {
-        try queue.sync { [box, conninfo] in Self.perform(box: box, conninfo: conninfo, body) }.get()
+        try queue.sync { [box, conninfo, timeouts] in
+            Self.perform(box: box, conninfo: conninfo, timeouts: timeouts, body)
+        }.get()
     }
 
     private static func perform<T>(
-        box: ConnectionBox, conninfo: String, _ body: (PGConnection) throws(PGError) -> T
+        box: ConnectionBox, conninfo: String, timeouts: PGTimeouts, _ body: (PGConnection) throws(PGError) -> T
     ) -> Result<T, PGError> {
         do {
             if box.connection == nil || box.connection?.isHealthy == false {
                 box.connection = nil
-                box.connection = try PGConnection(conninfo: conninfo)
+                box.connection = try PGConnection(conninfo: conninfo, timeouts: timeouts)
             }
             // Force-unwrap: assigned just above or healthy from before.
             return .success(try body(box.connection!))

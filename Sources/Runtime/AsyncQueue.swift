@@ -2,10 +2,11 @@ import Synchronization
 
 /// A bounded, back-pressured hand-off from an event loop to async code.
 ///
-/// The producer (the loop) calls `push`; when more than `highWater` elements wait it gets `false`
-/// and should pause its source (e.g. stop reading a socket). When the consumer drains the queue to
-/// `lowWater`, `onDemand` runs (on the consumer's thread) so the producer can resume. Nothing is
-/// dropped: the bound comes from pausing the source, not from discarding.
+/// The producer (the loop) calls `push`; when `capacity` elements already wait the element is
+/// refused (`false`): the producer keeps it, pauses its source (e.g. stops reading a socket) and
+/// pushes it again once `onDemand` runs — which happens (on the consumer's thread) when the consumer
+/// has drained the queue to `lowWater`. Nothing is dropped and the queue never holds more than
+/// `capacity` elements.
 public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
     private struct State {
         var items: [Element] = []
@@ -18,15 +19,15 @@ public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
     }
     private enum Outcome { case element(Element), end, wait }
     private let state = Mutex(State())
-    /// Elements above which `push` asks the producer to pause.
-    public let highWater: Int
-    /// Elements at or below which a paused producer is resumed.
+    /// Elements the queue holds at most.
+    public let capacity: Int
+    /// Elements at or below which a refused producer is told to resume.
     public let lowWater: Int
 
-    /// Creates a queue; `highWater` must be positive and `lowWater` below it.
-    public init(highWater: Int = 4096, lowWater: Int = 1024) {
-        precondition(highWater > 0 && lowWater >= 0 && lowWater < highWater, "AsyncQueue needs 0 <= low < high")
-        self.highWater = highWater
+    /// Creates a queue; `capacity` must be positive and `lowWater` below it.
+    public init(capacity: Int = 4096, lowWater: Int = 1024) {
+        precondition(capacity > 0 && lowWater >= 0 && lowWater < capacity, "AsyncQueue needs 0 <= low < capacity")
+        self.capacity = capacity
         self.lowWater = lowWater
     }
 
@@ -35,24 +36,25 @@ public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
         state.withLock { $0.onDemand = onDemand }
     }
 
-    /// Adds an element; returns false when the producer should pause until `onDemand` runs.
-    @discardableResult
+    /// Adds an element; returns false — without adding it — when the queue is full: the producer
+    /// keeps the element and pauses until `onDemand` runs. After `finish` elements are discarded
+    /// (returns true: there is nobody left to consume them).
     public func push(_ element: Element) -> Bool {
-        let (waiter, keepGoing) = state.withLock { s -> (CheckedContinuation<Element?, Never>?, Bool) in
+        let (waiter, accepted) = state.withLock { s -> (CheckedContinuation<Element?, Never>?, Bool) in
             guard !s.isFinished else { return (nil, true) }
             if let waiter = s.waiter {
                 s.waiter = nil
                 return (waiter, true)
             }
-            s.items.append(element)
-            if s.count > highWater {
+            guard s.count < capacity else {
                 s.isProducerPaused = true
                 return (nil, false)
             }
+            s.items.append(element)
             return (nil, true)
         }
         waiter?.resume(returning: element)
-        return keepGoing
+        return accepted
     }
 
     /// Ends the sequence after the buffered elements.

@@ -38,7 +38,7 @@ public enum DurableFile {
 
     /// fsyncs the directory holding `path` (makes a rename or unlink durable). A failure leaves the
     /// file itself intact, so it is not reported.
-    static func syncDirectory(of path: String) {
+    public static func syncDirectory(of path: String) {
         let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }

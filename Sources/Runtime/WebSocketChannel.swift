@@ -199,6 +199,9 @@ public final class WebSocketChannel: TransportHandler {
                 self.transport = transport
                 if let tcp = transport as? TCPConnection { tcp.setHandler(self) }
                 if let tls = transport as? TLSTransport { tls.setHandler(self) }
+                // A pause asked for while connecting holds from the first byte (back-pressure
+                // survives reconnects).
+                if isReadingPaused { transport.pauseReading() }
                 sendUpgrade()
             }
         }
@@ -366,11 +369,21 @@ public final class WebSocketChannel: TransportHandler {
         }
     }
 
-    /// Pauses reading from the socket (back-pressure towards the peer).
-    public func pauseReading() { transport?.pauseReading() }
+    /// Pauses reading from the socket (back-pressure towards the peer); also holds for a channel
+    /// still connecting.
+    public func pauseReading() {
+        isReadingPaused = true
+        transport?.pauseReading()
+    }
 
     /// Resumes reading.
-    public func resumeReading() { transport?.resumeReading() }
+    public func resumeReading() {
+        isReadingPaused = false
+        transport?.resumeReading()
+    }
+
+    /// Whether reading is paused by `pauseReading`.
+    public private(set) var isReadingPaused = false
 
     // MARK: Liveness and ending
 

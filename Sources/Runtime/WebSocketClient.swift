@@ -29,14 +29,15 @@ public final class WebSocketClient: Sendable {
         queueHighWater: Int = 4096
     ) async throws -> WebSocketClient {
         guard let parsed = WebSocketURL(url) else { throw TransportError("not a ws:// or wss:// URL: \(url)") }
-        let events = AsyncQueue<Event>(highWater: queueHighWater, lowWater: queueHighWater / 4)
+        let events = AsyncQueue<Event>(capacity: queueHighWater, lowWater: queueHighWater / 4)
         let result: Result<LoopBound<WebSocketChannel>, any Error> = await withCheckedContinuation { continuation in
             loop.execute {
                 let adapter = QueueAdapter(events: events, continuation: continuation)
                 let channel = WebSocketChannel.connect(
                     to: parsed, configuration: configuration, loop: loop, handler: adapter)
                 let bound = LoopBound(channel, loop: loop)
-                events.setOnDemand { loop.execute { bound.value.resumeReading() } }
+                let boundAdapter = LoopBound(adapter, loop: loop)
+                events.setOnDemand { loop.execute { boundAdapter.value.demand(bound.value) } }
             }
         }
         return WebSocketClient(channel: try result.get(), events: events)
@@ -85,10 +86,30 @@ private final class QueueAdapter: WebSocketHandler {
         continuation = nil
     }
 
+    /// Events the full queue refused, in order (bounded by what one socket read delivers: reading
+    /// pauses on the first refusal).
+    private var held: [WebSocketClient.Event] = []
+    private var finishAfterHeld = false
+
     func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
         let event: WebSocketClient.Event =
             isText ? .text(String(decoding: payload, as: UTF8.self)) : .binary(Array(payload))
-        if !events.push(event) { channel.pauseReading() }
+        if held.isEmpty && events.push(event) { return }
+        held.append(event)
+        channel.pauseReading()
+    }
+
+    /// The consumer caught up: hand over held events, then read again.
+    func demand(_ channel: WebSocketChannel) {
+        while let first = held.first {
+            guard events.push(first) else { return }
+            held.removeFirst()
+        }
+        if finishAfterHeld {
+            events.finish()
+        } else {
+            channel.resumeReading()
+        }
     }
 
     func webSocketDidClose(_ channel: WebSocketChannel, info: WSCloseInfo, error: (any Error)?) {
@@ -96,7 +117,12 @@ private final class QueueAdapter: WebSocketHandler {
             continuation.resume(returning: .failure(error ?? TransportError("closed during the handshake: \(info)")))
             self.continuation = nil
         }
-        events.push(.closed(info, error: error.map { "\($0)" }))
-        events.finish()
+        let closed = WebSocketClient.Event.closed(info, error: error.map { "\($0)" })
+        if held.isEmpty && events.push(closed) {
+            events.finish()
+        } else {
+            held.append(closed)
+            finishAfterHeld = true
+        }
     }
 }

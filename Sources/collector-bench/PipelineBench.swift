@@ -40,7 +40,7 @@ final class ParsingHandler: CountingHandler {
     }
 }
 
-/// PostgreSQL candle upserts through `CandleStore` (COPY into staging + one upsert per batch).
+/// PostgreSQL candle upserts through `PostgresSink` (COPY into staging + one upsert per batch).
 enum UpsertBench {
     static func run(_ options: BenchOptions) {
         guard let conninfo = options.string("conninfo") else { fail("--conninfo required") }
@@ -52,7 +52,8 @@ enum UpsertBench {
         let candles = makeCandles(rows)
         if let copyFile {
             // The same rows in COPY text format, for the `psql \copy` baseline.
-            guard FileManager.default.createFile(atPath: copyFile, contents: Data(CandleStore.copyText(candles))) else {
+            guard FileManager.default.createFile(atPath: copyFile, contents: Data(PostgresSink.candleCopyText(candles)))
+            else {
                 fail("cannot write \(copyFile)")
             }
             print("RESULT mode=copy-file rows=\(rows) path=\(copyFile)")
@@ -68,12 +69,12 @@ enum UpsertBench {
                 else { fail("sql/init not found") }
                 try await SchemaMigrator.migrate(try SchemaMigrator.migrations(in: directory), executor: executor)
                 if !existing { try await executor.run { c throws(PGError) in _ = try c.execute("TRUNCATE candles") } }
-                let store = CandleStore(executor: executor)
+                let store = PostgresSink(executor: executor)
                 let start = DispatchTime.now().uptimeNanoseconds
                 var index = 0
                 while index < candles.count {
                     let end = min(index + batch, candles.count)
-                    try await store.write(Array(candles[index..<end]))
+                    try await store.write(candles[index..<end].map(MarketEvent.candle))
                     index = end
                 }
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

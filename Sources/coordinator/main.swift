@@ -145,7 +145,16 @@ var requestedStreams: [StreamID] = []
         }
     }
 }
-for market in settings.markets where market.feeds.contains("candles") {
+for market in settings.markets {
+    // Every feed named must be collected, or start-up stops: a setting is never accepted and ignored.
+    for feed in market.feeds where feed != "candles" {
+        startupError(
+            log, "feed not collected by this version",
+            [
+                "setting": "[[markets]] feeds", "value": feed,
+                "expected": "candles (trades, book and ticker collection for OKX arrives in the next release)",
+            ])
+    }
     addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
 }
 if markets != nil || settings.markets.isEmpty {
@@ -201,7 +210,8 @@ let finished = DispatchSemaphore(value: 0)
 let dataDir = dataDirectory
 let collectorConfiguration = configuration
 Task.detached {
-    let executor = PGExecutor(conninfo: conninfo)
+    let databaseTimeouts = PGTimeouts(operation: .milliseconds(Int64(settings.databaseTimeout * 1000)))
+    let executor = PGExecutor(conninfo: conninfo, timeouts: databaseTimeouts)
     guard let sqlDirectory = SchemaMigrator.locateSQLDirectory(environment: environment) else {
         startupError(log, "sql/init not found (set SQL_DIR)")
     }
@@ -212,18 +222,43 @@ Task.detached {
     } catch {
         startupError(log, "cannot prepare the database", ["error": "\(error)"])
     }
-    let sink: SpoolingSink
+    let versions = StreamVersions()
+    let postgres = PostgresSink(executor: executor, versions: versions)
+    let storage: SinkDispatcher
     let deadLetters: DeadLetters
     do {
-        sink = SpoolingSink(
-            store: CandleStore(executor: executor), spool: try Spool(directory: dataDir + "/spool", maxBytes: 1 << 30))
-        deadLetters = try DeadLetters(directory: dataDir + "/dead-letters")
+        deadLetters = try DeadLetters(
+            directory: dataDir + "/dead-letters", logger: log.logger.with(["component": "dead-letters"]))
+        storage = try SinkDispatcher(
+            spool: try Spool(directory: dataDir + "/spool", maxBytes: settings.spoolMaxBytes, sinks: [postgres.name]),
+            sinks: [postgres], deadLetters: deadLetters, watermarkPath: dataDir + "/watermarks.json",
+            logger: log.logger.with(["component": "storage"]))
     } catch {
         startupError(log, "cannot open the data directory", ["data.dir": dataDir, "error": "\(error)"])
     }
+    if !settings.retentionDays.isEmpty {
+        let maintenance = PGExecutor(conninfo: conninfo, label: "collector.retention", timeouts: databaseTimeouts)
+        let policy = RetentionPolicy(days: settings.retentionDays)
+        Task {
+            // Daily, starting now: partitions past their type's age are dropped (one process at a time).
+            while !Task.isCancelled {
+                do {
+                    let dropped = try await policy.apply(executor: maintenance, now: WallClock.microseconds())
+                    if !dropped.isEmpty {
+                        log.write(
+                            "notice", "retention dropped partitions", ["partitions": dropped.joined(separator: ",")])
+                    }
+                } catch {
+                    log.write("error", "retention failed", ["error": "\(error)"])
+                }
+                // try?: cancelled only when the process ends.
+                try? await Task.sleep(for: .seconds(86_400))
+            }
+        }
+    }
     let registry = MetricsRegistry()
     let engine = await CollectorEngine.start(
-        configuration: collectorConfiguration, loop: loop, sink: sink, deadLetters: deadLetters,
+        configuration: collectorConfiguration, loop: loop, storage: storage, deadLetters: deadLetters,
         metrics: CollectorMetrics(registry: registry), logger: log.logger.with(["component": "collector"]))
     engine.registerMetrics(in: registry)
     let subscriptions: SubscriptionRegistry
@@ -242,11 +277,14 @@ Task.detached {
     if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
         engine: engine, subscriptions: subscriptions,
-        executors: (0..<4).map { _ in PGExecutor(conninfo: conninfo, label: "collector.api-postgres") },
+        reader: PostgresReader(
+            executors: (0..<4).map { _ in
+                PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: databaseTimeouts)
+            }, versions: versions),
         apiToken: token, registry: registry,
-        workerID: workerID, requestsPerSecond: settings.apiRateLimit
+        workerID: workerID, requestsPerSecond: settings.apiRateLimit, logger: log.logger.with(["component": "api"])
     ) {
-        sink.isSpooling ? (false, "database unavailable: writing to the spool") : (true, nil)
+        storage.readiness
     }
     let server: HTTPServer
     do {
@@ -281,7 +319,7 @@ Task.detached {
     log.write("notice", "shutting down: flushing batches")
     // A shutdown that cannot finish (database and disk both unavailable) must not hang the pod:
     // past the deadline we exit non-zero; the spool keeps whatever was acknowledged.
-    let deadline = Double(environment["SHUTDOWN_DEADLINE"] ?? "") ?? 25
+    let deadline = settings.shutdownDeadline
     DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { @Sendable in
         log.write("error", "shutdown deadline passed; exiting", ["deadline.seconds": "\(deadline)"])
         exit(1)
@@ -289,13 +327,14 @@ Task.detached {
     reporter.cancel()
     await server.shutdown(deadline: .seconds(2))
     await engine.shutdown()
-    let drained = await sink.waitUntilDrained(timeout: .seconds(10))
+    // Leave a margin of the deadline for the last flush; what is not stored stays in the spool.
+    let drained = await storage.finish(timeout: .milliseconds(Int64(max(1, deadline - 3) * 1000)))
     log.write(
         "notice", "stopped",
         [
             "events.acknowledged": "\(engine.acknowledgedEvents)",
-            "candles.stored": "\(sink.stats.storedCandles.load(ordering: .relaxed))",
-            "spool.batches": "\(sink.spool.batchCount)", "spool.drained": "\(drained)",
+            "events.stored": "\(storage.sinkStates.map { "\($0.name)=\($0.storedEvents)" }.joined(separator: ","))",
+            "spool.batches": "\(storage.spool.batchCount)", "spool.drained": "\(drained)",
         ])
     executor.disconnect()
     finished.signal()

@@ -19,6 +19,7 @@ struct Harness {
     let engine: CollectorEngine
     let executor: PGExecutor
     let dataDirectory: String
+    let versions: StreamVersions
 
     static func start(
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
@@ -45,13 +46,18 @@ struct Harness {
         config.batchTimeout = .milliseconds(50)
         config.reconnectBackoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
         configure(&config)
-        let sink = SpoolingSink(
-            store: CandleStore(executor: executor), spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20))
+        let deadLetters = try DeadLetters(directory: data + "/dead-letters")
+        let versions = StreamVersions()
+        let postgres = PostgresSink(executor: executor, versions: versions)
+        let storage = try SinkDispatcher(
+            spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20, sinks: [postgres.name]), sinks: [postgres],
+            deadLetters: deadLetters, watermarkPath: data + "/watermarks.json", logger: logger)
         let engine = await CollectorEngine.start(
-            configuration: config, loop: loop, sink: sink,
-            deadLetters: try DeadLetters(directory: data + "/dead-letters"),
+            configuration: config, loop: loop, storage: storage, deadLetters: deadLetters,
             metrics: metrics.map { CollectorMetrics(registry: $0) }, logger: logger)
-        return Harness(loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data)
+        return Harness(
+            loop: loop, simulator: simulator, engine: engine, executor: executor, dataDirectory: data,
+            versions: versions)
     }
 
     /// Starts the simulator's clock (harnesses with a fixed start time begin paused).
@@ -62,6 +68,7 @@ struct Harness {
 
     func stop() async {
         await engine.shutdown()
+        await engine.storage.finish(timeout: .seconds(10))
         await simulator.shutdown()
         executor.disconnect()
         loop.shutdown()
@@ -263,16 +270,16 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
             try await harness.storedConfirmed("BTC-USDT").count >= 3
         }
         try await server.pause()
-        try await harness.waitUntil("the sink to spool") { harness.engine.sink.isSpooling }
-        try await harness.waitUntil("several batches spooled") {
-            harness.engine.sink.stats.spooledBatches.load(ordering: .relaxed) >= 5
+        try await harness.waitUntil("the sink to be reported down") { !harness.engine.storage.readiness.isReady }
+        try await harness.waitUntil("several batches held in the spool") {
+            harness.engine.storage.spool.backlog(of: "postgres") >= 5
         }
         try await server.resume()
-        let drained = await harness.engine.sink.waitUntilDrained(timeout: .seconds(30))
+        let drained = await harness.engine.storage.waitUntilDrained(timeout: .seconds(30))
         #expect(drained)
         try await harness.waitUntilContiguous("BTC-USDT", atLeast: 20)
         await harness.engine.shutdown()
-        #expect(harness.engine.sink.stats.replayedBatches.load(ordering: .relaxed) >= 5)
+        #expect(harness.engine.storage.readiness.isReady)
         try await expectStoredMatchesSimulator(harness, "BTC-USDT")
         try await expectStoredMatchesSimulator(harness, "ETH-USDT")
         await harness.stop()

@@ -26,7 +26,8 @@ struct APIFixture {
         await harness.engine.subscribe(registry.all.map(\.stream))
         let api = GatewayAPI(
             engine: harness.engine, subscriptions: registry,
-            executors: [harness.executor, PGExecutor(conninfo: conninfo)],
+            reader: PostgresReader(
+                executors: [harness.executor, PGExecutor(conninfo: conninfo)], versions: harness.versions),
             apiToken: token,
             registry: MetricsRegistry(), workerID: "test-worker", requestsPerSecond: requestsPerSecond
         ) { (true, nil) }
@@ -151,7 +152,11 @@ struct APIFixture {
             ("POST", "/api/v1/subscribe", #"{"symbols":["btc usdt"],"timeframes":["1m"]}"#, [:], 422, "symbols"),
             ("POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["klines"]}"#, [:], 422, "feeds"),
             ("DELETE", "/api/v1/subscribe", #"{"symbols":["SOL-USDT"],"timeframes":["1m"]}"#, [:], 404, "symbols"),
-            ("GET", "/api/v1/data/BTC-USDT/1h", nil, [:], 422, "timeframe"),
+            ("GET", "/api/v1/data/BTC-USDT/1h", nil, [:], 422, "feed"),
+            ("GET", "/api/v1/data/BTC-USDT/candles:1h", nil, [:], 422, "feed"),
+            // A year PostgreSQL cannot hold is the client's mistake, not a database outage.
+            ("GET", "/api/v1/data/BTC-USDT/1m?start=0000-01-01T00:00:00Z", nil, [:], 422, "start"),
+            ("GET", "/api/v1/data/BTC-USDT/trades?end=99999-01-01T00:00:00Z", nil, [:], 400, "end"),
             ("GET", "/api/v1/data/BTC-USDT/1m?limit=0", nil, [:], 422, "limit"),
             ("GET", "/api/v1/data/BTC-USDT/1m?limit=99999", nil, [:], 422, "limit"),
             ("GET", "/api/v1/data/BTC-USDT/1m?start=yesterday", nil, [:], 400, "start"),
@@ -177,6 +182,61 @@ struct APIFixture {
         let list = try await api.send("GET", "/api/v1/subscriptions")
         #expect(list.body["count"] as? Int == 0, "a refused request must not subscribe anything")
         await api.stop()
+    }
+
+    @Test func tradesBookMessagesAndTickersAreServedWithTheirShapes() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let api = try await APIFixture.start(conninfo: database.conninfo)
+        let t = UTCCalendar.microseconds(year: 2025, month: 3, day: 4) + 1_234_567
+        try await PostgresSink(executor: api.harness.executor, versions: api.harness.versions).write(
+            makeMixedEvents(at: t))
+        let trades = try await api.send("GET", "/api/v1/data/BTC-USDT/trades?start=2025-03-01T00:00:00Z")
+        #expect(trades.status == 200 && trades.body["count"] as? Int == 1 && trades.body["feed"] as? String == "trades")
+        let trade = (trades.body["trades"] as? [[String: Any]])?.first
+        #expect(trade?["trade_id"] as? String == "242720720" && trade?["price"] as? String == "42219.9")
+        #expect(trade?["size"] as? String == "0.00012" && trade?["side"] as? String == "sell")
+        #expect(trade?["timestamp_exchange"] as? String == "2025-03-04T00:00:01.234568Z")
+        let book = try await api.send("GET", "/api/v1/data/BTC-USDT/book")
+        let messages = book.body["book"] as? [[String: Any]] ?? []
+        #expect(book.status == 200 && messages.count == 2)
+        #expect(messages.first?["action"] as? String == "update" && messages.first?["seq"] as? Int == 123_456)
+        #expect(messages.first?["prev_seq"] as? Int == 123_455 && messages.first?["checksum"] as? Int == -1_234_567)
+        #expect(messages.first?["bids"] as? [[String]] == [["41006.8", "0.60038921"]])
+        #expect(messages.first?["asks"] as? [[String]] == [])
+        #expect(messages.last?["action"] as? String == "snapshot" && messages.last?["prev_seq"] is NSNull)
+        // numeric keeps every digit and trailing zero; only exponent notation comes back expanded.
+        #expect(messages.last?["bids"] as? [[String]] == [["1", "2"], ["0.5", "0.00000001"]])
+        let tickers = try await api.send("GET", "/api/v1/data/BTC-USDT/ticker")
+        let ticker = (tickers.body["tickers"] as? [[String: Any]])?.first
+        #expect(tickers.status == 200 && ticker?["bid_price"] as? String == "41006.8")
+        #expect(ticker?["last_price"] as? String == "41006.85" && ticker?["high_24h"] is NSNull)
+        // `candles:<tf>` names the same candle feed as the bare timeframe key.
+        let candles = try await api.send("GET", "/api/v1/data/BTC-USDT/candles:1m?start=2025-03-01T00:00:00Z")
+        #expect(candles.status == 200 && candles.body["timeframe"] as? String == "1m")
+        await api.stop()
+    }
+
+    @Test func aDatabaseOutageAnswers503WithoutTheDatabaseDetails() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        let api = GatewayAPI(
+            engine: harness.engine,
+            subscriptions: try SubscriptionRegistry(
+                path: harness.dataDirectory + "/subscriptions.json", pinned: []),
+            reader: PostgresReader(
+                executors: [PGExecutor(conninfo: "postgresql://secretuser:pw@127.0.0.1:1/secretdb")],
+                versions: StreamVersions()),
+            apiToken: nil, registry: MetricsRegistry(), workerID: "w"
+        ) { (true, nil) }
+        let response = await api.handle(
+            HTTPRequest(head: HTTPRequestHead(method: "GET", target: "/api/v1/data/BTC-USDT/1m")))
+        let text = String(decoding: response.body, as: UTF8.self)
+        #expect(response.status == 503)
+        #expect(response.head.headers["Retry-After"] != nil)
+        #expect(!text.contains("127.0.0.1") && !text.contains("secretuser") && !text.contains("secretdb"), "\(text)")
+        await harness.stop()
     }
 
     @Test func unknownRoutesMethodsTokensAndRateLimits() async throws {

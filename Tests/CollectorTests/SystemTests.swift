@@ -53,7 +53,8 @@ import Testing
         let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
         let acknowledged = Int(fields["events.acknowledged"] ?? "") ?? -1
         #expect(acknowledged > 0)
-        #expect(fields["candles.stored"] == fields["events.acknowledged"], "every acknowledged event stored: \(fields)")
+        #expect(
+            fields["events.stored"] == "postgres=\(acknowledged)", "every acknowledged event stored: \(fields)")
         #expect(fields["spool.batches"] == "0")
         await simulator.shutdown()
         loop.shutdown()

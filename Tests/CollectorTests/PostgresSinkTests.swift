@@ -25,43 +25,46 @@ func makeCandle(
         isConfirmed: confirmed, timestampExchange: openTime, timestampCollector: collector)
 }
 
-@Suite struct CandleStoreTests {
+@Suite struct PostgresSinkTests {
     @Test func migrationsApplyOnceEvenWhenTwoProcessesRace() async throws {
         let database = try TestDatabase.create()
         defer { database.drop() }
         let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
         let migrations = try SchemaMigrator.migrations(in: directory)
-        #expect(migrations.map(\.name) == ["01_extensions", "02_schema"])
+        #expect(migrations.map(\.name) == ["01_extensions", "02_schema", "03_feeds"])
         let a = PGExecutor(conninfo: database.conninfo)
         let b = PGExecutor(conninfo: database.conninfo)
         async let first = SchemaMigrator.migrate(migrations, executor: a)
         async let second = SchemaMigrator.migrate(migrations, executor: b)
         let applied = try await [first, second]
-        #expect(applied.flatMap { $0 }.sorted() == ["01_extensions", "02_schema"])
+        #expect(applied.flatMap { $0 }.sorted() == ["01_extensions", "02_schema", "03_feeds"])
         let versions = try await a.run { c throws(PGError) in
             try c.execute("SELECT count(*) FROM schema_version").scalar
         }
-        #expect(versions == "2")
+        #expect(versions == "3")
         #expect(try await SchemaMigrator.migrate(migrations, executor: a).isEmpty)
         // Partitions exist for last month through two months ahead.
         let partitions = try await a.run { c throws(PGError) in
             try c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'candles'::regclass").scalar
         }
         #expect(partitions == "4")
+        let tradePartitions = try await a.run { c throws(PGError) in
+            try c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'trades'::regclass").scalar
+        }
+        #expect(tradePartitions == "4")
         a.disconnect()
         b.disconnect()
     }
 
     @Test func rowsLandInTheirMonthlyPartitionsWithExactValues() async throws {
         try await withMigratedDatabase { executor, _ in
-            let store = CandleStore(executor: executor)
+            let store = PostgresSink(executor: executor)
             let times: [Int64] = [
                 UTCCalendar.microseconds(year: 2019, month: 3, day: 31) + 86_340_000_000,  // 23:59 UTC
                 UTCCalendar.microseconds(year: 2019, month: 4, day: 1),
                 UTCCalendar.microseconds(year: 2031, month: 12, day: 15),
             ]
-            let written = try await store.write(times.map { makeCandle(open: $0) })
-            #expect(written == 3)
+            try await store.write(times.map { .candle(makeCandle(open: $0)) })
             let rows = try await executor.run { c throws(PGError) in
                 try c.execute(
                     """
@@ -91,33 +94,38 @@ func makeCandle(
 
     @Test func confirmedCandleIsNeverOverwrittenByAnUnconfirmedOne() async throws {
         try await withMigratedDatabase { executor, _ in
-            let store = CandleStore(executor: executor)
+            let store = PostgresSink(executor: executor)
             let t = UTCCalendar.microseconds(year: 2025, month: 6, day: 1)
-            try await store.write([makeCandle(open: t, close: "1", confirmed: false, collector: 1)])
-            try await store.write([makeCandle(open: t, close: "2", confirmed: true, collector: 2)])
-            try await store.write([makeCandle(open: t, close: "3", confirmed: false, collector: 3)])
+            try await store.write([.candle(makeCandle(open: t, close: "1", confirmed: false, collector: 1))])
+            try await store.write([.candle(makeCandle(open: t, close: "2", confirmed: true, collector: 2))])
+            try await store.write([.candle(makeCandle(open: t, close: "3", confirmed: false, collector: 3))])
             // Same key twice in one batch: the confirmed one wins.
             try await store.write([
-                makeCandle(open: t + 60_000_000, close: "5", confirmed: true, collector: 4),
-                makeCandle(open: t + 60_000_000, close: "6", confirmed: false, collector: 5),
+                .candle(makeCandle(open: t + 60_000_000, close: "5", confirmed: true, collector: 4)),
+                .candle(makeCandle(open: t + 60_000_000, close: "6", confirmed: false, collector: 5)),
             ])
             let rows = try await executor.run { c throws(PGError) in
                 try c.execute("SELECT close::text, confirmed::text FROM candles ORDER BY open_time").rows
             }
             #expect(rows == [["2", "true"], ["5", "true"]])
-            let last = try await store.lastConfirmedOpenTime(StreamID("okx/candles:1m/BTC-USDT")!)
-            #expect(last == t + 60_000_000)
-            #expect(try await store.lastConfirmedOpenTime(StreamID("okx/candles:1m/ETH-USDT")!) == nil)
+            // The watermark is the newest confirmed bar, written with the rows.
+            let marks = try await store.watermarks()
+            #expect(marks[StreamID("okx/candles:1m/BTC-USDT")!] == Watermark(time: t + 60_000_000))
+            #expect(marks[StreamID("okx/candles:1m/ETH-USDT")!] == nil)
         }
     }
 
     @Test func aDroppedPartitionIsRecreatedInsteadOfFailingTheBatch() async throws {
         try await withMigratedDatabase { executor, _ in
-            let store = CandleStore(executor: executor)
+            let store = PostgresSink(executor: executor)
             let t = UTCCalendar.microseconds(year: 2020, month: 2, day: 10)
-            try await store.write([makeCandle(open: t)])
+            try await store.write([.candle(makeCandle(open: t))])
             try await executor.run { c throws(PGError) in _ = try c.execute("DROP TABLE candles_2020_02") }
-            #expect(try await store.write([makeCandle(open: t + 60_000_000)]) == 1)
+            try await store.write([.candle(makeCandle(open: t + 60_000_000))])
+            let count = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT count(*) FROM candles_2020_02").scalar
+            }
+            #expect(count == "1")
         }
     }
 

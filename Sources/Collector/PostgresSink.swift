@@ -1,0 +1,258 @@
+public import MarketData
+public import PostgresClient
+
+/// The PostgreSQL sink (DESIGN.md §5): one monthly-partitioned table per data type, natural keys,
+/// COPY for bulk writes, partitions on demand, and the per-stream watermark written in the same
+/// transaction as the rows it describes.
+///
+/// | table | key | on conflict |
+/// |---|---|---|
+/// | `candles` | exchange, symbol, timeframe, open_time | upsert; a confirmed bar is never overwritten by an unconfirmed one |
+/// | `trades` | exchange, symbol, trade_id | ignore |
+/// | `book_messages` | exchange, symbol, seq, action | ignore |
+/// | `tickers` | exchange, symbol, timestamp_exchange | ignore |
+///
+/// Rows of every type go in by COPY straight into the table inside a savepoint; a unique violation
+/// (some rows already stored) rolls back to the savepoint and sends them through a staging table and
+/// one `INSERT … ON CONFLICT`. One transaction per batch.
+public final class PostgresSink: Sink {
+    public let name = "postgres"
+    public let executor: PGExecutor
+    /// Bumped after each write, for read caches.
+    public let versions: StreamVersions
+    let cache = WriteCache()
+
+    /// What the writer remembers between batches (touched only on the executor's queue).
+    final class WriteCache: @unchecked Sendable {
+        // @unchecked Sendable: only read and written inside `executor.run` bodies, which the
+        // executor's serial queue runs one at a time.
+        /// Partitions known to exist: "table|year*12+month".
+        var partitions: Set<String> = []
+        /// Candle keys stored unconfirmed: their next version must update, not insert.
+        var unconfirmed: Set<CandleKey> = []
+    }
+
+    /// Bounds of the write cache. Forgetting is always safe: an unknown partition is ensured again
+    /// (one cheap call), an unknown unconfirmed key goes through the COPY path and falls back to the
+    /// upsert on its unique violation.
+    enum Limits {
+        /// 4 tables × 12 months × decades of backfill, with room.
+        static let maxKnownPartitions = 4096
+        /// About 100 bytes each: ~20 MB. Far above what live streams hold unconfirmed at once (one bar
+        /// per candle stream); reached only when bars are left unconfirmed (restarts, backfill).
+        static let maxUnconfirmedKeys = 200_000
+    }
+
+    public init(executor: PGExecutor, versions: StreamVersions = StreamVersions()) {
+        self.executor = executor
+        self.versions = versions
+    }
+
+    public func write(_ events: [MarketEvent]) async throws(SinkError) {
+        guard !events.isEmpty else { return }
+        var candles: [Candle] = []
+        var trades: [Trade] = []
+        var books: [BookMessage] = []
+        var tickers: [Ticker] = []
+        var partitions: [String: (table: String, time: Int64)] = [:]
+        var marks: [StreamID: Watermark] = [:]
+        for event in events {
+            switch event {
+            case .candle(let c): candles.append(c)
+            case .trade(let t): trades.append(t)
+            case .book(let b): books.append(b)
+            case .ticker(let t): tickers.append(t)
+            }
+            let table = event.dataType.tableName
+            let time = event.partitionTime
+            partitions["\(table)|\(Self.monthKey(time))"] = (table, time)
+            if let mark = Watermark.of(event), marks[event.stream].map({ mark.isAfter($0) }) ?? true {
+                marks[event.stream] = mark
+            }
+        }
+        let touched = Set(events.map(\.stream))
+        defer { versions.bump(touched) }  // after the commit (or a failure): readers re-query either way
+        let batch = Batch(
+            candles: Self.deduplicated(candles), trades: trades, books: books, tickers: tickers,
+            partitions: partitions, watermarks: marks)
+        let cache = self.cache
+        do {
+            try await executor.run { connection throws(PGError) in
+                try Self.write(batch, cache: cache, on: connection)
+            }
+        } catch {
+            throw Self.sinkError(error)
+        }
+    }
+
+    /// PostgreSQL commits each batch before `write` returns: nothing to flush.
+    public func flush() async throws(SinkError) {}
+
+    public func watermarks() async throws(SinkError) -> [StreamID: Watermark] {
+        let rows: [[String?]]
+        do {
+            rows = try await executor.run { connection throws(PGError) in
+                try connection.execute(
+                    """
+                    SELECT stream, (extract(epoch FROM event_time) * 1000000)::bigint::text, event_id
+                    FROM stream_watermarks
+                    """
+                ).rows
+            }
+        } catch {
+            throw Self.sinkError(error)
+        }
+        var out: [StreamID: Watermark] = [:]
+        for row in rows {
+            guard let text = row[0], let stream = StreamID(text), let time = row[1].flatMap({ Int64($0) }) else {
+                continue  // a stream this version cannot name (a later version's feed): not ours to resume
+            }
+            out[stream] = Watermark(time: time, id: row[2])
+        }
+        return out
+    }
+
+    /// Maps a libpq failure to its kind: the data itself refused is permanent, everything else transient.
+    static func sinkError(_ error: PGError) -> SinkError {
+        SinkError(error.isDataError ? .permanent : .transient, error.description)
+    }
+
+    // MARK: The transaction
+
+    struct Batch: Sendable {
+        var candles: [Candle]
+        var trades: [Trade]
+        var books: [BookMessage]
+        var tickers: [Ticker]
+        var partitions: [String: (table: String, time: Int64)]
+        var watermarks: [StreamID: Watermark]
+    }
+
+    private static func write(_ batch: Batch, cache: WriteCache, on connection: PGConnection) throws(PGError) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            if cache.partitions.count > Limits.maxKnownPartitions { cache.partitions.removeAll() }
+            for (key, partition) in batch.partitions.sorted(by: { $0.key < $1.key })
+            where !cache.partitions.contains(key) {
+                try connection.execute(
+                    "SELECT ensure_partition($1, $2::timestamptz)",
+                    [partition.table, UTCCalendar.iso8601(microseconds: partition.time)])
+                cache.partitions.insert(key)
+            }
+            do throws(PGError) {
+                try connection.execute("BEGIN")
+                try writeCandles(batch.candles, cache: cache, on: connection)
+                try insertOrIgnore(
+                    batch.trades, table: "trades", columns: tradeColumns, on: connection, encode: tradeCopyText)
+                try insertOrIgnore(
+                    batch.books, table: "book_messages", columns: bookColumns, on: connection, encode: bookCopyText)
+                try insertOrIgnore(
+                    batch.tickers, table: "tickers", columns: tickerColumns, on: connection, encode: tickerCopyText)
+                try writeWatermarks(batch.watermarks, on: connection)
+                try connection.execute("COMMIT")
+                rememberUnconfirmed(batch.candles, cache: cache)
+                return
+            } catch {
+                _ = try? connection.execute("ROLLBACK")  // the transaction is already aborted; report the cause
+                if attempt == 1 && error.sqlState == "23514" {
+                    // "no partition of relation found for row": a partition vanished (retention, an
+                    // operator); recreate it once.
+                    cache.partitions.removeAll()
+                    continue
+                }
+                if error.kind == .connection { cache.partitions.removeAll() }
+                throw error
+            }
+        }
+    }
+
+    /// COPY `rows` straight into `table` inside a savepoint; when some already exist (unique
+    /// violation), roll back to it and insert through a staging table, ignoring conflicts.
+    static func insertOrIgnore<Row>(
+        _ rows: [Row], table: String, columns: String, on connection: PGConnection,
+        encode: (ArraySlice<Row>) -> [UInt8]
+    ) throws(PGError) {
+        guard !rows.isEmpty else { return }
+        try connection.execute("SAVEPOINT fresh_rows")
+        do throws(PGError) {
+            try copySlices(rows, into: "COPY \(table) (\(columns)) FROM STDIN", on: connection, encode: encode)
+            try connection.execute("RELEASE SAVEPOINT fresh_rows")
+            return
+        } catch {
+            guard error.sqlState == "23505" else { throw error }
+            try connection.execute("ROLLBACK TO SAVEPOINT fresh_rows")
+        }
+        try connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS \(table)_staging (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        try copySlices(rows, into: "COPY \(table)_staging (\(columns)) FROM STDIN", on: connection, encode: encode)
+        try connection.execute(
+            "INSERT INTO \(table) (\(columns)) SELECT \(columns) FROM \(table)_staging ON CONFLICT DO NOTHING")
+        try connection.execute("TRUNCATE \(table)_staging")
+    }
+
+    /// Rows per COPY slice: large enough to amortise the call, small enough to overlap with the server.
+    static let copySliceRows = 500
+
+    /// Streams `rows` encoded in slices, so PostgreSQL parses one slice while the next is encoded.
+    @discardableResult
+    static func copySlices<Row>(
+        _ rows: [Row], into copySQL: String, on connection: PGConnection, encode: (ArraySlice<Row>) -> [UInt8]
+    ) throws(PGError) -> Int {
+        var index = 0
+        return try connection.copyIn(copySQL) { buffer in
+            guard index < rows.count else { return false }
+            let end = min(index + copySliceRows, rows.count)
+            buffer = encode(rows[index..<end])
+            index = end
+            return true
+        }
+    }
+
+    /// Moves each stream's watermark forward (never back), in the batch's transaction.
+    private static func writeWatermarks(_ marks: [StreamID: Watermark], on connection: PGConnection) throws(PGError) {
+        guard !marks.isEmpty else { return }
+        let sorted = marks.sorted { $0.key < $1.key }
+        try connection.execute(
+            """
+            INSERT INTO stream_watermarks AS w (stream, event_time, event_id)
+            SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])
+            ON CONFLICT (stream) DO UPDATE SET
+                event_time = EXCLUDED.event_time, event_id = EXCLUDED.event_id, updated_at = now()
+            WHERE EXCLUDED.event_time > w.event_time
+               OR (EXCLUDED.event_time = w.event_time
+                   AND (length(coalesce(EXCLUDED.event_id, '')), coalesce(EXCLUDED.event_id, ''))
+                     > (length(coalesce(w.event_id, '')), coalesce(w.event_id, '')))
+            """,
+            [
+                arrayLiteral(sorted.map { $0.key.description }),
+                arrayLiteral(sorted.map { UTCCalendar.iso8601(microseconds: $0.value.time) }),
+                arrayLiteral(sorted.map { $0.value.id }),
+            ])
+    }
+
+    /// A PostgreSQL array literal of quoted elements (`NULL` for nil).
+    static func arrayLiteral(_ values: [String?]) -> String {
+        var out = "{"
+        for (i, value) in values.enumerated() {
+            if i > 0 { out += "," }
+            guard let value else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for ch in value.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out += "\\" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
+    /// `year * 12 + month - 1` of a µs time (UTC).
+    static func monthKey(_ t: Int64) -> Int {
+        let d = UTCCalendar.date(ofMicroseconds: t)
+        return d.year * 12 + d.month - 1
+    }
+}

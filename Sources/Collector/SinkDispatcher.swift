@@ -1,0 +1,476 @@
+import CollectorCore
+import Dispatch
+public import MarketData
+public import Observability
+import Runtime
+public import Synchronization
+
+/// The durability point and the fan-out to every sink (DESIGN.md §4).
+///
+/// `append` writes a batch to the spool (fsynced) and returns: that is the acknowledgement. One
+/// delivery task per sink then reads batches in order from its own cursor (from memory while they
+/// are fresh, from disk otherwise) and writes them to its sink:
+///
+/// | outcome of `sink.write` | what happens |
+/// |---|---|
+/// | success | the sink's cursor moves past the batch; a batch every sink has stored is deleted |
+/// | `transient` error | the sink is marked down (`/ready` false), the batch is retried with capped, jittered backoff (0.2 s → 10 s); the other sinks go on |
+/// | `permanent` error | the batch is split in halves until the refused events are alone; each of those goes to the dead letters with the sink's reason; the rest is stored; the batches behind it are not held up |
+///
+/// A sink that is down holds only its own cursor back; the spool's bound (`maxBytes`) is the limit
+/// of how far the sinks may drift apart before `append` waits for space (back-pressure up to the
+/// exchange sockets). Spool file I/O runs on one private serial queue.
+public final class SinkDispatcher: Sendable {
+    public let spool: Spool
+    public let sinks: [any Sink]
+    private let deadLetters: DeadLetters
+    private let logger: Logger
+    private let io = DispatchQueue(label: "collector.spool-io")
+    private let state = Mutex(State())
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let watermarkFile: WatermarkFile?
+    /// A write in flight longer than this marks its sink down (before its own timeout fires).
+    public let stallAfter: Duration
+    public let counters = Counters()
+
+    enum Limits {
+        /// Events kept in memory after `append`, so healthy sinks read fresh batches without touching
+        /// the disk (about 200 bytes each: ~50 MB). Older batches are read back from the spool files.
+        static let maxCachedEvents = 250_000
+    }
+
+    /// Totals for metrics and tests.
+    public final class Counters: Sendable {
+        public let appendedBatches = Atomic<Int>(0)
+        public let appendedEvents = Atomic<Int>(0)
+        public let spoolWriteErrors = Atomic<Int>(0)
+        public let unreadableBatches = Atomic<Int>(0)
+    }
+
+    /// What one sink is doing, for `/ready`, the status API and metrics.
+    public struct SinkState: Sendable, Equatable {
+        public var name: String
+        public var isHealthy = true
+        public var lastError: String?
+        public var storedEvents = 0
+        public var storedBatches = 0
+        public var transientErrors = 0
+        public var permanentErrors = 0
+        public var deadLettered = 0
+        /// Start of the write in flight (monotonic ns), if any.
+        var writeStartedAt: UInt64?
+    }
+
+    private struct State {
+        var cache: [UInt64: [MarketEvent]] = [:]
+        var cachedEvents = 0
+        var sinks: [String: SinkState] = [:]
+        /// Delivery tasks waiting for a new batch.
+        var idle: [String: CheckedContinuation<Void, Never>] = [:]
+        /// Appenders waiting for spool space.
+        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+        var drainWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        var nextWaiter = 0
+        var isSpoolFull = false
+        /// Bumped whenever a sink stores a batch (space may have been freed).
+        var progress: UInt64 = 0
+        var spoolError: String?
+        var isFinishing = false
+        /// Watermarks of events every sink has stored.
+        var watermarks: [StreamID: Watermark] = [:]
+        var watermarksDirty = false
+    }
+
+    /// Opens the spool's sinks; `watermarkPath` (optional) is where the stored-everywhere watermarks
+    /// are kept across restarts.
+    public init(
+        spool: Spool, sinks: [any Sink], deadLetters: DeadLetters, watermarkPath: String? = nil,
+        stallAfter: Duration = .seconds(5), logger: Logger = .disabled
+    ) throws {
+        precondition(Set(sinks.map(\.name)) == Set(spool.sinkNames), "the spool's cursors must match the sinks")
+        self.spool = spool
+        self.sinks = sinks
+        self.deadLetters = deadLetters
+        self.logger = logger
+        self.stallAfter = stallAfter
+        self.watermarkFile = watermarkPath.map(WatermarkFile.init)
+        let marks = try watermarkFile?.load() ?? [:]
+        state.withLock { s in
+            s.watermarks = marks
+            for sink in sinks { s.sinks[sink.name] = SinkState(name: sink.name) }
+        }
+    }
+
+    /// Starts one delivery task per sink (and the watermark writer). Call once.
+    public func start() {
+        var started: [Task<Void, Never>] = []
+        for sink in sinks {
+            started.append(Task { await self.deliver(to: sink) })
+        }
+        if watermarkFile != nil {
+            started.append(Task { await self.persistWatermarksPeriodically() })
+        }
+        tasks.withLock { $0 = started }
+    }
+
+    // MARK: Appending (the acknowledgement)
+
+    /// Makes `events` durable in the spool, waiting while the spool is full. A disk error is logged,
+    /// counted and shown on `/ready`, and the append is retried with backoff: an acknowledged batch is
+    /// one that is on disk, so nothing is acknowledged until it is.
+    public func append(_ events: [MarketEvent]) async {
+        guard !events.isEmpty else { return }
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        var rng = SeededRNG(seed: DispatchTime.now().uptimeNanoseconds)
+        while true {
+            let progress = state.withLock { $0.progress }
+            let outcome: Result<UInt64, any Error> = await onIO { [spool] in Result { try spool.append(events) } }
+            switch outcome {
+            case .success(let sequence):
+                let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    s.isSpoolFull = false
+                    s.spoolError = nil
+                    if s.cachedEvents + events.count <= Limits.maxCachedEvents {
+                        s.cache[sequence] = events
+                        s.cachedEvents += events.count
+                    }
+                    defer { s.idle.removeAll() }
+                    return Array(s.idle.values)
+                }
+                counters.appendedBatches.add(1, ordering: .relaxed)
+                counters.appendedEvents.add(events.count, ordering: .relaxed)
+                for continuation in wake { continuation.resume() }
+                return
+            case .failure(let error) where error is Spool.FullError:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let full = state.withLock { s -> Bool in
+                        // A sink may have freed space between the refusal and now: then look again at once.
+                        guard s.progress == progress, !s.isFinishing else { return false }
+                        if !s.isSpoolFull {
+                            logger.info("spool full: holding batches", ["spool.bytes": "\(spool.byteCount)"])
+                        }
+                        s.isSpoolFull = true
+                        s.spaceWaiters.append(continuation)
+                        return true
+                    }
+                    if !full { continuation.resume() }
+                }
+            case .failure(let error):
+                counters.spoolWriteErrors.add(1, ordering: .relaxed)
+                let delay = backoff.nextDelay(using: &rng)
+                state.withLock { $0.spoolError = "\(error)" }
+                logger.error("cannot write the spool", ["error": "\(error)", "retry.delay": "\(delay)"])
+                // try?: the sleep ends early only when the task is cancelled (shutdown); the loop then retries once more.
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    // MARK: Delivery
+
+    private func deliver(to sink: any Sink) async {
+        let name = sink.name
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        var rng = SeededRNG(seed: DispatchTime.now().uptimeNanoseconds ^ UInt64(truncatingIfNeeded: name.hashValue))
+        while !Task.isCancelled {
+            guard let sequence = spool.next(for: name) else {
+                let finished = await waitForWork(name)
+                if finished { return }
+                continue
+            }
+            let cached = state.withLock { $0.cache[sequence] }
+            let events: [MarketEvent]
+            if let cached {
+                events = cached
+            } else {
+                let read: Result<[MarketEvent], any Error> = await onIO { [spool] in
+                    Result { try spool.read(sequence) }
+                }
+                switch read {
+                case .success(let e): events = e
+                case .failure(let error):
+                    counters.unreadableBatches.add(1, ordering: .relaxed)
+                    logger.error(
+                        "spool batch unreadable: moved aside", ["spool.batch": "\(sequence)", "error": "\(error)"])
+                    let moved: Result<Void, any Error> = await onIO { [spool] in
+                        Result { try spool.quarantine(sequence) }
+                    }
+                    if case .failure(let moveError) = moved {
+                        markDown(name, "spool batch \(sequence) unreadable and cannot be moved aside: \(moveError)")
+                        // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
+                        try? await Task.sleep(for: backoff.nextDelay(using: &rng))
+                    }
+                    continue
+                }
+            }
+            guard await store(events, in: sink, backoff: &backoff, rng: &rng) else { return }  // cancelled
+            let advanced: Result<Void, any Error> = await onIO { [spool] in
+                Result { try spool.advance(name, to: sequence) }
+            }
+            if case .failure(let error) = advanced {
+                // The batch is stored but its cursor is not durable: it will be written again after a
+                // restart (idempotent). Keep going; report it.
+                counters.spoolWriteErrors.add(1, ordering: .relaxed)
+                logger.error("cannot record the sink's spool cursor", ["sink": name, "error": "\(error)"])
+            }
+            batchStored(sequence, events: events, by: name)
+        }
+    }
+
+    /// Writes one batch to one sink until it is stored (transient errors retried, permanent ones
+    /// bisected and dead-lettered). Returns false when cancelled before it finished.
+    private func store(
+        _ events: [MarketEvent], in sink: any Sink, backoff: inout Backoff, rng: inout SeededRNG
+    ) async -> Bool {
+        let name = sink.name
+        var work: [ArraySlice<MarketEvent>] = [events[...]]
+        while let piece = work.popLast() {
+            if Task.isCancelled { return false }
+            state.withLock { $0.sinks[name]?.writeStartedAt = DispatchTime.now().uptimeNanoseconds }
+            do throws(SinkError) {
+                try await sink.write(Array(piece))
+                backoff.reset()
+                state.withLock { s in
+                    s.sinks[name]?.writeStartedAt = nil
+                    s.sinks[name]?.storedEvents += piece.count
+                    if s.sinks[name]?.isHealthy == false {
+                        logger.info("sink recovered", ["sink": name])
+                    }
+                    s.sinks[name]?.isHealthy = true
+                    s.sinks[name]?.lastError = nil
+                }
+            } catch {
+                state.withLock { $0.sinks[name]?.writeStartedAt = nil }
+                switch error.kind {
+                case .permanent:
+                    state.withLock { $0.sinks[name]?.permanentErrors += 1 }
+                    if piece.count == 1, let event = piece.first {
+                        deadLetter(event, sink: name, reason: error.message)
+                    } else {
+                        // Halves, first half on top: order is kept and the refused events end up alone.
+                        let middle = piece.startIndex + piece.count / 2
+                        work.append(piece[middle...])
+                        work.append(piece[..<middle])
+                    }
+                case .transient:
+                    let delay = backoff.nextDelay(using: &rng)
+                    markDown(name, error.message, transient: true)
+                    logger.info(
+                        "sink write failed: retrying",
+                        ["sink": name, "error": error.message, "retry.delay": "\(delay)"])
+                    work.append(piece)
+                    // try?: cancellation (shutdown past its deadline) ends the wait; the check above stops.
+                    try? await Task.sleep(for: delay)
+                }
+            }
+        }
+        return true
+    }
+
+    private func markDown(_ name: String, _ message: String, transient: Bool = false) {
+        state.withLock { s in
+            s.sinks[name]?.isHealthy = false
+            s.sinks[name]?.lastError = message
+            if transient { s.sinks[name]?.transientErrors += 1 }
+        }
+    }
+
+    private func deadLetter(_ event: MarketEvent, sink: String, reason: String) {
+        state.withLock { $0.sinks[sink]?.deadLettered += 1 }
+        let raw = String(decoding: SpoolFormat.encode([event]).dropFirst(SpoolFormat.header.utf8.count), as: UTF8.self)
+        logger.info(
+            "event refused by a sink: dead-lettered", ["sink": sink, "stream": "\(event.stream)", "error": reason])
+        deadLetters.record(
+            exchange: event.stream.exchange, raw: raw.trimmingNewline, reason: "refused by \(sink): \(reason)",
+            at: event.timestampCollector, source: "sink:\(sink)")
+    }
+
+    /// After a sink stored a batch: count it, drop it from memory once every sink has it, wake
+    /// appenders waiting for space and drain waiters, and move the watermarks.
+    private func batchStored(_ sequence: UInt64, events: [MarketEvent], by name: String) {
+        let everywhere = spool.sinkNames.allSatisfy { spool.next(for: $0).map { $0 > sequence } ?? true }
+        let drained = spool.isEmpty
+        let (space, waiters) = state.withLock {
+            s -> ([CheckedContinuation<Void, Never>], [CheckedContinuation<Bool, Never>]) in
+            s.sinks[name]?.storedBatches += 1
+            s.progress &+= 1
+            if everywhere {
+                if let removed = s.cache.removeValue(forKey: sequence) { s.cachedEvents -= removed.count }
+                for event in events {
+                    guard let mark = Watermark.of(event) else { continue }
+                    if s.watermarks[event.stream].map({ mark.isAfter($0) }) ?? true {
+                        s.watermarks[event.stream] = mark
+                        s.watermarksDirty = true
+                    }
+                }
+            }
+            let space = s.spaceWaiters
+            s.spaceWaiters.removeAll()
+            var waiters: [CheckedContinuation<Bool, Never>] = []
+            if drained {
+                waiters = Array(s.drainWaiters.values)
+                s.drainWaiters.removeAll()
+            }
+            return (space, waiters)
+        }
+        for continuation in space { continuation.resume() }
+        for continuation in waiters { continuation.resume(returning: true) }
+    }
+
+    /// Waits until a batch is appended (false) or the dispatcher finishes (true).
+    private func waitForWork(_ name: String) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.isFinishing || spool.next(for: name) != nil { return true }
+                s.idle[name] = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return state.withLock { $0.isFinishing } && spool.next(for: name) == nil
+    }
+
+    // MARK: Status
+
+    /// Every sink's state.
+    public var sinkStates: [SinkState] {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let stall =
+            UInt64(stallAfter.components.seconds) * 1_000_000_000
+            + UInt64(stallAfter.components.attoseconds / 1_000_000_000)
+        return state.withLock { s in
+            spool.sinkNames.compactMap { name in
+                guard var sink = s.sinks[name] else { return nil }
+                if let started = sink.writeStartedAt, now > started, now - started > stall {
+                    sink.isHealthy = false
+                    sink.lastError = "a write has not finished for \((now - started) / 1_000_000_000) s"
+                }
+                return sink
+            }
+        }
+    }
+
+    /// Whether everything acknowledged is flowing to every sink: false while a sink is down or
+    /// stalled, the spool is full, or the spool cannot be written. The reason names the cause.
+    public var readiness: (isReady: Bool, reason: String?) {
+        let (full, spoolError) = state.withLock { ($0.isSpoolFull, $0.spoolError) }
+        if let spoolError { return (false, "cannot write the spool: \(spoolError)") }
+        if full { return (false, "spool full: exchange reads paused") }
+        for sink in sinkStates where !sink.isHealthy {
+            return (false, "sink \(sink.name) unavailable, batches kept in the spool: \(sink.lastError ?? "down")")
+        }
+        return (true, nil)
+    }
+
+    /// Where each stream's stored data ends, for resuming: the local record of what every sink has
+    /// stored where it has the stream; otherwise (a new data directory) the lowest watermark any sink
+    /// reports, so resuming overlaps rather than skips (collection is at-least-once).
+    public func watermarks() async -> [StreamID: Watermark] {
+        let local = state.withLock { $0.watermarks }
+        var reported: [StreamID: Watermark] = [:]
+        for sink in sinks {
+            do {
+                for (stream, mark) in try await sink.watermarks() where local[stream] == nil {
+                    if let known = reported[stream], mark.isAfter(known) { continue }
+                    reported[stream] = mark
+                }
+            } catch {
+                logger.info("cannot read a sink's watermarks", ["sink": sink.name, "error": error.message])
+            }
+        }
+        return local.merging(reported) { a, _ in a }
+    }
+
+    /// The watermark of one stream from what every sink has stored (no I/O).
+    public func storedWatermark(_ stream: StreamID) -> Watermark? { state.withLock { $0.watermarks[stream] } }
+
+    // MARK: Shutdown
+
+    /// Waits until every sink has stored every batch, for at most `timeout`; returns whether it drained.
+    public func waitUntilDrained(timeout: Duration) async -> Bool {
+        if spool.isEmpty { return true }
+        let id = state.withLock { s -> Int in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
+        let timer = Task {
+            // try?: cancelled when the spool drains first; then there is nothing to time out.
+            try? await Task.sleep(for: timeout)
+            let waiter = state.withLock { $0.drainWaiters.removeValue(forKey: id) }
+            waiter?.resume(returning: false)
+        }
+        let drained = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let done = state.withLock { s -> Bool in
+                if spool.isEmpty { return true }
+                s.drainWaiters[id] = continuation
+                return false
+            }
+            if done { continuation.resume(returning: true) }
+        }
+        timer.cancel()
+        return drained
+    }
+
+    /// Delivers what it can within `timeout`, then stops the delivery tasks, flushes every sink and
+    /// saves the watermarks. Whatever is not stored stays in the spool for the next start.
+    @discardableResult
+    public func finish(timeout: Duration) async -> Bool {
+        let drained = await waitUntilDrained(timeout: timeout)
+        let (idle, space) = state.withLock {
+            s -> ([CheckedContinuation<Void, Never>], [CheckedContinuation<Void, Never>]) in
+            s.isFinishing = true
+            defer {
+                s.idle.removeAll()
+                s.spaceWaiters.removeAll()
+            }
+            return (Array(s.idle.values), s.spaceWaiters)
+        }
+        for continuation in idle { continuation.resume() }
+        for continuation in space { continuation.resume() }
+        let running = tasks.withLock { $0 }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+        for sink in sinks {
+            do {
+                try await sink.flush()
+            } catch {
+                logger.error("cannot flush a sink", ["sink": sink.name, "error": error.message])
+            }
+        }
+        await saveWatermarks()
+        return drained
+    }
+
+    private func persistWatermarksPeriodically() async {
+        while !Task.isCancelled {
+            // try?: cancellation at shutdown ends the wait; `finish` saves one last time.
+            try? await Task.sleep(for: .seconds(1))
+            await saveWatermarks()
+        }
+    }
+
+    private func saveWatermarks() async {
+        guard let watermarkFile else { return }
+        let marks = state.withLock { s -> [StreamID: Watermark]? in
+            guard s.watermarksDirty else { return nil }
+            s.watermarksDirty = false
+            return s.watermarks
+        }
+        guard let marks else { return }
+        let saved: Result<Void, any Error> = await onIO { Result { try watermarkFile.save(marks) } }
+        if case .failure(let error) = saved {
+            state.withLock { $0.watermarksDirty = true }
+            logger.error("cannot save the watermarks", ["error": "\(error)"])
+        }
+    }
+
+    private func onIO<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            io.async { continuation.resume(returning: body()) }
+        }
+    }
+}
+
+extension String {
+    fileprivate var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
+}
