@@ -46,10 +46,11 @@ public final class CollectorEngine: Sendable {
     private let batches: AsyncQueue<[MarketEvent]>
     private let writer: Mutex<Task<Void, Never>?>
     private let acknowledged = Atomic<Int>(0)
+    private let readsPaused: PauseFlag
 
     private init(
         core: LoopBound<EngineCore>, status: StatusRegistry, deadLetters: DeadLetters, storage: SinkDispatcher,
-        batches: AsyncQueue<[MarketEvent]>
+        batches: AsyncQueue<[MarketEvent]>, paused: PauseFlag
     ) {
         self.core = core
         self.status = status
@@ -57,7 +58,11 @@ public final class CollectorEngine: Sendable {
         self.storage = storage
         self.batches = batches
         self.writer = Mutex(nil)
+        self.readsPaused = paused
     }
+
+    /// Whether exchange sockets are paused because the writer is behind (the spool is full).
+    public var isReadingPaused: Bool { readsPaused.value.load(ordering: .relaxed) }
 
     /// Starts the engine on `loop`, storing through `storage` (started here).
     public static func start(
@@ -67,18 +72,19 @@ public final class CollectorEngine: Sendable {
         let status = StatusRegistry()
         let batches = AsyncQueue<[MarketEvent]>(
             capacity: configuration.writerQueueBatches, lowWater: max(0, configuration.writerQueueBatches / 4))
+        let paused = PauseFlag()
         let core: LoopBound<EngineCore> = await withCheckedContinuation { continuation in
             loop.execute {
                 let core = EngineCore(
                     configuration: configuration, loop: loop, status: status, deadLetters: deadLetters,
-                    batches: batches,
+                    batches: batches, paused: paused,
                     metrics: metrics, logger: logger)
                 continuation.resume(returning: LoopBound(core, loop: loop))
             }
         }
         batches.setOnDemand { loop.execute { core.value.resumeReading() } }
         let engine = CollectorEngine(
-            core: core, status: status, deadLetters: deadLetters, storage: storage, batches: batches)
+            core: core, status: status, deadLetters: deadLetters, storage: storage, batches: batches, paused: paused)
         storage.start()
         let task = Task { [storage, batches] in
             for await batch in batches {
@@ -149,6 +155,11 @@ public final class CollectorEngine: Sendable {
     }
 }
 
+/// Whether exchange reads are paused, readable from any thread.
+final class PauseFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
 /// The engine's loop-confined state.
 final class EngineCore {
     let configuration: CollectorConfiguration
@@ -164,7 +175,10 @@ final class EngineCore {
     private var batch: [MarketEvent] = []
     private var batchTimer: TimerHandle?
     /// True while the writer queue is full: sockets are not read (new connections start paused).
-    private(set) var isReadingPaused = false
+    private(set) var isReadingPaused = false {
+        didSet { pausedFlag.value.store(isReadingPaused, ordering: .relaxed) }
+    }
+    private let pausedFlag: PauseFlag
     private var tracking: [StreamID: Tracking] = [:]
     private var seed: UInt64
     let metrics: CollectorMetrics?
@@ -180,8 +194,9 @@ final class EngineCore {
 
     init(
         configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
-        batches: AsyncQueue<[MarketEvent]>, metrics: CollectorMetrics?, logger: Logger
+        batches: AsyncQueue<[MarketEvent]>, paused: PauseFlag, metrics: CollectorMetrics?, logger: Logger
     ) {
+        self.pausedFlag = paused
         self.metrics = metrics
         self.logger = logger
         self.configuration = configuration

@@ -22,7 +22,7 @@ public struct RetentionPolicy: Sendable, Equatable {
     }
 
     /// The partitions of `table` (named `<table>_YYYY_MM`) wholly older than `cutoff` (µs).
-    static func expired(_ names: [String], table: String, cutoff: Int64) -> [String] {
+    package static func expired(_ names: [String], table: String, cutoff: Int64) -> [String] {
         names.filter { name in
             guard name.hasPrefix(table + "_") else { return false }
             let suffix = name.dropFirst(table.count + 1).split(separator: "_")

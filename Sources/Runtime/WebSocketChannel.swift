@@ -199,9 +199,6 @@ public final class WebSocketChannel: TransportHandler {
                 self.transport = transport
                 if let tcp = transport as? TCPConnection { tcp.setHandler(self) }
                 if let tls = transport as? TLSTransport { tls.setHandler(self) }
-                // A pause asked for while connecting holds from the first byte (back-pressure
-                // survives reconnects).
-                if isReadingPaused { transport.pauseReading() }
                 sendUpgrade()
             }
         }
@@ -246,6 +243,9 @@ public final class WebSocketChannel: TransportHandler {
             }
             let leftover = parser.takeRemainingBytes()
             phase = .open
+            // A pause asked for while connecting starts now that the handshake is read (back-pressure
+            // survives reconnects); bytes that came with the handshake response are delivered below.
+            if isReadingPaused { transport?.pauseReading() }
             if let connectTimer { loop.cancelTimer(connectTimer) }
             connectTimer = nil
             schedulePing()
@@ -369,11 +369,11 @@ public final class WebSocketChannel: TransportHandler {
         }
     }
 
-    /// Pauses reading from the socket (back-pressure towards the peer); also holds for a channel
-    /// still connecting.
+    /// Pauses reading from the socket (back-pressure towards the peer). Asked while connecting, it
+    /// takes effect once the opening handshake has been read.
     public func pauseReading() {
         isReadingPaused = true
-        transport?.pauseReading()
+        if case .open = phase { transport?.pauseReading() }
     }
 
     /// Resumes reading.

@@ -12,6 +12,16 @@ import Synchronization
 import TestSupport
 import Testing
 
+/// How a harness stores: the PostgreSQL sink (optionally through another address), test-double
+/// sinks beside it, and the spool's bound.
+struct StorageOptions {
+    var sinkConninfo: String?
+    var timeouts = PGTimeouts.standard
+    var extraSinks: [any Sink] = []
+    var spoolMaxBytes = 64 << 20
+    var stallAfter: Duration = .seconds(5)
+}
+
 /// A collector wired to an in-process exchange simulator and a real PostgreSQL database.
 struct Harness {
     let loop: EventLoop
@@ -24,6 +34,7 @@ struct Harness {
     static func start(
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
         symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil, logger: Logger = .disabled,
+        storage options: StorageOptions = StorageOptions(),
         configure: (inout CollectorConfiguration) -> Void = { _ in }
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
@@ -48,10 +59,16 @@ struct Harness {
         configure(&config)
         let deadLetters = try DeadLetters(directory: data + "/dead-letters")
         let versions = StreamVersions()
-        let postgres = PostgresSink(executor: executor, versions: versions)
+        // The sink may reach the database another way (through a fault proxy) than the harness's reads.
+        let sinkExecutor =
+            options.sinkConninfo.map { PGExecutor(conninfo: $0, label: "e2e.sink", timeouts: options.timeouts) }
+            ?? executor
+        let postgres = PostgresSink(executor: sinkExecutor, versions: versions)
+        let sinks: [any Sink] = [postgres] + options.extraSinks
         let storage = try SinkDispatcher(
-            spool: try Spool(directory: data + "/spool", maxBytes: 64 << 20, sinks: [postgres.name]), sinks: [postgres],
-            deadLetters: deadLetters, watermarkPath: data + "/watermarks.json", logger: logger)
+            spool: try Spool(directory: data + "/spool", maxBytes: options.spoolMaxBytes, sinks: sinks.map(\.name)),
+            sinks: sinks, deadLetters: deadLetters, watermarkPath: data + "/watermarks.json",
+            stallAfter: options.stallAfter, logger: logger)
         let engine = await CollectorEngine.start(
             configuration: config, loop: loop, storage: storage, deadLetters: deadLetters,
             metrics: metrics.map { CollectorMetrics(registry: $0) }, logger: logger)
