@@ -103,7 +103,8 @@ extension Settings {
         let reader = FileReader(path: path)
         if let t = try reader.table(root, "collector") {
             try reader.only(
-                t, "collector", ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit", "shutdown_deadline"])
+                t, "collector",
+                ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit", "shutdown_deadline"])
             if let v = try reader.seconds(t, "collector", "api_rate_limit", 0...1_000_000) { apiRateLimit = v }
             if let v = try reader.seconds(t, "collector", "shutdown_deadline", 1...3600) { shutdownDeadline = v }
             if let v = try reader.int(t, "collector", "http_port", 0...65535) { httpPort = v }
@@ -147,7 +148,9 @@ extension Settings {
             if let retention = try reader.table(t, "retention", parent: "storage") {
                 try reader.only(retention, "storage.retention", Self.feedNames)
                 for feed in Self.feedNames {
-                    if let days = try reader.days(retention, feed, 1...Self.maxRetentionDays) { retentionDays[feed] = days }
+                    if let days = try reader.days(retention, feed, 1...Self.maxRetentionDays) {
+                        retentionDays[feed] = days
+                    }
                 }
             }
         }

@@ -60,6 +60,17 @@ public struct TOMLError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Parses the TOML subset the collector uses. Unsupported features (inline tables, dotted keys,
 /// multi-line strings, dates) are errors that say so, never silently misread.
 public enum TOML {
+    /// Nesting limits. The parser and the table builder recurse once per level, so each limit keeps a
+    /// hostile or corrupt file to an error with a line number instead of a stack overflow.
+    public enum Limits {
+        /// Array nesting depth. Our settings nest arrays one level deep; 64 is the same bound as
+        /// `JSONScanner.maxDepth` and needs only a few KiB of stack on any thread.
+        public static let maxArrayNesting = 64
+        /// Parts of a dotted table-header key (`[a.b.c]`). Our deepest is `[exchanges.okx]` (2); 32 leaves
+        /// room for any layout while bounding the recursion that builds the nested tables.
+        public static let maxKeyParts = 32
+    }
+
     public static func parse(_ text: String) throws(TOMLError) -> TOMLTable {
         var parser = Parser(text: Array(text.unicodeScalars))
         return try parser.parseDocument()
@@ -73,6 +84,8 @@ public enum TOML {
         /// Path of the current table; `arrayIndex` set when it is an element of an array of tables.
         var currentPath: [String] = []
         var definedTables: Set<String> = []
+        /// Arrays open around the value being parsed (bounded by `Limits.maxArrayNesting`).
+        var arrayDepth = 0
 
         init(text: [Unicode.Scalar]) { self.text = text }
 
@@ -133,6 +146,9 @@ public enum TOML {
                 path.append(try parseKey())
                 skipSpaces()
                 if peek == "." {
+                    guard path.count < Limits.maxKeyParts else {
+                        throw fail("more than \(Limits.maxKeyParts) dotted key parts")
+                    }
                     i += 1
                     continue
                 }
@@ -259,6 +275,11 @@ public enum TOML {
         }
 
         mutating func parseArray() throws(TOMLError) -> TOMLValue {
+            arrayDepth += 1
+            defer { arrayDepth -= 1 }
+            guard arrayDepth <= Limits.maxArrayNesting else {
+                throw fail("arrays nested deeper than \(Limits.maxArrayNesting)")
+            }
             i += 1
             var items: [TOMLValue] = []
             while true {

@@ -78,6 +78,19 @@ public enum HTTPMessage: Sendable, Equatable {
 /// bodies are counted down. `nil` means "need more bytes". Pipelined messages stay buffered until the
 /// caller asks for the next one, so a server answers them in order, one at a time.
 public struct HTTPParser: Sendable {
+    /// Fixed framing limits (the configurable ones are in `HTTPLimits`).
+    enum Limits {
+        /// Hex digits in a chunk size: 15 digits (2^60 - 1) always fit `Int` with room to add the body
+        /// already buffered, so the size check against `maxBodyBytes` cannot overflow. Bigger is rejected.
+        static let maxChunkSizeDigits = 15
+        /// A chunk-size line with its extensions; we ignore extensions, so 1 KiB is generous (h11 uses 4 KiB
+        /// for the whole incomplete event).
+        static let maxChunkSizeLineBytes = 1024
+        /// Decimal digits in a Content-Length: 18 digits always fit `Int` (10^18 - 1 < 2^63), and any
+        /// length that long is far above every body limit anyway.
+        static let maxContentLengthDigits = 18
+    }
+
     /// Parser progress.
     enum State: Sendable {
         /// Looking for the blank line ending the head; `scanned` bytes were already searched.
@@ -88,8 +101,9 @@ public struct HTTPParser: Sendable {
         case chunkSize(Head)
         /// Reading chunk data, then its CRLF.
         case chunkData(Head, remaining: Int)
-        /// Reading trailer fields after the last chunk.
-        case trailers(Head)
+        /// Reading trailer fields after the last chunk; `count` fields and `byteCount` bytes read so far
+        /// (held to the header limits, so endless trailers cannot keep a message open).
+        case trailers(Head, count: Int, byteCount: Int)
         /// Reading a response body that ends when the connection closes.
         case untilClose(Head)
         /// A parse error happened; the connection must be closed.
@@ -107,6 +121,8 @@ public struct HTTPParser: Sendable {
     private var readIndex = 0
     private var state: State = .awaitingHead(scanned: 0)
     private var body: [UInt8] = []
+    /// Bytes after `readIndex` that `readLine` already searched for a CRLF.
+    private var lineScanned = 0
     /// Set when a request head with `Expect: 100-continue` was parsed and its body is awaited;
     /// a server sends `100 Continue` and clears it with `takeExpectContinue()`.
     public private(set) var isExpectingContinue = false
@@ -121,6 +137,9 @@ public struct HTTPParser: Sendable {
 
     /// How many bytes are buffered but not yet consumed.
     public var bufferedByteCount: Int { buffer.count - readIndex }
+
+    /// Bytes held in the input storage, consumed or not (tests check that consumed bytes are released).
+    package var retainedByteCount: Int { buffer.count }
 
     /// Whether a message is partly received (for idle timeouts: a slow client vs. an idle one).
     public var isMidMessage: Bool {
@@ -138,9 +157,16 @@ public struct HTTPParser: Sendable {
     }
 
     /// Buffers bytes received from the peer.
+    ///
+    /// Consumed bytes are dropped once they are at least half the storage, so storage stays within
+    /// twice the unconsumed bytes plus one feed even when every read ends mid-message (pipelining),
+    /// at an amortized O(1) copy per byte. Positions in `State` are relative to `readIndex`.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         if readIndex > 0 && readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: true)
+            readIndex = 0
+        } else if readIndex > 0 && readIndex >= buffer.count / 2 {
+            buffer.removeFirst(readIndex)
             readIndex = 0
         }
         buffer.append(contentsOf: bytes)
@@ -205,13 +231,12 @@ public struct HTTPParser: Sendable {
                 state = .awaitingHead(scanned: 0)
                 return finish(head)
             case .chunkSize(let head):
-                guard let line = try readLine(limit: 1024, what: "chunk-size line") else { return nil }
-                let sizeText = line.split(separator: ";", maxSplits: 1)[0].trimmingSpaces()
-                guard !sizeText.isEmpty, sizeText.count <= 15, let size = Int(sizeText, radix: 16), size >= 0 else {
-                    throw .malformedChunk("bad chunk size '\(line.prefix(40))'")
-                }
+                let tooLong = HTTPParseError.malformedChunk(
+                    "chunk-size line longer than \(Limits.maxChunkSizeLineBytes) bytes")
+                guard let line = try readLine(limit: Limits.maxChunkSizeLineBytes, tooLong: tooLong) else { return nil }
+                let size = try Self.parseChunkSize(line)
                 if size == 0 {
-                    state = .trailers(head)
+                    state = .trailers(head, count: 0, byteCount: 0)
                 } else {
                     guard body.count + size <= limits.maxBodyBytes else {
                         throw .bodyTooLarge(limit: limits.maxBodyBytes)
@@ -235,13 +260,20 @@ public struct HTTPParser: Sendable {
                 }
                 readIndex += 2
                 state = .chunkSize(head)
-            case .trailers(let head):
-                guard let line = try readLine(limit: limits.maxHeaderBytes, what: "trailer") else { return nil }
+            case .trailers(let head, let count, let byteCount):
+                // Trailer fields are read and ignored (we never ask for them), but count against the header limits.
+                let tooLong = HTTPParseError.headerTooLarge(limit: limits.maxHeaderBytes)
+                guard let line = try readLine(limit: limits.maxHeaderBytes - byteCount, tooLong: tooLong) else {
+                    return nil
+                }
                 if line.isEmpty {
                     state = .awaitingHead(scanned: 0)
                     return finish(head)
                 }
-            // Trailer fields are read and ignored (we never ask for them).
+                let total = byteCount + line.utf8.count + 2
+                guard count < limits.maxHeaderCount else { throw .tooManyHeaders(limit: limits.maxHeaderCount) }
+                guard total <= limits.maxHeaderBytes else { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+                state = .trailers(head, count: count + 1, byteCount: total)
             case .untilClose:
                 body.append(contentsOf: buffer[readIndex...])
                 guard body.count <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }
@@ -251,36 +283,67 @@ public struct HTTPParser: Sendable {
         }
     }
 
-    /// Reads one CRLF-terminated line, or nil if it is not complete yet.
-    private mutating func readLine(limit: Int, what: String) throws(HTTPParseError) -> Substring? {
-        var i = readIndex
+    /// RFC 9112 §7.1: `chunk-size = 1*HEXDIG`, then optional whitespace and `;` extensions (ignored).
+    /// Signs, `0x`, an empty size and more than `Limits.maxChunkSizeDigits` digits are malformed.
+    static func parseChunkSize(_ line: Substring) throws(HTTPParseError) -> Int {
+        let sizeText = line[..<(line.firstIndex(of: ";") ?? line.endIndex)].trimmingSpaces()
+        guard !sizeText.isEmpty, sizeText.utf8.count <= Limits.maxChunkSizeDigits,
+            sizeText.utf8.allSatisfy(isHexDigit), let size = Int(sizeText, radix: 16)
+        else { throw .malformedChunk("bad chunk size '\(line.prefix(40))'") }
+        return size
+    }
+
+    static func isHexDigit(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
+            UInt8(ascii: "A")...UInt8(ascii: "F"):
+            true
+        default: false
+        }
+    }
+
+    /// Reads one CRLF-terminated line, or nil if it is not complete yet. Throws `tooLong` for a line of
+    /// more than `limit` bytes, complete or not (so the outcome does not depend on how reads split it).
+    /// The search resumes after `lineScanned`, so a line dripped in byte by byte is scanned once.
+    private mutating func readLine(limit: Int, tooLong: HTTPParseError) throws(HTTPParseError) -> Substring? {
+        var i = readIndex + lineScanned
         while i + 1 < buffer.count {
             if buffer[i] == 13 && buffer[i + 1] == 10 {
+                if i - readIndex > limit { throw tooLong }
                 let line = String(decoding: buffer[readIndex..<i], as: UTF8.self)
                 readIndex = i + 2
+                lineScanned = 0
                 return Substring(line)
             }
             i += 1
         }
-        if buffer.count - readIndex > limit { throw .malformedChunk("\(what) longer than \(limit) bytes") }
+        if buffer.count - readIndex > limit { throw tooLong }
+        // The last byte may be the CR of a CRLF still to come.
+        lineScanned = max(0, bufferedByteCount - 1)
         return nil
     }
 
     /// Finds and parses the head; nil when the blank line has not arrived yet.
     private mutating func parseHead(scanned: Int) throws(HTTPParseError) -> Head? {
-        // Skip empty lines before a request line (RFC 9112 §2.2 robustness).
-        while role == .request, scanned == 0, bufferedByteCount >= 2, buffer[readIndex] == 13,
-            buffer[readIndex + 1] == 10
-        {
+        var scanned = scanned
+        // Skip empty lines before a request line (RFC 9112 §2.2 robustness), however the reads split them.
+        while role == .request, bufferedByteCount >= 2, buffer[readIndex] == 13, buffer[readIndex + 1] == 10 {
             readIndex += 2
+            scanned = max(0, scanned - 2)
         }
         let start = readIndex
-        var i = max(start, start + scanned - 3)
+        // Each LF is checked against the bytes before it, so the search resumes exactly where it stopped.
+        var i = start + scanned
         var end: Int? = nil
-        while i + 3 < buffer.count {
-            if buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
-                end = i
-                break
+        while i < buffer.count {
+            if buffer[i] == 10 {
+                // RFC 9112 §2.2 lets us reject a bare LF; waiting for a CRLF CRLF that never comes would
+                // only end at the header limit or the request timeout.
+                guard i > start, buffer[i - 1] == 13 else { throw .malformedHeader("line ends in a bare LF") }
+                if i - start >= 3 && buffer[i - 2] == 10 && buffer[i - 3] == 13 {
+                    end = i - 3
+                    break
+                }
             }
             i += 1
         }
@@ -319,6 +382,8 @@ public struct HTTPParser: Sendable {
             let head = HTTPRequestHead(
                 method: String(parts[0]), target: String(parts[1]), version: version, headers: headers)
             if version == .http1_1 && headers["Host"] == nil { throw .missingHost }
+            // RFC 9112 §3.2: more than one Host field gets 400 (two hosts mean two readings of the target).
+            if headers.values(for: "Host").count > 1 { throw .malformedHeader("more than one Host field") }
             return .request(head)
         case .response:
             let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
@@ -389,8 +454,11 @@ public struct HTTPParser: Sendable {
         }
         if !lengths.isEmpty {
             let values = Set(lengths.flatMap { $0.split(separator: ",") }.map { String($0.trimmingSpaces()) })
-            guard values.count == 1, let text = values.first else { throw .conflictingLength }
-            guard !text.isEmpty, text.count <= 18, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+            guard values.count <= 1 else { throw .conflictingLength }
+            // An empty field value leaves no element at all.
+            let text = values.first ?? ""
+            guard !text.isEmpty, text.utf8.count <= Limits.maxContentLengthDigits,
+                text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
                 let length = Int(text)
             else { throw .invalidContentLength(String(text.prefix(20))) }
             guard length <= limits.maxBodyBytes else { throw .bodyTooLarge(limit: limits.maxBodyBytes) }

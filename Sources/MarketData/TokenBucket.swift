@@ -12,10 +12,18 @@ public struct TokenBucket: Sendable, Equatable {
 
     /// A full bucket.
     public init(capacity: Double, refillPerSecond: Double) {
+        // Programmer error: callers with a fractional burst use `init(ratePerSecond:burst:)`, which rounds up.
         precondition(capacity >= 1 && refillPerSecond > 0, "a token bucket needs capacity >= 1 and a refill rate")
         self.capacity = capacity
         self.refillPerSecond = refillPerSecond
         self.tokens = capacity
+    }
+
+    /// `ratePerSecond` requests per second with bursts of `burst`, raised to at least one token: a
+    /// bucket below one token could never admit a request, so a fractional rate such as 0.2/s (burst
+    /// 0.4) admits one request and then one every 5 s. `ratePerSecond` must be positive.
+    public init(ratePerSecond: Double, burst: Double) {
+        self.init(capacity: max(1, burst), refillPerSecond: ratePerSecond)
     }
 
     /// `count` requests per `seconds`, e.g. OKX's 40 requests / 2 s.
@@ -31,14 +39,17 @@ public struct TokenBucket: Sendable, Equatable {
         updatedAt = now
     }
 
-    /// Takes one token if available; otherwise returns how long to wait before one is.
+    /// Takes one token if available; otherwise returns how long to wait before one is. A wait too long
+    /// for `Int64` nanoseconds (~292 years, from a tiny refill rate) is returned as that maximum.
     public mutating func take(now: Instant) -> Duration? {
         refill(now: now)
         if tokens >= 1 {
             tokens -= 1
             return nil
         }
-        let seconds = (1 - tokens) / refillPerSecond
-        return .nanoseconds(Int64((seconds * 1e9).rounded(.up)))
+        let nanoseconds = ((1 - tokens) / refillPerSecond * 1e9).rounded(.up)
+        // `Double(Int64.max)` is 2^63, one past the range: only a strictly smaller value converts.
+        guard nanoseconds < Double(Int64.max) else { return .nanoseconds(Int64.max) }
+        return .nanoseconds(Int64(nanoseconds))
     }
 }

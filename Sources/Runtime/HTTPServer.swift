@@ -13,7 +13,7 @@ public struct HTTPServerConfiguration: Sendable {
     public var idleTimeout: Duration
     /// A request whose head and body do not complete within this gets 408 and a close (slow clients).
     public var requestTimeout: Duration
-    /// Connections above this are answered 503 and closed.
+    /// Connections above this are answered 503 (with `Retry-After: 1`) and closed.
     public var maxConnections: Int
 
     public init(
@@ -35,6 +35,13 @@ public typealias HTTPRequestHandler = @Sendable (HTTPRequest) async -> HTTPRespo
 /// An HTTP/1.1 server on an event loop: keep-alive, pipelined requests answered in order (one in
 /// flight per connection), limits mapped to 431/413, slow clients timed out with 408, idle
 /// connections closed. Handlers run as tasks; responses hop back to the loop.
+///
+/// Memory per connection is bounded under pipelining: while a request is in flight, or while the
+/// client leaves more than `TCPConnection.Limits.writeHighWater` of responses unread, no further
+/// request is handled, and the socket is not read once `maxHeaderBytes + maxBodyBytes` of input are
+/// buffered (the kernel then pushes back on the client). So a connection holds at most about one
+/// request's worth of input (twice that in parser storage) and the high-water mark plus one response
+/// of output.
 public final class HTTPServer: Sendable {
     private let state: LoopBound<ServerState>
     /// The port the server listens on.
@@ -100,9 +107,10 @@ final class ServerState {
 
     private func accept(_ tcp: TCPConnection) {
         if isShuttingDown || connections.count >= configuration.maxConnections {
+            // Retry-After (RFC 9110 §10.2.3): a busy server frees up quickly, so one second is a fair retry.
             let response = HTTPResponse(
                 status: 503, contentType: "application/json", body: Array(#"{"error":"server busy"}"#.utf8),
-                headers: ["Connection": "close"])
+                headers: ["Connection": "close", "Retry-After": "1"])
             tcp.write(HTTPSerializer.encode(response))
             tcp.close()
             return
@@ -142,6 +150,9 @@ final class HTTPServerConnection: TransportHandler {
     private unowned let server: ServerState
     private var parser: HTTPParser
     private var isProcessing = false
+    /// The client left more than the write high-water mark of responses unread: no further request is
+    /// handled until the transport reports it writable again.
+    private var isAwaitingDrain = false
     private var closeAfterResponse = false
     private var timer: TimerHandle?
     /// Whether `timer` is the request deadline (kept while bytes trickle in) or the idle timeout.
@@ -164,8 +175,9 @@ final class HTTPServerConnection: TransportHandler {
     func transportDidReceive(_ bytes: UnsafeRawBufferPointer) {
         if isLingering { return }
         parser.feed(bytes)
-        if isProcessing {
-            // Pipelined bytes wait until the current response is out; bound what we buffer.
+        if isProcessing || isAwaitingDrain {
+            // Pipelined bytes wait until the current response is out and read; bound what we buffer to
+            // one largest request (the parser rejects anything bigger, so the next request always fits).
             if parser.bufferedByteCount > server.configuration.limits.maxHeaderBytes
                 + server.configuration.limits.maxBodyBytes
             {
@@ -176,6 +188,13 @@ final class HTTPServerConnection: TransportHandler {
         processNext()
     }
 
+    func transportWritabilityChanged(isWritable: Bool) {
+        guard isWritable, isAwaitingDrain, !isClosed else { return }
+        isAwaitingDrain = false
+        tcp.resumeReading()
+        processNext()
+    }
+
     func transportDidClose(error: (any Error)?) {
         isClosed = true
         cancelTimer()
@@ -183,7 +202,7 @@ final class HTTPServerConnection: TransportHandler {
     }
 
     private func processNext() {
-        guard !isClosed, !isProcessing else { return }
+        guard !isClosed, !isProcessing, !isAwaitingDrain else { return }
         let message: HTTPMessage?
         do {
             message = try parser.nextMessage()
@@ -221,6 +240,12 @@ final class HTTPServerConnection: TransportHandler {
         tcp.write(HTTPSerializer.encode(response, isHeadRequest: isHead))
         if close {
             tcp.close()
+            return
+        }
+        if !tcp.isWritable {
+            // The client is not reading its responses: handle nothing more until they drain, or the
+            // queue would grow by one response per pipelined request.
+            isAwaitingDrain = true
             return
         }
         tcp.resumeReading()
@@ -267,6 +292,7 @@ final class HTTPServerConnection: TransportHandler {
 
     func closeWhenIdle() {
         closeAfterResponse = true
+        // Awaiting drain counts as idle: close() sends what is queued, then closes.
         if !isProcessing { tcp.close() }
     }
 

@@ -40,19 +40,23 @@ public struct ByteReader: Sendable {
         readerIndex = index
     }
 
-    /// The byte `offset` bytes past the cursor, if present.
+    /// The byte `offset` bytes past the cursor, if present; nil for a negative offset.
     public func getUInt8(at offset: Int = 0) -> UInt8? {
-        let index = readerIndex + offset
-        return index < bytes.count ? bytes[index] : nil
+        // Compared without adding, so an offset taken from the wire cannot overflow.
+        guard offset >= 0, offset < readableBytes else { return nil }
+        return bytes[readerIndex + offset]
     }
 
-    /// A big-endian integer `offset` bytes past the cursor, if enough bytes are present.
+    /// A big-endian integer `offset` bytes past the cursor, if enough bytes are present; nil for a
+    /// negative offset.
     public func getInteger<T: FixedWidthInteger>(as type: T.Type = T.self, at offset: Int = 0) -> T? {
         let size = MemoryLayout<T>.size
+        // Compared without adding, so an offset taken from the wire cannot overflow.
+        guard offset >= 0, size <= readableBytes, offset <= readableBytes - size else { return nil }
         let start = readerIndex + offset
-        guard start + size <= bytes.count else { return nil }
         var value: T = 0
-        for i in 0..<size { value = (value << 8) | T(bytes[start + i]) }
+        // Truncating: a byte above 0x7F is not representable in `Int8`, but its bits are what we want.
+        for i in 0..<size { value = (value << 8) | T(truncatingIfNeeded: bytes[start + i]) }
         return value
     }
 

@@ -31,10 +31,48 @@ import Testing
             ])
     }
 
+    @Test func storageAndShutdownSettingsHaveDefaults() throws {
+        let settings = try Settings.load(file: nil, environment: [:], flags: [:])
+        #expect(settings.shutdownDeadline == 25)
+        #expect(settings.databaseTimeout == 30)
+        #expect(settings.bookSnapshotInterval == 60)
+        #expect(settings.sinks == ["postgres"])
+        #expect(settings.retentionDays.isEmpty, "by default every data type is kept forever")
+        #expect(settings.spoolMaxBytes == 1 << 30)
+    }
+
+    @Test func storageAndShutdownSettingsComeFromTheFileAndTheEnvironment() throws {
+        let file = """
+            [collector]
+            shutdown_deadline = 40
+            [storage]
+            database_timeout = 5
+            book_snapshot_interval = 300
+            sinks = ["postgres"]
+            spool_max_bytes = 2_097_152
+            [storage.retention]
+            candles = 3650
+            trades = 30
+            book = 7
+            """
+        let fromFile = try Settings.load(file: ("collector.toml", file), environment: [:], flags: [:])
+        #expect(fromFile.shutdownDeadline == 40)
+        #expect(fromFile.databaseTimeout == 5)
+        #expect(fromFile.bookSnapshotInterval == 300)
+        #expect(fromFile.sinks == ["postgres"])
+        #expect(fromFile.spoolMaxBytes == 2 << 20)
+        #expect(fromFile.retentionDays == ["candles": 3650, "trades": 30, "book": 7])
+        let overridden = try Settings.load(
+            file: ("collector.toml", file), environment: ["SHUTDOWN_DEADLINE": "12.5", "DATABASE_TIMEOUT": "60"],
+            flags: [:])
+        #expect(overridden.shutdownDeadline == 12.5)
+        #expect(overridden.databaseTimeout == 60)
+    }
+
     @Test(arguments: [
         (
             "[storage]\nbatch_sise = 10",
-            "c.toml line 2: unknown key 'batch_sise' in [storage] (expected batch_size, batch_timeout, spool_max_bytes)"
+            "c.toml line 2: unknown key 'batch_sise' in [storage] (expected batch_size, batch_timeout, spool_max_bytes, database_timeout, book_snapshot_interval, sinks, retention)"
         ),
         ("[storage]\nbatch_size = \"10\"", "c.toml line 2: batch_size must be an integer, not a string"),
         ("[storage]\nbatch_size = 0", "c.toml line 2: batch_size must be between 1 and 100000, got 0"),
@@ -65,6 +103,39 @@ import Testing
             "heartbeat_interval (2.0 s) must be shorter than lease_ttl (1.0 s)"
         ),
         ("markets = 3", "c.toml line 1: 'markets' must be [[markets]] tables, not a integer"),
+        (
+            "[collector]\nshutdown_deadline = 0",
+            "c.toml line 2: shutdown_deadline must be between 1.0 and 3600.0 seconds, got 0.0"
+        ),
+        (
+            "[collector]\nshutdown_deadline = \"25s\"",
+            "c.toml line 2: shutdown_deadline must be a number of seconds, not a string"
+        ),
+        (
+            "[storage]\ndatabase_timeout = 601",
+            "c.toml line 2: database_timeout must be between 1.0 and 600.0 seconds, got 601.0"
+        ),
+        (
+            "[storage]\nbook_snapshot_interval = 0.5",
+            "c.toml line 2: book_snapshot_interval must be between 1.0 and 86400.0 seconds, got 0.5"
+        ),
+        ("[storage]\nsinks = [\"s3\"]", "c.toml line 2: sinks unknown sink 's3' (expected postgres)"),
+        ("[storage]\nsinks = []", "c.toml line 2: sinks must name at least one sink (expected postgres)"),
+        ("[storage]\nsinks = [\"postgres\", \"postgres\"]", "c.toml line 2: sinks lists 'postgres' twice"),
+        ("[storage]\nsinks = \"postgres\"", "c.toml line 2: sinks must be an array of strings, not a string"),
+        (
+            "[storage.retention]\ncandles = 365\ntrades = 0",
+            "c.toml line 3: trades must be a whole number of days from 1 to 36500, got 0"
+        ),
+        (
+            "[storage.retention]\ntrades = \"30d\"",
+            "c.toml line 2: trades must be a whole number of days from 1 to 36500, not a string"
+        ),
+        (
+            "[storage.retention]\nklines = 30",
+            "c.toml line 2: unknown key 'klines' in [storage.retention] (expected candles, trades, book, ticker)"
+        ),
+        ("[storage]\nretention = 30", "c.toml line 2: 'storage.retention' must be a table, not a integer"),
     ])
     func badFilesStopStartUpWithAnExactMessage(text: String, message: String) {
         #expect(throws: SettingsError(message)) {
@@ -78,6 +149,9 @@ import Testing
         (["HTTP_PORT": "70000"], [:], "HTTP_PORT: expected an integer from 0 to 65535, got '70000'"),
         (["LOG_LEVEL": "LOUD"], [:], "LOG_LEVEL: expected one of debug, info, notice, warning, error, got 'LOUD'"),
         (["OKX_WS_BUSINESS_URL": "http://x"], [:], "OKX_WS_BUSINESS_URL: expected a ws or wss URL, got 'http://x'"),
+        (["SHUTDOWN_DEADLINE": "0"], [:], "SHUTDOWN_DEADLINE: expected seconds from 1.0 to 3600.0, got '0'"),
+        (["SHUTDOWN_DEADLINE": "soon"], [:], "SHUTDOWN_DEADLINE: expected seconds from 1.0 to 3600.0, got 'soon'"),
+        (["DATABASE_TIMEOUT": "1000"], [:], "DATABASE_TIMEOUT: expected seconds from 1.0 to 600.0, got '1000'"),
         ([:], ["http-port": "eighty"], "--http-port: expected an integer from 0 to 65535, got 'eighty'"),
         ([:], ["colour": "red"], "--colour: unknown option"),
     ])

@@ -78,4 +78,70 @@ import Testing
             #expect(error.description == message)
         }
     }
+
+    @Test func deeplyNestedArrayIsALineNumberedError() {
+        // 100,000 levels used to overflow the stack while parsing.
+        let depth = 100_000
+        let text =
+            "[collector]\nhttp_port = " + String(repeating: "[", count: depth) + "1"
+            + String(repeating: "]", count: depth)
+        #expect(throws: TOMLError(line: 2, "arrays nested deeper than \(TOML.Limits.maxArrayNesting)")) {
+            try TOML.parse(text)
+        }
+    }
+
+    @Test func arraysNestedToTheLimitStillParse() throws {
+        let depth = TOML.Limits.maxArrayNesting
+        let table = try TOML.parse("x = " + String(repeating: "[", count: depth) + String(repeating: "]", count: depth))
+        var value = try #require(table["x"])
+        var levels = 0
+        while case .array(let items) = value {
+            levels += 1
+            guard let first = items.first else { break }
+            value = first
+        }
+        #expect(levels == depth)
+    }
+
+    @Test func tableHeaderWithTooManyPartsIsALineNumberedError() {
+        // 50,000 parts used to overflow the stack while building the nested tables.
+        let header = "[" + Array(repeating: "a", count: 50_000).joined(separator: ".") + "]"
+        #expect(throws: TOMLError(line: 3, "more than \(TOML.Limits.maxKeyParts) dotted key parts")) {
+            try TOML.parse("x = 1\n\n" + header + "\ny = 2")
+        }
+        let arrayHeader = "[[" + Array(repeating: "a", count: 50_000).joined(separator: ".") + "]]"
+        #expect(throws: TOMLError(line: 1, "more than \(TOML.Limits.maxKeyParts) dotted key parts")) {
+            try TOML.parse(arrayHeader)
+        }
+    }
+
+    @Test func headerWithTheMostPartsStillParses() throws {
+        let parts = TOML.Limits.maxKeyParts
+        let table = try TOML.parse("[" + Array(repeating: "a", count: parts).joined(separator: ".") + "]\nx = 1")
+        var current = table
+        for _ in 0..<parts {
+            guard case .table(let child)? = current["a"] else {
+                Issue.record("missing a nested table")
+                return
+            }
+            current = child
+        }
+        #expect(current["x"] == .integer(1))
+    }
+
+    @Test func longDottedKeysAndInlineTablesAreErrorsNotCrashes() {
+        // Neither is supported; both must fail on the first part rather than recurse.
+        let key = Array(repeating: "a", count: 50_000).joined(separator: ".") + " = 1"
+        #expect(throws: TOMLError(line: 2, "dotted keys are not supported; use a [table] header")) {
+            try TOML.parse("[t]\n" + key)
+        }
+        let inline = "x = " + String(repeating: "{ a = ", count: 50_000)
+        #expect(throws: TOMLError(line: 1, "inline tables are not supported; use a [table] header")) {
+            try TOML.parse(inline)
+        }
+        let inlineInArray = "x = [" + String(repeating: "{ a = [", count: 50_000)
+        #expect(throws: TOMLError(line: 1, "inline tables are not supported; use a [table] header")) {
+            try TOML.parse(inlineInArray)
+        }
+    }
 }

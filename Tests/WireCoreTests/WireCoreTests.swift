@@ -24,6 +24,31 @@ import WireCore
         #expect(writer.bytes == [0, 0, 0, 5] + Array("hello".utf8))
     }
 
+    @Test func getsOutsideTheBytesReturnNilInsteadOfTrapping() {
+        // Offsets often come from a length field on the wire: negative or huge ones must not trap.
+        var reader = ByteReader([1, 2, 3, 4])
+        reader.skip(1)
+        #expect(reader.getUInt8(at: 2) == 4)
+        #expect(reader.getUInt8(at: 3) == nil)
+        #expect(reader.getUInt8(at: -1) == nil)
+        #expect(reader.getUInt8(at: .max) == nil)
+        #expect(reader.getUInt8(at: .min) == nil)
+        #expect(reader.getInteger(as: UInt16.self, at: 1) == 0x0304)
+        #expect(reader.getInteger(as: UInt16.self, at: 2) == nil)
+        #expect(reader.getInteger(as: UInt16.self, at: -1) == nil)
+        #expect(reader.getInteger(as: UInt64.self, at: .max) == nil)
+        #expect(reader.getInteger(as: UInt32.self, at: .min) == nil)
+        #expect(reader.readBytes(.max) == nil && reader.readBytes(-1) == nil)
+    }
+
+    @Test func signedIntegersReadTwosComplementInsteadOfTrapping() {
+        // A byte above 0x7F read as Int8 used to trap converting to the signed type.
+        var reader = ByteReader([0xFF, 0xFF, 0xFE, 0x80, 0x00, 0x00, 0x00])
+        #expect(reader.readInteger(as: Int8.self) == -1)
+        #expect(reader.readInteger(as: Int16.self) == -2)
+        #expect(reader.readInteger(as: Int32.self) == Int32.min)
+    }
+
     @Test func appendCompactsReadBytes() {
         var reader = ByteReader([1, 2, 3, 4])
         reader.skip(3)
