@@ -108,7 +108,7 @@ let package = Package(
             "CollectorTests",
             [
                 "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",
-                "ExchangeSimulator", "HTTP1Protocol", "Observability", "Gateway",
+                "ExchangeSimulator", "HTTP1Protocol", "Observability", "Gateway", "WebSocketProtocol",
             ]
         ),
         tests("ExchangesTests", ["Exchanges", "MarketData", "TestSupport", "WireCore"]),

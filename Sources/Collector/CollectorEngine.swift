@@ -457,7 +457,7 @@ final class EngineCore {
             "bars missing after backfill",
             ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.bars })", "gap.reason": reason])
         metrics?.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(gaps.reduce(0) { $0 + $1.bars }))
-        status.update(stream) { $0.gaps += gaps }
+        status.update(stream) { $0.addGaps(gaps) }
     }
 }
 

@@ -1,8 +1,8 @@
 import CollectorCore
-import Exchanges
+package import Exchanges
 import MarketData
 import Observability
-import Runtime
+package import Runtime
 import WebSocketProtocol
 
 /// One WebSocket connection to an exchange carrying a set of streams. Loop-confined.
@@ -115,11 +115,8 @@ final class ExchangeConnection: WebSocketHandler {
             }
             return
         }
-        var configuration = WebSocketConfiguration(
-            connection: .init(
-                role: .client, maxFrameBytes: adapter.limits.maxMessageBytes,
-                maxMessageBytes: adapter.limits.maxMessageBytes),
-            connectTimeout: core.configuration.connectTimeout)
+        var configuration = ExchangeWebSocket.configuration(
+            for: adapter, connectTimeout: core.configuration.connectTimeout)
         configuration.tls = core.configuration.webSocketTLS
         let channel = WebSocketChannel.connect(to: parsed, configuration: configuration, loop: core.loop, handler: self)
         // Back-pressure holds across reconnects: a connection made while the writer is behind starts paused.
@@ -322,5 +319,21 @@ final class ExchangeConnection: WebSocketHandler {
         keepaliveTimer = nil
         reconnectTimer = nil
         subscribeTimer = nil
+    }
+}
+
+/// How the data plane configures its exchange WebSocket clients.
+package enum ExchangeWebSocket {
+    /// The client settings for one exchange: frame and message limits from its adapter (sized from its
+    /// largest real message), not one default for every exchange.
+    package static func configuration(
+        for adapter: any ExchangeAdapter, connectTimeout: Duration
+    ) -> WebSocketConfiguration {
+        let configuration = WebSocketConfiguration(
+            connection: .init(
+                role: .client, maxFrameBytes: adapter.limits.maxMessageBytes,
+                maxMessageBytes: adapter.limits.maxMessageBytes),
+            connectTimeout: connectTimeout)
+        return configuration
     }
 }

@@ -136,10 +136,15 @@ public final class Spool: Sendable {
         }
     }
 
-    /// Records that `sink` has stored every batch up to `sequence` (durably), then removes the
-    /// batches every sink has stored.
+    /// Records that `sink` has stored every batch up to `sequence`, then removes the batches every
+    /// sink has stored.
+    ///
+    /// Neither the cursor nor the removal is fsynced: after a crash a cursor may come back older and
+    /// a removed batch may reappear, and both only mean batches are written again (sinks are
+    /// idempotent; collection is at-least-once). Sequences stay ordered relative to every cursor
+    /// because new ones start above the highest cursor and file found. Only `append` must be durable.
     public func advance(_ sink: String, to sequence: UInt64) throws {
-        try DurableFile.write(Array("\(sequence)\n".utf8), to: "\(directory)/cursors/\(sink)")
+        try DurableFile.write(Array("\(sequence)\n".utf8), to: "\(directory)/cursors/\(sink)", sync: false)
         state.withLock { s in s.cursors[sink] = max(s.cursors[sink] ?? 0, sequence) }
         try collect()
     }
@@ -161,7 +166,7 @@ public final class Spool: Sendable {
             return s.files.prefix { $0.sequence <= floor }.map(\.sequence)
         }
         for sequence in done {
-            try DurableFile.remove(path(sequence))
+            try DurableFile.remove(path(sequence), sync: false)
             forget(sequence)
         }
     }

@@ -8,6 +8,13 @@ public struct Gap: Sendable, Equatable, Hashable {
     public var to: Int64
     public var bars: Int
     public var reason: String
+
+    public init(from: Int64, to: Int64, bars: Int, reason: String) {
+        self.from = from
+        self.to = to
+        self.bars = bars
+        self.reason = reason
+    }
 }
 
 /// What a stream is doing, for the status API and tests.
@@ -29,8 +36,24 @@ public struct StreamStatus: Sendable, Equatable {
     /// The exchange's code and message when it refused the subscription.
     public var rejection: (code: String, message: String)?
     public var backfilledBars = 0
-    public var gaps: [Gap] = []
+    /// The newest known gaps, at most `maxGaps` (older ones are counted in `olderGaps`).
+    public private(set) var gaps: [Gap] = []
+    /// Gaps dropped from `gaps` by its bound (their bars stay counted in the gap metric).
+    public private(set) var olderGaps = 0
     public var reconnects = 0
+
+    /// Gaps kept per stream: a stream that keeps losing bars must not grow memory without bound.
+    public static let maxGaps = 256
+
+    /// Records `new` gaps, keeping the newest `maxGaps`.
+    public mutating func addGaps(_ new: [Gap]) {
+        gaps += new
+        if gaps.count > Self.maxGaps {
+            let excess = gaps.count - Self.maxGaps
+            gaps.removeFirst(excess)
+            olderGaps += excess
+        }
+    }
 
     public init(stream: StreamID) { self.stream = stream }
 

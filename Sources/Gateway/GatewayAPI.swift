@@ -386,6 +386,7 @@ public final class GatewayAPI: Sendable {
                     ]
                 },
             ]
+            item["older_gaps"] = s.olderGaps
             item["last_event_time"] = s.lastEventTime.map { UTCCalendar.iso8601(microseconds: $0) } ?? NSNull()
             item["last_candle_open_time"] =
                 s.lastCandleOpenTime.map { UTCCalendar.iso8601(microseconds: $0) } ?? NSNull()

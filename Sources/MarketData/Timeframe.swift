@@ -131,7 +131,7 @@ public struct Timeframe: Hashable, Sendable, Comparable, CustomStringConvertible
         return daysFromCivil(y, m, d) * day + within - zoneOffset
     }
 
-    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+    public static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
 
     static func civil(fromDays z0: Int64) -> (Int, Int, Int) {
         let z = z0 + 719_468

@@ -4,8 +4,9 @@
 /// fsync the directory, so a reader sees the old contents or the new ones, never a torn file.
 /// Blocking: call from a file-I/O queue, never from an event loop.
 public enum DurableFile {
-    /// Atomically replaces (or creates) `path` with `bytes`.
-    public static func write(_ bytes: [UInt8], to path: String) throws(SystemError) {
+    /// Atomically replaces (or creates) `path` with `bytes`. With `sync: false` the replacement is
+    /// atomic but not made durable (no fsync): for state that may safely go back after a crash.
+    public static func write(_ bytes: [UInt8], to path: String, sync: Bool = true) throws(SystemError) {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .current("open \(temporary)") }
@@ -20,20 +21,20 @@ public enum DurableFile {
             }
             offset += n
         }
-        guard fsync(fd) == 0 else {
+        guard !sync || fsync(fd) == 0 else {
             let error = SystemError.current("fsync \(temporary)")
             Linux.close(fd)
             throw error
         }
         Linux.close(fd)
         guard rename(temporary, path) == 0 else { throw .current("rename \(temporary)") }
-        syncDirectory(of: path)
+        if sync { syncDirectory(of: path) }
     }
 
-    /// Removes `path` and makes the removal durable.
-    public static func remove(_ path: String) throws(SystemError) {
+    /// Removes `path`; with `sync` (the default) the removal is made durable.
+    public static func remove(_ path: String, sync: Bool = true) throws(SystemError) {
         guard unlink(path) == 0 else { throw .current("unlink \(path)") }
-        syncDirectory(of: path)
+        if sync { syncDirectory(of: path) }
     }
 
     /// fsyncs the directory holding `path` (makes a rename or unlink durable). A failure leaves the

@@ -273,7 +273,13 @@ Task.detached {
         log.write("warning", "subscription refused", ["stream": "\(stream)", "error": reason])
     }
     log.write(
-        "notice", "collecting", ["streams": streams.map(\.description).joined(separator: ","), "version": version])
+        "notice", "collecting",
+        [
+            "streams": streams.map(\.description).joined(separator: ","), "version": version,
+            "spool.max_bytes": "\(settings.spoolMaxBytes)", "database.timeout_seconds": "\(settings.databaseTimeout)",
+            "shutdown.deadline_seconds": "\(settings.shutdownDeadline)",
+            "sinks": storage.sinks.map(\.name).joined(separator: ","),
+        ])
     if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
         engine: engine, subscriptions: subscriptions,

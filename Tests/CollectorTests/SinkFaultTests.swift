@@ -1,5 +1,6 @@
 import Collector
 import CollectorCore
+import Exchanges
 import Foundation
 import HTTP1Protocol
 import MarketData
@@ -8,6 +9,7 @@ import Runtime
 import Synchronization
 import TestSupport
 import Testing
+import WebSocketProtocol
 
 /// A sink standing in for a second store (a Parquet sink arrives later): keeps what it is given in
 /// memory and can be switched down, when every write fails as a lost connection would.
@@ -91,6 +93,47 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
         await harness.engine.shutdown()
         await harness.engine.storage.finish(timeout: .seconds(30))
         try await expectStoredMatchesSimulator(harness, "BTC-USDT")
+        await harness.stop()
+    }
+
+    @Test func aFullSpoolPausesTheSocketsWithoutRecyclingThemAndLosesNothing() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let double = SwitchableSink(isDown: true)
+        var options = StorageOptions()
+        options.extraSinks = [double]
+        options.spoolMaxBytes = 16 << 10  // about two batches: the spool fills within a second
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"], storage: options) {
+            config in
+            config.writerQueueBatches = 2
+            config.staleAfter = .milliseconds(600)
+            config.pingAfter = .milliseconds(200)
+            config.keepaliveCheckInterval = .milliseconds(25)
+        }
+        let stream = StreamID("okx/candles:1m/BTC-USDT")!
+        await harness.engine.subscribe([stream])
+        // Paused reads while the spool is full (a slow fsync alone may pause them briefly first).
+        try await harness.waitUntil("reads to pause behind the full spool") {
+            harness.engine.isReadingPaused && harness.engine.storage.readiness.reason?.contains("spool full") == true
+        }
+        let reconnects = harness.engine.status.status(stream)?.reconnects
+        // Paused for three stale timeouts: our own pause is not the exchange's silence.
+        try await Task.sleep(for: .milliseconds(1800))  // the span being tested, not a wait for a condition
+        #expect(harness.engine.status.status(stream)?.reconnects == reconnects)
+        #expect(harness.engine.isReadingPaused)
+        double.setDown(false)
+        try await harness.waitUntil("reads to resume") { !harness.engine.isReadingPaused }
+        try await harness.waitUntilContiguous("BTC-USDT", atLeast: 15)
+        await harness.engine.shutdown()
+        #expect(await harness.engine.storage.finish(timeout: .seconds(30)))
+        try await expectStoredMatchesSimulator(harness, "BTC-USDT")
+        // The second sink got everything PostgreSQL got, in order.
+        let doubled = double.batches.flatMap { $0 }.compactMap { event -> Int64? in
+            if case .candle(let c) = event, c.isConfirmed { return c.openTime }
+            return nil
+        }
+        let stored = try await harness.storedConfirmed("BTC-USDT").compactMap { Int64($0[0]) }.map { $0 * 1000 }
+        #expect(Set(doubled) == Set(stored))
         await harness.stop()
     }
 
@@ -239,5 +282,27 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
         #expect(
             RetentionPolicy.expired(names, table: "trades", cutoff: cutoff) == ["trades_2023_12", "trades_2024_01"])
         #expect(RetentionPolicy.expired(names, table: "trades", cutoff: cutoff - 1) == ["trades_2023_12"])
+    }
+}
+
+@Suite struct ExchangeLimitTests {
+    @Test func webSocketLimitsComeFromTheExchangeAdapter() {
+        let okx = OKXAdapter()
+        // OKX's largest real message is a ~100 KiB books snapshot: 1 MiB, not a 16 MiB default for all.
+        #expect(okx.limits.maxMessageBytes == 1 << 20)
+        let configuration = ExchangeWebSocket.configuration(for: okx, connectTimeout: .seconds(3))
+        #expect(configuration.connection.maxMessageBytes == okx.limits.maxMessageBytes)
+        #expect(configuration.connection.maxFrameBytes == okx.limits.maxMessageBytes)
+        #expect(configuration.connectTimeout == .seconds(3))
+    }
+
+    @Test func aStreamKeepsOnlyItsNewestGaps() {
+        var status = StreamStatus(stream: StreamID("okx/candles:1m/BTC-USDT")!)
+        let gaps = (0..<300).map { Gap(from: Int64($0), to: Int64($0), bars: 1, reason: "r") }
+        status.addGaps(Array(gaps[..<200]))
+        status.addGaps(Array(gaps[200...]))
+        #expect(status.gaps.count == StreamStatus.maxGaps)
+        #expect(status.gaps.first?.from == Int64(300 - StreamStatus.maxGaps) && status.gaps.last?.from == 299)
+        #expect(status.olderGaps == 300 - StreamStatus.maxGaps)
     }
 }

@@ -21,8 +21,16 @@ import Testing
         simConfig.updatesPerBar = 8
         let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
         let data = try TestEnvironment.makeTemporaryDirectory(prefix: "coordinator")
+        // Settings from the file are used, not accepted and replaced (the spool bound once was).
+        let config = data + "/collector.toml"
+        try "[storage]\nspool_max_bytes = 3145728\ndatabase_timeout = 7\n[collector]\nshutdown_deadline = 20\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
         let process = try ExternalProcess(
-            Self.binary, ["serve", "--standalone", "--http-port", "0", "--data-dir", data, "--timeframes", "1m,3m"],
+            Self.binary,
+            [
+                "serve", "--standalone", "--http-port", "0", "--data-dir", data, "--timeframes", "1m,3m", "--config",
+                config,
+            ],
             environment: [
                 "DATABASE_URL": database.conninfo, "MARKETS": simConfig.symbols.joined(separator: ","),
                 "OKX_WS_BUSINESS_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/business",
@@ -45,6 +53,11 @@ import Testing
                 .flatMap { $0 }.flatMap { Int($0) } ?? 0
         }
         #expect(rows >= 500, "collected only \(rows) rows")
+        let collecting = process.errorOutput.split(separator: "\n").first { $0.contains(#""msg":"collecting""#) }
+        let settings = try #require(
+            try collecting.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] })
+        #expect(settings["spool.max_bytes"] == "3145728" && settings["database.timeout_seconds"] == "7.0")
+        #expect(settings["shutdown.deadline_seconds"] == "20.0")
         process.send(signal: SIGTERM)
         let status = await process.waitForExit(timeout: .seconds(15))
         #expect(status == 0, "exit status \(String(describing: status)): \(process.errorOutput.suffix(2000))")
@@ -65,6 +78,18 @@ import Testing
             Self.binary, ["serve", "--standalone"], environment: ["BATCH_SIZE": "lots"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("BATCH_SIZE: expected an integer from 1 to 100000, got 'lots'"))
+        let deadline = try await ExternalProcess.run(
+            Self.binary, ["serve", "--standalone"], environment: ["SHUTDOWN_DEADLINE": "soon"])
+        #expect(deadline.status == 1 && deadline.stderr.contains("SHUTDOWN_DEADLINE"), "\(deadline.stderr)")
+        // A feed this version does not collect stops start-up by name instead of being dropped.
+        let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "bad-config")
+        try "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"candles\", \"trades\"]\n".write(
+            toFile: directory + "/c.toml", atomically: true, encoding: .utf8)
+        let feeds = try await ExternalProcess.run(
+            Self.binary, ["serve", "--standalone", "--config", directory + "/c.toml"],
+            environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
+        #expect(feeds.status == 1, "\(feeds.stderr)")
+        #expect(feeds.stderr.contains("feed not collected by this version") && feeds.stderr.contains("trades"))
         let usage = try await ExternalProcess.run(Self.binary, ["serve", "--bogus"])
         #expect(usage.status == 64)
         let version = try await ExternalProcess.run(Self.binary, ["--version"])
