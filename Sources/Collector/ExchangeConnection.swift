@@ -12,7 +12,10 @@ import WebSocketProtocol
 /// reconnects with capped, jittered backoff forever until stopped. A refused subscription is not
 /// retried. A run of malformed frames trips a circuit breaker that recycles the connection.
 final class ExchangeConnection: WebSocketHandler {
-    private unowned let core: EngineCore
+    // Strong: a connection must never outlive its engine's state (a test that fails before shutting
+    // the engine down would otherwise read a freed core from a timer). The cycle is broken when the
+    // engine stops or unsubscribes the connection's last stream (it is removed from `connections`).
+    private let core: EngineCore
     let adapter: any ExchangeAdapter
     let url: String
     private(set) var streams: Set<StreamID> = []
@@ -278,7 +281,10 @@ final class ExchangeConnection: WebSocketHandler {
 
     /// Back-pressure from the writer: stop or resume reading this socket.
     func pauseReading() { channel?.pauseReading() }
-    func resumeReading() { channel?.resumeReading() }
+    func resumeReading() {
+        lastReceived = core.loop.now().nanoseconds
+        channel?.resumeReading()
+    }
 
     // MARK: Keepalive
 
@@ -290,15 +296,11 @@ final class ExchangeConnection: WebSocketHandler {
 
     private func checkKeepalive() {
         guard let channel, channel.isOpen else { return }
-        if channel.isReadingPaused {
-            // We are not reading (back-pressure): silence says nothing about the exchange. Restart the
-            // silence clock so the connection is not recycled for our own pause.
-            lastReceived = core.loop.now().nanoseconds
-            scheduleKeepalive()
-            return
-        }
         let silence = Duration.nanoseconds(core.loop.now().nanoseconds - lastReceived)
-        if silence >= core.configuration.staleAfter {
+        // While we are not reading (back-pressure) the silence is ours, not the exchange's: never
+        // recycle for it (the silence clock restarts when reading resumes), but keep pinging so the
+        // exchange does not drop us.
+        if silence >= core.configuration.staleAfter && !channel.isReadingPaused {
             recycle(immediately: true, reason: "no data for \(silence): recycling the connection")
             return
         }
