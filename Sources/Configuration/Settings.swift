@@ -30,8 +30,6 @@ public struct Settings: Equatable, Sendable {
     /// Seconds a database call may take before it is abandoned (`[storage] database_timeout`,
     /// `DATABASE_TIMEOUT`; 1...600).
     public var databaseTimeout = 30.0
-    /// Seconds between stored order-book snapshots (`[storage] book_snapshot_interval`; 1...86400).
-    public var bookSnapshotInterval = 60.0
     /// Where batches are stored (`[storage] sinks`), in order; one of `Settings.sinkNames` each.
     public var sinks = ["postgres"]
     /// Days to keep each data type, keyed by feed (`candles`, `trades`, `book`, `ticker`); a feed
@@ -122,16 +120,13 @@ extension Settings {
             try reader.only(
                 t, "storage",
                 [
-                    "batch_size", "batch_timeout", "spool_max_bytes", "database_timeout", "book_snapshot_interval",
+                    "batch_size", "batch_timeout", "spool_max_bytes", "database_timeout",
                     "sinks", "retention",
                 ])
             if let v = try reader.int(t, "storage", "batch_size", 1...100_000) { batchSize = v }
             if let v = try reader.seconds(t, "storage", "batch_timeout", 0.001...60) { batchTimeout = v }
             if let v = try reader.int(t, "storage", "spool_max_bytes", (1 << 20)...(1 << 40)) { spoolMaxBytes = v }
             if let v = try reader.seconds(t, "storage", "database_timeout", 1...600) { databaseTimeout = v }
-            if let v = try reader.seconds(t, "storage", "book_snapshot_interval", 1...86400) {
-                bookSnapshotInterval = v
-            }
             if let names = try reader.strings(t, "storage", "sinks") {
                 let expected = "(expected \(Self.sinkNames.joined(separator: ", ")))"
                 guard !names.isEmpty else { throw reader.error(t, "sinks", "must name at least one sink \(expected)") }

@@ -224,14 +224,16 @@ Task.detached {
     }
     let versions = StreamVersions()
     let postgres = PostgresSink(executor: executor, versions: versions)
+    // `[storage] sinks` names only sinks this build has (checked by Settings): PostgreSQL today.
+    let sinks: [any Sink] = settings.sinks.compactMap { $0 == postgres.name ? postgres : nil }
     let storage: SinkDispatcher
     let deadLetters: DeadLetters
     do {
         deadLetters = try DeadLetters(
             directory: dataDir + "/dead-letters", logger: log.logger.with(["component": "dead-letters"]))
         storage = try SinkDispatcher(
-            spool: try Spool(directory: dataDir + "/spool", maxBytes: settings.spoolMaxBytes, sinks: [postgres.name]),
-            sinks: [postgres], deadLetters: deadLetters, watermarkPath: dataDir + "/watermarks.json",
+            spool: try Spool(directory: dataDir + "/spool", maxBytes: settings.spoolMaxBytes, sinks: sinks.map(\.name)),
+            sinks: sinks, deadLetters: deadLetters, watermarkPath: dataDir + "/watermarks.json",
             logger: log.logger.with(["component": "storage"]))
     } catch {
         startupError(log, "cannot open the data directory", ["data.dir": dataDir, "error": "\(error)"])
