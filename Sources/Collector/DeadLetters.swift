@@ -19,12 +19,15 @@ public final class DeadLetters: Sendable {
     private let written = Atomic<Int>(0)
     private let dropped = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
+    private let pendingBytes = Atomic<Int>(0)
     private let file: Mutex<OpenFile>
     private let logger: Logger
 
     enum Limits {
         /// Records queued for the writer at most (a flood of malformed frames must not grow memory).
         static let maxPending = 10_000
+        /// Bytes queued for the writer at most (records can be up to `maxRawBytes` each).
+        static let maxPendingBytes = 64 << 20
         /// Raw text kept per record: the largest WebSocket message we accept, with room.
         static let maxRawBytes = 2 << 20
     }
@@ -80,8 +83,18 @@ public final class DeadLetters: Sendable {
         let line =
             "{\"time\":\(JSONText.quoted(stamp)),\"exchange\":\"\(exchange)\",\"source\":\(JSONText.quoted(source)),\"reason\":\(JSONText.quoted(reason)),\"raw\":\(JSONText.quoted(kept))}\n"
         let day = String(stamp.prefix(10))
+        let size = line.utf8.count
+        guard pendingBytes.add(size, ordering: .relaxed).newValue <= Limits.maxPendingBytes else {
+            pendingBytes.subtract(size, ordering: .relaxed)
+            pending.subtract(1, ordering: .relaxed)
+            drop("too many dead-letter bytes waiting to be written")
+            return
+        }
         queue.async { [self] in
-            defer { pending.subtract(1, ordering: .relaxed) }
+            defer {
+                pending.subtract(1, ordering: .relaxed)
+                pendingBytes.subtract(size, ordering: .relaxed)
+            }
             let data = Data(line.utf8)
             let outcome = file.withLock { f -> String? in
                 guard f.bytes + data.count <= maxBytes else { return "dead-letter directory full (\(maxBytes) bytes)" }
@@ -128,8 +141,12 @@ public final class DeadLetters: Sendable {
     public func flush() {
         queue.sync {
             file.withLock { f in
-                // try?: a failed fsync of the dead-letter file is reported by the next write's error.
-                try? f.handle?.synchronize()
+                do {
+                    try f.handle?.synchronize()
+                } catch {
+                    f.lastError = "\(error)"
+                    logger.error("cannot fsync the dead-letter file", ["error": "\(error)"])
+                }
             }
         }
     }

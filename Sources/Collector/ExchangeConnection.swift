@@ -29,6 +29,7 @@ final class ExchangeConnection: WebSocketHandler {
     private var subscribeBudget: TokenBucket
     private var lastReceived: Int64 = 0
     private var pingSent = false
+    private var lastPingAt: Int64 = 0
     private var keepaliveTimer: TimerHandle?
     private var reconnectTimer: TimerHandle?
     private var subscribeTimer: TimerHandle?
@@ -306,8 +307,14 @@ final class ExchangeConnection: WebSocketHandler {
         }
         if case .textPing(let text, _, let idle) = adapter.keepalive {
             let pingAfter = min(idle, core.configuration.pingAfter ?? idle)
-            if silence >= pingAfter && !pingSent {
+            let now = core.loop.now().nanoseconds
+            // Paused, we cannot read the answer: ping again every `pingAfter` so the exchange keeps
+            // seeing a live client.
+            let repeatWhilePaused =
+                channel.isReadingPaused && Duration.nanoseconds(now - lastPingAt) >= pingAfter
+            if silence >= pingAfter && (!pingSent || repeatWhilePaused) {
                 pingSent = true
+                lastPingAt = now
                 channel.send(text: text)
             }
         }

@@ -70,6 +70,8 @@ public final class SinkDispatcher: Sendable {
         /// Appenders waiting for spool space.
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var drainWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        /// Drain waits whose timeout fired before they were registered.
+        var expiredWaits: Set<Int> = []
         var nextWaiter = 0
         var isSpoolFull = false
         /// Bumped whenever a sink stores a batch (space may have been freed).
@@ -130,7 +132,9 @@ public final class SinkDispatcher: Sendable {
                 let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     s.isSpoolFull = false
                     s.spoolError = nil
-                    if s.cachedEvents + events.count <= Limits.maxCachedEvents {
+                    // A sink may already have stored it (read from disk before this insert): then it is not cached.
+                    let pending = spool.sinkNames.contains { spool.next(for: $0).map { $0 <= sequence } ?? false }
+                    if pending && s.cachedEvents + events.count <= Limits.maxCachedEvents {
                         s.cache[sequence] = events
                         s.cachedEvents += events.count
                     }
@@ -145,7 +149,7 @@ public final class SinkDispatcher: Sendable {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let full = state.withLock { s -> Bool in
                         // A sink may have freed space between the refusal and now: then look again at once.
-                        guard s.progress == progress, !s.isFinishing else { return false }
+                        guard s.progress == progress else { return false }
                         if !s.isSpoolFull {
                             logger.info("spool full: holding batches", ["spool.bytes": "\(spool.byteCount)"])
                         }
@@ -188,7 +192,7 @@ public final class SinkDispatcher: Sendable {
                 }
                 switch read {
                 case .success(let e): events = e
-                case .failure(let error):
+                case .failure(let error) where error is Spool.UnreadableBatch:
                     counters.unreadableBatches.add(1, ordering: .relaxed)
                     logger.error(
                         "spool batch unreadable: moved aside", ["spool.batch": "\(sequence)", "error": "\(error)"])
@@ -199,7 +203,15 @@ public final class SinkDispatcher: Sendable {
                         markDown(name, "spool batch \(sequence) unreadable and cannot be moved aside: \(moveError)")
                         // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
                         try? await Task.sleep(for: backoff.nextDelay(using: &rng))
+                    } else {
+                        batchStored(sequence, events: [], by: name)  // frees space, wakes waiters
                     }
+                    continue
+                case .failure(let error):
+                    // The file is there but could not be read now (EMFILE, EIO…): keep it, retry.
+                    markDown(name, "cannot read spool batch \(sequence): \(error)", transient: true)
+                    // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
+                    try? await Task.sleep(for: backoff.nextDelay(using: &rng))
                     continue
                 }
             }
@@ -396,18 +408,26 @@ public final class SinkDispatcher: Sendable {
         let timer = Task {
             // try?: cancelled when the spool drains first; then there is nothing to time out.
             try? await Task.sleep(for: timeout)
-            let waiter = state.withLock { $0.drainWaiters.removeValue(forKey: id) }
+            let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+                guard let waiter = s.drainWaiters.removeValue(forKey: id) else {
+                    s.expiredWaits.insert(id)  // not registered yet: it returns false on registering
+                    return nil
+                }
+                return waiter
+            }
             waiter?.resume(returning: false)
         }
         let drained = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let done = state.withLock { s -> Bool in
+            let done = state.withLock { s -> Bool? in
                 if spool.isEmpty { return true }
+                if s.expiredWaits.remove(id) != nil { return false }
                 s.drainWaiters[id] = continuation
-                return false
+                return nil
             }
-            if done { continuation.resume(returning: true) }
+            if let done { continuation.resume(returning: done) }
         }
         timer.cancel()
+        state.withLock { _ = $0.expiredWaits.remove(id) }
         return drained
     }
 

@@ -12,7 +12,9 @@ import Synchronization
 ///
 /// Survives restarts: batch files and cursors are found at start-up; a sink with no cursor file
 /// (a new sink, or a spool left by the candle-only version) starts at the oldest batch.
-/// Blocking file I/O runs on the caller's thread: call from a file-I/O queue, never the event loop.
+/// Blocking file I/O runs on the caller's thread: call from one serial file-I/O queue (the
+/// dispatcher's), never the event loop; appends and advances must not run concurrently, so that
+/// sequences land on disk in order.
 public final class Spool: Sendable {
     public let directory: String
     public let maxBytes: Int
@@ -66,7 +68,9 @@ public final class Spool: Sendable {
         let oldest = state.files.first?.sequence ?? state.nextSequence
         for sink in sinks {
             let path = "\(directory)/cursors/\(sink)"
-            if let text = try? String(contentsOfFile: path, encoding: .utf8),  // absent: start at the oldest
+            // try?: an absent or unreadable cursor starts at the oldest batch: batches are written again
+            // (idempotent), never skipped.
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),
                 let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
             {
                 state.cursors[sink] = value
@@ -144,8 +148,10 @@ public final class Spool: Sendable {
     /// idempotent; collection is at-least-once). Sequences stay ordered relative to every cursor
     /// because new ones start above the highest cursor and file found. Only `append` must be durable.
     public func advance(_ sink: String, to sequence: UInt64) throws {
-        try DurableFile.write(Array("\(sequence)\n".utf8), to: "\(directory)/cursors/\(sink)", sync: false)
+        // In memory first: a cursor file that cannot be written must not make the sink store the same
+        // batch again and again (after a restart it is written again once: idempotent).
         state.withLock { s in s.cursors[sink] = max(s.cursors[sink] ?? 0, sequence) }
+        try DurableFile.write(Array("\(sequence)\n".utf8), to: "\(directory)/cursors/\(sink)", sync: false)
         try collect()
     }
 

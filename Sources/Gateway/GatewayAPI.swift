@@ -347,7 +347,10 @@ public final class GatewayAPI: Sendable {
             events = try await reader.events(DataQuery(stream: stream, start: start, end: end, limit: limit))
         } catch {
             switch error.kind {
-            case .invalid: throw Failure(status: 422, message: error.message, field: "start")
+            case .invalid:
+                // The reader refuses only the window's times; name the one that is out of range.
+                let field = DataQuery.validTimes.contains(start) ? "end" : "start"
+                throw Failure(status: 422, message: error.message, field: field)
             case .unavailable:
                 // libpq's text can name the host, port and user: log it, answer without it.
                 logger.info("data query failed", ["stream": "\(stream)", "error": error.message])

@@ -1,5 +1,5 @@
-/// One price level as the exchange sent it: price and size, plus any further fields it adds
-/// (OKX sends `[price, size, "0", orders]`), all kept as text.
+/// One price level: price and size as the exchange wrote them. Further fields an exchange adds
+/// (OKX's `[price, size, "0", orders]`) are not kept: the book is rebuilt from price and size.
 public struct BookLevel: Hashable, Sendable {
     public var price: DecimalText
     public var size: DecimalText

@@ -278,7 +278,7 @@ Task.detached {
         "notice", "collecting",
         [
             "streams": streams.map(\.description).joined(separator: ","), "version": version,
-            "spool.max_bytes": "\(settings.spoolMaxBytes)", "database.timeout_seconds": "\(settings.databaseTimeout)",
+            "spool.max_bytes": "\(storage.spool.maxBytes)", "database.timeout_seconds": "\(settings.databaseTimeout)",
             "shutdown.deadline_seconds": "\(settings.shutdownDeadline)",
             "sinks": storage.sinks.map(\.name).joined(separator: ","),
         ])
