@@ -40,64 +40,46 @@ final class ParsingHandler: CountingHandler {
     }
 }
 
-/// PostgreSQL candle upserts through `PostgresSink` (COPY into staging + one upsert per batch).
+/// PostgreSQL candle writes through `PostgresSink`: new keys (COPY straight into `candles`), or
+/// with `--existing` the keys the table already holds, written again unchanged (the upsert path), or
+/// with `--revise` the same keys with a later collector time (every row really updated).
 enum UpsertBench {
     static func run(_ options: BenchOptions) {
         guard let conninfo = options.string("conninfo") else { fail("--conninfo required") }
         let rows = options.int("rows", default: 1_000_000)
         let batch = options.int("batch", default: 10_000)
         let copyFile = options.string("write-copy-file")
-        // --existing: keep the table, so every key already exists (the update path).
-        let existing = options.string("existing") != nil
-        let candles = makeCandles(rows)
+        // --existing / --revise: keep the table, so every key already exists (the update path).
+        let revise = options.string("revise") != nil
+        let existing = revise || options.string("existing") != nil
+        let candles = makeCandles(rows, revision: revise ? 1 : 0)
+        let first = candles.map(\.openTime).min() ?? 0
+        let last = candles.map(\.openTime).max() ?? 0
+        let executor = PGExecutor(conninfo: conninfo)
         if let copyFile {
-            // The same rows in COPY text format, for the `psql \copy` baseline.
-            guard FileManager.default.createFile(atPath: copyFile, contents: Data(PostgresSink.candleCopyText(candles)))
-            else {
-                fail("cannot write \(copyFile)")
-            }
+            // The same rows in COPY text format, for the `psql \copy` baseline (partitions made too).
+            PGBench.writeFile(PostgresSink.candleCopyText(candles), to: copyFile)
+            PGBench.blocking { try await PGBench.prepare(executor, table: "candles", first: first, last: last) }
             print("RESULT mode=copy-file rows=\(rows) path=\(copyFile)")
             exit(0)
         }
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultBox()
-        Task.detached {
-            let executor = PGExecutor(conninfo: conninfo)
-            do {
-                guard
-                    let directory = SchemaMigrator.locateSQLDirectory(environment: ProcessInfo.processInfo.environment)
-                else { fail("sql/init not found") }
-                try await SchemaMigrator.migrate(try SchemaMigrator.migrations(in: directory), executor: executor)
-                if !existing { try await executor.run { c throws(PGError) in _ = try c.execute("TRUNCATE candles") } }
-                let store = PostgresSink(executor: executor)
-                let start = DispatchTime.now().uptimeNanoseconds
-                var index = 0
-                while index < candles.count {
-                    let end = min(index + batch, candles.count)
-                    try await store.write(candles[index..<end].map(MarketEvent.candle))
-                    index = end
-                }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                let count = try await executor.run { c throws(PGError) in
-                    try c.execute("SELECT count(*) FROM candles").scalar
-                }
-                box.set(seconds: seconds, count: Int(count ?? "0") ?? 0, error: nil)
-            } catch {
-                box.set(seconds: 0, count: 0, error: "\(error)")
-            }
-            done.signal()
+        let events = candles.map(MarketEvent.candle)
+        let (seconds, count) = PGBench.blocking {
+            try await PGBench.prepare(executor, table: "candles", first: first, last: last)
+            if !existing { try await PGBench.truncate(executor, table: "candles") }
+            let seconds = try await PGBench.timedWrites(events, batch: batch, executor: executor)
+            return (seconds, try await PGBench.count(executor, table: "candles"))
         }
-        done.wait()
-        let (seconds, count, error) = box.get()
-        if let error { fail(error) }
+        let mode = revise ? "pg-upsert-revise" : existing ? "pg-upsert-existing" : "pg-upsert"
         print(
-            "RESULT mode=pg-upsert\(existing ? "-existing" : "") rows=\(count) batch=\(batch) seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
+            "RESULT mode=\(mode) rows=\(count) batch=\(batch) seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
         )
         exit(0)
     }
 
-    /// `rows` distinct keys: 100 symbols × consecutive minutes, realistic decimal text.
-    static func makeCandles(_ rows: Int) -> [Candle] {
+    /// `rows` distinct keys: 100 symbols × consecutive minutes, realistic decimal text. A later
+    /// `revision` has the same keys and prices with a later collector time.
+    static func makeCandles(_ rows: Int, revision: Int64 = 0) -> [Candle] {
         let base = UTCCalendar.microseconds(year: 2025, month: 3, day: 1)
         let tf = Timeframe("1m")!
         return (0..<rows).map { i in
@@ -110,7 +92,8 @@ enum UpsertBench {
                 low: DecimalText("\(price - 3).25")!,
                 close: DecimalText("\(price + 1).01")!, volume: DecimalText("\(i % 1000).123456")!,
                 quoteVolume: DecimalText("\(i % 1000 * price).5")!, isConfirmed: true,
-                timestampExchange: base + minute * 60_000_000, timestampCollector: base + minute * 60_000_000 + 1_000)
+                timestampExchange: base + minute * 60_000_000,
+                timestampCollector: base + minute * 60_000_000 + 1_000 + revision * 1_000_000)
         }
     }
 }
