@@ -172,11 +172,12 @@ extension PostgresSink {
     /// through a staging table and one `INSERT … ON CONFLICT DO UPDATE` that never lets an
     /// unconfirmed candle overwrite a confirmed one, and leaves alone a row that would not change.
     ///
-    /// Round trips: SAVEPOINT and the COPY for new keys (the savepoint is left to the COMMIT, which
-    /// releases it); the probe, at most one CREATE … IF NOT EXISTS, the staging COPY and the INSERT
-    /// for rewrites. The staging table is `ON COMMIT DELETE ROWS`: the commit empties it, and the
-    /// rows of a rolled-back batch never become visible, so no TRUNCATE (which would also give the
-    /// table a new file every batch).
+    /// Rows go grouped by stream (`groupedByStream`) and in the binary COPY format where it stores
+    /// the same values (`copyCandles`). Round trips: SAVEPOINT and the COPY for new keys (the
+    /// savepoint is left to the COMMIT, which releases it); the probe, at most one
+    /// CREATE … IF NOT EXISTS, the staging COPY and the INSERT for rewrites. The staging table is
+    /// `ON COMMIT DELETE ROWS`: the commit empties it, and the rows of a rolled-back batch never
+    /// become visible, so no TRUNCATE (which would also give the table a new file every batch).
     static func writeCandles(_ candles: [Candle], cache: WriteCache, on connection: PGConnection) throws(PGError) {
         guard !candles.isEmpty else { return }
         let candles = groupedByStream(candles)
