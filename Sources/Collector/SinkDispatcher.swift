@@ -31,12 +31,18 @@ public final class SinkDispatcher: Sendable {
     private let watermarkFile: WatermarkFile?
     /// A write in flight longer than this marks its sink down (before its own timeout fires).
     public let stallAfter: Duration
+    /// The most events one `sink.write` carries when a backlog lets several spool batches be joined
+    /// (a single batch larger than this is written alone, whole).
+    public let maxEventsPerWrite: Int
     public let counters = Counters()
 
     enum Limits {
         /// Events kept in memory after `append`, so healthy sinks read fresh batches without touching
         /// the disk (about 200 bytes each: ~50 MB). Older batches are read back from the spool files.
         static let maxCachedEvents = 250_000
+        /// Spool batches joined into one write at most (with `maxEventsPerWrite`, the bound of a
+        /// coalesced write).
+        static let maxBatchesPerWrite = 64
     }
 
     /// Totals for metrics and tests.
@@ -87,7 +93,7 @@ public final class SinkDispatcher: Sendable {
     /// are kept across restarts.
     public init(
         spool: Spool, sinks: [any Sink], deadLetters: DeadLetters, watermarkPath: String? = nil,
-        stallAfter: Duration = .seconds(5), logger: Logger = .disabled
+        stallAfter: Duration = .seconds(5), maxEventsPerWrite: Int = 10_000, logger: Logger = .disabled
     ) throws {
         precondition(Set(sinks.map(\.name)) == Set(spool.sinkNames), "the spool's cursors must match the sinks")
         self.spool = spool
@@ -95,6 +101,7 @@ public final class SinkDispatcher: Sendable {
         self.deadLetters = deadLetters
         self.logger = logger
         self.stallAfter = stallAfter
+        self.maxEventsPerWrite = maxEventsPerWrite
         self.watermarkFile = watermarkPath.map(WatermarkFile.init)
         let marks = try watermarkFile?.load() ?? [:]
         state.withLock { s in
@@ -177,47 +184,30 @@ public final class SinkDispatcher: Sendable {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         var rng = SeededRNG(seed: DispatchTime.now().uptimeNanoseconds ^ UInt64(truncatingIfNeeded: name.hashValue))
         while !Task.isCancelled {
-            guard let sequence = spool.next(for: name) else {
+            let sequences = spool.pending(for: name, limit: Limits.maxBatchesPerWrite)
+            guard let first = sequences.first else {
                 let finished = await waitForWork(name)
                 if finished { return }
                 continue
             }
-            let cached = state.withLock { $0.cache[sequence] }
-            let events: [MarketEvent]
-            if let cached {
-                events = cached
-            } else {
-                let read: Result<[MarketEvent], any Error> = await onIO { [spool] in
-                    Result { try spool.read(sequence) }
-                }
-                switch read {
-                case .success(let e): events = e
-                case .failure(let error) where error is Spool.UnreadableBatch:
-                    counters.unreadableBatches.add(1, ordering: .relaxed)
-                    logger.error(
-                        "spool batch unreadable: moved aside", ["spool.batch": "\(sequence)", "error": "\(error)"])
-                    let moved: Result<Void, any Error> = await onIO { [spool] in
-                        Result { try spool.quarantine(sequence) }
-                    }
-                    if case .failure(let moveError) = moved {
-                        markDown(name, "spool batch \(sequence) unreadable and cannot be moved aside: \(moveError)")
-                        // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
-                        try? await Task.sleep(for: backoff.nextDelay(using: &rng))
-                    } else {
-                        batchStored(sequence, events: [], by: name)  // frees space, wakes waiters
-                    }
-                    continue
-                case .failure(let error):
-                    // The file is there but could not be read now (EMFILE, EIO…): keep it, retry.
-                    markDown(name, "cannot read spool batch \(sequence): \(error)", transient: true)
-                    // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
-                    try? await Task.sleep(for: backoff.nextDelay(using: &rng))
-                    continue
-                }
+            guard let firstEvents = await load(first, for: name, backoff: &backoff, rng: &rng) else { continue }
+            // A backlog (the sink was down or slower than the exchanges) is written several batches per
+            // write, up to `maxEventsPerWrite`: one transaction's fixed cost is shared, so a sink
+            // catches up faster than the collector fills the spool.
+            var loaded = [(sequence: first, events: firstEvents)]
+            var total = firstEvents.count
+            for sequence in sequences.dropFirst() {
+                guard let events = await loadIfReadable(sequence), total + events.count <= maxEventsPerWrite
+                else { break }
+                loaded.append((sequence, events))
+                total += events.count
             }
+            let events = loaded.count == 1 ? firstEvents : loaded.flatMap(\.events)
             guard await store(events, in: sink, backoff: &backoff, rng: &rng) else { return }  // cancelled
+            // Force-unwrap: `loaded` starts with the first batch.
+            let last = loaded.last!.sequence
             let advanced: Result<Void, any Error> = await onIO { [spool] in
-                Result { try spool.advance(name, to: sequence) }
+                Result { try spool.advance(name, to: last) }
             }
             if case .failure(let error) = advanced {
                 // The batch is stored but its cursor is not durable: it will be written again after a
@@ -225,8 +215,50 @@ public final class SinkDispatcher: Sendable {
                 counters.spoolWriteErrors.add(1, ordering: .relaxed)
                 logger.error("cannot record the sink's spool cursor", ["sink": name, "error": "\(error)"])
             }
-            batchStored(sequence, events: events, by: name)
+            for batch in loaded { batchStored(batch.sequence, events: batch.events, by: name) }
         }
+    }
+
+    /// The events of batch `sequence` for `name`'s delivery: from memory, else from the spool file. An
+    /// unreadable file is moved aside (nil: go on with the next batch); one that cannot be read now is
+    /// reported and retried after backoff (nil).
+    private func load(
+        _ sequence: UInt64, for name: String, backoff: inout Backoff, rng: inout SeededRNG
+    ) async -> [MarketEvent]? {
+        if let cached = state.withLock({ $0.cache[sequence] }) { return cached }
+        let read: Result<[MarketEvent], any Error> = await onIO { [spool] in Result { try spool.read(sequence) } }
+        switch read {
+        case .success(let events):
+            return events
+        case .failure(let error) where error is Spool.UnreadableBatch:
+            counters.unreadableBatches.add(1, ordering: .relaxed)
+            logger.error("spool batch unreadable: moved aside", ["spool.batch": "\(sequence)", "error": "\(error)"])
+            let moved: Result<Void, any Error> = await onIO { [spool] in Result { try spool.quarantine(sequence) } }
+            if case .failure(let moveError) = moved {
+                markDown(name, "spool batch \(sequence) unreadable and cannot be moved aside: \(moveError)")
+                // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
+                try? await Task.sleep(for: backoff.nextDelay(using: &rng))
+            } else {
+                batchStored(sequence, events: [], by: name)  // frees space, wakes waiters
+            }
+            return nil
+        case .failure(let error):
+            // The file is there but could not be read now (EMFILE, EIO…): keep it, retry.
+            markDown(name, "cannot read spool batch \(sequence): \(error)", transient: true)
+            // try?: cancellation (shutdown) ends the wait early; the loop condition then stops.
+            try? await Task.sleep(for: backoff.nextDelay(using: &rng))
+            return nil
+        }
+    }
+
+    /// A batch joining a coalesced write: from memory or its file. Any failure only ends the
+    /// coalescing (nil); the batch then comes first in the next round, where `load` reports and
+    /// handles it.
+    private func loadIfReadable(_ sequence: UInt64) async -> [MarketEvent]? {
+        if let cached = state.withLock({ $0.cache[sequence] }) { return cached }
+        let read: Result<[MarketEvent], any Error> = await onIO { [spool] in Result { try spool.read(sequence) } }
+        guard case .success(let events) = read else { return nil }
+        return events
     }
 
     /// Writes one batch to one sink until it is stored (transient errors retried, permanent ones

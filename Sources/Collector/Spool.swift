@@ -130,6 +130,19 @@ public final class Spool: Sendable {
         }
     }
 
+    /// Up to `limit` batches `sink` has not stored yet, oldest first.
+    public func pending(for sink: String, limit: Int) -> [UInt64] {
+        state.withLock { s in
+            let cursor = s.cursors[sink] ?? 0
+            var out: [UInt64] = []
+            for file in s.files where file.sequence > cursor {
+                out.append(file.sequence)
+                if out.count >= limit { break }
+            }
+            return out
+        }
+    }
+
     /// Reads one batch back.
     public func read(_ sequence: UInt64) throws -> [MarketEvent] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path(sequence)))

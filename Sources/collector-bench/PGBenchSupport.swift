@@ -90,6 +90,40 @@ enum PGBench {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
+    /// The backlog a sink meets after an outage: `events` appended to a fresh spool in `batch`-event
+    /// batches (fsynced, untimed), then timed while a `SinkDispatcher` with one `PostgresSink` drains
+    /// it from disk, joining batches up to its `maxEventsPerWrite` per transaction. Returns the seconds.
+    static func timedBacklogDrain(
+        _ events: [MarketEvent], batch: Int, maxEventsPerWrite: Int, executor: PGExecutor
+    ) async throws -> Double {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "collector-bench-spool-\(ProcessInfo.processInfo.processIdentifier)-\(DispatchTime.now().uptimeNanoseconds)"
+        ).path
+        defer {
+            do {
+                try FileManager.default.removeItem(atPath: directory)
+            } catch {
+                FileHandle.standardError.write(Data("NOTE cannot remove \(directory): \(error)\n".utf8))
+            }
+        }
+        let spool = try Spool(directory: directory + "/spool", maxBytes: Int.max, sinks: ["postgres"])
+        for start in stride(from: 0, to: events.count, by: batch) {
+            try spool.append(Array(events[start..<min(start + batch, events.count)]))
+        }
+        let dispatcher = try SinkDispatcher(
+            spool: spool, sinks: [PostgresSink(executor: executor)],
+            deadLetters: try DeadLetters(directory: directory + "/dead"), maxEventsPerWrite: maxEventsPerWrite)
+        let start = DispatchTime.now().uptimeNanoseconds
+        dispatcher.start()
+        guard await dispatcher.waitUntilDrained(timeout: .seconds(3600)) else { fail("the spool did not drain") }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        guard await dispatcher.finish(timeout: .seconds(10)) else { fail("the dispatcher did not finish") }
+        if let problem = dispatcher.sinkStates.first(where: { $0.deadLettered > 0 || $0.permanentErrors > 0 }) {
+            fail("the sink refused events: \(problem)")
+        }
+        return seconds
+    }
+
     /// Writes `bytes` to `path`, or exits.
     static func writeFile(_ bytes: [UInt8], to path: String) {
         guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { fail("cannot write \(path)") }

@@ -12,6 +12,9 @@ enum TradesBench {
         guard let conninfo = options.string("conninfo") else { fail("--conninfo required") }
         let rows = options.int("rows", default: 1_000_000)
         let batch = options.int("batch", default: 10_000)
+        // --backlog: the batches wait in a spool and the dispatcher drains it (--per-write events per write).
+        let backlog = options.string("backlog") != nil
+        let perWrite = options.int("per-write", default: 10_000)
         guard rows > 0, batch > 0 else { fail("--rows and --batch must be positive") }
         let trades = makeTrades(rows)
         let first = trades.map(\.timestampExchange).min() ?? 0
@@ -27,12 +30,16 @@ enum TradesBench {
         let (seconds, count) = PGBench.blocking {
             try await PGBench.prepare(executor, table: "trades", first: first, last: last)
             try await PGBench.truncate(executor, table: "trades")
-            let seconds = try await PGBench.timedWrites(events, batch: batch, executor: executor)
+            let seconds =
+                backlog
+                ? try await PGBench.timedBacklogDrain(
+                    events, batch: batch, maxEventsPerWrite: perWrite, executor: executor)
+                : try await PGBench.timedWrites(events, batch: batch, executor: executor)
             return (seconds, try await PGBench.count(executor, table: "trades"))
         }
         guard count == rows else { fail("stored \(count) trades, expected \(rows)") }
         print(
-            "RESULT mode=pg-trades rows=\(count) batch=\(batch) seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
+            "RESULT mode=pg-trades\(backlog ? "-backlog" : "") rows=\(count) batch=\(batch)\(backlog ? " per_write=\(perWrite)" : "") seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
         )
         exit(0)
     }

@@ -48,6 +48,9 @@ enum UpsertBench {
         guard let conninfo = options.string("conninfo") else { fail("--conninfo required") }
         let rows = options.int("rows", default: 1_000_000)
         let batch = options.int("batch", default: 10_000)
+        // --backlog: the batches wait in a spool and the dispatcher drains it (--per-write events per write).
+        let backlog = options.string("backlog") != nil
+        let perWrite = options.int("per-write", default: 10_000)
         let copyFile = options.string("write-copy-file")
         // --existing / --revise: keep the table, so every key already exists (the update path).
         let revise = options.string("revise") != nil
@@ -67,12 +70,18 @@ enum UpsertBench {
         let (seconds, count) = PGBench.blocking {
             try await PGBench.prepare(executor, table: "candles", first: first, last: last)
             if !existing { try await PGBench.truncate(executor, table: "candles") }
-            let seconds = try await PGBench.timedWrites(events, batch: batch, executor: executor)
+            let seconds =
+                backlog
+                ? try await PGBench.timedBacklogDrain(
+                    events, batch: batch, maxEventsPerWrite: perWrite, executor: executor)
+                : try await PGBench.timedWrites(events, batch: batch, executor: executor)
             return (seconds, try await PGBench.count(executor, table: "candles"))
         }
-        let mode = revise ? "pg-upsert-revise" : existing ? "pg-upsert-existing" : "pg-upsert"
+        let mode =
+            (revise ? "pg-upsert-revise" : existing ? "pg-upsert-existing" : "pg-upsert")
+            + (backlog ? "-backlog" : "")
         print(
-            "RESULT mode=\(mode) rows=\(count) batch=\(batch) seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
+            "RESULT mode=\(mode) rows=\(count) batch=\(batch)\(backlog ? " per_write=\(perWrite)" : "") seconds=\(String(format: "%.3f", seconds)) rows_per_sec=\(Int(Double(count) / seconds))"
         )
         exit(0)
     }
