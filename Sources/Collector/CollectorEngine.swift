@@ -25,11 +25,25 @@ public struct CollectorConfiguration: Sendable {
     public var keepaliveCheckInterval: Duration = .seconds(1)
     /// Malformed frames in a row that trip the circuit breaker.
     public var parseErrorLimit = 10
+    /// A refused subscription (or a connection failing for good) is tried again at most this often.
+    public var refusedRetryInterval: Duration = .seconds(300)
     /// Trust for `wss` exchange endpoints and `https` REST (nil: the system store).
     public var webSocketTLS: TLSContext?
     public var restTLS: TLSContext?
 
     public init() {}
+
+    /// The per-connection session's settings.
+    var session: SessionConfiguration {
+        var c = SessionConfiguration()
+        c.pingAfter = pingAfter
+        c.staleAfter = staleAfter
+        c.keepaliveCheckInterval = keepaliveCheckInterval
+        c.parseErrorLimit = parseErrorLimit
+        c.reconnectBackoff = reconnectBackoff
+        c.refusedRetryInterval = refusedRetryInterval
+        return c
+    }
 }
 
 /// The collector's data plane: exchange connections → parse → batches → spool → sinks, with backfill.
@@ -123,6 +137,18 @@ public final class CollectorEngine: Sendable {
         }
     }
 
+    /// Drops `stream`'s events outside `window` (nil: keep all): the cluster's make-before-break
+    /// cutover. Applies to a stream this engine collects; set it right after `subscribe`.
+    public func setWindow(_ window: EventWindow?, for stream: StreamID) async {
+        let core = self.core
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            core.loop.execute {
+                core.value.setWindow(window, for: stream)
+                continuation.resume()
+            }
+        }
+    }
+
     /// Stops collecting `streams`.
     public func unsubscribe(_ streams: [StreamID]) async {
         let core = self.core
@@ -160,7 +186,9 @@ final class PauseFlag: Sendable {
     let value = Atomic<Bool>(false)
 }
 
-/// The engine's loop-confined state.
+/// The engine's loop-confined state: it routes streams to connections (each one a session machine
+/// and its driver), routes events into batches, owns batching and back-pressure, and runs the REST
+/// fetches sessions ask for. Every per-connection rule lives in `ExchangeSession`.
 final class EngineCore {
     let configuration: CollectorConfiguration
     let loop: EventLoop
@@ -170,7 +198,7 @@ final class EngineCore {
     private let okx: OKXAdapter
     private let backfiller: RESTBackfiller?
     private(set) var streams: Set<StreamID> = []
-    private var connections: [ExchangeConnection] = []
+    private var connections: [any EngineConnection] = []
     private var connectionBudgets: [ExchangeName: TokenBucket] = [:]
     private var batch: [MarketEvent] = []
     private var batchTimer: TimerHandle?
@@ -179,18 +207,9 @@ final class EngineCore {
         didSet { pausedFlag.value.store(isReadingPaused, ordering: .relaxed) }
     }
     private let pausedFlag: PauseFlag
-    private var tracking: [StreamID: Tracking] = [:]
     private var seed: UInt64
     let metrics: CollectorMetrics?
     let logger: Logger
-
-    /// Per-stream continuity state for gap detection.
-    struct Tracking {
-        /// Newest confirmed open time seen or stored; nil until known.
-        var lastConfirmed: Int64?
-        /// A backfill is running up to this open time (exclusive).
-        var backfillingUntil: Int64?
-    }
 
     init(
         configuration: CollectorConfiguration, loop: EventLoop, status: StatusRegistry, deadLetters: DeadLetters,
@@ -235,10 +254,9 @@ final class EngineCore {
             }
             streams.insert(stream)
             status.update(stream) { $0.state = .pending }
-            tracking[stream] = Tracking()
             byURL[adapter.webSocketURL(for: stream.feed), default: []].append(stream)
         }
-        for (url, group) in byURL {
+        for (url, group) in byURL.sorted(by: { $0.key < $1.key }) {
             var rest = group.sorted()
             while !rest.isEmpty {
                 let connection = connectionWithRoom(url: url, exchange: rest[0].exchange)
@@ -250,13 +268,18 @@ final class EngineCore {
         return refused
     }
 
-    private func connectionWithRoom(url: String, exchange: ExchangeName) -> ExchangeConnection {
+    private func connectionWithRoom(url: String, exchange: ExchangeName) -> any EngineConnection {
         if let existing = connections.first(where: { $0.url == url && $0.capacityLeft > 0 }) { return existing }
         seed &+= 0x9E37_79B9_7F4A_7C15
-        // Force-unwrap: `subscribe` only groups streams whose adapter exists.
-        let connection = ExchangeConnection(core: self, adapter: adapter(for: exchange)!, url: url, seed: seed)
+        // `subscribe` only groups streams whose adapter exists (OKX today).
+        let connection = ConnectionDriver(
+            core: self, adapter: okx, url: url, configuration: configuration.session, seed: seed)
         connections.append(connection)
         return connection
+    }
+
+    private func connection(carrying stream: StreamID) -> (any EngineConnection)? {
+        connections.first { $0.carries(stream) }
     }
 
     func unsubscribe(_ list: [StreamID]) {
@@ -265,9 +288,18 @@ final class EngineCore {
         connections.removeAll { $0.isEmpty }
         for stream in present {
             streams.remove(stream)
-            tracking[stream] = nil
             status.remove(stream)
         }
+    }
+
+    /// Seeds continuity from storage (the newest stored confirmed bar of a stream).
+    func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64) {
+        connection(carrying: stream)?.seedLastConfirmed(stream, openTime)
+    }
+
+    /// Sets a stream's event-time window (the cluster's cutover).
+    func setWindow(_ window: EventWindow?, for stream: StreamID) {
+        connection(carrying: stream)?.setWindow(window, for: stream)
     }
 
     func stopAll() {
@@ -275,17 +307,13 @@ final class EngineCore {
         connections.removeAll()
     }
 
-    func takeConnectionToken(_ exchange: ExchangeName) -> Duration? {
+    /// Runs `body` with the exchange's connection-attempt budget (shared by its connections).
+    func withConnectionBudget<T>(_ exchange: ExchangeName, _ body: (inout TokenBucket) -> T) -> T {
         var bucket =
             connectionBudgets[exchange] ?? adapter(for: exchange)?.limits.connections
             ?? TokenBucket(requests: 1, per: 1)
-        let wait = bucket.take(now: loop.now())
-        connectionBudgets[exchange] = bucket
-        return wait
-    }
-
-    func countUnhandled(_ exchange: ExchangeName) {
-        metrics?.unhandled[CollectorMetrics.index(exchange)].increment()
+        defer { connectionBudgets[exchange] = bucket }
+        return body(&bucket)
     }
 
     func deadLetter(_ exchange: ExchangeName, raw: String, reason: String, at time: Int64) {
@@ -295,18 +323,12 @@ final class EngineCore {
 
     // MARK: Events
 
-    func accept(_ event: MarketEvent, raw: UnsafeRawBufferPointer, at now: Int64) {
+    /// An event a session emitted: counted, shown in the stream's status, batched.
+    func accept(_ event: MarketEvent) {
         let stream = event.stream
         guard streams.contains(stream) else { return }
-        if case .candle(let candle) = event, let problem = candle.qualityProblem() {
-            deadLetter(candle.exchange, raw: String(decoding: raw, as: UTF8.self), reason: problem, at: now)
-            status.update(stream) {
-                $0.errors += 1
-                $0.lastError = "data quality: \(problem)"
-            }
-            return
-        }
         metrics?.received[CollectorMetrics.index(stream)].increment()
+        let now = event.timestampCollector
         status.update(stream) {
             $0.messages += 1
             $0.lastEventTime = now
@@ -317,7 +339,6 @@ final class EngineCore {
                 }
             }
         }
-        if case .candle(let candle) = event { checkContinuity(candle) }
         append(event)
     }
 
@@ -373,97 +394,32 @@ final class EngineCore {
         for connection in connections { connection.resumeReading() }
     }
 
-    // MARK: Continuity and backfill
+    // MARK: Backfill (the REST fetches sessions ask for)
 
-    /// On (re)subscription: learn the newest stored confirmed bar, so the next push shows any hole.
-    func streamSubscribed(_ stream: StreamID) {
-        guard tracking[stream]?.lastConfirmed == nil else { return }
-        if let known = status.status(stream)?.lastConfirmedOpenTime {
-            tracking[stream]?.lastConfirmed = known
-        }
-    }
-
-    /// Seeds continuity from storage (the newest stored confirmed bar of a stream).
-    func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64?) {
-        guard let openTime, tracking[stream] != nil else { return }
-        if tracking[stream]?.lastConfirmed ?? .min < openTime { tracking[stream]?.lastConfirmed = openTime }
-    }
-
-    private func checkContinuity(_ candle: Candle) {
-        let stream = candle.stream
-        guard var track = tracking[stream] else { return }
-        defer { tracking[stream] = track }
-        let tf = candle.timeframe
-        guard let last = track.lastConfirmed else {
-            if candle.isConfirmed { track.lastConfirmed = candle.openTime }
-            return
-        }
-        // Bars strictly between the last confirmed one and this one have not been confirmed to us.
-        let upper = candle.openTime
-        if tf.nextOpenTime(after: last) < upper, track.backfillingUntil.map({ $0 < upper }) ?? true {
-            track.backfillingUntil = upper
-            startBackfill(stream, after: last, before: upper)
-        }
-        if candle.isConfirmed && candle.openTime > last { track.lastConfirmed = candle.openTime }
-    }
-
-    private func startBackfill(_ stream: StreamID, after: Int64, before: Int64) {
+    func startBackfill(_ stream: StreamID, after: Int64, before: Int64, for connection: any EngineConnection) {
         guard case .candles(let tf) = stream.feed else { return }
-        let expected = tf.openTimes(strictlyBetween: after, and: before)
-        guard !expected.isEmpty else { return }
         guard let backfiller,
             okx.candlePage(stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
         else {
-            recordGaps(
-                stream, expected: expected, got: [], reason: "no REST source for \(tf.key) at \(stream.exchange)")
-            tracking[stream]?.backfillingUntil = nil
+            connection.backfillFinished(
+                stream, after: after, before: before, candles: [],
+                error: "no REST source for \(tf.key) at \(stream.exchange)")
             return
         }
-        let bound = LoopBound(self, loop: loop)
+        let bound = LoopBound(connection, loop: loop)
         let loop = self.loop
         Task {
             let outcome = await backfiller.fetch(stream, after: after, before: before)
-            loop.execute { bound.value.backfillFinished(stream, expected: expected, outcome: outcome) }
-        }
-    }
-
-    private func backfillFinished(_ stream: StreamID, expected: [Int64], outcome: RESTBackfiller.Outcome) {
-        guard streams.contains(stream) else { return }
-        tracking[stream]?.backfillingUntil = nil
-        let confirmed = outcome.candles.filter(\.isConfirmed)
-        for candle in confirmed { append(.candle(candle)) }
-        if let newest = confirmed.map(\.openTime).max(), (tracking[stream]?.lastConfirmed ?? .min) < newest {
-            tracking[stream]?.lastConfirmed = newest
-        }
-        status.update(stream) { $0.backfilledBars += confirmed.count }
-        metrics?.backfilledBars[CollectorMetrics.index(stream)].increment(by: Int64(confirmed.count))
-        let got = Set(confirmed.map(\.openTime))
-        recordGaps(stream, expected: expected, got: got, reason: outcome.error ?? "not returned by REST")
-    }
-
-    private func recordGaps(_ stream: StreamID, expected: [Int64], got: Set<Int64>, reason: String) {
-        var gaps: [Gap] = []
-        for t in expected where !got.contains(t) {
-            if var last = gaps.last, let tf = stream.candleTimeframe, tf.nextOpenTime(after: last.to) == t {
-                last.to = t
-                last.bars += 1
-                gaps[gaps.count - 1] = last
-            } else {
-                gaps.append(Gap(from: t, to: t, bars: 1, reason: reason))
+            loop.execute {
+                bound.value.backfillFinished(
+                    stream, after: after, before: before, candles: outcome.candles, error: outcome.error)
             }
         }
-        guard !gaps.isEmpty else { return }
-        logger.info(
-            "bars missing after backfill",
-            ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.bars })", "gap.reason": reason])
+    }
+
+    func recordGaps(_ stream: StreamID, _ gaps: [Gap]) {
+        guard streams.contains(stream) else { return }
         metrics?.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(gaps.reduce(0) { $0 + $1.bars }))
         status.update(stream) { $0.addGaps(gaps) }
-    }
-}
-
-extension StreamID {
-    var candleTimeframe: Timeframe? {
-        if case .candles(let tf) = feed { return tf }
-        return nil
     }
 }

@@ -1,3 +1,4 @@
+import Exchanges
 import MarketData
 public import Observability
 import Synchronization

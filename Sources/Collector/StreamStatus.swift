@@ -1,27 +1,10 @@
+public import Exchanges
 public import MarketData
 import Synchronization
 
-/// A range of bars known to be missing.
-public struct Gap: Sendable, Equatable, Hashable {
-    /// First and last missing open time (µs), inclusive.
-    public var from: Int64
-    public var to: Int64
-    public var bars: Int
-    public var reason: String
-
-    public init(from: Int64, to: Int64, bars: Int, reason: String) {
-        self.from = from
-        self.to = to
-        self.bars = bars
-        self.reason = reason
-    }
-}
-
 /// What a stream is doing, for the status API and tests.
 public struct StreamStatus: Sendable, Equatable {
-    public enum State: String, Sendable {
-        case pending, connecting, subscribing, live, reconnecting, rejected, stopped
-    }
+    public typealias State = StreamPhase
     public var stream: StreamID
     public var state: State = .pending
     /// Collector time (µs) of the last event.

@@ -61,6 +61,9 @@ public enum KeepalivePolicy: Sendable, Equatable {
     case textPing(String, reply: String, idle: Duration)
     /// Send a WebSocket ping frame after `idle` silence.
     case webSocketPing(idle: Duration)
+    /// The server keeps the connection alive (it pings and we answer, or a heartbeat channel
+    /// streams); we only watch for staleness.
+    case serverDriven
 }
 
 /// An HTTP GET against an exchange's REST API.

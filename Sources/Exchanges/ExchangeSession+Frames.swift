@@ -1,0 +1,158 @@
+public import CollectorCore
+public import MarketData
+
+extension ExchangeSession {
+    /// A frame arrived at `now` (monotonic) and `receivedAt` (µs since the epoch, the events'
+    /// `timestamp_collector`). Actions are appended to `actions` (the driver reuses one array, so the
+    /// hot path does not allocate per frame).
+    public mutating func frame(
+        _ payload: UnsafeRawBufferPointer, isText: Bool, receivedAt: Int64, now: Instant,
+        into actions: inout [SessionAction]
+    ) {
+        switch phase {
+        case .open, .closing: break  // a closing connection's last frames are still real data
+        case .idle, .waiting, .connecting, .stopped: return
+        }
+        link?.lastReceived = now
+        link?.pingSent = false
+        var parsed = messages
+        messages = []
+        parsed.removeAll(keepingCapacity: true)
+        defer {
+            parsed.removeAll(keepingCapacity: true)
+            messages = parsed
+        }
+        do {
+            try adapter.parse(payload, receivedAt: receivedAt, into: &parsed)
+            link?.parseErrors = 0
+        } catch {
+            let errors = (link?.parseErrors ?? 0) + 1
+            link?.parseErrors = errors
+            actions.append(.log(.debug, "unparseable frame", ["error": error.reason]))
+            actions.append(.count(.parseError))
+            actions.append(.deadLetter(raw: String(decoding: payload, as: UTF8.self), reason: error.reason))
+            if errors >= configuration.parseErrorLimit {
+                let reason = "circuit breaker: \(errors) malformed messages in a row"
+                for stream in entries.keys.sorted() { actions.append(.streamError(stream, reason)) }
+                recycle(immediately: false, reason: reason, into: &actions)
+            }
+            return
+        }
+        for message in parsed { handle(message, raw: payload, now: now, into: &actions) }
+        assertInvariants()
+    }
+
+    private mutating func handle(
+        _ message: ExchangeMessage, raw: UnsafeRawBufferPointer, now: Instant, into actions: inout [SessionAction]
+    ) {
+        switch message {
+        case .event(let event):
+            accept(event, raw: raw, into: &actions)
+        case .subscribed(let stream):
+            guard var entry = entries[stream] else { return }  // unsubscribed meanwhile
+            if case .refused(let code, _, let times, _) = entry.subscription {
+                actions.append(
+                    .log(
+                        .info, "subscription accepted after refusals",
+                        ["stream": "\(stream)", "exchange.code": code, "refusals": "\(times)"]))
+            }
+            entry.subscription = .live
+            entries[stream] = entry
+            actions.append(.phase(stream, .live, detail: nil))
+        case .unsubscribed:
+            break  // the stream left `entries` when it was removed
+        case .subscriptionRejected(let stream, let requestID, let code, let text):
+            var affected: [StreamID] = []
+            if let stream, entries[stream] != nil {
+                affected = [stream]
+            } else if let requestID, let list = pendingRequests[requestID] {
+                affected = list.filter { entries[$0]?.subscription != .live }
+            }
+            for stream in affected { refuse(stream, code: code, message: text, now: now, into: &actions) }
+        case .error(let code, let text):
+            for stream in entries.keys.sorted() { actions.append(.streamError(stream, "\(code): \(text)")) }
+        case .notice(_, _, let reconnectSoon):
+            // OKX 64008: the server will drop us for an upgrade; reconnect now rather than lose data later.
+            if reconnectSoon {
+                recycle(immediately: true, reason: "service upgrade notice: reconnecting early", into: &actions)
+            }
+        case .pong:
+            break
+        case .unhandled:
+            actions.append(.count(.unhandled))
+        }
+    }
+
+    /// An event of a wanted stream inside its window: quality-checked, continuity-tracked, emitted.
+    private mutating func accept(_ event: MarketEvent, raw: UnsafeRawBufferPointer, into actions: inout [SessionAction])
+    {
+        let stream = event.stream
+        guard var entry = entries[stream] else { return }  // not (or no longer) wanted here
+        if let window = entry.window, !window.admits(event.partitionTime) { return }
+        if case .candle(let candle) = event {
+            if let problem = candle.qualityProblem() {
+                actions.append(.deadLetter(raw: String(decoding: raw, as: UTF8.self), reason: problem))
+                actions.append(.streamError(stream, "data quality: \(problem)"))
+                return
+            }
+            checkContinuity(candle, entry: &entry, into: &actions)
+            entries[stream] = entry
+        }
+        actions.append(.emit(event))
+    }
+
+    /// Bars strictly between the last confirmed one and this one have not been confirmed to us: ask
+    /// for them from REST (once per hole).
+    private func checkContinuity(_ candle: Candle, entry: inout Entry, into actions: inout [SessionAction]) {
+        guard let last = entry.lastConfirmed else {
+            if candle.isConfirmed { entry.lastConfirmed = candle.openTime }
+            return
+        }
+        let upper = candle.openTime
+        if candle.timeframe.nextOpenTime(after: last) < upper, entry.backfillingUntil.map({ $0 < upper }) ?? true {
+            entry.backfillingUntil = upper
+            actions.append(.backfill(candle.stream, after: last, before: upper))
+        }
+        if candle.isConfirmed && candle.openTime > last { entry.lastConfirmed = candle.openTime }
+    }
+
+    /// The REST reply to a `backfill`: the confirmed bars inside the stream's window are emitted, the
+    /// rest of the hole is recorded as gaps with `error` (or "not returned by REST") as the reason.
+    public mutating func backfillFinished(
+        _ stream: StreamID, after: Int64, before: Int64, candles: [Candle], error: String?, now: Instant
+    ) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        guard var entry = entries[stream], case .candles(let tf) = stream.feed else { return actions }
+        entry.backfillingUntil = nil
+        let window = entry.window
+        let expected = tf.openTimes(strictlyBetween: after, and: before).filter { window?.admits($0) ?? true }
+        let wanted = Set(expected)
+        let confirmed = candles.filter { $0.isConfirmed && $0.stream == stream && wanted.contains($0.openTime) }
+        for candle in confirmed { actions.append(.emit(.candle(candle))) }
+        if let newest = confirmed.map(\.openTime).max(), entry.lastConfirmed ?? .min < newest {
+            entry.lastConfirmed = newest
+        }
+        entries[stream] = entry
+        if !confirmed.isEmpty { actions.append(.backfilled(stream, bars: confirmed.count)) }
+        let got = Set(confirmed.map(\.openTime))
+        var gaps: [Gap] = []
+        let reason = error ?? "not returned by REST"
+        for t in expected where !got.contains(t) {
+            if var last = gaps.last, tf.nextOpenTime(after: last.to) == t {
+                last.to = t
+                last.bars += 1
+                gaps[gaps.count - 1] = last
+            } else {
+                gaps.append(Gap(from: t, to: t, bars: 1, reason: reason))
+            }
+        }
+        if !gaps.isEmpty {
+            actions.append(
+                .log(
+                    .info, "bars missing after backfill",
+                    ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.bars })", "gap.reason": reason]))
+            actions.append(.recordGaps(stream, gaps))
+        }
+        return actions
+    }
+}

@@ -1,0 +1,461 @@
+public import CollectorCore
+public import MarketData
+
+/// One exchange WebSocket connection's logic as a pure state machine (STYLE.md §3, DESIGN.md §4):
+/// the streams it carries and their subscriptions (pending, acknowledged, refused), the subscribe
+/// and connection budgets, keepalive and stale detection, pause and resume, reconnect backoff, the
+/// parse-error circuit breaker, resubscription, candle continuity and its backfill requests.
+///
+/// Inputs are the `mutating func`s below, each given the current instant; outputs are
+/// `SessionAction`s the driver performs. Nothing here reads a clock, arms a timer or touches a socket.
+///
+/// | input | what happens |
+/// |---|---|
+/// | `add` | streams join; the first one asks for a connection (through the `connect` timer and the exchange's connection budget) |
+/// | `remove` | streams leave at once (unsubscribed if sent); the others are not disturbed; the last one closes the connection |
+/// | `connected` | every wanted, not refused stream is subscribed, within the subscribe budget (the rest when it refills) |
+/// | `frame` | parsed; events of wanted streams inside their window are emitted; a run of malformed frames recycles the connection |
+/// | `closed` | transient: reconnect after capped jittered backoff, forever; permanent (TLS verification): streams refused, retried every `refusedRetryInterval` |
+/// | `timerFired(.keepalive)` | ping after silence; recycle when silent past `staleAfter` unless reads are paused (our silence, not the exchange's) |
+public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
+    public let adapter: Adapter
+    public let url: String
+    public let configuration: SessionConfiguration
+
+    /// The connection's phase.
+    public enum Phase: Equatable, Sendable {
+        /// No connection and none wanted (no streams yet, or all removed).
+        case idle
+        /// A connect is due at this instant (the `connect` timer is armed).
+        case waiting(until: Instant)
+        /// `connect` was sent; waiting for `connected` or `closed`.
+        case connecting
+        case open
+        /// We asked for the close; waiting for `closed`.
+        case closing
+        case stopped
+    }
+
+    /// A stream's subscription.
+    public enum Subscription: Equatable, Sendable {
+        /// Wanted, not sent on this connection yet.
+        case unsent
+        /// Sent with this request id, not acknowledged yet.
+        case pending(requestID: String)
+        case live
+        /// Refused by the exchange (or the connection failed for good); asked again at `retryAt`.
+        case refused(code: String, message: String, times: Int, retryAt: Instant)
+    }
+
+    struct Entry: Sendable {
+        var subscription: Subscription = .unsent
+        var window: EventWindow?
+        /// Newest confirmed open time seen, stored or backfilled (candles); nil until known.
+        var lastConfirmed: Int64?
+        /// A backfill is running up to this open time (exclusive).
+        var backfillingUntil: Int64?
+    }
+
+    /// What is known about the open connection.
+    struct Link: Sendable {
+        var lastReceived: Instant
+        var pingSent = false
+        var lastPingAt: Instant?
+        var parseErrors = 0
+        /// Why we are recycling it (reported instead of the close handshake's text).
+        var recycleReason: String?
+    }
+
+    public private(set) var phase: Phase = .idle
+    var entries: [StreamID: Entry] = [:]
+    var link: Link?
+    var pendingRequests: [String: [StreamID]] = [:]
+    private var subscribeBudget: TokenBucket
+    private var backoff: Backoff
+    private var rng: SeededRNG
+    private var nextRequest = 0
+    private var hasConnectedBefore = false
+    public private(set) var isReadingPaused = false
+    /// A permanent connection failure repeating: its reason and how often it happened.
+    private var permanentFailure: (reason: String, times: Int)?
+    /// Reused parse output (kept between frames so the hot path does not allocate).
+    var messages: [ExchangeMessage] = []
+
+    public init(adapter: Adapter, url: String, configuration: SessionConfiguration, seed: UInt64) {
+        self.adapter = adapter
+        self.url = url
+        self.configuration = configuration
+        self.subscribeBudget = adapter.limits.subscribeMessages
+        self.backoff = configuration.reconnectBackoff
+        self.rng = SeededRNG(seed: seed)
+        messages.reserveCapacity(8)
+    }
+
+    // MARK: Reading the state
+
+    /// The streams this connection carries.
+    public var streams: Set<StreamID> { Set(entries.keys) }
+    public var isEmpty: Bool { entries.isEmpty }
+    public var capacityLeft: Int { adapter.limits.maxStreamsPerConnection - entries.count }
+    public func subscription(of stream: StreamID) -> Subscription? { entries[stream]?.subscription }
+    public func window(of stream: StreamID) -> EventWindow? { entries[stream]?.window }
+    public var isOpen: Bool { phase == .open }
+
+    // MARK: Streams
+
+    /// Streams join the connection (ones already here are ignored).
+    public mutating func add(_ streams: [StreamID], now: Instant) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        let fresh = streams.filter { entries[$0] == nil }
+        guard !fresh.isEmpty, phase != .stopped else { return actions }
+        for stream in fresh {
+            entries[stream] = Entry()
+            actions.append(.phase(stream, phase == .open ? .subscribing : .connecting, detail: nil))
+        }
+        switch phase {
+        case .open: subscribeUnsent(now: now, into: &actions)
+        case .idle: wantConnection(at: now, into: &actions)
+        case .waiting, .connecting, .closing, .stopped: break  // subscribed once the connection opens
+        }
+        assertInvariants()
+        return actions
+    }
+
+    /// Streams leave the connection at once; the others on it are not disturbed.
+    public mutating func remove(_ streams: [StreamID], now: Instant) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        var sent: [StreamID] = []
+        for stream in streams {
+            guard let entry = entries.removeValue(forKey: stream) else { continue }
+            switch entry.subscription {
+            case .pending, .live: sent.append(stream)
+            case .unsent, .refused: break
+            }
+        }
+        if phase == .open && !sent.isEmpty {
+            for message in adapter.unsubscribeMessages(for: sent.sorted(), requestID: makeRequestID()) {
+                actions.append(.send(.text(message)))
+            }
+        }
+        for (id, list) in pendingRequests {
+            let kept = list.filter { entries[$0] != nil }
+            pendingRequests[id] = kept.isEmpty ? nil : kept
+        }
+        if entries.isEmpty { becomeIdle(into: &actions) }
+        assertInvariants()
+        return actions
+    }
+
+    /// Sets (or clears) the event-time window of one stream.
+    public mutating func setWindow(_ window: EventWindow?, for stream: StreamID) {
+        entries[stream]?.window = window
+    }
+
+    /// The newest confirmed bar already stored (from the sinks' watermarks), so the first push after
+    /// subscribing reveals any hole since then.
+    public mutating func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64) {
+        guard var entry = entries[stream] else { return }
+        if entry.lastConfirmed ?? .min < openTime { entry.lastConfirmed = openTime }
+        entries[stream] = entry
+    }
+
+    /// Stops for good: the connection is closed and nothing is reconnected.
+    public mutating func stop(now: Instant) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        guard phase != .stopped else { return actions }
+        closeIfConnected(reason: "stopping", into: &actions)
+        cancelTimers(into: &actions)
+        phase = .stopped
+        link = nil
+        for stream in entries.keys.sorted() { actions.append(.phase(stream, .stopped, detail: nil)) }
+        return actions
+    }
+
+    // MARK: Connection events
+
+    public mutating func connected(now: Instant) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        guard phase == .connecting else { return actions }  // a late report after stop or removal
+        phase = .open
+        link = Link(lastReceived: now)
+        backoff.reset()
+        pendingRequests = [:]
+        if let failure = permanentFailure {
+            actions.append(
+                .log(
+                    .info, "connected after a permanent failure",
+                    ["error": failure.reason, "failures": "\(failure.times)"]))
+            permanentFailure = nil
+        }
+        if hasConnectedBefore { actions.append(.count(.reconnect)) }
+        for stream in entries.keys.sorted() {
+            guard var entry = entries[stream] else { continue }
+            // Refused by the exchange: waits for its retry. Refused because the connection failed: the
+            // connection works again.
+            if case .refused(let code, _, _, _) = entry.subscription, code != "connection" { continue }
+            entry.subscription = .unsent
+            entries[stream] = entry
+            actions.append(.phase(stream, .subscribing, detail: nil))
+            if hasConnectedBefore { actions.append(.reconnected(stream)) }
+        }
+        hasConnectedBefore = true
+        subscribeUnsent(now: now, into: &actions)
+        actions.append(.scheduleTimer(.keepalive, at: now.advanced(by: configuration.keepaliveCheckInterval)))
+        assertInvariants()
+        return actions
+    }
+
+    /// The connection ended (or could not be made). `permanent`: retrying soon cannot help (a TLS
+    /// certificate that does not verify).
+    public mutating func closed(reason: String, permanent: Bool, now: Instant) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        switch phase {
+        case .connecting, .open, .closing: break
+        case .idle, .waiting, .stopped: return actions  // a connection we already gave up
+        }
+        let why = link?.recycleReason ?? reason
+        link = nil
+        actions.append(.cancelTimer(.keepalive))
+        actions.append(.cancelTimer(.subscribe))
+        pendingRequests = [:]
+        for stream in entries.keys.sorted() {
+            guard var entry = entries[stream] else { continue }
+            if case .refused = entry.subscription { continue }
+            entry.subscription = .unsent
+            entries[stream] = entry
+            actions.append(.phase(stream, .reconnecting, detail: why))
+        }
+        guard !entries.isEmpty else {
+            phase = .idle
+            return actions
+        }
+        let delay: Duration
+        if permanent {
+            let times = permanentFailure.map { $0.reason == why ? $0.times + 1 : 1 } ?? 1
+            if times == 1 {
+                actions.append(
+                    .log(
+                        .error, "connection failed for good: retrying rarely",
+                        ["error": why, "retry.delay": "\(configuration.refusedRetryInterval)"]))
+            }
+            permanentFailure = (why, times)
+            for stream in entries.keys.sorted() {
+                refuse(stream, code: "connection", message: why, now: now, into: &actions, scheduleRetry: false)
+            }
+            delay = configuration.refusedRetryInterval
+        } else {
+            delay = backoff.nextDelay(using: &rng)
+            actions.append(.log(.info, "connection lost, reconnecting", ["error": why, "reconnect.delay": "\(delay)"]))
+        }
+        wantConnection(at: now.advanced(by: delay), into: &actions)
+        assertInvariants()
+        return actions
+    }
+
+    /// Back-pressure: the driver stopped reading this socket.
+    public mutating func readingPaused(now: Instant) {
+        isReadingPaused = true
+    }
+
+    /// Reading again: the silence clock restarts (the silence was ours).
+    public mutating func readingResumed(now: Instant) {
+        isReadingPaused = false
+        link?.lastReceived = now
+    }
+
+    // MARK: Timers
+
+    /// A timer fired. `connectionBudget` is the exchange's connection-attempt budget, shared by every
+    /// session of the exchange (only the `connect` timer draws from it).
+    public mutating func timerFired(
+        _ timer: SessionTimer, now: Instant, connectionBudget: inout TokenBucket
+    ) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        switch timer {
+        case .connect:
+            guard case .waiting = phase, !entries.isEmpty else { return actions }
+            if let wait = connectionBudget.take(now: now) {
+                phase = .waiting(until: now.advanced(by: wait))
+                actions.append(.scheduleTimer(.connect, at: now.advanced(by: wait)))
+                return actions
+            }
+            phase = .connecting
+            for stream in entries.keys.sorted() where !isRefused(stream) {
+                actions.append(.phase(stream, .connecting, detail: nil))
+            }
+            actions.append(.connect(url: url))
+        case .keepalive:
+            checkKeepalive(now: now, into: &actions)
+        case .subscribe:
+            if phase == .open { subscribeUnsent(now: now, into: &actions) }
+        case .refusedRetry:
+            retryRefused(now: now, into: &actions)
+        }
+        assertInvariants()
+        return actions
+    }
+
+    // MARK: Internals
+
+    mutating func makeRequestID() -> String {
+        nextRequest += 1
+        return "c\(nextRequest)"
+    }
+
+    func isRefused(_ stream: StreamID) -> Bool {
+        if case .refused = entries[stream]?.subscription { return true }
+        return false
+    }
+
+    /// Arms the `connect` timer for `instant` (the budget is checked when it fires).
+    private mutating func wantConnection(at instant: Instant, into actions: inout [SessionAction]) {
+        phase = .waiting(until: instant)
+        actions.append(.scheduleTimer(.connect, at: instant))
+    }
+
+    /// No streams left: close the connection and disarm everything; a later `add` starts again.
+    private mutating func becomeIdle(into actions: inout [SessionAction]) {
+        guard phase != .stopped else { return }
+        closeIfConnected(reason: "no streams left", into: &actions)
+        cancelTimers(into: &actions)
+        phase = .idle
+        link = nil
+        pendingRequests = [:]
+    }
+
+    private mutating func closeIfConnected(reason: String, into actions: inout [SessionAction]) {
+        switch phase {
+        case .connecting, .open, .closing: actions.append(.close(code: 1001, reason: reason))
+        case .idle, .waiting, .stopped: break
+        }
+    }
+
+    private func cancelTimers(into actions: inout [SessionAction]) {
+        for timer in SessionTimer.allCases { actions.append(.cancelTimer(timer)) }
+    }
+
+    /// Drops the connection and reconnects (after backoff, or at once).
+    mutating func recycle(immediately: Bool, reason: String, into actions: inout [SessionAction]) {
+        guard phase == .open else { return }
+        actions.append(.log(.info, "recycling connection", ["reason": reason]))
+        link?.recycleReason = reason
+        if immediately { backoff.reset() }
+        phase = .closing
+        actions.append(.cancelTimer(.keepalive))
+        actions.append(.cancelTimer(.subscribe))
+        actions.append(.close(code: 1001, reason: "recycling"))
+    }
+
+    /// Subscribes every unsent stream, one request per per-message chunk, while the subscribe budget
+    /// lasts; the rest waits for the `subscribe` timer (armed once, for the refill).
+    mutating func subscribeUnsent(now: Instant, into actions: inout [SessionAction]) {
+        let unsent = entries.filter { $0.value.subscription == .unsent }.map(\.key).sorted()
+        guard !unsent.isEmpty else { return }
+        let per = max(1, adapter.limits.maxStreamsPerSubscribeMessage)
+        var index = 0
+        while index < unsent.count {
+            if let wait = subscribeBudget.take(now: now) {
+                actions.append(.scheduleTimer(.subscribe, at: now.advanced(by: wait)))
+                return
+            }
+            let chunk = Array(unsent[index..<min(index + per, unsent.count)])
+            index += chunk.count
+            let id = makeRequestID()
+            for message in adapter.subscribeMessages(for: chunk, requestID: id) {
+                actions.append(.send(.text(message)))
+            }
+            pendingRequests[id] = chunk
+            for stream in chunk { entries[stream]?.subscription = .pending(requestID: id) }
+        }
+    }
+
+    private mutating func checkKeepalive(now: Instant, into actions: inout [SessionAction]) {
+        guard phase == .open, var link else { return }
+        let silence = now.duration(since: link.lastReceived)
+        // While we are not reading (back-pressure) the silence is ours, not the exchange's: never
+        // recycle for it, but keep pinging so the exchange does not drop us.
+        if silence >= configuration.staleAfter && !isReadingPaused {
+            recycle(immediately: true, reason: "no data for \(silence): recycling the connection", into: &actions)
+            return
+        }
+        let frame: OutgoingFrame?
+        let idle: Duration?
+        switch adapter.keepalive {
+        case .textPing(let text, _, let after):
+            frame = .text(text)
+            idle = after
+        case .webSocketPing(let after):
+            frame = .ping
+            idle = after
+        case .serverDriven:
+            frame = nil
+            idle = nil
+        }
+        if let frame, let idle {
+            let pingAfter = min(idle, configuration.pingAfter ?? idle)
+            // Paused, we cannot read the answer: ping again every `pingAfter`.
+            let repeatWhilePaused =
+                isReadingPaused && link.lastPingAt.map { now.duration(since: $0) >= pingAfter } ?? true
+            if silence >= pingAfter && (!link.pingSent || repeatWhilePaused) {
+                link.pingSent = true
+                link.lastPingAt = now
+                actions.append(.send(frame))
+            }
+        }
+        self.link = link
+        actions.append(.scheduleTimer(.keepalive, at: now.advanced(by: configuration.keepaliveCheckInterval)))
+    }
+
+    /// Marks `stream` refused; logged once per change of code, counted every time.
+    mutating func refuse(
+        _ stream: StreamID, code: String, message: String, now: Instant, into actions: inout [SessionAction],
+        scheduleRetry: Bool = true
+    ) {
+        guard var entry = entries[stream] else { return }
+        var times = 1
+        if case .refused(let oldCode, _, let n, _) = entry.subscription, oldCode == code { times = n + 1 }
+        if times == 1 && code != "connection" {  // a connection failure is logged once by the session
+            actions.append(
+                .log(
+                    .info, "subscription refused",
+                    ["stream": "\(stream)", "exchange.code": code, "exchange.message": message]))
+        }
+        entry.subscription = .refused(
+            code: code, message: message, times: times, retryAt: now.advanced(by: configuration.refusedRetryInterval))
+        entries[stream] = entry
+        actions.append(.refused(stream, code: code, message: message))
+        if scheduleRetry { scheduleRefusedRetry(into: &actions) }
+    }
+
+    private func scheduleRefusedRetry(into actions: inout [SessionAction]) {
+        var earliest: Instant?
+        for entry in entries.values {
+            if case .refused(let code, _, _, let at) = entry.subscription, code != "connection" {
+                earliest = min(earliest ?? at, at)
+            }
+        }
+        if let earliest { actions.append(.scheduleTimer(.refusedRetry, at: earliest)) }
+    }
+
+    private mutating func retryRefused(now: Instant, into actions: inout [SessionAction]) {
+        for stream in entries.keys.sorted() {
+            guard case .refused(let code, _, _, let at) = entries[stream]?.subscription, code != "connection", at <= now
+            else { continue }
+            entries[stream]?.subscription = .unsent
+            if phase == .open { actions.append(.phase(stream, .subscribing, detail: nil)) }
+        }
+        if phase == .open { subscribeUnsent(now: now, into: &actions) }
+        scheduleRefusedRetry(into: &actions)
+    }
+
+    /// Debug-build checks after each transition.
+    func assertInvariants() {
+        assert(phase != .open || link != nil, "an open connection has its link state")
+        assert(
+            pendingRequests.values.allSatisfy { $0.allSatisfy { entries[$0] != nil } },
+            "pending requests name only wanted streams")
+        assert(
+            phase == .open || entries.values.allSatisfy { if case .pending = $0.subscription { false } else { true } },
+            "nothing is pending without an open connection")
+    }
+}

@@ -1,0 +1,103 @@
+public import CollectorCore
+public import MarketData
+
+/// What a stream is doing (the status API shows the raw value).
+public enum StreamPhase: String, Sendable, Hashable {
+    case pending, connecting, subscribing, live, reconnecting, rejected, stopped
+}
+
+/// The timers one session arms; scheduling one that is armed replaces it.
+public enum SessionTimer: Hashable, Sendable, CaseIterable {
+    /// Connect when due (after backoff, or when the connection budget has a token).
+    case connect
+    /// The periodic silence check: ping, or recycle a stale connection.
+    case keepalive
+    /// The subscribe budget has refilled: send the subscriptions it held back.
+    case subscribe
+    /// Refused streams are due to be asked for again.
+    case refusedRetry
+}
+
+/// A frame the session wants sent.
+public enum OutgoingFrame: Hashable, Sendable {
+    case text(String)
+    case binary([UInt8])
+    /// A WebSocket ping control frame.
+    case ping
+}
+
+/// Drop a stream's events outside `[from, until)` (µs, by event time: a candle's open time, else the
+/// exchange's timestamp). The cluster's make-before-break cutover: the old owner stops at the cutover
+/// instant and the new one starts there, so each event is stored by exactly one of them.
+public struct EventWindow: Hashable, Sendable {
+    public var from: Int64?
+    public var until: Int64?
+    public init(from: Int64? = nil, until: Int64? = nil) {
+        self.from = from
+        self.until = until
+    }
+    public func admits(_ time: Int64) -> Bool {
+        if let from, time < from { return false }
+        if let until, time >= until { return false }
+        return true
+    }
+}
+
+/// Process-wide counters a session bumps.
+public enum SessionCounter: Hashable, Sendable {
+    case reconnect, parseError, unhandled
+}
+
+/// What a session asks its driver to do. Values only: tests compare transcripts with `==`.
+public enum SessionAction: Hashable, Sendable {
+    /// Open a WebSocket connection to `url`.
+    case connect(url: String)
+    case send(OutgoingFrame)
+    /// Start the close handshake; the driver reports `closed` when it is done.
+    case close(code: UInt16, reason: String)
+    case scheduleTimer(SessionTimer, at: Instant)
+    case cancelTimer(SessionTimer)
+    /// Market data for the engine's batches.
+    case emit(MarketEvent)
+    /// Fetch the bars strictly between `after` and `before` (open times, µs) from REST; report the
+    /// outcome with `backfillFinished`.
+    case backfill(StreamID, after: Int64, before: Int64)
+    /// Bars known to be missing (REST could not supply them).
+    case recordGaps(StreamID, [Gap])
+    /// Bars REST supplied after a gap.
+    case backfilled(StreamID, bars: Int)
+    /// The stream's phase changed; `detail` (when present) is the latest error to show.
+    case phase(StreamID, StreamPhase, detail: String?)
+    /// The exchange (or a permanent connection failure) refused the stream.
+    case refused(StreamID, code: String, message: String)
+    /// The stream reconnected (its reconnect count).
+    case reconnected(StreamID)
+    /// An error to count and show on the stream.
+    case streamError(StreamID, String)
+    /// A frame or event that cannot be used, with the reason (the dead-letter file).
+    case deadLetter(raw: String, reason: String)
+    case log(SessionLogLevel, String, [String: String])
+    case count(SessionCounter)
+}
+
+public enum SessionLogLevel: Hashable, Sendable {
+    case debug, info, error
+}
+
+/// How a session behaves (DESIGN.md §4, §7).
+public struct SessionConfiguration: Sendable, Equatable {
+    /// Send the adapter's ping after this much silence (nil: the adapter's own rule).
+    public var pingAfter: Duration?
+    /// Recycle a connection silent this long (`message_timeout`).
+    public var staleAfter: Duration = .seconds(30)
+    /// How often silence is checked.
+    public var keepaliveCheckInterval: Duration = .seconds(1)
+    /// Malformed frames in a row that trip the circuit breaker.
+    public var parseErrorLimit = 10
+    /// Transient failures: capped, jittered, forever.
+    public var reconnectBackoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+    /// A refused stream (or a permanently failing connection) is asked for again at most this often.
+    public var refusedRetryInterval: Duration = .seconds(300)
+
+    public init() {}
+}
