@@ -50,11 +50,12 @@ extension ExchangeSession {
             accept(event, raw: raw, into: &actions)
         case .subscribed(let stream):
             guard var entry = entries[stream] else { return }  // unsubscribed meanwhile
-            if case .refused(let code, _, let times, _) = entry.subscription {
+            if let refusal = entry.refusal {
                 actions.append(
                     .log(
                         .info, "subscription accepted after refusals",
-                        ["stream": "\(stream)", "exchange.code": code, "refusals": "\(times)"]))
+                        ["stream": "\(stream)", "exchange.code": refusal.code, "refusals": "\(refusal.times)"]))
+                entry.refusal = nil
             }
             entry.subscription = .live
             entries[stream] = entry

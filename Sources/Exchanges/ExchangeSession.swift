@@ -54,6 +54,9 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         var lastConfirmed: Int64?
         /// A backfill is running up to this open time (exclusive).
         var backfillingUntil: Int64?
+        /// The refusal in force or last seen, kept across retries until the stream goes live, so a
+        /// refusal repeating is counted, not logged again.
+        var refusal: (code: String, times: Int)?
     }
 
     /// What is known about the open connection.
@@ -193,6 +196,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             // Refused by the exchange: waits for its retry. Refused because the connection failed: the
             // connection works again.
             if case .refused(let code, _, _, _) = entry.subscription, code != "connection" { continue }
+            if entry.refusal?.code == "connection" { entry.refusal = nil }  // the session logged the recovery
             entry.subscription = .unsent
             entries[stream] = entry
             actions.append(.phase(stream, .subscribing, detail: nil))
@@ -412,8 +416,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         scheduleRetry: Bool = true
     ) {
         guard var entry = entries[stream] else { return }
-        var times = 1
-        if case .refused(let oldCode, _, let n, _) = entry.subscription, oldCode == code { times = n + 1 }
+        let times = entry.refusal.map { $0.code == code ? $0.times + 1 : 1 } ?? 1
+        entry.refusal = (code, times)
         if times == 1 && code != "connection" {  // a connection failure is logged once by the session
             actions.append(
                 .log(
@@ -455,7 +459,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             pendingRequests.values.allSatisfy { $0.allSatisfy { entries[$0] != nil } },
             "pending requests name only wanted streams")
         assert(
-            phase == .open || entries.values.allSatisfy { if case .pending = $0.subscription { false } else { true } },
-            "nothing is pending without an open connection")
+            phase == .open || phase == .closing
+                || entries.values.allSatisfy { if case .pending = $0.subscription { false } else { true } },
+            "nothing is pending without a connection")
     }
 }

@@ -1,0 +1,264 @@
+import CollectorCore
+import Exchanges
+import MarketData
+import Testing
+
+/// The session machine's rules as transcripts on a simulated clock (STYLE.md §3): no sockets, no
+/// sleeps, no wall-clock margins.
+@Suite struct SessionTranscriptTests {
+    @Test func theFirstStreamAsksForAConnectionThroughTheConnectTimerAndBudget() {
+        var h = SessionHarness(adapter: ScriptedAdapter(connections: TokenBucket(capacity: 1, refillPerSecond: 1)))
+        let t0 = h.now
+        #expect(h.add([s(1)]) == [.phase(s(1), .connecting, detail: nil), .scheduleTimer(.connect, at: t0)])
+        #expect(h.fire(.connect) == [.phase(s(1), .connecting, detail: nil), .connect(url: "ws://127.0.0.1:1/ws")])
+        // The exchange's connection budget is shared: with it spent, the next attempt waits for a token.
+        h.closed()
+        let retryAt = h.timers[.connect]!
+        h.now = retryAt
+        let waited = h.fire(.connect)
+        #expect(waited.count == 1)
+        guard case .scheduleTimer(.connect, let at) = waited.first else {
+            Issue.record("expected the connect timer to be re-armed, got \(waited)")
+            return
+        }
+        #expect(at > retryAt)
+        #expect(h.fire(.connect).contains(.connect(url: "ws://127.0.0.1:1/ws")))
+    }
+
+    @Test func deferredSubscriptionsWaitForTheBudgetAndAStreamRemovedMeanwhileIsNeverSubscribed() {
+        // One stream per message, two messages at once, then one per second.
+        var h = SessionHarness(adapter: ScriptedAdapter(perMessage: 1, subscribeBurst: 2, subscribeRefill: 1))
+        let opened = h.open([s(1), s(2), s(3), s(4)])
+        #expect(subscribed(in: opened.sentTexts) == [s(1), s(2)])
+        let due = h.timers[.subscribe]
+        #expect(due == h.now.advanced(by: .seconds(1)))
+        // s(3) leaves while deferred: nothing to unsubscribe (it was never sent), and it must not come back.
+        #expect(h.remove([s(3)]).sentTexts.isEmpty)
+        let first = h.fire(.subscribe)
+        #expect(subscribed(in: first.sentTexts) == [s(4)])
+        #expect(h.timers[.subscribe] == nil, "nothing left to defer: no timer")
+        #expect(subscribed(in: h.log.sentTexts).contains(s(3)) == false)
+        // One timer at a time: a second deferral replaces the armed one instead of adding another.
+        h.add([s(5), s(6), s(7)])
+        let armed = h.log.filter { if case .scheduleTimer(.subscribe, _) = $0 { true } else { false } }
+        #expect(armed.count == 2)
+        #expect(h.session.subscription(of: s(5)) != .unsent || h.session.subscription(of: s(6)) == .unsent)
+    }
+
+    @Test func startingAndStoppingOneStreamLeavesTheOthersAlone() {
+        var h = SessionHarness()
+        h.open([s(1), s(2)])
+        h.frame("ok \(s(1))")
+        h.frame("ok \(s(2))")
+        let added = h.add([s(3)])
+        #expect(added.sentTexts.count == 1 && subscribed(in: added.sentTexts) == [s(3)])
+        let removed = h.remove([s(1)])
+        #expect(removed.sentTexts == ["unsub \(s(1))"])
+        #expect(removed.closes == 0)
+        #expect(h.session.subscription(of: s(2)) == .live)
+        // Events of a stream no longer wanted are dropped; the others flow.
+        #expect(h.frame("bar \(s(1)) 5 1").emitted.isEmpty)
+        #expect(h.frame("bar \(s(2)) 5 1").emitted.count == 1)
+        // The last stream leaving closes the connection and disarms every timer.
+        let last = h.remove([s(2), s(3)])
+        #expect(last.closes == 1)
+        #expect(h.timers.isEmpty)
+        #expect(h.session.phase == .idle)
+    }
+
+    @Test func theEventTimeWindowDropsEventsOutsideItOnBothSides() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        h.frame("ok \(s(1))")
+        let minute: Int64 = 60_000_000
+        h.session.setWindow(
+            EventWindow(from: ScriptedAdapter.base + 10 * minute, until: ScriptedAdapter.base + 20 * minute), for: s(1))
+        #expect(h.frame("bar \(s(1)) 9 1").emitted.isEmpty)
+        #expect(h.frame("bar \(s(1)) 10 1").emitted.count == 1)
+        #expect(h.frame("bar \(s(1)) 19 1").emitted.count == 1)
+        #expect(h.frame("bar \(s(1)) 20 0").emitted.isEmpty)
+        h.session.setWindow(nil, for: s(1))
+        #expect(h.frame("bar \(s(1)) 21 0").emitted.count == 1)
+    }
+
+    @Test func aPingAfterSilenceAndAStaleConnectionIsRecycled() {
+        var h = SessionHarness(adapter: ScriptedAdapter(keepalive: .textPing("ping", reply: "pong", idle: .seconds(5))))
+        h.open([s(1)])
+        for _ in 0..<4 { #expect(h.fire(.keepalive).sentTexts.isEmpty) }
+        #expect(h.fire(.keepalive).sentTexts == ["ping"])  // 5 s of silence
+        #expect(h.fire(.keepalive).sentTexts.isEmpty, "one ping per silence")
+        h.frame("pong")
+        for _ in 0..<4 { h.fire(.keepalive) }
+        #expect(h.fire(.keepalive).sentTexts == ["ping"], "a new silence, a new ping")
+        for _ in 0..<24 { #expect(h.fire(.keepalive).closes == 0) }
+        let stale = h.fire(.keepalive)  // 30 s without a frame
+        #expect(stale.closes == 1)
+        #expect(h.session.phase == .closing)
+        let after = h.closed("closed: 1001 recycling")
+        #expect(
+            after.contains(.phase(s(1), .reconnecting, detail: "no data for 30.0 seconds: recycling the connection")))
+        #expect(h.timers[.connect] != nil)
+    }
+
+    @Test func whilePausedSilenceIsOursTheConnectionIsKeptAndPingsRepeat() {
+        var h = SessionHarness(adapter: ScriptedAdapter(keepalive: .textPing("ping", reply: "pong", idle: .seconds(5))))
+        h.open([s(1)])
+        h.session.readingPaused(now: h.now)
+        var pings = 0
+        for _ in 0..<120 {
+            let actions = h.fire(.keepalive)
+            #expect(actions.closes == 0)
+            pings += actions.sentTexts.filter { $0 == "ping" }.count
+        }
+        #expect(pings == 24, "one ping every 5 s of the 120: at 5, 10, …, 120")
+        h.session.readingResumed(now: h.now)
+        // Resuming restarts the silence clock: no instant recycle for the paused span.
+        #expect(h.fire(.keepalive).closes == 0)
+    }
+
+    @Test func reconnectBackoffGrowsToItsCapWithJitterAndResetsOnSuccess() {
+        var h = SessionHarness { c in c.reconnectBackoff = Backoff(initial: .milliseconds(500), maximum: .seconds(8)) }
+        h.add([s(1)])
+        h.budget = TokenBucket(capacity: 1000, refillPerSecond: 1000)
+        var delays: [Duration] = []
+        for _ in 0..<8 {
+            h.fire(.connect)
+            let closedAt = h.now
+            h.closed()
+            delays.append(h.timers[.connect]!.duration(since: closedAt))
+        }
+        let bases: [Duration] = [
+            .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(8),
+            .seconds(8), .seconds(8),
+        ]
+        for (delay, base) in zip(delays, bases) {
+            #expect(delay >= base / 2 && delay <= base, "delay \(delay) for base \(base)")
+        }
+        h.fire(.connect)
+        h.connected()
+        h.closed()
+        #expect(h.timers[.connect]!.duration(since: h.now) <= .milliseconds(500), "a success resets the backoff")
+    }
+
+    @Test func aRunOfMalformedFramesTripsTheCircuitBreaker() {
+        var h = SessionHarness { c in c.parseErrorLimit = 3 }
+        h.open([s(1)])
+        let first = h.frame("garbage")
+        #expect(first.contains(.deadLetter(raw: "garbage", reason: "malformed: garbage")))
+        #expect(first.contains(.count(.parseError)))
+        h.frame("ok \(s(1))")  // a good frame resets the run
+        h.frame("garbage")
+        #expect(h.frame("garbage").closes == 0)
+        let tripped = h.frame("garbage")
+        #expect(tripped.closes == 1)
+        #expect(tripped.contains(.streamError(s(1), "circuit breaker: 3 malformed messages in a row")))
+    }
+
+    @Test func aRefusedStreamIsRetriedEveryFiveMinutesAndLoggedOncePerChange() {
+        var h = SessionHarness()
+        h.open([s(1), s(2)])
+        h.frame("ok \(s(2))")
+        let refused = h.frame("no \(s(1)) 60018")
+        #expect(refused.contains(.refused(s(1), code: "60018", message: "refused")))
+        #expect(refused.logs == ["subscription refused"])
+        let retryAt = h.timers[.refusedRetry]
+        #expect(retryAt == h.now.advanced(by: .seconds(300)))
+        // Not before: a reconnect in between does not resubscribe it.
+        h.closed()
+        h.fire(.connect)
+        let reconnected = h.connected()
+        #expect(subscribed(in: reconnected.sentTexts) == [s(2)])
+        let retried = h.fire(.refusedRetry)
+        #expect(subscribed(in: retried.sentTexts) == [s(1)])
+        let again = h.frame("no \(s(1)) 60018")
+        #expect(again.logs.isEmpty, "the same refusal again is counted, not logged")
+        #expect(
+            h.session.subscription(of: s(1)).map { if case .refused(_, _, 2, _) = $0 { true } else { false } } == true)
+        h.fire(.refusedRetry)
+        #expect(h.frame("ok \(s(1))").logs == ["subscription accepted after refusals"])
+        #expect(h.session.subscription(of: s(1)) == .live)
+    }
+
+    @Test func aRefusalNamingOnlyTheRequestRefusesTheStreamsOfThatRequest() {
+        var h = SessionHarness(adapter: ScriptedAdapter(perMessage: 2))
+        let opened = h.open([s(1), s(2), s(3)])
+        #expect(opened.sentTexts == ["sub c1 \(s(1)),\(s(2))", "sub c2 \(s(3))"])
+        h.frame("ok \(s(1))")
+        let refused = h.frame("noreq c1 60012")
+        #expect(refused.contains(.refused(s(2), code: "60012", message: "refused")))
+        #expect(!refused.contains(.refused(s(1), code: "60012", message: "refused")), "s1 was acknowledged")
+        #expect(!refused.contains(.refused(s(3), code: "60012", message: "refused")))
+    }
+
+    @Test func aCertificateThatDoesNotVerifyIsPermanentRetriedRarelyAndLoggedOnce() {
+        var h = SessionHarness()
+        h.add([s(1)])
+        h.fire(.connect)
+        let failed = h.closed("certificate has expired", permanent: true)
+        #expect(failed.contains(.refused(s(1), code: "connection", message: "certificate has expired")))
+        #expect(failed.logs == ["connection failed for good: retrying rarely"])
+        #expect(h.timers[.connect] == h.now.advanced(by: .seconds(300)))
+        h.fire(.connect)
+        #expect(h.closed("certificate has expired", permanent: true).logs.isEmpty)
+        h.fire(.connect)
+        let ok = h.connected()
+        #expect(ok.logs == ["connected after a permanent failure"])
+        #expect(subscribed(in: ok.sentTexts) == [s(1)])
+    }
+
+    @Test func the64008NoticeRecyclesAtOnceAndReconnectsWithoutBackoffGrowth() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        h.frame("ok \(s(1))")
+        let notice = h.frame("notice")
+        #expect(notice.closes == 1)
+        let closedAt = h.now
+        let after = h.closed()
+        #expect(after.contains(.phase(s(1), .reconnecting, detail: "service upgrade notice: reconnecting early")))
+        #expect(h.timers[.connect]!.duration(since: closedAt) <= .milliseconds(500))
+        h.fire(.connect)
+        let back = h.connected()
+        #expect(back.contains(.reconnected(s(1))) && back.contains(.count(.reconnect)))
+        #expect(subscribed(in: back.sentTexts) == [s(1)])
+    }
+
+    @Test func aHoleInConfirmedBarsAsksForBackfillOnceAndRecordsWhatRESTCannotGive() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        h.frame("ok \(s(1))")
+        h.frame("bar \(s(1)) 1 1")
+        let minute: Int64 = 60_000_000
+        let b = ScriptedAdapter.base
+        let hole = h.frame("bar \(s(1)) 5 0")
+        #expect(hole.contains(.backfill(s(1), after: b + minute, before: b + 5 * minute)))
+        #expect(h.frame("bar \(s(1)) 5 1").filter { if case .backfill = $0 { true } else { false } }.isEmpty)
+        // REST returns bars 2 and 4; 3 stays a gap.
+        func bar(_ m: Int64) -> Candle {
+            Candle(
+                exchange: .okx, symbol: "S1-USDT", timeframe: Timeframe("1m")!, openTime: b + m * minute, open: "1",
+                high: "1", low: "1", close: "1", volume: "1", quoteVolume: "1", isConfirmed: true,
+                timestampExchange: b + m * minute, timestampCollector: b + m * minute)
+        }
+        let done = h.record(
+            h.session.backfillFinished(
+                s(1), after: b + minute, before: b + 5 * minute, candles: [bar(2), bar(4)], error: nil, now: h.now))
+        #expect(done.emitted == [.candle(bar(2)), .candle(bar(4))])
+        #expect(done.contains(.backfilled(s(1), bars: 2)))
+        #expect(
+            done.contains(
+                .recordGaps(
+                    s(1), [Gap(from: b + 3 * minute, to: b + 3 * minute, bars: 1, reason: "not returned by REST")])))
+    }
+
+    @Test func stopClosesDisarmsAndIgnoresLateReports() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        let stopped = h.record(h.session.stop(now: h.now))
+        #expect(stopped.closes == 1)
+        #expect(stopped.contains(.phase(s(1), .stopped, detail: nil)))
+        #expect(h.timers.isEmpty)
+        #expect(h.closed().isEmpty)
+        #expect(h.frame("bar \(s(1)) 1 1").isEmpty)
+        #expect(h.add([s(2)]).isEmpty)
+    }
+}
