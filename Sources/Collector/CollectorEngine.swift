@@ -25,6 +25,8 @@ public struct CollectorConfiguration: Sendable {
     public var keepaliveCheckInterval: Duration = .seconds(1)
     /// Malformed frames in a row that trip the circuit breaker.
     public var parseErrorLimit = 10
+    /// At shutdown, how long REST backfills already running may take to land.
+    public var backfillShutdownWait: Duration = .seconds(5)
     /// A refused subscription (or a connection failing for good) is tried again at most this often.
     public var refusedRetryInterval: Duration = .seconds(300)
     /// Trust for `wss` exchange endpoints and `https` REST (nil: the system store).
@@ -77,6 +79,9 @@ public final class CollectorEngine: Sendable {
 
     /// Whether exchange sockets are paused because the writer is behind (the spool is full).
     public var isReadingPaused: Bool { readsPaused.value.load(ordering: .relaxed) }
+
+    /// REST backfills running now.
+    public var runningBackfills: Int { readsPaused.backfills.load(ordering: .relaxed) }
 
     /// Starts the engine on `loop`, storing through `storage` (started here).
     public static func start(
@@ -164,11 +169,20 @@ public final class CollectorEngine: Sendable {
     /// in the spool. The sinks go on draining it; `storage.finish(timeout:)` ends them.
     public func shutdown() async {
         let core = self.core
-        let held: [MarketEvent] = await withCheckedContinuation { continuation in
+        // Stop reading first, then let REST fetches already running land in the batch: their bars
+        // fill holes the stored live bars already lie beyond, so a lost reply would be a hole no
+        // later start could see. Bounded: a fetch still running after `backfillShutdownWait` is
+        // abandoned and logged.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             core.loop.execute {
                 core.value.stopAll()
-                continuation.resume(returning: core.value.takeHeldBatch())
+                core.value.whenBackfillsFinish(within: core.value.configuration.backfillShutdownWait) {
+                    continuation.resume()
+                }
             }
+        }
+        let held: [MarketEvent] = await withCheckedContinuation { continuation in
+            core.loop.execute { continuation.resume(returning: core.value.takeHeldBatch()) }
         }
         batches.finish()
         let task = writer.withLock { $0 }
@@ -181,9 +195,10 @@ public final class CollectorEngine: Sendable {
     }
 }
 
-/// Whether exchange reads are paused, readable from any thread.
+/// Whether exchange reads are paused, and how many REST backfills run, readable from any thread.
 final class PauseFlag: Sendable {
     let value = Atomic<Bool>(false)
+    let backfills = Atomic<Int>(0)
 }
 
 /// The engine's loop-confined state: it routes streams to connections (each one a session machine
@@ -208,6 +223,9 @@ final class EngineCore {
     }
     private let pausedFlag: PauseFlag
     private var seed: UInt64
+    /// REST backfills running, by stream and range (for the shutdown wait and its log).
+    private var backfillsInFlight: [String: Int] = [:]
+    private var backfillWaiters: [() -> Void] = []
     let metrics: CollectorMetrics?
     let logger: Logger
 
@@ -407,13 +425,52 @@ final class EngineCore {
             return
         }
         let bound = LoopBound(connection, loop: loop)
+        let core = LoopBound(self, loop: loop)
         let loop = self.loop
+        let key =
+            "\(stream) (\(UTCCalendar.iso8601(microseconds: after)), \(UTCCalendar.iso8601(microseconds: before)))"
+        backfillsInFlight[key, default: 0] += 1
+        pausedFlag.backfills.add(1, ordering: .relaxed)
         Task {
             let outcome = await backfiller.fetch(stream, after: after, before: before)
             loop.execute {
                 bound.value.backfillFinished(
                     stream, after: after, before: before, candles: outcome.candles, error: outcome.error)
+                core.value.backfillEnded(key)
             }
+        }
+    }
+
+    private func backfillEnded(_ key: String) {
+        pausedFlag.backfills.subtract(1, ordering: .relaxed)
+        backfillsInFlight[key, default: 1] -= 1
+        if backfillsInFlight[key] == 0 { backfillsInFlight[key] = nil }
+        guard backfillsInFlight.isEmpty else { return }
+        let waiters = backfillWaiters
+        backfillWaiters = []
+        for waiter in waiters { waiter() }
+    }
+
+    /// Calls `done` once no backfill is running, or after `limit` (then the ones still running are
+    /// logged: their bars are missing and no stored row shows it).
+    func whenBackfillsFinish(within limit: Duration, _ done: @escaping () -> Void) {
+        guard !backfillsInFlight.isEmpty else {
+            done()
+            return
+        }
+        var called = false
+        let once = {
+            guard !called else { return }
+            called = true
+            done()
+        }
+        backfillWaiters.append(once)
+        _ = loop.scheduleTimer(after: limit) { [weak self] in
+            guard !called else { return }
+            self?.logger.error(
+                "shutdown: REST backfills still running were abandoned; their bars are missing",
+                ["backfills": self?.backfillsInFlight.keys.sorted().joined(separator: "; ") ?? ""])
+            once()
         }
     }
 

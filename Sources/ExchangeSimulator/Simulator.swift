@@ -69,9 +69,16 @@ public final class ExchangeSimulator: Sendable {
         let http = try await HTTPServer.start(
             configuration: HTTPServerConfiguration(host: configuration.host, port: configuration.restPort), loop: loop
         ) { request in
-            await withCheckedContinuation { continuation in
-                state.loop.execute { continuation.resume(returning: state.value.handleREST(request)) }
+            let (response, delay) = await withCheckedContinuation { continuation in
+                state.loop.execute {
+                    let response = state.value.handleREST(request)
+                    let delay = request.head.path.hasPrefix("/api/") ? state.value.restDelayMilliseconds : 0
+                    continuation.resume(returning: (response, delay))
+                }
             }
+            // try?: only cancellation (server shutdown) ends the sleep early; the answer goes out anyway.
+            if delay > 0 { try? await Task.sleep(for: .milliseconds(delay)) }
+            return response
         }
         return ExchangeSimulator(webSocketPort: wsPort, restPort: http.port, state: state, httpServer: http)
     }
@@ -107,6 +114,8 @@ final class SimulatorState {
     private var refuseUntil: Int64 = 0
     /// Push nothing (and optionally ignore pings) until this real time (ns): keepalive tests.
     private(set) var silentUntil: Int64 = 0
+    /// Market-data REST answers are held this long (`/control/rest-delay?ms=N`): a slow exchange.
+    private(set) var restDelayMilliseconds = 0
     private(set) var answersPingsWhileSilent = true
     /// Text pings received from clients.
     var pingsReceived = 0
@@ -203,6 +212,9 @@ final class SimulatorState {
             let key = "\(query["instId"] ?? "")|\(query["bar"] ?? "")"
             let times = (emittedConfirmed[key] ?? []).sorted().map { String($0 / 1000) }
             return json(200, "{\"confirmed\":[\(times.joined(separator: ","))]}")
+        case ("POST", "/control/rest-delay"):
+            restDelayMilliseconds = max(0, Int(query["ms"] ?? "0") ?? 0)
+            return json(200, "{\"rest_delay_ms\":\(restDelayMilliseconds)}")
         case ("POST", "/control/silence"):
             let ms = Int64(query["ms"] ?? "0") ?? 0
             silentUntil = loop.now().nanoseconds + ms * 1_000_000

@@ -227,6 +227,34 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
         await harness.stop()
     }
 
+    /// A shutdown while a REST backfill runs waits for it (bounded), so the hole it fills is stored:
+    /// the live bars after the hole are already stored, so a lost reply would be a hole that no
+    /// watermark reveals at the next start.
+    @Test func shutdownWhileABackfillRunsStoresTheBackfilledBars() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
+        let rest = Endpoint(host: "127.0.0.1", port: harness.simulator.restPort)
+        func control(_ target: String) async throws {
+            _ = try await HTTPClient.send(
+                HTTPRequest(head: HTTPRequestHead(method: "POST", target: target)), to: rest, loop: harness.loop)
+        }
+        await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!])
+        try await harness.waitUntil("3 confirmed bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
+        try await control("/control/rest-delay?ms=1500")
+        try await control("/control/disconnect?pause_ms=500")
+        try await harness.waitUntil("a backfill running") { harness.engine.runningBackfills > 0 }
+        await harness.engine.shutdown()
+        #expect(harness.engine.runningBackfills == 0, "shutdown waited for the backfill")
+        #expect(await harness.engine.storage.finish(timeout: .seconds(30)))
+        try await control("/control/rest-delay?ms=0")
+        let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
+        let expected = stride(from: stored.first!, through: stored.last!, by: 60_000).map { $0 }
+        #expect(stored == expected, "no hole: the backfill's bars were stored")
+        #expect(harness.engine.status.status(StreamID("okx/candles:1m/BTC-USDT")!)?.backfilledBars ?? 0 > 0)
+        await harness.stop()
+    }
+
     @Test func droppedConnectionIsBackfilledFromREST() async throws {
         let database = try TestDatabase.create()
         defer { database.drop() }
@@ -330,6 +358,9 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
         let before = try await harness.storedConfirmed("BTC-USDT").count
         try await harness.waitUntilContiguous("BTC-USDT", atLeast: before + 3)
         await harness.engine.shutdown()
+        // Compare a settled store: everything acknowledged (including backfills that were running at
+        // shutdown) has reached PostgreSQL.
+        #expect(await harness.engine.storage.finish(timeout: .seconds(30)))
         let stored = try await harness.storedConfirmed("BTC-USDT").map { Int64($0[0])! }
         let expected = stride(from: stored.first!, through: stored.last!, by: 60_000).map { $0 }
         #expect(stored == expected)
