@@ -244,7 +244,7 @@ final class EngineCore {
         self.okx = OKXAdapter(endpoints: configuration.okx)
         if let base = RESTBaseURL(configuration.okx.restURL, tls: configuration.restTLS) {
             backfiller = RESTBackfiller(
-                adapter: okx, base: base, budgets: RESTBudgets(OKXAdapter.restBudgets), loop: loop)
+                adapter: okx, base: base, budgets: RESTBudgets(okx.restBudgets), loop: loop)
         } else {
             backfiller = nil
         }
@@ -272,7 +272,7 @@ final class EngineCore {
             }
             streams.insert(stream)
             status.update(stream) { $0.state = .pending }
-            byURL[adapter.webSocketURL(for: stream.feed), default: []].append(stream)
+            byURL[adapter.webSocketURL(for: stream), default: []].append(stream)
         }
         for (url, group) in byURL.sorted(by: { $0.key < $1.key }) {
             var rest = group.sorted()
@@ -417,7 +417,7 @@ final class EngineCore {
     func startBackfill(_ stream: StreamID, after: Int64, before: Int64, for connection: any EngineConnection) {
         guard case .candles(let tf) = stream.feed else { return }
         guard let backfiller,
-            okx.candlePage(stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
+            okx.backfillPage(for: stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
         else {
             connection.backfillFinished(
                 stream, after: after, before: before, candles: [],

@@ -76,7 +76,7 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
 
     func webSocketDidConnect(_ channel: WebSocketChannel) {
         guard channel === self.channel else { return }
-        perform(session.connected(now: now))
+        perform(session.connected(now: now, wallClock: WallClock.microseconds()))
     }
 
     func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {

@@ -71,9 +71,10 @@ final class RESTBudgets: Sendable {
     }
 }
 
-/// Fetches missing candles from an exchange's REST API, paginating within its budgets.
+/// Fetches missing candles from an exchange's REST API through its adapter's requests and parser,
+/// paginating within its budgets.
 struct RESTBackfiller: Sendable {
-    let adapter: OKXAdapter
+    let adapter: any ExchangeAdapter
     let base: RESTBaseURL
     let budgets: RESTBudgets
     let loop: EventLoop
@@ -92,8 +93,8 @@ struct RESTBackfiller: Sendable {
         var failures = 0
         while upper > after {
             guard
-                let request = adapter.candlePage(
-                    stream, newerThan: after, olderThan: upper, now: WallClock.microseconds())
+                let request = adapter.backfillPage(
+                    for: stream, newerThan: after, olderThan: upper, now: WallClock.microseconds())
             else { return Outcome(candles: collected, error: "no REST source for \(stream.feed)") }
             await budgets.acquire(request.budget)
             let http = HTTPRequest(
@@ -101,14 +102,17 @@ struct RESTBackfiller: Sendable {
             do {
                 let response = try await HTTPClient.send(http, to: base.endpoint, loop: loop, timeout: .seconds(15))
                 let page = try response.body.withUnsafeBytes { raw throws(RESTError) in
-                    try OKXAdapter.parseCandlesReply(raw, stream: stream, receivedAt: WallClock.microseconds())
+                    try adapter.parseBackfill(
+                        raw, request: request, stream: stream, receivedAt: WallClock.microseconds()
+                    ).candles
                 }
                 backoff.reset()
                 failures = 0
                 let inRange = page.filter { $0.openTime > after && $0.openTime < before }
                 collected += inRange
-                let limit = request.budget == "candles" ? OKXAdapter.recentPageLimit : OKXAdapter.historyPageLimit
-                guard page.count >= limit, let oldest = page.map(\.openTime).min(), oldest < upper else { break }
+                guard page.count >= request.pageLimit, let oldest = page.map(\.openTime).min(), oldest < upper else {
+                    break
+                }
                 upper = oldest
             } catch let error as RESTError where error.isRetryable {
                 failures += 1

@@ -72,27 +72,82 @@ public struct RESTRequest: Hashable, Sendable {
     public var target: String
     /// Which budget it draws from (e.g. `candles`, `history-candles`).
     public var budget: String
-    public init(target: String, budget: String) {
+    /// Rows a full page holds: a shorter page is the last one.
+    public var pageLimit: Int
+    public init(target: String, budget: String, pageLimit: Int = 100) {
         self.target = target
         self.budget = budget
+        self.pageLimit = pageLimit
     }
 }
 
-/// The collector's view of one exchange. Pure: the runtime does the I/O.
+/// How the exchange confirms a subscription.
+public enum AcknowledgementPolicy: Sendable, Equatable {
+    /// It answers each subscribe request (OKX, Binance, Coinbase, Bybit).
+    case explicit
+    /// It sends no acknowledgement (Upbit): a stream is live at its first message, and refused when
+    /// none arrives within `within`.
+    case firstMessage(within: Duration)
+}
+
+/// What a subscribe message may depend on besides the streams (Coinbase signs a JWT, fresh per
+/// message, for authenticated channels).
+public struct SubscribeContext: Sendable, Equatable {
+    /// Wall-clock time, µs since the epoch.
+    public var now: Int64
+    public init(now: Int64) { self.now = now }
+}
+
+/// An adapter with no per-connection parser state.
+public struct NoConnectionState: Sendable, Equatable {
+    public init() {}
+}
+
+/// One page of a REST backfill.
+public struct BackfillPage: Sendable, Equatable {
+    public var candles: [Candle]
+    public init(candles: [Candle]) { self.candles = candles }
+}
+
+/// The collector's view of one exchange (DESIGN.md §4, PROTOCOLS.md §0). Pure: the runtime does
+/// the I/O and the session machine the rules; the adapter names URLs, builds messages and parses.
 public protocol ExchangeAdapter: Sendable {
+    /// What the parser keeps for one connection (book sequencing, Coinbase's connection-wide
+    /// `sequence_num`); made fresh for every connection.
+    associatedtype ConnectionState: Sendable = NoConnectionState
+
     var name: ExchangeName { get }
     var limits: ExchangeLimits { get }
     var keepalive: KeepalivePolicy { get }
+    var acknowledgement: AcknowledgementPolicy { get }
     /// Why a stream cannot be collected here (unknown timeframe, unsupported feed), or nil.
     func validate(_ stream: StreamID) -> String?
-    /// The WebSocket URL serving `feed`; streams with equal URLs may share a connection.
-    func webSocketURL(for feed: Feed) -> String
-    /// Subscribe messages for `streams` (already split to the per-message limits); `requestID` tags them.
-    func subscribeMessages(for streams: [StreamID], requestID: String) -> [String]
+    /// The WebSocket URL serving `stream`; streams with equal URLs may share a connection (Bybit has
+    /// one per category, OKX one for candles and one for the rest).
+    func webSocketURL(for stream: StreamID) -> String
+    /// Fresh parser state for a new connection.
+    func makeConnectionState() -> ConnectionState
+    /// Subscribe messages for `streams` (at most `maxStreamsPerSubscribeMessage`); `requestID` tags them.
+    func subscribeMessages(for streams: [StreamID], requestID: String, context: SubscribeContext) -> [OutgoingFrame]
     /// Unsubscribe messages for `streams`.
-    func unsubscribeMessages(for streams: [StreamID], requestID: String) -> [String]
-    /// Parses one text frame received at `receivedAt` (µs) into `out`.
+    func unsubscribeMessages(for streams: [StreamID], requestID: String, context: SubscribeContext) -> [OutgoingFrame]
+    /// Parses one frame (text, or binary: Upbit) received at `receivedAt` (µs) into `out`.
     func parse(
-        _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage])
-        throws(ExchangeParseError)
+        _ frame: UnsafeRawBufferPointer, isText: Bool, receivedAt: Int64, state: inout ConnectionState,
+        into out: inout [ExchangeMessage]
+    ) throws(ExchangeParseError)
+
+    /// REST budgets by name (per IP), shared by every backfill of the exchange.
+    var restBudgets: [String: TokenBucket] { get }
+    /// One page of bars with open time strictly between `newerThan` and `olderThan` (µs), or nil
+    /// when the exchange offers no REST source for them (the bars are then recorded as gaps).
+    func backfillPage(for stream: StreamID, newerThan: Int64, olderThan: Int64, now: Int64) -> RESTRequest?
+    /// Parses the reply to a `backfillPage` request.
+    func parseBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BackfillPage
+}
+
+extension ExchangeAdapter where ConnectionState == NoConnectionState {
+    public func makeConnectionState() -> NoConnectionState { NoConnectionState() }
 }

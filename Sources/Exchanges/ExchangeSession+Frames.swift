@@ -23,7 +23,7 @@ extension ExchangeSession {
             messages = parsed
         }
         do {
-            try adapter.parse(payload, receivedAt: receivedAt, into: &parsed)
+            try adapter.parse(payload, isText: isText, receivedAt: receivedAt, state: &connectionState, into: &parsed)
             link?.parseErrors = 0
         } catch {
             let errors = (link?.parseErrors ?? 0) + 1
@@ -89,6 +89,12 @@ extension ExchangeSession {
     {
         let stream = event.stream
         guard var entry = entries[stream] else { return }  // not (or no longer) wanted here
+        if case .pending = entry.subscription, adapter.acknowledgement != .explicit {
+            // No acknowledgement from this exchange: the first message is the confirmation.
+            entry.subscription = .live
+            entries[stream] = entry
+            actions.append(.phase(stream, .live, detail: nil))
+        }
         if let window = entry.window, !window.admits(event.partitionTime) { return }
         if case .candle(let candle) = event {
             if let problem = candle.qualityProblem() {

@@ -40,8 +40,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     public enum Subscription: Equatable, Sendable {
         /// Wanted, not sent on this connection yet.
         case unsent
-        /// Sent with this request id, not acknowledged yet.
-        case pending(requestID: String)
+        /// Sent with this request id at `sentAt`, not acknowledged yet.
+        case pending(requestID: String, sentAt: Instant)
         case live
         /// Refused by the exchange (or the connection failed for good); asked again at `retryAt`.
         case refused(code: String, message: String, times: Int, retryAt: Instant)
@@ -83,6 +83,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     private var permanentFailure: (reason: String, times: Int)?
     /// Reused parse output (kept between frames so the hot path does not allocate).
     var messages: [ExchangeMessage] = []
+    /// The adapter's parser state for the current connection.
+    var connectionState: Adapter.ConnectionState
+    /// Wall-clock µs minus monotonic µs, learnt at `connected` (subscribe messages may depend on
+    /// the wall-clock time: Coinbase's JWT).
+    private var wallOffset: Int64 = 0
 
     public init(adapter: Adapter, url: String, configuration: SessionConfiguration, seed: UInt64) {
         self.adapter = adapter
@@ -91,6 +96,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         self.subscribeBudget = adapter.limits.subscribeMessages
         self.backoff = configuration.reconnectBackoff
         self.rng = SeededRNG(seed: seed)
+        self.connectionState = adapter.makeConnectionState()
         messages.reserveCapacity(8)
     }
 
@@ -136,8 +142,9 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             }
         }
         if phase == .open && !sent.isEmpty {
-            for message in adapter.unsubscribeMessages(for: sent.sorted(), requestID: makeRequestID()) {
-                actions.append(.send(.text(message)))
+            let id = makeRequestID()
+            for frame in adapter.unsubscribeMessages(for: sent.sorted(), requestID: id, context: context(now)) {
+                actions.append(.send(frame))
             }
         }
         for (id, list) in pendingRequests {
@@ -176,11 +183,14 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
 
     // MARK: Connection events
 
-    public mutating func connected(now: Instant) -> [SessionAction] {
+    /// The connection is open; `wallClock` is the wall-clock time now (µs since the epoch).
+    public mutating func connected(now: Instant, wallClock: Int64) -> [SessionAction] {
         var actions: [SessionAction] = []
         guard phase == .connecting else { return actions }  // a late report after stop or removal
         phase = .open
         link = Link(lastReceived: now)
+        connectionState = adapter.makeConnectionState()
+        wallOffset = wallClock - now.nanoseconds / 1000
         backoff.reset()
         pendingRequests = [:]
         if let failure = permanentFailure {
@@ -221,6 +231,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         link = nil
         actions.append(.cancelTimer(.keepalive))
         actions.append(.cancelTimer(.subscribe))
+        actions.append(.cancelTimer(.acknowledgement))
         pendingRequests = [:]
         for stream in entries.keys.sorted() {
             guard var entry = entries[stream] else { continue }
@@ -294,6 +305,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             if phase == .open { subscribeUnsent(now: now, into: &actions) }
         case .refusedRetry:
             retryRefused(now: now, into: &actions)
+        case .acknowledgement:
+            checkFirstMessages(now: now, into: &actions)
         }
         assertInvariants()
         return actions
@@ -365,11 +378,44 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             let chunk = Array(unsent[index..<min(index + per, unsent.count)])
             index += chunk.count
             let id = makeRequestID()
-            for message in adapter.subscribeMessages(for: chunk, requestID: id) {
-                actions.append(.send(.text(message)))
+            for frame in adapter.subscribeMessages(for: chunk, requestID: id, context: context(now)) {
+                actions.append(.send(frame))
             }
             pendingRequests[id] = chunk
-            for stream in chunk { entries[stream]?.subscription = .pending(requestID: id) }
+            for stream in chunk { entries[stream]?.subscription = .pending(requestID: id, sentAt: now) }
+            if case .firstMessage(let within) = adapter.acknowledgement {
+                actions.append(.scheduleTimer(.acknowledgement, at: earliestPendingSentAt().advanced(by: within)))
+            }
+        }
+    }
+
+    /// The subscribe context at `now`.
+    func context(_ now: Instant) -> SubscribeContext {
+        SubscribeContext(now: now.nanoseconds / 1000 + wallOffset)
+    }
+
+    private func earliestPendingSentAt() -> Instant {
+        var earliest = Instant(nanoseconds: .max)
+        for entry in entries.values {
+            if case .pending(_, let at) = entry.subscription { earliest = min(earliest, at) }
+        }
+        return earliest
+    }
+
+    /// No-acknowledgement exchanges: a stream still without a message `within` after its subscribe
+    /// is refused (and retried like any refusal).
+    private mutating func checkFirstMessages(now: Instant, into actions: inout [SessionAction]) {
+        guard phase == .open, case .firstMessage(let within) = adapter.acknowledgement else { return }
+        for stream in entries.keys.sorted() {
+            guard case .pending(_, let at) = entries[stream]?.subscription, now.duration(since: at) >= within
+            else { continue }
+            refuse(
+                stream, code: "no-data", message: "no message within \(within) of subscribing", now: now, into: &actions
+            )
+        }
+        let earliest = earliestPendingSentAt()
+        if earliest.nanoseconds != .max {
+            actions.append(.scheduleTimer(.acknowledgement, at: earliest.advanced(by: within)))
         }
     }
 

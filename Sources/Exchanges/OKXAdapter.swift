@@ -35,6 +35,8 @@ public struct OKXAdapter: ExchangeAdapter {
     /// Text `ping` after 20 s of silence (OKX drops connections silent for 30 s).
     public let keepalive = KeepalivePolicy.textPing("ping", reply: "pong", idle: .seconds(20))
 
+    public var restBudgets: [String: TokenBucket] { Self.restBudgets }
+
     /// REST budgets: candles 40 requests / 2 s, history-candles 20 requests / 2 s (per IP).
     public static let restBudgets: [String: TokenBucket] = [
         "candles": TokenBucket(requests: 40, per: 2), "history-candles": TokenBucket(requests: 20, per: 2),
@@ -97,12 +99,37 @@ public struct OKXAdapter: ExchangeAdapter {
         return StreamID(exchange: .okx, feed: .candles(tf), symbol: instrument)
     }
 
+    /// OKX answers every subscribe request (`event: subscribe` or `event: error` with the request id).
+    public let acknowledgement = AcknowledgementPolicy.explicit
+
+    public func webSocketURL(for stream: StreamID) -> String { webSocketURL(for: stream.feed) }
+
+    public func subscribeMessages(
+        for streams: [StreamID], requestID: String, context: SubscribeContext
+    ) -> [OutgoingFrame] {
+        subscribeMessages(for: streams, requestID: requestID).map(OutgoingFrame.text)
+    }
+
+    public func unsubscribeMessages(
+        for streams: [StreamID], requestID: String, context: SubscribeContext
+    ) -> [OutgoingFrame] {
+        unsubscribeMessages(for: streams, requestID: requestID).map(OutgoingFrame.text)
+    }
+
+    /// The subscribe messages' text, split to the per-message limit.
     public func subscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
         operationMessages("subscribe", streams, requestID: requestID)
     }
 
     public func unsubscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
         operationMessages("unsubscribe", streams, requestID: requestID)
+    }
+
+    public func parse(
+        _ frame: UnsafeRawBufferPointer, isText: Bool, receivedAt: Int64, state: inout NoConnectionState,
+        into out: inout [ExchangeMessage]
+    ) throws(ExchangeParseError) {
+        try parse(frame, receivedAt: receivedAt, into: &out)
     }
 
     private func operationMessages(_ op: String, _ streams: [StreamID], requestID: String) -> [String] {
@@ -123,6 +150,7 @@ public struct OKXAdapter: ExchangeAdapter {
         return messages
     }
 
+    /// Parses one text frame (OKX sends text only; state-free).
     public func parse(
         _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage]
     )

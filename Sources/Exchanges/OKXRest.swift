@@ -40,7 +40,17 @@ extension OKXAdapter {
         // `after` returns records earlier than it, `before` records newer than it (ms).
         let target =
             "\(path)?instId=\(stream.symbol)&bar=\(tf.key)&after=\(olderThan / 1000)&before=\(newerThan / 1000)&limit=\(limit)"
-        return RESTRequest(target: target, budget: recent ? "candles" : "history-candles")
+        return RESTRequest(target: target, budget: recent ? "candles" : "history-candles", pageLimit: limit)
+    }
+
+    public func backfillPage(for stream: StreamID, newerThan: Int64, olderThan: Int64, now: Int64) -> RESTRequest? {
+        candlePage(stream, newerThan: newerThan, olderThan: olderThan, now: now)
+    }
+
+    public func parseBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BackfillPage {
+        BackfillPage(candles: try Self.parseCandlesReply(body, stream: stream, receivedAt: receivedAt))
     }
 
     /// Parses a candles/history-candles reply: `{"code":"0","msg":"","data":[[ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm],…]}`.

@@ -16,6 +16,8 @@ public enum SessionTimer: Hashable, Sendable, CaseIterable {
     case subscribe
     /// Refused streams are due to be asked for again.
     case refusedRetry
+    /// No-acknowledgement exchanges: streams subscribed without a first message are due to be refused.
+    case acknowledgement
 }
 
 /// A frame the session wants sent.

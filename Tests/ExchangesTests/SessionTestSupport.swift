@@ -24,21 +24,35 @@ struct ScriptedAdapter: ExchangeAdapter {
         self.keepalive = keepalive
     }
 
-    func validate(_ stream: StreamID) -> String? { nil }
-    func webSocketURL(for feed: Feed) -> String { "ws://127.0.0.1:1/ws" }
+    var acknowledgement = AcknowledgementPolicy.explicit
+    var restBudgets: [String: TokenBucket] { [:] }
 
-    func subscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
-        ["sub \(requestID) " + streams.map(\.description).joined(separator: ",")]
+    func validate(_ stream: StreamID) -> String? { nil }
+    func webSocketURL(for stream: StreamID) -> String { "ws://127.0.0.1:1/ws" }
+
+    func subscribeMessages(for streams: [StreamID], requestID: String, context: SubscribeContext) -> [OutgoingFrame] {
+        [.text("sub \(requestID) " + streams.map(\.description).joined(separator: ","))]
     }
 
-    func unsubscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
-        ["unsub " + streams.map(\.description).joined(separator: ",")]
+    func unsubscribeMessages(
+        for streams: [StreamID], requestID: String, context: SubscribeContext
+    ) -> [OutgoingFrame] {
+        [.text("unsub " + streams.map(\.description).joined(separator: ","))]
+    }
+
+    func backfillPage(for stream: StreamID, newerThan: Int64, olderThan: Int64, now: Int64) -> RESTRequest? { nil }
+
+    func parseBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BackfillPage {
+        throw RESTError(code: nil, message: "no REST here", isRetryable: false)
     }
 
     static let base = UTCCalendar.microseconds(year: 2025, month: 3, day: 1)
 
     func parse(
-        _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage]
+        _ frame: UnsafeRawBufferPointer, isText: Bool, receivedAt: Int64, state: inout NoConnectionState,
+        into out: inout [ExchangeMessage]
     ) throws(ExchangeParseError) {
         let parts = String(decoding: frame, as: UTF8.self).split(separator: " ").map(String.init)
         switch parts.first {
@@ -115,7 +129,9 @@ struct SessionHarness {
     @discardableResult mutating func remove(_ streams: [StreamID]) -> [SessionAction] {
         record(session.remove(streams, now: now))
     }
-    @discardableResult mutating func connected() -> [SessionAction] { record(session.connected(now: now)) }
+    @discardableResult mutating func connected() -> [SessionAction] {
+        record(session.connected(now: now, wallClock: ScriptedAdapter.base + now.nanoseconds / 1000))
+    }
     @discardableResult mutating func closed(_ reason: String = "reset", permanent: Bool = false) -> [SessionAction] {
         record(session.closed(reason: reason, permanent: permanent, now: now))
     }

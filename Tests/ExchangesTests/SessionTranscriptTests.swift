@@ -261,4 +261,22 @@ import Testing
         #expect(h.frame("bar \(s(1)) 1 1").isEmpty)
         #expect(h.add([s(2)]).isEmpty)
     }
+
+    @Test func withoutAcknowledgementsAStreamIsLiveAtItsFirstMessageAndRefusedWhenNoneComes() {
+        var adapter = ScriptedAdapter()
+        adapter.acknowledgement = .firstMessage(within: .seconds(10))
+        var h = SessionHarness(adapter: adapter)
+        let t0 = h.now
+        h.open([s(1), s(2)])
+        #expect(h.timers[.acknowledgement] == t0.advanced(by: .seconds(10)))
+        h.advance(.seconds(3))
+        let first = h.frame("bar \(s(1)) 1 0")
+        #expect(first.contains(.phase(s(1), .live, detail: nil)))
+        #expect(first.emitted.count == 1)
+        let due = h.fire(.acknowledgement)
+        #expect(due.contains(.refused(s(2), code: "no-data", message: "no message within 10.0 seconds of subscribing")))
+        #expect(!due.contains { if case .refused(s(1), _, _) = $0 { true } else { false } })
+        #expect(h.session.subscription(of: s(1)) == .live)
+        #expect(h.timers[.refusedRetry] != nil, "retried like any refusal")
+    }
 }
