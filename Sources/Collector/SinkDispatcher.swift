@@ -183,29 +183,36 @@ public final class SinkDispatcher: Sendable {
         let name = sink.name
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         var rng = SeededRNG(seed: DispatchTime.now().uptimeNanoseconds ^ UInt64(truncatingIfNeeded: name.hashValue))
+        // The next group, read and decoded while the sink writes this one (at most one group ahead).
+        var prefetch: Task<[(sequence: UInt64, events: [MarketEvent])], Never>?
         while !Task.isCancelled {
-            let sequences = spool.pending(for: name, limit: Limits.maxBatchesPerWrite)
-            guard let first = sequences.first else {
-                let finished = await waitForWork(name)
-                if finished { return }
-                continue
+            var loaded: [(sequence: UInt64, events: [MarketEvent])] = []
+            if let ahead = prefetch {
+                prefetch = nil
+                loaded = await ahead.value
+                // Still the next batches? (One may have been moved aside meanwhile.)
+                if loaded.first?.sequence != spool.pending(for: name, limit: 1).first { loaded = [] }
             }
-            guard let firstEvents = await load(first, for: name, backoff: &backoff, rng: &rng) else { continue }
-            // A backlog (the sink was down or slower than the exchanges) is written several batches per
-            // write, up to `maxEventsPerWrite`: one transaction's fixed cost is shared, so a sink
-            // catches up faster than the collector fills the spool.
-            var loaded = [(sequence: first, events: firstEvents)]
-            var total = firstEvents.count
-            for sequence in sequences.dropFirst() {
-                guard let events = await loadIfReadable(sequence), total + events.count <= maxEventsPerWrite
-                else { break }
-                loaded.append((sequence, events))
-                total += events.count
+            if loaded.isEmpty {
+                let sequences = spool.pending(for: name, limit: Limits.maxBatchesPerWrite)
+                guard let first = sequences.first else {
+                    let finished = await waitForWork(name)
+                    if finished { return }
+                    continue
+                }
+                guard let firstEvents = await load(first, for: name, backoff: &backoff, rng: &rng) else { continue }
+                // A backlog (the sink was down or slower than the exchanges) is written several batches
+                // per write, up to `maxEventsPerWrite`: one transaction's fixed cost is shared, so a
+                // sink catches up faster than the collector fills the spool.
+                loaded = [(first, firstEvents)]
+                loaded += await gather(sequences.dropFirst(), total: firstEvents.count)
             }
-            let events = loaded.count == 1 ? firstEvents : loaded.flatMap(\.events)
-            guard await store(events, in: sink, backoff: &backoff, rng: &rng) else { return }  // cancelled
-            // Force-unwrap: `loaded` starts with the first batch.
+            // Force-unwrap: `loaded` is not empty here.
             let last = loaded.last!.sequence
+            let ahead = spool.pending(for: name, after: last, limit: Limits.maxBatchesPerWrite)
+            if !ahead.isEmpty { prefetch = Task { await self.gather(ahead[...], total: 0) } }
+            let events = loaded.count == 1 ? loaded[0].events : loaded.flatMap(\.events)
+            guard await store(events, in: sink, backoff: &backoff, rng: &rng) else { return }  // cancelled
             let advanced: Result<Void, any Error> = await onIO { [spool] in
                 Result { try spool.advance(name, to: last) }
             }
@@ -249,6 +256,23 @@ public final class SinkDispatcher: Sendable {
             try? await Task.sleep(for: backoff.nextDelay(using: &rng))
             return nil
         }
+    }
+
+    /// The batches of `sequences` that join one write after `total` events already in it: in order,
+    /// each readable, until `maxEventsPerWrite` would be passed.
+    private func gather(
+        _ sequences: ArraySlice<UInt64>, total: Int
+    ) async -> [(sequence: UInt64, events: [MarketEvent])] {
+        var out: [(sequence: UInt64, events: [MarketEvent])] = []
+        var total = total
+        for sequence in sequences {
+            guard let events = await loadIfReadable(sequence) else { break }
+            // The first batch of a group always goes, however large.
+            guard total == 0 || total + events.count <= maxEventsPerWrite else { break }
+            out.append((sequence, events))
+            total += events.count
+        }
+        return out
     }
 
     /// A batch joining a coalesced write: from memory or its file. Any failure only ends the

@@ -130,10 +130,10 @@ public final class Spool: Sendable {
         }
     }
 
-    /// Up to `limit` batches `sink` has not stored yet, oldest first.
-    public func pending(for sink: String, limit: Int) -> [UInt64] {
+    /// Up to `limit` batches `sink` has not stored yet (after `after`, when given), oldest first.
+    public func pending(for sink: String, after: UInt64? = nil, limit: Int) -> [UInt64] {
         state.withLock { s in
-            let cursor = s.cursors[sink] ?? 0
+            let cursor = max(s.cursors[sink] ?? 0, after ?? 0)
             var out: [UInt64] = []
             for file in s.files where file.sequence > cursor {
                 out.append(file.sequence)
