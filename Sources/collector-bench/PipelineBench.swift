@@ -1,4 +1,5 @@
 import Collector
+import CollectorCore
 import Dispatch
 import Exchanges
 import Foundation
@@ -9,12 +10,46 @@ import TLS
 import WebSocketProtocol
 
 /// WebSocket → parsed candle events: subscribes to a flooding exchange-sim and parses every frame
-/// with the OKX adapter on the receiving loop, as the collector does.
+/// with the OKX adapter on the receiving loop. `--session`: every frame goes through the
+/// connection's `ExchangeSession` (parse, stream routing, window, quality and continuity checks,
+/// the emitted actions), as the collector does; without it, the adapter alone.
 enum ParsedReceiveBench {
     static func run(_ options: BenchOptions) {
-        runReceiveBench(options, mode: "ws-parse", unit: "candles", countOption: "messages") { target, report in
-            ParsingHandler(target: target, report: report)
+        let session = options.string("session") != nil
+        runReceiveBench(
+            options, mode: session ? "ws-parse-session" : "ws-parse", unit: "candles", countOption: "messages"
+        ) { target, report in
+            session ? SessionParsingHandler(target: target, report: report) : ParsingHandler(target: target, report: report)
         }
+    }
+}
+
+/// Counts the candle events an `ExchangeSession` emits (the collector's per-frame path without the
+/// engine's batching).
+final class SessionParsingHandler: CountingHandler {
+    var session = ExchangeSession(
+        adapter: OKXAdapter(), url: "ws://bench", configuration: SessionConfiguration(), seed: 1)
+    var actions: [SessionAction] = []
+    var budget = TokenBucket(capacity: 10, refillPerSecond: 10)
+    let origin = DispatchTime.now().uptimeNanoseconds
+
+    var now: Instant { Instant(nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - origin)) }
+
+    override func webSocketDidConnect(_ channel: WebSocketChannel) {
+        let stream = StreamID("okx/candles:1m/BTC-USDT")!
+        _ = session.add([stream], now: now)
+        _ = session.timerFired(.connect, now: now, connectionBudget: &budget)
+        for action in session.connected(now: now, wallClock: 0) {
+            if case .send(.text(let text)) = action { channel.send(text: text) }
+        }
+    }
+
+    override func units(in payload: UnsafeRawBufferPointer) -> Int {
+        actions.removeAll(keepingCapacity: true)
+        session.frame(payload, isText: true, receivedAt: 0, now: now, into: &actions)
+        var candles = 0
+        for case .emit(.candle) in actions { candles += 1 }
+        return candles
     }
 }
 
