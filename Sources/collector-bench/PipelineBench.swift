@@ -19,7 +19,8 @@ enum ParsedReceiveBench {
         runReceiveBench(
             options, mode: session ? "ws-parse-session" : "ws-parse", unit: "candles", countOption: "messages"
         ) { target, report in
-            session ? SessionParsingHandler(target: target, report: report) : ParsingHandler(target: target, report: report)
+            session
+                ? SessionParsingHandler(target: target, report: report) : ParsingHandler(target: target, report: report)
         }
     }
 }
