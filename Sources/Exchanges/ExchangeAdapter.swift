@@ -6,10 +6,14 @@ public enum ExchangeMessage: Hashable, Sendable {
     case event(MarketEvent)
     /// The exchange confirmed a subscription.
     case subscribed(StreamID)
+    /// The exchange confirmed a whole request without naming its streams (Binance
+    /// `{"result":null,"id":N}`, Bybit `{"success":true,"req_id":…}`): every stream of the request is live.
+    case subscribedRequest(requestID: String)
     /// The exchange confirmed an unsubscription.
     case unsubscribed(StreamID)
     /// The exchange refused a subscription; `stream` is nil when the reply does not say which one
-    /// (then `requestID` names the request).
+    /// (then `requestID` names the request; when neither is known, every stream still waiting for an
+    /// answer on the connection is refused: Coinbase's bare "failure to subscribe").
     case subscriptionRejected(stream: StreamID?, requestID: String?, code: String, message: String)
     /// An error not tied to a subscription.
     case error(code: String, message: String)
@@ -90,6 +94,15 @@ public enum AcknowledgementPolicy: Sendable, Equatable {
     case firstMessage(within: Duration)
 }
 
+/// How subscriptions add up on one connection.
+public enum SubscriptionModel: Sendable, Equatable {
+    /// Each subscribe adds streams, each unsubscribe removes them (OKX, Binance, Coinbase, Bybit).
+    case incremental
+    /// Each subscribe message replaces the connection's whole set, and there is no unsubscribe
+    /// (Upbit): the session sends the full wanted set whenever it changes.
+    case replaceAll
+}
+
 /// What a subscribe message may depend on besides the streams (Coinbase signs a JWT, fresh per
 /// message, for authenticated channels).
 public struct SubscribeContext: Sendable, Equatable {
@@ -127,6 +140,11 @@ public protocol ExchangeAdapter: Sendable {
     func webSocketURL(for stream: StreamID) -> String
     /// Fresh parser state for a new connection.
     func makeConnectionState() -> ConnectionState
+    /// How subscribe messages combine (default `.incremental`).
+    var subscriptionModel: SubscriptionModel { get }
+    /// Sent once on every new connection before any subscription (Coinbase's `heartbeats` channel, which
+    /// must be subscribed within 5 s of connecting); default none. Not drawn from the subscribe budget.
+    func connectionOpenedMessages(context: SubscribeContext) -> [OutgoingFrame]
     /// Subscribe messages for `streams` (at most `maxStreamsPerSubscribeMessage`); `requestID` tags them.
     func subscribeMessages(for streams: [StreamID], requestID: String, context: SubscribeContext) -> [OutgoingFrame]
     /// Unsubscribe messages for `streams`.
@@ -146,6 +164,11 @@ public protocol ExchangeAdapter: Sendable {
     func parseBackfill(
         _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
     ) throws(RESTError) -> BackfillPage
+}
+
+extension ExchangeAdapter {
+    public var subscriptionModel: SubscriptionModel { .incremental }
+    public func connectionOpenedMessages(context: SubscribeContext) -> [OutgoingFrame] { [] }
 }
 
 extension ExchangeAdapter where ConnectionState == NoConnectionState {

@@ -49,25 +49,26 @@ extension ExchangeSession {
         case .event(let event):
             accept(event, raw: raw, into: &actions)
         case .subscribed(let stream):
-            guard var entry = entries[stream] else { return }  // unsubscribed meanwhile
-            if let refusal = entry.refusal {
-                actions.append(
-                    .log(
-                        .info, "subscription accepted after refusals",
-                        ["stream": "\(stream)", "exchange.code": refusal.code, "refusals": "\(refusal.times)"]))
-                entry.refusal = nil
+            guard entries[stream] != nil else { return }  // unsubscribed meanwhile
+            confirm(stream, into: &actions)
+        case .subscribedRequest(let requestID):
+            for stream in pendingRequests[requestID] ?? [] {
+                guard case .pending = entries[stream]?.subscription else { continue }
+                confirm(stream, into: &actions)
             }
-            entry.subscription = .live
-            entries[stream] = entry
-            actions.append(.phase(stream, .live, detail: nil))
         case .unsubscribed:
             break  // the stream left `entries` when it was removed
         case .subscriptionRejected(let stream, let requestID, let code, let text):
             var affected: [StreamID] = []
             if let stream, entries[stream] != nil {
                 affected = [stream]
-            } else if let requestID, let list = pendingRequests[requestID] {
-                affected = list.filter { entries[$0]?.subscription != .live }
+            } else if let requestID {
+                affected = (pendingRequests[requestID] ?? []).filter { entries[$0]?.subscription != .live }
+            } else if stream == nil {
+                // Neither stream nor request named: every stream still waiting for an answer.
+                affected = entries.keys.sorted().filter {
+                    if case .pending = entries[$0]?.subscription { true } else { false }
+                }
             }
             for stream in affected { refuse(stream, code: code, message: text, now: now, into: &actions) }
         case .error(let code, let text):
@@ -82,6 +83,21 @@ extension ExchangeSession {
         case .unhandled:
             actions.append(.count(.unhandled))
         }
+    }
+
+    /// A wanted stream's subscription was accepted.
+    private mutating func confirm(_ stream: StreamID, into actions: inout [SessionAction]) {
+        guard var entry = entries[stream] else { return }
+        if let refusal = entry.refusal {
+            actions.append(
+                .log(
+                    .info, "subscription accepted after refusals",
+                    ["stream": "\(stream)", "exchange.code": refusal.code, "refusals": "\(refusal.times)"]))
+            entry.refusal = nil
+        }
+        entry.subscription = .live
+        entries[stream] = entry
+        actions.append(.phase(stream, .live, detail: nil))
     }
 
     /// An event of a wanted stream inside its window: quality-checked, continuity-tracked, emitted.

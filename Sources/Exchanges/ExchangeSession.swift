@@ -142,9 +142,16 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             }
         }
         if phase == .open && !sent.isEmpty {
-            let id = makeRequestID()
-            for frame in adapter.unsubscribeMessages(for: sent.sorted(), requestID: id, context: context(now)) {
-                actions.append(.send(frame))
+            switch adapter.subscriptionModel {
+            case .incremental:
+                let id = makeRequestID()
+                for frame in adapter.unsubscribeMessages(for: sent.sorted(), requestID: id, context: context(now)) {
+                    actions.append(.send(frame))
+                }
+            case .replaceAll:
+                // No unsubscribe: the remaining set replaces the old one (the last stream leaving closes
+                // the connection below instead).
+                if !entries.isEmpty { resendWantedSet(now: now, into: &actions) }
             }
         }
         for (id, list) in pendingRequests {
@@ -213,6 +220,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             if hasConnectedBefore { actions.append(.reconnected(stream)) }
         }
         hasConnectedBefore = true
+        for frame in adapter.connectionOpenedMessages(context: context(now)) { actions.append(.send(frame)) }
         subscribeUnsent(now: now, into: &actions)
         actions.append(.scheduleTimer(.keepalive, at: now.advanced(by: configuration.keepaliveCheckInterval)))
         assertInvariants()
@@ -364,29 +372,52 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     }
 
     /// Subscribes every unsent stream, one request per per-message chunk, while the subscribe budget
-    /// lasts; the rest waits for the `subscribe` timer (armed once, for the refill).
+    /// lasts (one token per message sent); the rest waits for the `subscribe` timer (armed once, for
+    /// the refill). `.replaceAll` adapters get the connection's whole wanted set in one request.
     mutating func subscribeUnsent(now: Instant, into actions: inout [SessionAction]) {
         let unsent = entries.filter { $0.value.subscription == .unsent }.map(\.key).sorted()
         guard !unsent.isEmpty else { return }
+        if adapter.subscriptionModel == .replaceAll {
+            resendWantedSet(now: now, into: &actions)
+            return
+        }
         let per = max(1, adapter.limits.maxStreamsPerSubscribeMessage)
         var index = 0
         while index < unsent.count {
-            if let wait = subscribeBudget.take(now: now) {
-                actions.append(.scheduleTimer(.subscribe, at: now.advanced(by: wait)))
-                return
-            }
             let chunk = Array(unsent[index..<min(index + per, unsent.count)])
+            guard send(subscribing: chunk, now: now, into: &actions) else { return }
             index += chunk.count
-            let id = makeRequestID()
-            for frame in adapter.subscribeMessages(for: chunk, requestID: id, context: context(now)) {
-                actions.append(.send(frame))
-            }
-            pendingRequests[id] = chunk
-            for stream in chunk { entries[stream]?.subscription = .pending(requestID: id, sentAt: now) }
-            if case .firstMessage(let within) = adapter.acknowledgement {
-                actions.append(.scheduleTimer(.acknowledgement, at: earliestPendingSentAt().advanced(by: within)))
-            }
         }
+    }
+
+    /// One subscribe request for `streams` if the budget has a token per message (else the
+    /// `subscribe` timer is armed and nothing is sent): they become pending.
+    private mutating func send(
+        subscribing streams: [StreamID], now: Instant, into actions: inout [SessionAction]
+    ) -> Bool {
+        let id = "c\(nextRequest + 1)"
+        let frames = adapter.subscribeMessages(for: streams, requestID: id, context: context(now))
+        if let wait = subscribeBudget.take(frames.count, now: now) {
+            actions.append(.scheduleTimer(.subscribe, at: now.advanced(by: wait)))
+            return false
+        }
+        nextRequest += 1
+        for frame in frames { actions.append(.send(frame)) }
+        pendingRequests[id] = streams
+        for stream in streams where entries[stream]?.subscription != .live {
+            entries[stream]?.subscription = .pending(requestID: id, sentAt: now)
+        }
+        if case .firstMessage(let within) = adapter.acknowledgement {
+            actions.append(.scheduleTimer(.acknowledgement, at: earliestPendingSentAt().advanced(by: within)))
+        }
+        return true
+    }
+
+    /// `.replaceAll`: the whole wanted (not refused) set in one request; live streams stay live.
+    private mutating func resendWantedSet(now: Instant, into actions: inout [SessionAction]) {
+        let wanted = entries.filter { !isRefused($0.key) }.map(\.key).sorted()
+        guard !wanted.isEmpty else { return }
+        _ = send(subscribing: wanted, now: now, into: &actions)
     }
 
     /// The subscribe context at `now`.

@@ -41,13 +41,19 @@ public struct TokenBucket: Sendable, Equatable {
 
     /// Takes one token if available; otherwise returns how long to wait before one is. A wait too long
     /// for `Int64` nanoseconds (~292 years, from a tiny refill rate) is returned as that maximum.
-    public mutating func take(now: Instant) -> Duration? {
+    public mutating func take(now: Instant) -> Duration? { take(1, now: now) }
+
+    /// Takes `count` tokens at once if available (a request sent as several messages, each counted);
+    /// otherwise takes none and returns how long until `count` are. A count above the capacity waits
+    /// for a full bucket and takes it all, so a large request still goes, at the slowest allowed pace.
+    public mutating func take(_ count: Int, now: Instant) -> Duration? {
         refill(now: now)
-        if tokens >= 1 {
-            tokens -= 1
+        let needed = min(Double(max(1, count)), capacity)
+        if tokens >= needed {
+            tokens -= needed
             return nil
         }
-        let nanoseconds = ((1 - tokens) / refillPerSecond * 1e9).rounded(.up)
+        let nanoseconds = ((needed - tokens) / refillPerSecond * 1e9).rounded(.up)
         // `Double(Int64.max)` is 2^63, one past the range: only a strictly smaller value converts.
         guard nanoseconds < Double(Int64.max) else { return .nanoseconds(Int64.max) }
         return .nanoseconds(Int64(nanoseconds))

@@ -12,11 +12,16 @@ import Testing
 
     @Test(arguments: 0..<64) func randomInterleavingsKeepTheSessionsPromises(seed: Int) {
         var rng = SeededRNG(seed: UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1)
-        var h = SessionHarness(
-            adapter: ScriptedAdapter(
-                perMessage: 1 + Int(rng.next() % 3), subscribeBurst: Double(1 + rng.next() % 3), subscribeRefill: 1,
-                connections: TokenBucket(capacity: 2, refillPerSecond: 1))
-        ) { c in
+        var adapter = ScriptedAdapter(
+            perMessage: 1 + Int(rng.next() % 3), subscribeBurst: Double(1 + rng.next() % 3), subscribeRefill: 1,
+            connections: TokenBucket(capacity: 2, refillPerSecond: 1))
+        // Every adapter shape the protocol allows: whole-set subscriptions, no acknowledgements,
+        // messages on connect, several messages per request.
+        if rng.next() % 3 == 0 { adapter.subscriptionModel = .replaceAll }
+        if rng.next() % 3 == 0 { adapter.acknowledgement = .firstMessage(within: .seconds(5)) }
+        if rng.next() % 2 == 0 { adapter.openedMessages = ["hello"] }
+        adapter.framesPerRequest = 1 + Int(rng.next() % 2)
+        var h = SessionHarness(adapter: adapter) { c in
             c.parseErrorLimit = 3
             c.staleAfter = .seconds(10)
         }
@@ -78,7 +83,8 @@ import Testing
                 }
                 let frames = [
                     "ok \(stream)", "no \(stream) 60018", "bar \(stream) \(rng.next() % 50) \(rng.next() % 2)",
-                    "garbage", "notice", "pong", "noreq c\(rng.next() % 8) 60012",
+                    "garbage", "notice", "pong", "noreq c\(rng.next() % 8) 60012", "okreq c\(rng.next() % 8)",
+                    "nobody 7",
                 ]
                 check(h.frame(frames[Int(rng.next() % UInt64(frames.count))]), step: step)
             case 7:

@@ -25,13 +25,23 @@ struct ScriptedAdapter: ExchangeAdapter {
     }
 
     var acknowledgement = AcknowledgementPolicy.explicit
+    var subscriptionModel = SubscriptionModel.incremental
+    /// Sent on every new connection before subscribing.
+    var openedMessages: [String] = []
+    /// Each subscribe request is sent as this many messages (`sub …` then `more …`).
+    var framesPerRequest = 1
     var restBudgets: [String: TokenBucket] { [:] }
+
+    func connectionOpenedMessages(context: SubscribeContext) -> [OutgoingFrame] {
+        openedMessages.map(OutgoingFrame.text)
+    }
 
     func validate(_ stream: StreamID) -> String? { nil }
     func webSocketURL(for stream: StreamID) -> String { "ws://127.0.0.1:1/ws" }
 
     func subscribeMessages(for streams: [StreamID], requestID: String, context: SubscribeContext) -> [OutgoingFrame] {
-        [.text("sub \(requestID) " + streams.map(\.description).joined(separator: ","))]
+        let line = "\(requestID) " + streams.map(\.description).joined(separator: ",")
+        return [.text("sub " + line)] + (1..<max(1, framesPerRequest)).map { _ in .text("more " + line) }
     }
 
     func unsubscribeMessages(
@@ -59,6 +69,10 @@ struct ScriptedAdapter: ExchangeAdapter {
         case "ok" where parts.count == 2:
             guard let stream = StreamID(parts[1]) else { throw ExchangeParseError("bad stream") }
             out.append(.subscribed(stream))
+        case "okreq" where parts.count == 2:
+            out.append(.subscribedRequest(requestID: parts[1]))
+        case "nobody" where parts.count == 2:
+            out.append(.subscriptionRejected(stream: nil, requestID: nil, code: parts[1], message: "refused"))
         case "no" where parts.count == 3:
             guard let stream = StreamID(parts[1]) else { throw ExchangeParseError("bad stream") }
             out.append(.subscriptionRejected(stream: stream, requestID: nil, code: parts[2], message: "refused"))

@@ -279,4 +279,57 @@ import Testing
         #expect(h.session.subscription(of: s(1)) == .live)
         #expect(h.timers[.refusedRetry] != nil, "retried like any refusal")
     }
+
+    @Test func anAcknowledgementNamingOnlyTheRequestMakesEveryStreamOfItLive() {
+        var h = SessionHarness(adapter: ScriptedAdapter(perMessage: 2))
+        #expect(h.open([s(1), s(2), s(3)]).sentTexts == ["sub c1 \(s(1)),\(s(2))", "sub c2 \(s(3))"])
+        let acked = h.frame("okreq c1")
+        #expect(acked.contains(.phase(s(1), .live, detail: nil)) && acked.contains(.phase(s(2), .live, detail: nil)))
+        #expect(h.session.subscription(of: s(3)) == .pending(requestID: "c2", sentAt: h.now))
+        #expect(h.frame("okreq c9").isEmpty, "an unknown request confirms nothing")
+    }
+
+    @Test func aRefusalNamingNothingRefusesTheStreamsStillWaiting() {
+        var h = SessionHarness()
+        h.open([s(1), s(2)])
+        h.frame("ok \(s(1))")
+        let refused = h.frame("nobody 2")
+        #expect(refused.contains(.refused(s(2), code: "2", message: "refused")))
+        #expect(h.session.subscription(of: s(1)) == .live)
+    }
+
+    @Test func replaceAllAdaptersGetTheWholeWantedSetOnEveryChangeAndNoUnsubscribe() {
+        var adapter = ScriptedAdapter(perMessage: 1)
+        adapter.subscriptionModel = .replaceAll
+        var h = SessionHarness(adapter: adapter)
+        #expect(h.open([s(1), s(2)]).sentTexts == ["sub c1 \(s(1)),\(s(2))"])
+        h.frame("ok \(s(1))")
+        #expect(h.add([s(3)]).sentTexts == ["sub c2 \(s(1)),\(s(2)),\(s(3))"])
+        #expect(h.session.subscription(of: s(1)) == .live, "a live stream stays live when the set is re-sent")
+        let removed = h.remove([s(1)])
+        #expect(removed.sentTexts == ["sub c3 \(s(2)),\(s(3))"])
+        #expect(removed.closes == 0)
+        #expect(h.remove([s(2), s(3)]).closes == 1, "the last stream leaving closes the connection")
+    }
+
+    @Test func connectionOpenedMessagesGoFirstOnEveryConnection() {
+        var adapter = ScriptedAdapter()
+        adapter.openedMessages = ["hello"]
+        var h = SessionHarness(adapter: adapter)
+        #expect(h.open([s(1)]).sentTexts == ["hello", "sub c1 \(s(1))"])
+        h.closed()
+        h.fire(.connect)
+        #expect(h.connected().sentTexts == ["hello", "sub c2 \(s(1))"])
+    }
+
+    @Test func theSubscribeBudgetCountsEveryMessageOfARequest() {
+        var adapter = ScriptedAdapter(perMessage: 1, subscribeBurst: 3, subscribeRefill: 1)
+        adapter.framesPerRequest = 2
+        var h = SessionHarness(adapter: adapter)
+        let opened = h.open([s(1), s(2)])
+        #expect(opened.sentTexts == ["sub c1 \(s(1))", "more c1 \(s(1))"], "3 tokens: one two-message request")
+        #expect(h.timers[.subscribe] == h.now.advanced(by: .seconds(1)), "one more token needed: 1 s")
+        #expect(h.session.subscription(of: s(2)) == .unsent)
+        #expect(h.fire(.subscribe).sentTexts == ["sub c2 \(s(2))", "more c2 \(s(2))"])
+    }
 }
