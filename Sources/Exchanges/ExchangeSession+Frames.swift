@@ -104,29 +104,28 @@ extension ExchangeSession {
     private mutating func accept(_ event: MarketEvent, raw: UnsafeRawBufferPointer, into actions: inout [SessionAction])
     {
         let stream = event.stream
-        guard var entry = entries[stream] else { return }  // not (or no longer) wanted here
-        if case .pending = entry.subscription, adapter.acknowledgement != .explicit {
+        // One hash lookup; the entry is then read and changed in place through its index.
+        guard let index = entries.index(forKey: stream) else { return }  // not (or no longer) wanted here
+        if case .pending = entries.values[index].subscription, adapter.acknowledgement != .explicit {
             // No acknowledgement from this exchange: the first message is the confirmation.
-            entry.subscription = .live
-            entries[stream] = entry
+            entries.values[index].subscription = .live
             actions.append(.phase(stream, .live, detail: nil))
         }
-        if let window = entry.window, !window.admits(event.partitionTime) { return }
+        if let window = entries.values[index].window, !window.admits(event.partitionTime) { return }
         if case .candle(let candle) = event {
             if let problem = candle.qualityProblem() {
                 actions.append(.deadLetter(raw: String(decoding: raw, as: UTF8.self), reason: problem))
                 actions.append(.streamError(stream, "data quality: \(problem)"))
                 return
             }
-            checkContinuity(candle, entry: &entry, into: &actions)
-            entries[stream] = entry
+            checkContinuity(candle, entry: &entries.values[index], into: &actions)
         }
         actions.append(.emit(event))
     }
 
     /// Bars strictly between the last confirmed one and this one have not been confirmed to us: ask
     /// for them from REST (once per hole).
-    private func checkContinuity(_ candle: Candle, entry: inout Entry, into actions: inout [SessionAction]) {
+    private func checkContinuity(_ candle: Candle, entry: inout SessionEntry, into actions: inout [SessionAction]) {
         guard let last = entry.lastConfirmed else {
             if candle.isConfirmed { entry.lastConfirmed = candle.openTime }
             return

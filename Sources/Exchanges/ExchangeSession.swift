@@ -22,56 +22,12 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     public let url: String
     public let configuration: SessionConfiguration
 
-    /// The connection's phase.
-    public enum Phase: Equatable, Sendable {
-        /// No connection and none wanted (no streams yet, or all removed).
-        case idle
-        /// A connect is due at this instant (the `connect` timer is armed).
-        case waiting(until: Instant)
-        /// `connect` was sent; waiting for `connected` or `closed`.
-        case connecting
-        case open
-        /// We asked for the close; waiting for `closed`.
-        case closing
-        case stopped
-    }
-
-    /// A stream's subscription.
-    public enum Subscription: Equatable, Sendable {
-        /// Wanted, not sent on this connection yet.
-        case unsent
-        /// Sent with this request id at `sentAt`, not acknowledged yet.
-        case pending(requestID: String, sentAt: Instant)
-        case live
-        /// Refused by the exchange (or the connection failed for good); asked again at `retryAt`.
-        case refused(code: String, message: String, times: Int, retryAt: Instant)
-    }
-
-    struct Entry: Sendable {
-        var subscription: Subscription = .unsent
-        var window: EventWindow?
-        /// Newest confirmed open time seen, stored or backfilled (candles); nil until known.
-        var lastConfirmed: Int64?
-        /// A backfill is running up to this open time (exclusive).
-        var backfillingUntil: Int64?
-        /// The refusal in force or last seen, kept across retries until the stream goes live, so a
-        /// refusal repeating is counted, not logged again.
-        var refusal: (code: String, times: Int)?
-    }
-
-    /// What is known about the open connection.
-    struct Link: Sendable {
-        var lastReceived: Instant
-        var pingSent = false
-        var lastPingAt: Instant?
-        var parseErrors = 0
-        /// Why we are recycling it (reported instead of the close handshake's text).
-        var recycleReason: String?
-    }
+    public typealias Phase = SessionPhase
+    public typealias Subscription = StreamSubscription
 
     public private(set) var phase: Phase = .idle
-    var entries: [StreamID: Entry] = [:]
-    var link: Link?
+    var entries: [StreamID: SessionEntry] = [:]
+    var link: SessionLink?
     var pendingRequests: [String: [StreamID]] = [:]
     private var subscribeBudget: TokenBucket
     private var backoff: Backoff
@@ -118,7 +74,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         let fresh = streams.filter { entries[$0] == nil }
         guard !fresh.isEmpty, phase != .stopped else { return actions }
         for stream in fresh {
-            entries[stream] = Entry()
+            entries[stream] = SessionEntry()
             actions.append(.phase(stream, phase == .open ? .subscribing : .connecting, detail: nil))
         }
         switch phase {
@@ -195,7 +151,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         var actions: [SessionAction] = []
         guard phase == .connecting else { return actions }  // a late report after stop or removal
         phase = .open
-        link = Link(lastReceived: now)
+        link = SessionLink(lastReceived: now)
         connectionState = adapter.makeConnectionState()
         wallOffset = wallClock - now.nanoseconds / 1000
         backoff.reset()
@@ -540,4 +496,52 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
                 || entries.values.allSatisfy { if case .pending = $0.subscription { false } else { true } },
             "nothing is pending without a connection")
     }
+}
+
+/// The connection's phase.
+public enum SessionPhase: Equatable, Sendable {
+    /// No connection and none wanted (no streams yet, or all removed).
+    case idle
+    /// A connect is due at this instant (the `connect` timer is armed).
+    case waiting(until: Instant)
+    /// `connect` was sent; waiting for `connected` or `closed`.
+    case connecting
+    case open
+    /// We asked for the close; waiting for `closed`.
+    case closing
+    case stopped
+}
+
+/// A stream's subscription.
+public enum StreamSubscription: Equatable, Sendable {
+    /// Wanted, not sent on this connection yet.
+    case unsent
+    /// Sent with this request id at `sentAt`, not acknowledged yet.
+    case pending(requestID: String, sentAt: Instant)
+    case live
+    /// Refused by the exchange (or the connection failed for good); asked again at `retryAt`.
+    case refused(code: String, message: String, times: Int, retryAt: Instant)
+}
+
+/// One stream on a session (non-generic, so the hot path needs no generic metadata).
+struct SessionEntry: Sendable {
+    var subscription: StreamSubscription = .unsent
+    var window: EventWindow?
+    /// Newest confirmed open time seen, stored or backfilled (candles); nil until known.
+    var lastConfirmed: Int64?
+    /// A backfill is running up to this open time (exclusive).
+    var backfillingUntil: Int64?
+    /// The refusal in force or last seen, kept across retries until the stream goes live, so a
+    /// refusal repeating is counted, not logged again.
+    var refusal: (code: String, times: Int)?
+}
+
+/// What is known about the open connection.
+struct SessionLink: Sendable {
+    var lastReceived: Instant
+    var pingSent = false
+    var lastPingAt: Instant?
+    var parseErrors = 0
+    /// Why we are recycling it (reported instead of the close handshake's text).
+    var recycleReason: String?
 }

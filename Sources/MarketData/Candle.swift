@@ -46,15 +46,14 @@ public struct Candle: Hashable, Sendable {
     /// Data-quality rules: high ≥ max(open, close), low ≤ min(open, close), high ≥ low, volumes ≥ 0.
     /// Returns the first rule broken, or nil.
     public func qualityProblem() -> String? {
-        let o = open.doubleValue
-        let h = high.doubleValue
-        let l = low.doubleValue
-        let c = close.doubleValue
-        if h < max(o, c) { return "high \(high) below max(open \(open), close \(close))" }
-        if l > min(o, c) { return "low \(low) above min(open \(open), close \(close))" }
-        if h < l { return "high \(high) below low \(low)" }
-        if volume.doubleValue < 0 { return "negative volume \(volume)" }
-        if quoteVolume.doubleValue < 0 { return "negative quote volume \(quoteVolume)" }
+        switch DecimalText.checkCandle(open: open, high: high, low: low, close: close) {
+        case .highBelowOpenOrClose: return "high \(high) below max(open \(open), close \(close))"
+        case .lowAboveOpenOrClose: return "low \(low) above min(open \(open), close \(close))"
+        case .highBelowLow: return "high \(high) below low \(low)"
+        case nil: break
+        }
+        if volume.isNegative { return "negative volume \(volume)" }
+        if quoteVolume.isNegative { return "negative quote volume \(quoteVolume)" }
         return nil
     }
 }
