@@ -211,7 +211,8 @@ final class EngineCore {
     let deadLetters: DeadLetters
     private let batches: AsyncQueue<[MarketEvent]>
     private let okx: OKXAdapter
-    private let backfiller: RESTBackfiller?
+    /// REST fetchers by exchange (an exchange without one has its holes recorded as gaps).
+    private let backfillers: [ExchangeName: RESTBackfiller]
     private(set) var streams: Set<StreamID> = []
     private var connections: [any EngineConnection] = []
     private var connectionBudgets: [ExchangeName: TokenBucket] = [:]
@@ -224,7 +225,8 @@ final class EngineCore {
     private let pausedFlag: PauseFlag
     private var seed: UInt64
     /// REST backfills running, by stream and range (for the shutdown wait and its log).
-    private var backfillsInFlight: [String: Int] = [:]
+    private var backfillsInFlight: [Int: InFlightBackfill] = [:]
+    private var nextBackfill = 0
     private var backfillWaiters: [() -> Void] = []
     let metrics: CollectorMetrics?
     let logger: Logger
@@ -242,12 +244,12 @@ final class EngineCore {
         self.deadLetters = deadLetters
         self.batches = batches
         self.okx = OKXAdapter(endpoints: configuration.okx)
+        var backfillers: [ExchangeName: RESTBackfiller] = [:]
         if let base = RESTBaseURL(configuration.okx.restURL, tls: configuration.restTLS) {
-            backfiller = RESTBackfiller(
+            backfillers[.okx] = RESTBackfiller(
                 adapter: okx, base: base, budgets: RESTBudgets(okx.restBudgets), loop: loop)
-        } else {
-            backfiller = nil
         }
+        self.backfillers = backfillers
         seed = SecureRandom.uint64()
         batch.reserveCapacity(configuration.batchSize)
     }
@@ -289,11 +291,15 @@ final class EngineCore {
     private func connectionWithRoom(url: String, exchange: ExchangeName) -> any EngineConnection {
         if let existing = connections.first(where: { $0.url == url && $0.capacityLeft > 0 }) { return existing }
         seed &+= 0x9E37_79B9_7F4A_7C15
-        // `subscribe` only groups streams whose adapter exists (OKX today).
-        let connection = ConnectionDriver(
-            core: self, adapter: okx, url: url, configuration: configuration.session, seed: seed)
+        // Force-unwrap: `subscribe` only groups streams whose adapter exists.
+        let connection = makeConnection(adapter: adapter(for: exchange)!, url: url)
         connections.append(connection)
         return connection
+    }
+
+    /// A driver specialised for the adapter's concrete type (opened from the existential).
+    private func makeConnection(adapter: some ExchangeAdapter, url: String) -> any EngineConnection {
+        ConnectionDriver(core: self, adapter: adapter, url: url, configuration: configuration.session, seed: seed)
     }
 
     private func connection(carrying stream: StreamID) -> (any EngineConnection)? {
@@ -414,45 +420,54 @@ final class EngineCore {
 
     // MARK: Backfill (the REST fetches sessions ask for)
 
-    func startBackfill(_ stream: StreamID, after: Int64, before: Int64, for connection: any EngineConnection) {
-        guard case .candles(let tf) = stream.feed else { return }
-        guard let backfiller,
-            okx.backfillPage(for: stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
-        else {
-            connection.backfillFinished(
-                stream, after: after, before: before, candles: [],
-                error: "no REST source for \(tf.key) at \(stream.exchange)")
-            return
-        }
-        let bound = LoopBound(connection, loop: loop)
-        let core = LoopBound(self, loop: loop)
-        let loop = self.loop
-        let key =
+    /// A REST backfill running for a session.
+    struct InFlightBackfill {
+        var stream: StreamID
+        var after: Int64
+        var before: Int64
+        var connection: any EngineConnection
+        var description: String {
             "\(stream) (\(UTCCalendar.iso8601(microseconds: after)), \(UTCCalendar.iso8601(microseconds: before)))"
-        backfillsInFlight[key, default: 0] += 1
-        pausedFlag.backfills.add(1, ordering: .relaxed)
-        Task {
-            let outcome = await backfiller.fetch(stream, after: after, before: before)
-            loop.execute {
-                bound.value.backfillFinished(
-                    stream, after: after, before: before, candles: outcome.candles, error: outcome.error)
-                core.value.backfillEnded(key)
-            }
         }
     }
 
-    private func backfillEnded(_ key: String) {
+    func startBackfill(_ stream: StreamID, after: Int64, before: Int64, for connection: any EngineConnection) {
+        guard let backfiller = backfillers[stream.exchange],
+            backfiller.adapter.backfillPage(
+                for: stream, newerThan: after, olderThan: before, now: WallClock.microseconds()) != nil
+        else {
+            connection.backfillFinished(
+                stream, after: after, before: before, candles: [],
+                error: "no REST source for \(stream.feed) at \(stream.exchange)")
+            return
+        }
+        let core = LoopBound(self, loop: loop)
+        let loop = self.loop
+        nextBackfill += 1
+        let id = nextBackfill
+        backfillsInFlight[id] = InFlightBackfill(stream: stream, after: after, before: before, connection: connection)
+        pausedFlag.backfills.add(1, ordering: .relaxed)
+        Task {
+            let outcome = await backfiller.fetch(stream, after: after, before: before)
+            loop.execute { core.value.backfillEnded(id, candles: outcome.candles, error: outcome.error) }
+        }
+    }
+
+    /// A fetch ended: its session gets the reply, unless shutdown abandoned it (then its gaps were
+    /// already recorded and the late reply is dropped: nothing would take its batch).
+    private func backfillEnded(_ id: Int, candles: [Candle], error: String?) {
+        guard let backfill = backfillsInFlight.removeValue(forKey: id) else { return }
         pausedFlag.backfills.subtract(1, ordering: .relaxed)
-        backfillsInFlight[key, default: 1] -= 1
-        if backfillsInFlight[key] == 0 { backfillsInFlight[key] = nil }
+        backfill.connection.backfillFinished(
+            backfill.stream, after: backfill.after, before: backfill.before, candles: candles, error: error)
         guard backfillsInFlight.isEmpty else { return }
         let waiters = backfillWaiters
         backfillWaiters = []
         for waiter in waiters { waiter() }
     }
 
-    /// Calls `done` once no backfill is running, or after `limit` (then the ones still running are
-    /// logged: their bars are missing and no stored row shows it).
+    /// Calls `done` once no backfill is running, or after `limit`: then the ones still running are
+    /// abandoned, their holes recorded as gaps (status, metrics, log) so they are not lost silently.
     func whenBackfillsFinish(within limit: Duration, _ done: @escaping () -> Void) {
         guard !backfillsInFlight.isEmpty else {
             done()
@@ -466,10 +481,18 @@ final class EngineCore {
         }
         backfillWaiters.append(once)
         _ = loop.scheduleTimer(after: limit) { [weak self] in
-            guard !called else { return }
-            self?.logger.error(
-                "shutdown: REST backfills still running were abandoned; their bars are missing",
-                ["backfills": self?.backfillsInFlight.keys.sorted().joined(separator: "; ") ?? ""])
+            guard let self, !called else { return }
+            let abandoned = backfillsInFlight.values.sorted { $0.description < $1.description }
+            logger.error(
+                "shutdown: REST backfills still running were abandoned; their bars are recorded as gaps",
+                ["backfills": abandoned.map(\.description).joined(separator: "; ")])
+            backfillsInFlight = [:]
+            pausedFlag.backfills.store(0, ordering: .relaxed)
+            for backfill in abandoned {
+                backfill.connection.backfillFinished(
+                    backfill.stream, after: backfill.after, before: backfill.before, candles: [],
+                    error: "shutdown before the REST backfill finished")
+            }
             once()
         }
     }

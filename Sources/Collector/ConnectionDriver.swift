@@ -90,8 +90,16 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
         scratch = actions
     }
 
-    func webSocketDidClose(_ channel: WebSocketChannel, info: WSCloseInfo, error: (any Error)?) {
+    func webSocketDidReceiveControlFrame(_ channel: WebSocketChannel) {
         guard channel === self.channel else { return }
+        session.controlFrameReceived(now: now)
+    }
+
+    func webSocketDidClose(_ channel: WebSocketChannel, info: WSCloseInfo, error: (any Error)?) {
+        // `WebSocketChannel.connect` may fail synchronously (a TLS context that cannot be made), before
+        // `connect(_:)` has stored the channel: that report is ours too while the session is connecting.
+        let early = self.channel == nil && session.phase == .connecting
+        guard channel === self.channel || early else { return }
         self.channel = nil
         let reason = error.map { "\($0)" } ?? "closed: \(info.code) \(info.reason)"
         // A certificate that does not verify will not verify on the next attempt either.
@@ -124,9 +132,9 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             case .binary(let bytes): channel.send(binary: bytes)
             case .ping: channel.sendPing()
             }
-        case .close(let code, let reason):
+        case .close(let code, let reason, let reportClosed):
             channel?.close(code: code, reason: reason)
-            if session.phase == .stopped || session.phase == .idle { channel = nil }
+            if !reportClosed { channel = nil }
         case .scheduleTimer(let timer, let at):
             if let old = timers[timer] { core.loop.cancelTimer(old) }
             let delay = max(.zero, at.duration(since: now))
@@ -189,6 +197,8 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             for: session.adapter, connectTimeout: core.configuration.connectTimeout)
         configuration.tls = core.configuration.webSocketTLS
         let channel = WebSocketChannel.connect(to: parsed, configuration: configuration, loop: core.loop, handler: self)
+        // Failed synchronously (already reported through `webSocketDidClose`): nothing to keep.
+        guard session.phase == .connecting else { return }
         self.channel = channel
         // Back-pressure holds across reconnects: a connection made while the writer is behind starts paused.
         if core.isReadingPaused {

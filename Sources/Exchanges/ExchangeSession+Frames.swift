@@ -87,6 +87,8 @@ extension ExchangeSession {
 
     /// A wanted stream's subscription was accepted.
     private mutating func confirm(_ stream: StreamID, into actions: inout [SessionAction]) {
+        provedHealthy()
+        settle(stream)
         guard var entry = entries[stream] else { return }
         if let refusal = entry.refusal {
             actions.append(
@@ -105,11 +107,14 @@ extension ExchangeSession {
     {
         let stream = event.stream
         // One hash lookup; the entry is then read and changed in place through its index.
-        guard let index = entries.index(forKey: stream) else { return }  // not (or no longer) wanted here
-        if case .pending = entries.values[index].subscription, adapter.acknowledgement != .explicit {
-            // No acknowledgement from this exchange: the first message is the confirmation.
-            entries.values[index].subscription = .live
-            actions.append(.phase(stream, .live, detail: nil))
+        guard var index = entries.index(forKey: stream) else { return }  // not (or no longer) wanted here
+        if link?.isHealthy == false { provedHealthy() }
+        if adapter.acknowledgement != .explicit && entries.values[index].subscription != .live {
+            // No acknowledgement from this exchange: the first message is the confirmation (also for a
+            // stream refused for silence whose data arrives late).
+            confirm(stream, into: &actions)
+            guard let refreshed = entries.index(forKey: stream) else { return }  // `confirm` keeps the entry
+            index = refreshed
         }
         if let window = entries.values[index].window, !window.admits(event.partitionTime) { return }
         if case .candle(let candle) = event {
@@ -147,7 +152,11 @@ extension ExchangeSession {
         guard var entry = entries[stream], case .candles(let tf) = stream.feed else { return actions }
         entry.backfillingUntil = nil
         let window = entry.window
-        let expected = tf.openTimes(strictlyBetween: after, and: before).filter { window?.admits($0) ?? true }
+        let hole = tf.openTimes(strictlyBetween: after, and: before)
+        let expected = hole.filter { window?.admits($0) ?? true }
+        // The hole is accounted for now (stored or recorded as gaps): continuity goes on from its end,
+        // so later pushes do not ask for it, or record it, again.
+        if let end = hole.last, entry.lastConfirmed ?? .min < end { entry.lastConfirmed = end }
         let wanted = Set(expected)
         let confirmed = candles.filter { $0.isConfirmed && $0.stream == stream && wanted.contains($0.openTime) }
         for candle in confirmed { actions.append(.emit(.candle(candle))) }

@@ -35,6 +35,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     private var nextRequest = 0
     private var hasConnectedBefore = false
     public private(set) var isReadingPaused = false
+    /// Streams removed while the subscribe budget was spent: their unsubscribe waits for the
+    /// `subscribe` timer (the budget covers unsubscribes too: OKX counts both).
+    var deferredUnsubscribes: [StreamID] = []
+    /// `.replaceAll`: the wanted set changed and the new set could not be sent yet.
+    var wantedSetChanged = false
     /// A permanent connection failure repeating: its reason and how often it happened.
     private var permanentFailure: (reason: String, times: Int)?
     /// Reused parse output (kept between frames so the hot path does not allocate).
@@ -65,16 +70,24 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     public func subscription(of stream: StreamID) -> Subscription? { entries[stream]?.subscription }
     public func window(of stream: StreamID) -> EventWindow? { entries[stream]?.window }
     public var isOpen: Bool { phase == .open }
+    /// Requests still waiting for an answer (each forgotten once its last stream is answered).
+    public var pendingRequestCount: Int { pendingRequests.count }
 
     // MARK: Streams
 
-    /// Streams join the connection (ones already here are ignored).
-    public mutating func add(_ streams: [StreamID], now: Instant) -> [SessionAction] {
+    /// Streams join the connection (ones already here are ignored), each with its event-time
+    /// window when one is given (set before any event of the stream can be accepted: a cutover).
+    public mutating func add(
+        _ streams: [StreamID], windows: [StreamID: EventWindow] = [:], now: Instant
+    ) -> [SessionAction] {
         var actions: [SessionAction] = []
         let fresh = streams.filter { entries[$0] == nil }
         guard !fresh.isEmpty, phase != .stopped else { return actions }
+        deferredUnsubscribes.removeAll { fresh.contains($0) }
         for stream in fresh {
-            entries[stream] = SessionEntry()
+            var entry = SessionEntry()
+            entry.window = windows[stream]
+            entries[stream] = entry
             actions.append(.phase(stream, phase == .open ? .subscribing : .connecting, detail: nil))
         }
         switch phase {
@@ -100,13 +113,12 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         if phase == .open && !sent.isEmpty {
             switch adapter.subscriptionModel {
             case .incremental:
-                let id = makeRequestID()
-                for frame in adapter.unsubscribeMessages(for: sent.sorted(), requestID: id, context: context(now)) {
-                    actions.append(.send(frame))
-                }
+                deferredUnsubscribes += sent
+                sendDeferredUnsubscribes(now: now, into: &actions)
             case .replaceAll:
                 // No unsubscribe: the remaining set replaces the old one (the last stream leaving closes
                 // the connection below instead).
+                wantedSetChanged = true
                 if !entries.isEmpty { resendWantedSet(now: now, into: &actions) }
             }
         }
@@ -114,7 +126,10 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             let kept = list.filter { entries[$0] != nil }
             pendingRequests[id] = kept.isEmpty ? nil : kept
         }
-        if entries.isEmpty { becomeIdle(into: &actions) }
+        if entries.isEmpty {
+            deferredUnsubscribes = []  // the connection closes: nothing left to unsubscribe
+            becomeIdle(into: &actions)
+        }
         assertInvariants()
         return actions
     }
@@ -154,8 +169,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         link = SessionLink(lastReceived: now)
         connectionState = adapter.makeConnectionState()
         wallOffset = wallClock - now.nanoseconds / 1000
-        backoff.reset()
+        // The backoff is reset only once the connection proves healthy (its first acknowledgement or
+        // event): a server that accepts and drops at once must not be hammered every 0.5 s.
         pendingRequests = [:]
+        deferredUnsubscribes = []
+        wantedSetChanged = false
         if let failure = permanentFailure {
             actions.append(
                 .log(
@@ -197,6 +215,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         actions.append(.cancelTimer(.subscribe))
         actions.append(.cancelTimer(.acknowledgement))
         pendingRequests = [:]
+        deferredUnsubscribes = []  // a new connection starts with nothing subscribed
+        wantedSetChanged = false
         for stream in entries.keys.sorted() {
             guard var entry = entries[stream] else { continue }
             if case .refused = entry.subscription { continue }
@@ -229,6 +249,14 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         wantConnection(at: now.advanced(by: delay), into: &actions)
         assertInvariants()
         return actions
+    }
+
+    /// A WebSocket ping or pong arrived: the exchange is alive (Binance pings and expects pongs; a
+    /// `.webSocketPing` keepalive is answered by a pong), though no message came.
+    public mutating func controlFrameReceived(now: Instant) {
+        guard phase == .open || phase == .closing else { return }
+        link?.lastReceived = now
+        link?.pingSent = false
     }
 
     /// Back-pressure: the driver stopped reading this socket.
@@ -266,7 +294,9 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         case .keepalive:
             checkKeepalive(now: now, into: &actions)
         case .subscribe:
-            if phase == .open { subscribeUnsent(now: now, into: &actions) }
+            if phase == .open && sendDeferredUnsubscribes(now: now, into: &actions) {
+                subscribeUnsent(now: now, into: &actions)
+            }
         case .refusedRetry:
             retryRefused(now: now, into: &actions)
         case .acknowledgement:
@@ -306,7 +336,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
 
     private mutating func closeIfConnected(reason: String, into actions: inout [SessionAction]) {
         switch phase {
-        case .connecting, .open, .closing: actions.append(.close(code: 1001, reason: reason))
+        case .connecting, .open, .closing: actions.append(.close(code: 1001, reason: reason, reportClosed: false))
         case .idle, .waiting, .stopped: break
         }
     }
@@ -324,7 +354,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         phase = .closing
         actions.append(.cancelTimer(.keepalive))
         actions.append(.cancelTimer(.subscribe))
-        actions.append(.close(code: 1001, reason: "recycling"))
+        actions.append(.close(code: 1001, reason: "recycling", reportClosed: true))
     }
 
     /// Subscribes every unsent stream, one request per per-message chunk, while the subscribe budget
@@ -332,11 +362,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     /// the refill). `.replaceAll` adapters get the connection's whole wanted set in one request.
     mutating func subscribeUnsent(now: Instant, into actions: inout [SessionAction]) {
         let unsent = entries.filter { $0.value.subscription == .unsent }.map(\.key).sorted()
-        guard !unsent.isEmpty else { return }
         if adapter.subscriptionModel == .replaceAll {
-            resendWantedSet(now: now, into: &actions)
+            if !unsent.isEmpty || wantedSetChanged { resendWantedSet(now: now, into: &actions) }
             return
         }
+        guard !unsent.isEmpty else { return }
         let per = max(1, adapter.limits.maxStreamsPerSubscribeMessage)
         var index = 0
         while index < unsent.count {
@@ -359,10 +389,10 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         }
         nextRequest += 1
         for frame in frames { actions.append(.send(frame)) }
-        pendingRequests[id] = streams
-        for stream in streams where entries[stream]?.subscription != .live {
-            entries[stream]?.subscription = .pending(requestID: id, sentAt: now)
-        }
+        // Only streams still waiting for an answer are tracked (a re-sent set holds live ones too).
+        let waiting = streams.filter { entries[$0]?.subscription != .live }
+        if !waiting.isEmpty { pendingRequests[id] = waiting }
+        for stream in waiting { entries[stream]?.subscription = .pending(requestID: id, sentAt: now) }
         if case .firstMessage(let within) = adapter.acknowledgement {
             actions.append(.scheduleTimer(.acknowledgement, at: earliestPendingSentAt().advanced(by: within)))
         }
@@ -373,7 +403,43 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     private mutating func resendWantedSet(now: Instant, into actions: inout [SessionAction]) {
         let wanted = entries.filter { !isRefused($0.key) }.map(\.key).sorted()
         guard !wanted.isEmpty else { return }
-        _ = send(subscribing: wanted, now: now, into: &actions)
+        if send(subscribing: wanted, now: now, into: &actions) { wantedSetChanged = false }
+    }
+
+    /// Sends the deferred unsubscribes if the budget allows (one token per message); false when it
+    /// does not (the `subscribe` timer is armed and subscriptions wait behind them, in order).
+    @discardableResult
+    mutating func sendDeferredUnsubscribes(now: Instant, into actions: inout [SessionAction]) -> Bool {
+        guard !deferredUnsubscribes.isEmpty else { return true }
+        let per = max(1, adapter.limits.maxStreamsPerSubscribeMessage)
+        while !deferredUnsubscribes.isEmpty {
+            let chunk = Array(deferredUnsubscribes.prefix(per)).sorted()
+            let id = "c\(nextRequest + 1)"
+            let frames = adapter.unsubscribeMessages(for: chunk, requestID: id, context: context(now))
+            if let wait = subscribeBudget.take(frames.count, now: now) {
+                actions.append(.scheduleTimer(.subscribe, at: now.advanced(by: wait)))
+                return false
+            }
+            nextRequest += 1
+            for frame in frames { actions.append(.send(frame)) }
+            deferredUnsubscribes.removeFirst(min(per, deferredUnsubscribes.count))
+        }
+        return true
+    }
+
+    /// A stream leaves `.pending`: it no longer waits on its request (an empty request is forgotten).
+    mutating func settle(_ stream: StreamID) {
+        guard case .pending(let id, _) = entries[stream]?.subscription else { return }
+        pendingRequests[id]?.removeAll { $0 == stream }
+        if pendingRequests[id]?.isEmpty == true { pendingRequests[id] = nil }
+    }
+
+    /// The connection proved healthy (an acknowledgement or an event arrived): the next failure starts
+    /// the backoff from its first step.
+    mutating func provedHealthy() {
+        guard link?.isHealthy == false else { return }
+        link?.isHealthy = true
+        backoff.reset()
     }
 
     /// The subscribe context at `now`.
@@ -448,6 +514,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         _ stream: StreamID, code: String, message: String, now: Instant, into actions: inout [SessionAction],
         scheduleRetry: Bool = true
     ) {
+        settle(stream)
         guard var entry = entries[stream] else { return }
         let times = entry.refusal.map { $0.code == code ? $0.times + 1 : 1 } ?? 1
         entry.refusal = (code, times)
@@ -544,4 +611,6 @@ struct SessionLink: Sendable {
     var parseErrors = 0
     /// Why we are recycling it (reported instead of the close handshake's text).
     var recycleReason: String?
+    /// An acknowledgement or an event arrived on it.
+    var isHealthy = false
 }

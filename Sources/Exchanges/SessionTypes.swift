@@ -55,8 +55,10 @@ public enum SessionAction: Hashable, Sendable {
     /// Open a WebSocket connection to `url`.
     case connect(url: String)
     case send(OutgoingFrame)
-    /// Start the close handshake; the driver reports `closed` when it is done.
-    case close(code: UInt16, reason: String)
+    /// Start the close handshake. `reportClosed`: the driver reports `closed` when it is done (a
+    /// recycle); otherwise the session has given the connection up (stop, no streams left) and the
+    /// driver detaches it, ignoring its late close report.
+    case close(code: UInt16, reason: String, reportClosed: Bool)
     case scheduleTimer(SessionTimer, at: Instant)
     case cancelTimer(SessionTimer)
     /// Market data for the engine's batches.

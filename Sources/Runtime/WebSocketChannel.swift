@@ -106,6 +106,12 @@ public protocol WebSocketHandler: AnyObject {
     func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool)
     /// The channel ended: `info` says how; `error` is set when it failed (connect, TLS, handshake, I/O).
     func webSocketDidClose(_ channel: WebSocketChannel, info: WSCloseInfo, error: (any Error)?)
+    /// A ping (already answered) or a pong arrived: the peer is alive though it sent no message.
+    func webSocketDidReceiveControlFrame(_ channel: WebSocketChannel)
+}
+
+extension WebSocketHandler {
+    public func webSocketDidReceiveControlFrame(_ channel: WebSocketChannel) {}
 }
 
 /// A WebSocket client connection driven on an event loop. Loop-confined.
@@ -307,8 +313,16 @@ public final class WebSocketChannel: TransportHandler {
             channel.messagesReceived += 1
             channel.handler?.webSocket(channel, didReceive: payload, isText: isText)
         }
-        mutating func pongReceived(_ payload: UnsafeRawBufferPointer) { channel?.isPingOutstanding = false }
-        mutating func sendFrame(_ opcode: WSOpcode, payload: [UInt8]) { framesToSend.append((opcode, payload)) }
+        mutating func pongReceived(_ payload: UnsafeRawBufferPointer) {
+            guard let channel else { return }
+            channel.isPingOutstanding = false
+            channel.handler?.webSocketDidReceiveControlFrame(channel)
+        }
+        mutating func sendFrame(_ opcode: WSOpcode, payload: [UInt8]) {
+            framesToSend.append((opcode, payload))
+            // A pong we send answers the peer's ping: the peer is alive.
+            if opcode == .pong, let channel { channel.handler?.webSocketDidReceiveControlFrame(channel) }
+        }
         mutating func connectionClosed(_ info: WSCloseInfo) { closeInfo = info }
     }
 

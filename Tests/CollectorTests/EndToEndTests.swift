@@ -255,6 +255,34 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
         await harness.stop()
     }
 
+    /// A backfill still running when the shutdown wait ends is abandoned, and its hole is recorded
+    /// as gaps (never lost without a trace).
+    @Test func aBackfillAbandonedAtShutdownIsRecordedAsGaps() async throws {
+        let database = try TestDatabase.create()
+        defer { database.drop() }
+        let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"]) { config in
+            config.backfillShutdownWait = .milliseconds(200)
+        }
+        let rest = Endpoint(host: "127.0.0.1", port: harness.simulator.restPort)
+        func control(_ target: String) async throws {
+            _ = try await HTTPClient.send(
+                HTTPRequest(head: HTTPRequestHead(method: "POST", target: target)), to: rest, loop: harness.loop)
+        }
+        let stream = StreamID("okx/candles:1m/BTC-USDT")!
+        await harness.engine.subscribe([stream])
+        try await harness.waitUntil("3 confirmed bars") { try await harness.storedConfirmed("BTC-USDT").count >= 3 }
+        try await control("/control/rest-delay?ms=5000")
+        try await control("/control/disconnect?pause_ms=500")
+        try await harness.waitUntil("a backfill running") { harness.engine.runningBackfills > 0 }
+        await harness.engine.shutdown()
+        #expect(harness.engine.runningBackfills == 0)
+        let gaps = harness.engine.status.status(stream)?.gaps ?? []
+        #expect(!gaps.isEmpty && gaps.allSatisfy { $0.reason == "shutdown before the REST backfill finished" })
+        #expect(await harness.engine.storage.finish(timeout: .seconds(30)))
+        try await control("/control/rest-delay?ms=0")
+        await harness.stop()
+    }
+
     @Test func droppedConnectionIsBackfilledFromREST() async throws {
         let database = try TestDatabase.create()
         defer { database.drop() }

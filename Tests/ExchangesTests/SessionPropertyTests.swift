@@ -27,6 +27,8 @@ import Testing
         }
         var socket = Socket.none
         var wanted: Set<StreamID> = []
+        /// What the exchange holds on the current connection, from the frames the session sent.
+        var held: Set<StreamID> = []
         let universe = (1...6).map { s($0) }
 
         /// Checks one input's actions against the promises, and follows the socket.
@@ -36,13 +38,24 @@ import Testing
                 case .send(let frame):
                     #expect(socket == .open, "step \(step): send \(frame) while the socket is \(socket)")
                     if case .text(let text) = frame {
-                        for stream in subscribed(in: [text]) {
+                        let named = subscribed(in: [text])
+                        for stream in named {
                             #expect(wanted.contains(stream), "step \(step): subscribed unwanted \(stream)")
+                        }
+                        if h.session.adapter.subscriptionModel == .replaceAll && text.hasPrefix("sub ") {
+                            held = Set(named)
+                        } else {
+                            held.formUnion(named)
+                        }
+                        if text.hasPrefix("unsub ") {
+                            held.subtract(
+                                text.dropFirst(6).split(separator: ",").compactMap { StreamID(String($0)) })
                         }
                     }
                 case .connect:
                     #expect(socket == .none, "step \(step): connect while the socket is \(socket)")
                     socket = .connecting
+                    held = []
                 case .close:
                     // The driver detaches a socket the session gave up (stopped, or no streams left):
                     // its late close report is ignored and a new connection may start at once.
@@ -53,6 +66,13 @@ import Testing
                 default:
                     break
                 }
+            }
+            // A refused stream is not held by the exchange.
+            for stream in held
+            where h.session.subscription(of: stream).map({
+                if case .refused = $0 { true } else { false }
+            }) ?? false {
+                held.remove(stream)
             }
         }
 
@@ -87,8 +107,20 @@ import Testing
                     "nobody 7",
                 ]
                 check(h.frame(frames[Int(rng.next() % UInt64(frames.count))]), step: step)
-            case 7:
+            case 7 where rng.next() % 2 == 0:
                 h.session.readingPaused(now: h.now)
+            case 7:
+                // Windows and backfill replies (for holes asked or not) are inputs too.
+                if let stream = universe.randomElement(using: &rng) {
+                    h.session.setWindow(
+                        rng.next() % 2 == 0 ? nil : EventWindow(from: ScriptedAdapter.base + 60_000_000), for: stream)
+                    let b = ScriptedAdapter.base
+                    check(
+                        h.record(
+                            h.session.backfillFinished(
+                                stream, after: b, before: b + Int64(rng.next() % 10) * 60_000_000, candles: [],
+                                error: nil, now: h.now)), step: step)
+                }
             case 8:
                 h.session.readingResumed(now: h.now)
             default:
@@ -99,6 +131,12 @@ import Testing
                     h.advance(.milliseconds(Int64(rng.next() % 2000)))
                 }
             }
+        }
+
+        // A last removal on the open connection, so the quiet phase must show it unsubscribed.
+        if socket == .open, let leaving = wanted.sorted().first, wanted.count >= 2 {
+            wanted.remove(leaving)
+            check(h.remove([leaving]), step: 300)
         }
 
         // Quiet: let the session connect, answer nothing, and fire its timers until only the periodic
@@ -114,13 +152,22 @@ import Testing
                 check(h.closed(), step: step)
                 continue
             }
-            let pending = h.timers.filter { $0.key == .connect || $0.key == .subscribe }
+            let pending = h.timers.filter { $0.key == .connect || $0.key == .subscribe || $0.key == .refusedRetry }
             guard let (timer, _) = pending.min(by: { $0.value < $1.value }) else { break }
             check(h.fire(timer), step: step)
         }
         #expect(Set(h.session.streams) == wanted)
         if wanted.isEmpty { return }
+        // The exchange holds no stream that is not wanted (it was unsubscribed, or the set replaced).
+        #expect(held.isSubset(of: wanted), "seed \(seed): the exchange still holds \(held.subtracting(wanted))")
         #expect(socket == .open, "a wanted stream keeps a connection: \(h.session.phase)")
+        defer {
+            // Stop ends everything: a close, every timer disarmed, and late reports change nothing.
+            let stopped = h.record(h.session.stop(now: h.now))
+            #expect(stopped.closes == 1)
+            #expect(h.timers.isEmpty, "seed \(seed): timers left armed after stop: \(h.timers.keys)")
+            #expect(h.closed().isEmpty && h.frame("ok \(universe[0])").isEmpty)
+        }
         for stream in wanted {
             switch h.session.subscription(of: stream) {
             case .pending, .live, .refused: break

@@ -137,8 +137,10 @@ struct SessionHarness {
 
     mutating func advance(_ duration: Duration) { now = now.advanced(by: duration) }
 
-    @discardableResult mutating func add(_ streams: [StreamID]) -> [SessionAction] {
-        record(session.add(streams, now: now))
+    @discardableResult mutating func add(
+        _ streams: [StreamID], windows: [StreamID: EventWindow] = [:]
+    ) -> [SessionAction] {
+        record(session.add(streams, windows: windows, now: now))
     }
     @discardableResult mutating func remove(_ streams: [StreamID]) -> [SessionAction] {
         record(session.remove(streams, now: now))

@@ -134,8 +134,15 @@ import Testing
         for (delay, base) in zip(delays, bases) {
             #expect(delay >= base / 2 && delay <= base, "delay \(delay) for base \(base)")
         }
+        // A server that accepts and drops at once is not a success: the backoff stays at its cap.
         h.fire(.connect)
         h.connected()
+        h.closed()
+        #expect(h.timers[.connect]!.duration(since: h.now) >= .seconds(4), "connected but never healthy")
+        // A connection that proves healthy (an acknowledgement arrives) resets it.
+        h.fire(.connect)
+        h.connected()
+        h.frame("ok \(s(1))")
         h.closed()
         #expect(h.timers[.connect]!.duration(since: h.now) <= .milliseconds(500), "a success resets the backoff")
     }
@@ -208,8 +215,16 @@ import Testing
 
     @Test func the64008NoticeRecyclesAtOnceAndReconnectsWithoutBackoffGrowth() {
         var h = SessionHarness()
-        h.open([s(1)])
-        h.frame("ok \(s(1))")
+        h.budget = TokenBucket(capacity: 1000, refillPerSecond: 1000)
+        h.add([s(1)])
+        // Five failed attempts first: the backoff has grown to 8 s.
+        for _ in 0..<5 {
+            h.fire(.connect)
+            h.closed()
+        }
+        #expect(h.timers[.connect]!.duration(since: h.now) >= .seconds(4))
+        h.fire(.connect)
+        h.connected()
         let notice = h.frame("notice")
         #expect(notice.closes == 1)
         let closedAt = h.now
@@ -331,5 +346,113 @@ import Testing
         #expect(h.timers[.subscribe] == h.now.advanced(by: .seconds(1)), "one more token needed: 1 s")
         #expect(h.session.subscription(of: s(2)) == .unsent)
         #expect(h.fire(.subscribe).sentTexts == ["sub c2 \(s(2))", "more c2 \(s(2))"])
+    }
+
+    @Test func answeredRequestsAreForgottenSoTheTableStaysBounded() {
+        var h = SessionHarness(adapter: ScriptedAdapter(perMessage: 1))
+        h.open([s(1), s(2), s(3)])
+        #expect(h.session.pendingRequestCount == 3)
+        h.frame("ok \(s(1))")
+        h.frame("okreq c2")
+        h.frame("no \(s(3)) 60018")
+        #expect(h.session.pendingRequestCount == 0)
+        // Retried every 5 minutes for a day: still nothing left behind.
+        for _ in 0..<288 {
+            h.fire(.refusedRetry)
+            h.frame("no \(s(3)) 60018")
+        }
+        #expect(h.session.pendingRequestCount == 0)
+    }
+
+    @Test func unsubscribesDrawFromTheSubscribeBudgetAndWaitForIt() {
+        var h = SessionHarness(adapter: ScriptedAdapter(perMessage: 1, subscribeBurst: 2, subscribeRefill: 1))
+        h.open([s(1), s(2)])
+        h.frame("ok \(s(1))")
+        #expect(h.remove([s(1)]).sentTexts.isEmpty, "no token left: the unsubscribe waits")
+        #expect(h.timers[.subscribe] != nil)
+        #expect(h.fire(.subscribe).sentTexts == ["unsub \(s(1))"])
+        // A stream removed and added again while its unsubscribe waits is not unsubscribed after all.
+        h.advance(.seconds(10))
+        h.add([s(3), s(4)])  // spends both refilled tokens
+        #expect(h.remove([s(2)]).sentTexts.isEmpty, "deferred")
+        h.add([s(2)])
+        for _ in 0..<5 { h.fire(.subscribe) }
+        #expect(!h.log.sentTexts.contains("unsub \(s(2))"))
+    }
+
+    @Test func replaceAllSendsTheNewSetOnceTheBudgetAllowsEvenForARemoval() {
+        var adapter = ScriptedAdapter(perMessage: 10, subscribeBurst: 1, subscribeRefill: 1)
+        adapter.subscriptionModel = .replaceAll
+        var h = SessionHarness(adapter: adapter)
+        h.open([s(1), s(2)])
+        #expect(h.remove([s(1)]).sentTexts.isEmpty, "budget spent: the new set waits")
+        #expect(h.fire(.subscribe).sentTexts == ["sub c2 \(s(2))"])
+    }
+
+    @Test func aLateFirstMessageRevivesAStreamRefusedForSilence() {
+        var adapter = ScriptedAdapter()
+        adapter.acknowledgement = .firstMessage(within: .seconds(10))
+        var h = SessionHarness(adapter: adapter)
+        h.open([s(1)])
+        #expect(
+            h.fire(.acknowledgement).contains(
+                .refused(s(1), code: "no-data", message: "no message within 10.0 seconds of subscribing")))
+        let late = h.frame("bar \(s(1)) 3 0")
+        #expect(late.contains(.phase(s(1), .live, detail: nil)))
+        #expect(late.logs.contains("subscription accepted after refusals"))
+        #expect(late.emitted.count == 1)
+        #expect(h.session.subscription(of: s(1)) == .live)
+    }
+
+    @Test func aHoleRESTCouldNotFillIsRecordedOnceNotOnEveryLaterPush() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        h.frame("bar \(s(1)) 1 1")
+        let b = ScriptedAdapter.base
+        let minute: Int64 = 60_000_000
+        #expect(h.frame("bar \(s(1)) 5 0").contains(.backfill(s(1), after: b + minute, before: b + 5 * minute)))
+        let failed = h.record(
+            h.session.backfillFinished(
+                s(1), after: b + minute, before: b + 5 * minute, candles: [], error: "REST down", now: h.now))
+        #expect(
+            failed.contains(
+                .recordGaps(s(1), [Gap(from: b + 2 * minute, to: b + 4 * minute, bars: 3, reason: "REST down")])))
+        for _ in 0..<3 {
+            #expect(h.frame("bar \(s(1)) 5 0").allSatisfy { if case .backfill = $0 { false } else { true } })
+        }
+        #expect(h.frame("bar \(s(1)) 5 1").allSatisfy { if case .backfill = $0 { false } else { true } })
+    }
+
+    @Test func aWindowGivenWithTheStreamAppliesFromItsFirstEvent() {
+        var h = SessionHarness()
+        let minute: Int64 = 60_000_000
+        h.add([s(1)], windows: [s(1): EventWindow(from: ScriptedAdapter.base + 10 * minute)])
+        h.fire(.connect)
+        h.connected()
+        #expect(h.frame("bar \(s(1)) 9 1").emitted.isEmpty)
+        #expect(h.frame("bar \(s(1)) 10 1").emitted.count == 1)
+    }
+
+    @Test func webSocketPingsAndPongsCountAsTrafficForStaleness() {
+        var h = SessionHarness(adapter: ScriptedAdapter(keepalive: .webSocketPing(idle: .seconds(5))))
+        h.open([s(1)])
+        for second in 1...60 {
+            let actions = h.fire(.keepalive)
+            #expect(actions.closes == 0, "second \(second): a connection answering pings is alive")
+            if actions.contains(.send(.ping)) { h.session.controlFrameReceived(now: h.now) }  // the pong
+        }
+        // Server-driven keepalive (Binance): the server's pings keep it alive; silence past 30 s does not.
+        var server = SessionHarness(adapter: ScriptedAdapter(keepalive: .serverDriven))
+        server.open([s(1)])
+        for second in 1...40 {
+            let actions = server.fire(.keepalive)
+            #expect(actions.sentTexts.isEmpty && actions.closes == 0, "second \(second)")
+            if second % 20 == 0 { server.session.controlFrameReceived(now: server.now) }
+        }
+        var silent = SessionHarness(adapter: ScriptedAdapter(keepalive: .serverDriven))
+        silent.open([s(1)])
+        var recycled = false
+        for _ in 1...31 { recycled = recycled || silent.fire(.keepalive).closes == 1 }
+        #expect(recycled, "no traffic at all for 30 s: recycled")
     }
 }
