@@ -25,6 +25,31 @@ extension PostgresSink {
         }
     }
 
+    /// Whether the binary form stores exactly what `tradeCopyText` would (see `COPYBinary`).
+    static func isBinaryEncodable(_ t: Trade) -> Bool {
+        COPYBinary.timeRange.contains(t.timestampExchange) && COPYBinary.timeRange.contains(t.timestampCollector)
+    }
+
+    /// Binary COPY data for trades (`tradeColumns` order), with the header on the first slice and the
+    /// trailer on the last. Every trade must be `isBinaryEncodable`.
+    static func tradeCopyBinary(_ trades: ArraySlice<Trade>, isFirst: Bool, isLast: Bool) -> [UInt8] {
+        COPYBinary.encode(trades, isFirst: isFirst, isLast: isLast) { t in
+            COPYBinary.textBound(t.exchange.rawValue) + COPYBinary.textBound(t.symbol) + COPYBinary.textBound(t.tradeID)
+                + COPYBinary.numericBound(t.price) + COPYBinary.numericBound(t.size)
+                + COPYBinary.textBound(t.side.rawValue) + 2 * COPYBinary.timestampBound
+        } write: { out, t in
+            out.row(fields: 8)
+            out.text(t.exchange.rawValue)
+            out.text(t.symbol)
+            out.text(t.tradeID)
+            out.numeric(t.price)
+            out.numeric(t.size)
+            out.text(t.side.rawValue)
+            out.timestamp(t.timestampExchange)
+            out.timestamp(t.timestampCollector)
+        }
+    }
+
     public static func bookCopyText(_ books: ArraySlice<BookMessage>) -> [UInt8] {
         COPYText.encode(books) { b in
             COPYText.fieldBound(b.exchange.rawValue) + COPYText.fieldBound(b.symbol) + 2 * COPYText.integerBound

@@ -56,6 +56,49 @@ func makeCandle(
         b.disconnect()
     }
 
+    /// Trades go in by binary COPY: every decimal must store what PostgreSQL's own `numeric_in` makes
+    /// of the exchange's text (exponents, trailing zeros, signs), and times to the microsecond.
+    @Test func tradesByBinaryCopyStoreWhatTheTextFormWouldStore() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let t = UTCCalendar.microseconds(year: 2025, month: 3, day: 1) + 123_456
+            let decimals: [DecimalText] = [
+                "42219.9", "0.00000001", "1e-8", "1.50", "-0", "123456789012345678.000000000001", "7E+3", "0.0001",
+                "10000", "99999.9999",
+            ]
+            let trades = decimals.enumerated().map { i, d in
+                Trade(
+                    exchange: .okx, symbol: "BTC-USDT", tradeID: "t\(i)", price: d,
+                    size: decimals[(i + 3) % decimals.count],
+                    side: i % 2 == 0 ? .buy : .sell, timestampExchange: t + Int64(i),
+                    timestampCollector: t + Int64(i) + 7)
+            }
+            let sink = PostgresSink(executor: executor)
+            try await sink.write(trades.map(MarketEvent.trade))
+            let rows = try await executor.run { c throws(PGError) in
+                try c.execute(
+                    """
+                    SELECT trade_id, price::text, size::text, side,
+                           (extract(epoch FROM timestamp_exchange) * 1000000)::bigint::text
+                    FROM trades ORDER BY trade_id
+                    """
+                ).rows
+            }
+            for trade in trades {
+                let expected = try await executor.run { c throws(PGError) in
+                    try c.execute("SELECT $1::numeric::text, $2::numeric::text", [trade.price.text, trade.size.text])
+                        .rows
+                }
+                let row = rows.first { $0[0] == trade.tradeID }
+                #expect(
+                    row?[1] == expected.first?[0] && row?[2] == expected.first?[1],
+                    "\(trade.tradeID): \(String(describing: row))")
+                #expect(row?[3] == trade.side.rawValue)
+                #expect(row?[4] == String(trade.timestampExchange))
+            }
+            #expect(rows.count == trades.count)
+        }
+    }
+
     @Test func rowsLandInTheirMonthlyPartitionsWithExactValues() async throws {
         try await withMigratedDatabase { executor, _ in
             let store = PostgresSink(executor: executor)
