@@ -29,6 +29,8 @@ public struct CollectorConfiguration: Sendable {
     public var backfillShutdownWait: Duration = .seconds(5)
     /// A refused subscription (or a connection failing for good) is tried again at most this often.
     public var refusedRetryInterval: Duration = .seconds(300)
+    /// Token makers for authenticated channels, by exchange (none needed for public market data).
+    public var signers: [ExchangeName: any SubscribeSigner] = [:]
     /// Trust for `wss` exchange endpoints and `https` REST (nil: the system store).
     public var webSocketTLS: TLSContext?
     public var restTLS: TLSContext?

@@ -131,6 +131,16 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             case .text(let text): channel.send(text: text)
             case .binary(let bytes): channel.send(binary: bytes)
             case .ping: channel.sendPing()
+            case .textWithToken(let prefix, let suffix):
+                guard let signer = core.configuration.signers[exchange] else {
+                    failPermanently("an authenticated channel needs a signer for \(exchange), and none is configured")
+                    return
+                }
+                do {
+                    channel.send(text: prefix + (try signer.token(now: WallClock.microseconds())) + suffix)
+                } catch {
+                    failPermanently("cannot sign the subscription: \(error)")
+                }
             }
         case .close(let code, let reason, let reportClosed):
             channel?.close(code: code, reason: reason)
@@ -186,6 +196,14 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             case .unhandled: core.metrics?.unhandled[index].increment()
             }
         }
+    }
+
+    /// A connection that cannot work as configured: closed, and its streams refused (retried rarely).
+    private func failPermanently(_ reason: String) {
+        let channel = self.channel
+        self.channel = nil
+        channel?.close(code: WSCloseCode.policyViolation, reason: "collector configuration")
+        perform(session.closed(reason: reason, permanent: true, now: now))
     }
 
     private func connect(_ url: String) {

@@ -1,14 +1,13 @@
 public import MarketData
 import WireCore
 
-/// Makes the JWT a Coinbase subscribe message carries (PROTOCOLS.md §3.3: ES256 or EdDSA over
-/// `{"sub":…,"iss":"cdp","nbf":now,"exp":now+120}`, with a random nonce in the header).
-///
-/// Signing draws randomness and reads a key, so it lives outside the pure adapter: the driver injects
-/// one. Called once per subscribe message, on the session's thread; it must not block.
+/// Makes the token an authenticated subscribe message carries (Coinbase, PROTOCOLS.md §3.3: a JWT,
+/// ES256 or EdDSA over `{"sub":…,"iss":"cdp","nbf":now,"exp":now+120}`, with a random nonce in the
+/// header). Signing draws randomness (`RAND_bytes`) and reads a key, so it belongs to the runtime
+/// driver, which fills `OutgoingFrame.textWithToken` as it sends; adapters and the session never call it.
 public protocol SubscribeSigner: Sendable {
-    /// A JWT valid from `now` (µs since the epoch) for two minutes.
-    func jwt(now: Int64) -> String
+    /// A token valid from `now` (µs since the epoch) for two minutes.
+    func token(now: Int64) throws -> String
 }
 
 /// Coinbase Advanced Trade (PROTOCOLS.md §3): one market-data host, one channel per subscribe message,
@@ -47,7 +46,9 @@ public struct CoinbaseAdapter: ExchangeAdapter {
     public let endpoints: Endpoints
     /// Signs subscribe messages when present. Public channels need no JWT (§3.1), but Coinbase advises
     /// authenticating for the most reliable connection.
-    public let signer: (any SubscribeSigner)?
+    /// Authenticated channels: every subscribe message carries a fresh JWT, filled in by the driver's
+    /// signer as it sends (public market data needs none).
+    public let authenticated: Bool
 
     /// Coinbase limits (PROTOCOLS.md §3.10):
     ///
@@ -82,9 +83,9 @@ public struct CoinbaseAdapter: ExchangeAdapter {
     /// The only candle timeframe: the `candles` channel sends 5-minute buckets (§3.7).
     public static let candleTimeframe = "5m"
 
-    public init(endpoints: Endpoints = .production, signer: (any SubscribeSigner)? = nil) {
+    public init(endpoints: Endpoints = .production, authenticated: Bool = false) {
         self.endpoints = endpoints
-        self.signer = signer
+        self.authenticated = authenticated
     }
 
     public func makeConnectionState() -> ConnectionState { ConnectionState() }
@@ -123,8 +124,7 @@ public struct CoinbaseAdapter: ExchangeAdapter {
         [message("subscribe", channel: "heartbeats", products: nil, context: context)]
     }
 
-    /// One `subscribe` message per channel (§3.2); each carries a JWT made for `context.now` when a
-    /// signer is set (fresh per message: a JWT lives two minutes, §3.3).
+    /// One `subscribe` message per channel (§3.2); each with a JWT slot when `authenticated`.
     public func subscribeMessages(
         for streams: [StreamID], requestID: String, context: SubscribeContext
     ) -> [OutgoingFrame] {
@@ -156,8 +156,9 @@ public struct CoinbaseAdapter: ExchangeAdapter {
         return groups
     }
 
-    /// `{"type":"subscribe","channel":"level2","product_ids":[…],"jwt":"…"}`; a fresh JWT per message
-    /// (it lives two minutes, §3.3) when `context` is given and a signer is set.
+    /// `{"type":"subscribe","channel":"level2","product_ids":[…],"jwt":"…"}`; when `authenticated` and
+    /// `context` is given, a slot for a fresh JWT per message (it lives two minutes, §3.3), which the
+    /// driver fills as it sends.
     private func message(
         _ type: String, channel: String, products: [String]?, context: SubscribeContext?
     ) -> OutgoingFrame {
@@ -165,8 +166,8 @@ public struct CoinbaseAdapter: ExchangeAdapter {
         if let products {
             text += ",\"product_ids\":[\(products.map(JSONText.quoted).joined(separator: ","))]"
         }
-        if let signer, let context {
-            text += ",\"jwt\":\(JSONText.quoted(signer.jwt(now: context.now)))"
+        if authenticated && context != nil {
+            return .textWithToken(prefix: text + ",\"jwt\":\"", suffix: "\"}")
         }
         return .text(text + "}")
     }

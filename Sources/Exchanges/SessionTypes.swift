@@ -26,6 +26,10 @@ public enum OutgoingFrame: Hashable, Sendable {
     case binary([UInt8])
     /// A WebSocket ping control frame.
     case ping
+    /// A text frame that carries a fresh authentication token between `prefix` and `suffix`
+    /// (Coinbase's JWT). The driver signs it as it sends (a token draws randomness and reads a key,
+    /// so it is never made in pure code); without a signer the connection fails permanently.
+    case textWithToken(prefix: String, suffix: String)
 }
 
 /// Drop a stream's events outside `[from, until)` (µs, by event time: a candle's open time, else the

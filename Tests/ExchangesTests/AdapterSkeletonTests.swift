@@ -2,11 +2,6 @@ import Exchanges
 import MarketData
 import Testing
 
-/// A signer whose token names the instant it was made for.
-private struct InstantSigner: SubscribeSigner {
-    func jwt(now: Int64) -> String { "token-\(now)" }
-}
-
 private func stream(_ exchange: ExchangeName, _ feed: Feed, _ symbol: String) -> StreamID {
     StreamID(exchange: exchange, feed: feed, symbol: symbol)
 }
@@ -110,22 +105,28 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
             ])
     }
 
-    @Test func coinbaseSignsEveryMessageWithAJWTForTheContextInstant() {
-        let adapter = CoinbaseAdapter(signer: InstantSigner())
+    @Test func coinbaseAuthenticatedMessagesCarryATokenSlotTheDriverFills() {
+        let adapter = CoinbaseAdapter(authenticated: true)
         let streams = [stream(.coinbase, .book, "BTC-USD"), stream(.coinbase, .ticker, "ETH-USD")]
-        let first = texts(adapter.subscribeMessages(for: streams, requestID: "c1", context: SubscribeContext(now: 10)))
         #expect(
-            texts(adapter.connectionOpenedMessages(context: SubscribeContext(now: 10))) == [
-                "{\"type\":\"subscribe\",\"channel\":\"heartbeats\",\"jwt\":\"token-10\"}"
+            adapter.connectionOpenedMessages(context: context) == [
+                .textWithToken(prefix: "{\"type\":\"subscribe\",\"channel\":\"heartbeats\",\"jwt\":\"", suffix: "\"}")
             ])
         #expect(
-            first == [
-                "{\"type\":\"subscribe\",\"channel\":\"level2\",\"product_ids\":[\"BTC-USD\"],\"jwt\":\"token-10\"}",
-                "{\"type\":\"subscribe\",\"channel\":\"ticker\",\"product_ids\":[\"ETH-USD\"],\"jwt\":\"token-10\"}",
+            adapter.subscribeMessages(for: streams, requestID: "c1", context: context) == [
+                .textWithToken(
+                    prefix: "{\"type\":\"subscribe\",\"channel\":\"level2\",\"product_ids\":[\"BTC-USD\"],\"jwt\":\"",
+                    suffix: "\"}"),
+                .textWithToken(
+                    prefix: "{\"type\":\"subscribe\",\"channel\":\"ticker\",\"product_ids\":[\"ETH-USD\"],\"jwt\":\"",
+                    suffix: "\"}"),
             ])
-        let second = texts(adapter.subscribeMessages(for: streams, requestID: "c2", context: SubscribeContext(now: 20)))
-        #expect(second.allSatisfy { $0.hasSuffix(",\"jwt\":\"token-20\"}") })
-        #expect(first != second)
+        // Unsubscribes and public channels carry no token.
+        #expect(texts(adapter.unsubscribeMessages(for: streams, requestID: "c2", context: context)).count == 2)
+        #expect(
+            CoinbaseAdapter().subscribeMessages(for: streams, requestID: "c1", context: context).allSatisfy {
+                if case .text = $0 { true } else { false }
+            })
     }
 
     @Test func coinbaseURLValidationPoliciesAndState() {
