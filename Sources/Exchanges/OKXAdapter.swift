@@ -61,7 +61,9 @@ public struct OKXAdapter: ExchangeAdapter {
         switch stream.feed {
         case .candles(let tf):
             guard Self.candleTimeframes.contains(tf.key) else { return "OKX has no candle channel for \(tf.key)" }
-        case .trades, .book, .ticker:
+        case .trades, .ticker:
+            break
+        case .book:
             return "OKX \(stream.feed.kind) collection is not implemented yet"
         }
         guard Self.isValidInstrument(stream.symbol) else {
@@ -78,16 +80,22 @@ public struct OKXAdapter: ExchangeAdapter {
             }
     }
 
+    /// Candles and per-fill trades (`trades-all`) are on `/ws/v5/business`; the rest on `/public`.
     public func webSocketURL(for feed: Feed) -> String {
-        if case .candles = feed { return endpoints.businessURL }
-        return endpoints.publicURL
+        switch feed {
+        case .candles, .trades: endpoints.businessURL
+        case .book, .ticker: endpoints.publicURL
+        }
     }
 
     /// OKX's channel name for a feed.
     public static func channel(for feed: Feed) -> String {
         switch feed {
         case .candles(let tf): "candle" + tf.key
-        case .trades: "trades"
+        // One message per fill (PROTOCOLS.md §1.4). The `trades` channel on /public aggregates a taker
+        // order's fills into one message (`tradeId` the last, `count` how many), which cannot be split
+        // into fills (sizes per fill are not sent): it is not used, so one id space holds fills only.
+        case .trades: "trades-all"
         case .book: "books"
         case .ticker: "tickers"
         }
@@ -95,8 +103,13 @@ public struct OKXAdapter: ExchangeAdapter {
 
     /// The stream a channel/instId pair names, if it is one we collect.
     public static func stream(channel: String, instrument: String) -> StreamID? {
-        guard channel.hasPrefix("candle"), let tf = Timeframe(String(channel.dropFirst(6))) else { return nil }
-        return StreamID(exchange: .okx, feed: .candles(tf), symbol: instrument)
+        switch channel {
+        case "trades-all": return StreamID(exchange: .okx, feed: .trades, symbol: instrument)
+        case "tickers": return StreamID(exchange: .okx, feed: .ticker, symbol: instrument)
+        default:
+            guard channel.hasPrefix("candle"), let tf = Timeframe(String(channel.dropFirst(6))) else { return nil }
+            return StreamID(exchange: .okx, feed: .candles(tf), symbol: instrument)
+        }
     }
 
     /// OKX answers every subscribe request (`event: subscribe` or `event: error` with the request id).
@@ -278,6 +291,17 @@ enum OKXParser {
         }
         guard let channel, let dataStart else {
             throw .shape("neither an event nor a data push")
+        }
+        if scanner.equals(channel, "trades-all") || scanner.equals(channel, "tickers") {
+            guard let instrument, !instrument.range.isEmpty else { throw .shape("push without instId") }
+            let symbol = scanner.string(instrument)
+            let rows = UnsafeRawBufferPointer(rebasing: frame[dataStart...])
+            if scanner.equals(channel, "trades-all") {
+                try parseTrades(rows, symbol: symbol, receivedAt: receivedAt, into: &out)
+            } else {
+                try parseTickers(rows, symbol: symbol, receivedAt: receivedAt, into: &out)
+            }
+            return
         }
         guard scanner.hasPrefix(channel, "candle") else {
             out.append(.unhandled(kind: "channel:\(scanner.string(channel))"))

@@ -147,15 +147,27 @@ var requestedStreams: [StreamID] = []
 }
 for market in settings.markets {
     // Every feed named must be collected, or start-up stops: a setting is never accepted and ignored.
-    for feed in market.feeds where feed != "candles" {
+    for feed in market.feeds where feed == "book" {
         startupError(
             log, "feed not collected by this version",
             [
                 "setting": "[[markets]] feeds", "value": feed,
-                "expected": "candles (trades, book and ticker collection for OKX arrives in the next release)",
+                "expected": "candles, trades or ticker (OKX book collection arrives in a later release)",
             ])
     }
-    addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
+    if market.feeds.contains("candles") {
+        addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
+    }
+    guard let name = ExchangeName(rawValue: market.exchange) else {
+        startupError(log, "invalid setting", ["setting": "[[markets]] exchange", "value": market.exchange])
+    }
+    for feed in market.feeds where feed == "trades" || feed == "ticker" {
+        // Force-unwrap: both names parse as feeds.
+        for symbol in market.symbols {
+            let stream = StreamID(exchange: name, feed: Feed(feed)!, symbol: symbol)
+            if !requestedStreams.contains(stream) { requestedStreams.append(stream) }
+        }
+    }
 }
 if markets != nil || settings.markets.isEmpty {
     addStreams(

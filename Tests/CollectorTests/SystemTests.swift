@@ -83,13 +83,13 @@ import Testing
         #expect(deadline.status == 1 && deadline.stderr.contains("SHUTDOWN_DEADLINE"), "\(deadline.stderr)")
         // A feed this version does not collect stops start-up by name instead of being dropped.
         let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "bad-config")
-        try "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"candles\", \"trades\"]\n".write(
+        try "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"candles\", \"book\"]\n".write(
             toFile: directory + "/c.toml", atomically: true, encoding: .utf8)
         let feeds = try await ExternalProcess.run(
             Self.binary, ["serve", "--standalone", "--config", directory + "/c.toml"],
             environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
         #expect(feeds.status == 1, "\(feeds.stderr)")
-        #expect(feeds.stderr.contains("feed not collected by this version") && feeds.stderr.contains("trades"))
+        #expect(feeds.stderr.contains("feed not collected by this version") && feeds.stderr.contains("book"))
         let usage = try await ExternalProcess.run(Self.binary, ["serve", "--bogus"])
         #expect(usage.status == 64)
         let version = try await ExternalProcess.run(Self.binary, ["--version"])

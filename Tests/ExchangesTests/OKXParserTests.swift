@@ -156,7 +156,13 @@ func candles(_ messages: [ExchangeMessage]) -> [Candle] {
         let adapter = OKXAdapter()
         #expect(adapter.validate(StreamID("okx/candles:1m/BTC-USDT")!) == nil)
         #expect(adapter.validate(StreamID("okx/candles:1m/btc usdt")!)?.contains("not an OKX instrument") == true)
-        #expect(adapter.validate(StreamID("okx/trades/BTC-USDT")!)?.contains("not implemented") == true)
+        #expect(adapter.validate(StreamID("okx/trades/BTC-USDT")!) == nil)
+        #expect(adapter.validate(StreamID("okx/ticker/BTC-USDT")!) == nil)
+        #expect(adapter.validate(StreamID("okx/book/BTC-USDT")!)?.contains("not implemented") == true)
+        // Per-fill trades share the candles' endpoint; tickers are on /public.
+        #expect(adapter.webSocketURL(for: .trades).hasSuffix("/ws/v5/business"))
+        #expect(adapter.webSocketURL(for: .ticker).hasSuffix("/ws/v5/public"))
+        #expect(OKXAdapter.channel(for: .trades) == "trades-all")
     }
 }
 

@@ -1,0 +1,127 @@
+import MarketData
+import WireCore
+
+extension OKXParser {
+    /// `trades-all` rows (PROTOCOLS.md §1.4): `{"instId","tradeId","px","sz","side","ts"}`, one per fill.
+    /// Unknown fields (`source`, `seqId`, `count`) are ignored.
+    static func parseTrades(
+        _ rows: UnsafeRawBufferPointer, symbol: String, receivedAt: Int64, into out: inout [ExchangeMessage]
+    ) throws(Failure) {
+        var scanner = JSONScanner(rows)
+        do {
+            try scanner.readArray { _, s throws(JSONError) in
+                var id: JSONScanner.RawString?
+                var price: JSONScanner.RawString?
+                var size: JSONScanner.RawString?
+                var side: JSONScanner.RawString?
+                var time: JSONScanner.RawString?
+                try s.readObject { key, s2 throws(JSONError) in
+                    if s2.equals(key, "tradeId") {
+                        id = try s2.readRawString()
+                    } else if s2.equals(key, "px") {
+                        price = try s2.readRawString()
+                    } else if s2.equals(key, "sz") {
+                        size = try s2.readRawString()
+                    } else if s2.equals(key, "side") {
+                        side = try s2.readRawString()
+                    } else if s2.equals(key, "ts") {
+                        time = try s2.readRawString()
+                    } else {
+                        try s2.skipValue()
+                    }
+                }
+                guard let id, !id.range.isEmpty, !id.hasEscapes else {
+                    throw JSONError(offset: s.offset, reason: "trade without tradeId")
+                }
+                guard let price, let px = DecimalText(bytes: s.bytes(of: price)) else {
+                    throw JSONError(offset: s.offset, reason: "trade px is not a decimal")
+                }
+                guard let size, let sz = DecimalText(bytes: s.bytes(of: size)) else {
+                    throw JSONError(offset: s.offset, reason: "trade sz is not a decimal")
+                }
+                let taker: TradeSide
+                if let side, s.equals(side, "buy") {
+                    taker = .buy
+                } else if let side, s.equals(side, "sell") {
+                    taker = .sell
+                } else {
+                    throw JSONError(offset: s.offset, reason: "trade side is neither buy nor sell")
+                }
+                guard let time, let ms = milliseconds(s.bytes(of: time)) else {
+                    throw JSONError(offset: s.offset, reason: "trade ts is not a millisecond time")
+                }
+                out.append(
+                    .event(
+                        .trade(
+                            Trade(
+                                exchange: .okx, symbol: symbol, tradeID: s.string(id), price: px, size: sz,
+                                side: taker, timestampExchange: ms * 1000, timestampCollector: receivedAt))))
+            }
+        } catch {
+            throw .shape("bad trades data: \(error.reason)")
+        }
+    }
+
+    /// `tickers` rows (PROTOCOLS.md §1.7). `vol24h` is the base-currency volume and `volCcy24h` the
+    /// quote-currency one (spot); an empty string (OKX sends `""` where it has no value) is stored as
+    /// NULL, any other value must be a decimal.
+    static func parseTickers(
+        _ rows: UnsafeRawBufferPointer, symbol: String, receivedAt: Int64, into out: inout [ExchangeMessage]
+    ) throws(Failure) {
+        var scanner = JSONScanner(rows)
+        do {
+            try scanner.readArray { _, s throws(JSONError) in
+                var fields: [String: JSONScanner.RawString] = [:]
+                var time: JSONScanner.RawString?
+                try s.readObject { key, s2 throws(JSONError) in
+                    if s2.equals(key, "ts") {
+                        time = try s2.readRawString()
+                    } else if let name = tickerField(key, s2) {
+                        fields[name] = try s2.readRawString()
+                    } else {
+                        try s2.skipValue()
+                    }
+                }
+                func decimal(_ name: String) throws(JSONError) -> DecimalText? {
+                    guard let raw = fields[name], !raw.range.isEmpty else { return nil }
+                    guard let value = DecimalText(bytes: s.bytes(of: raw)) else {
+                        throw JSONError(offset: s.offset, reason: "ticker \(name) is not a decimal")
+                    }
+                    return value
+                }
+                guard let time, let ms = milliseconds(s.bytes(of: time)) else {
+                    throw JSONError(offset: s.offset, reason: "ticker ts is not a millisecond time")
+                }
+                out.append(
+                    .event(
+                        .ticker(
+                            Ticker(
+                                exchange: .okx, symbol: symbol, bidPrice: try decimal("bidPx"),
+                                bidSize: try decimal("bidSz"), askPrice: try decimal("askPx"),
+                                askSize: try decimal("askSz"), lastPrice: try decimal("last"),
+                                lastSize: try decimal("lastSz"), open24h: try decimal("open24h"),
+                                high24h: try decimal("high24h"), low24h: try decimal("low24h"),
+                                volume24h: try decimal("vol24h"), quoteVolume24h: try decimal("volCcy24h"),
+                                timestampExchange: ms * 1000, timestampCollector: receivedAt))))
+            }
+        } catch {
+            throw .shape("bad tickers data: \(error.reason)")
+        }
+    }
+
+    private static let tickerFields: [StaticString] = [
+        "bidPx", "bidSz", "askPx", "askSz", "last", "lastSz", "open24h", "high24h", "low24h", "vol24h", "volCcy24h",
+    ]
+
+    /// The ticker field `key` names, if we keep it.
+    private static func tickerField(_ key: JSONScanner.RawString, _ s: JSONScanner) -> String? {
+        for name in tickerFields where s.equals(key, name) { return name.description }
+        return nil
+    }
+
+    /// A millisecond epoch time as OKX sends it (a string of digits), within a sane range.
+    static func milliseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        guard let ms = JSONScanner.parseInt64(bytes), ms >= 0, ms < 10_000_000_000_000 else { return nil }
+        return ms
+    }
+}

@@ -1,0 +1,112 @@
+import Exchanges
+import Foundation
+import MarketData
+import TestSupport
+import Testing
+
+private func fixture(_ file: String) -> String { TestEnvironment.repositoryRoot + "/Tests/Fixtures/" + file }
+
+/// The data object(s) of a push, read by Foundation's JSON parser (an independent reference).
+private func dataRows(_ payload: String) throws -> [[String: Any]] {
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any])
+    return try #require(object["data"] as? [[String: Any]])
+}
+
+private func decimal(_ row: [String: Any], _ key: String) -> DecimalText? {
+    (row[key] as? String).flatMap { $0.isEmpty ? nil : DecimalText($0) }
+}
+
+@Suite struct OKXFeedParserTests {
+    /// Every recorded `trades` push, as `trades-all` (the per-fill channel has the same row shape):
+    /// one trade per row with the exchange's exact id, decimals, side and time.
+    @Test func recordedTradeRowsParseExactly() throws {
+        let frames = try recordedFrames("okx/OKX.ws.1.0").filter {
+            $0.payload.contains(#""channel":"trades""#) && $0.payload.contains(#""data""#)
+        }
+        #expect(frames.count == 74)  // every `trades` push in the capture
+        var total = 0
+        for frame in frames {
+            let perFill = frame.payload.replacingOccurrences(
+                of: #""channel":"trades""#, with: #""channel":"trades-all""#)
+            let trades = try parse(perFill, receivedAt: frame.receivedAt).compactMap {
+                if case .event(.trade(let t)) = $0 { t } else { nil }
+            }
+            let rows = try dataRows(perFill)
+            #expect(trades.count == rows.count)
+            for (trade, row) in zip(trades, rows) {
+                #expect(trade.tradeID == row["tradeId"] as? String)
+                #expect(trade.price == decimal(row, "px") && trade.size == decimal(row, "sz"))
+                #expect(trade.side.rawValue == row["side"] as? String)
+                #expect(trade.timestampExchange == Int64(row["ts"] as? String ?? "")! * 1000)
+                #expect(trade.timestampCollector == frame.receivedAt)
+                #expect(trade.symbol == row["instId"] as? String && trade.exchange == .okx)
+                #expect(trade.stream == StreamID(exchange: .okx, feed: .trades, symbol: trade.symbol))
+            }
+            total += trades.count
+        }
+        #expect(total >= 74)
+    }
+
+    /// The aggregated `trades` channel is not ours (its fills cannot be split): a push of it is a
+    /// well-formed message we do not use, never mixed into the per-fill id space.
+    @Test func theAggregatedTradesChannelIsNotMixedWithFills() throws {
+        let text = try String(contentsOfFile: fixture("okx/ws_trades.json"), encoding: .utf8)
+        #expect(try parse(text) == [.unhandled(kind: "channel:trades")])
+    }
+
+    @Test func recordedTickersParseExactly() throws {
+        var frames = try recordedFrames("okx/OKX.ws.1.0").filter {
+            $0.payload.contains(#""channel":"tickers""#) && $0.payload.contains(#""data""#)
+        }.map(\.payload)
+        frames.append(try String(contentsOfFile: fixture("okx/ws_tickers.json"), encoding: .utf8))
+        #expect(frames.count == 29)  // the 28 recorded `tickers` pushes and the docs example
+        for payload in frames {
+            let tickers = try parse(payload).compactMap { if case .event(.ticker(let t)) = $0 { t } else { nil } }
+            let rows = try dataRows(payload)
+            #expect(tickers.count == rows.count)
+            for (ticker, row) in zip(tickers, rows) {
+                #expect(ticker.bidPrice == decimal(row, "bidPx") && ticker.bidSize == decimal(row, "bidSz"))
+                #expect(ticker.askPrice == decimal(row, "askPx") && ticker.askSize == decimal(row, "askSz"))
+                #expect(ticker.lastPrice == decimal(row, "last") && ticker.lastSize == decimal(row, "lastSz"))
+                #expect(ticker.open24h == decimal(row, "open24h") && ticker.high24h == decimal(row, "high24h"))
+                #expect(ticker.low24h == decimal(row, "low24h"))
+                #expect(
+                    ticker.volume24h == decimal(row, "vol24h") && ticker.quoteVolume24h == decimal(row, "volCcy24h"))
+                #expect(ticker.timestampExchange == Int64(row["ts"] as? String ?? "")! * 1000)
+                #expect(ticker.stream == StreamID(exchange: .okx, feed: .ticker, symbol: ticker.symbol))
+            }
+        }
+    }
+
+    @Test(arguments: [
+        (
+            #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"tradeId":"1","px":"x","sz":"1","side":"buy","ts":"1"}]}"#,
+            "px"
+        ),
+        (
+            #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"tradeId":"1","px":"1","sz":"1","side":"hold","ts":"1"}]}"#,
+            "side"
+        ),
+        (
+            #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"px":"1","sz":"1","side":"buy","ts":"1"}]}"#,
+            "tradeId"
+        ),
+        (
+            #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"tradeId":"1","px":"1","sz":"1","side":"buy","ts":"-5"}]}"#,
+            "ts"
+        ),
+        (#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"last":"abc","ts":"1"}]}"#, "last"),
+        (#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"last":"1"}]}"#, "ts"),
+        (#"{"arg":{"channel":"trades-all"},"data":[]}"#, "instId"),
+    ])
+    func malformedRowsAreRefusedNamingTheField(frame: String, field: String) {
+        do {
+            let parsed = try parse(frame)
+            Issue.record("parsed a malformed frame into \(parsed)")
+        } catch let error as ExchangeParseError {
+            #expect(error.reason.contains(field), "\(error.reason)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+}
