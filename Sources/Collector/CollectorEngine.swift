@@ -130,15 +130,23 @@ public final class CollectorEngine: Sendable {
         // any hole since the last run (no watermark: continuity starts from the first push).
         let marks = await storage.watermarks()
         var seeds: [StreamID: Int64] = [:]
+        var tradeSeeds: [StreamID: (id: Int64, time: Int64)] = [:]
         for stream in streams {
-            if case .candles = stream.feed, let mark = marks[stream] { seeds[stream] = mark.time }
+            guard let mark = marks[stream] else { continue }
+            switch stream.feed {
+            case .candles: seeds[stream] = mark.time
+            case .trades: if let id = mark.id.flatMap({ Int64($0) }) { tradeSeeds[stream] = (id, mark.time) }
+            case .book, .ticker: break
+            }
         }
         let core = self.core
         let known = seeds
+        let knownTrades = tradeSeeds
         return await withCheckedContinuation { continuation in
             core.loop.execute {
                 let refused = core.value.subscribe(streams)
                 for (stream, last) in known { core.value.seedLastConfirmed(stream, last) }
+                for (stream, last) in knownTrades { core.value.seedLastTrade(stream, id: last.id, time: last.time) }
                 continuation.resume(returning: refused)
             }
         }
@@ -323,6 +331,11 @@ final class EngineCore {
         connection(carrying: stream)?.seedLastConfirmed(stream, openTime)
     }
 
+    /// Seeds trade continuity from storage (the newest stored fill of a stream).
+    func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64) {
+        connection(carrying: stream)?.seedLastTrade(stream, id: id, time: time)
+    }
+
     /// Sets a stream's event-time window (the cluster's cutover).
     func setWindow(_ window: EventWindow?, for stream: StreamID) {
         connection(carrying: stream)?.setWindow(window, for: stream)
@@ -422,14 +435,56 @@ final class EngineCore {
 
     // MARK: Backfill (the REST fetches sessions ask for)
 
-    /// A REST backfill running for a session.
+    /// A REST backfill running for a session: bars between two open times, or fills between two
+    /// trade ids (the hole lying between the exchange times `from` and `to`).
     struct InFlightBackfill {
+        enum Kind { case candles, trades(from: Int64, to: Int64) }
         var stream: StreamID
         var after: Int64
         var before: Int64
+        var kind: Kind = .candles
         var connection: any EngineConnection
         var description: String {
-            "\(stream) (\(UTCCalendar.iso8601(microseconds: after)), \(UTCCalendar.iso8601(microseconds: before)))"
+            switch kind {
+            case .candles:
+                "\(stream) (\(UTCCalendar.iso8601(microseconds: after)), \(UTCCalendar.iso8601(microseconds: before)))"
+            case .trades: "\(stream) trade ids (\(after), \(before))"
+            }
+        }
+
+        /// Tells the session the fetch ended.
+        func finish(candles: [Candle], trades: [Trade], error: String?) {
+            switch kind {
+            case .candles:
+                connection.backfillFinished(stream, after: after, before: before, candles: candles, error: error)
+            case .trades(let from, let to):
+                connection.tradeBackfillFinished(
+                    stream, after: after, before: before, from: from, to: to, trades: trades, error: error)
+            }
+        }
+    }
+
+    func startTradeBackfill(
+        _ stream: StreamID, after: Int64, before: Int64, from: Int64, to: Int64, for connection: any EngineConnection
+    ) {
+        guard let backfiller = backfillers[stream.exchange],
+            backfiller.adapter.tradeBackfillPage(for: stream, newerThanID: after, olderThanID: before) != nil
+        else {
+            connection.tradeBackfillFinished(
+                stream, after: after, before: before, from: from, to: to, trades: [],
+                error: "no REST source for trades at \(stream.exchange)")
+            return
+        }
+        let core = LoopBound(self, loop: loop)
+        let loop = self.loop
+        nextBackfill += 1
+        let id = nextBackfill
+        backfillsInFlight[id] = InFlightBackfill(
+            stream: stream, after: after, before: before, kind: .trades(from: from, to: to), connection: connection)
+        pausedFlag.backfills.add(1, ordering: .relaxed)
+        Task {
+            let outcome = await backfiller.fetchTrades(stream, after: after, before: before)
+            loop.execute { core.value.backfillEnded(id, candles: [], trades: outcome.trades, error: outcome.error) }
         }
     }
 
@@ -451,17 +506,16 @@ final class EngineCore {
         pausedFlag.backfills.add(1, ordering: .relaxed)
         Task {
             let outcome = await backfiller.fetch(stream, after: after, before: before)
-            loop.execute { core.value.backfillEnded(id, candles: outcome.candles, error: outcome.error) }
+            loop.execute { core.value.backfillEnded(id, candles: outcome.candles, trades: [], error: outcome.error) }
         }
     }
 
     /// A fetch ended: its session gets the reply, unless shutdown abandoned it (then its gaps were
     /// already recorded and the late reply is dropped: nothing would take its batch).
-    private func backfillEnded(_ id: Int, candles: [Candle], error: String?) {
+    private func backfillEnded(_ id: Int, candles: [Candle], trades: [Trade], error: String?) {
         guard let backfill = backfillsInFlight.removeValue(forKey: id) else { return }
         pausedFlag.backfills.subtract(1, ordering: .relaxed)
-        backfill.connection.backfillFinished(
-            backfill.stream, after: backfill.after, before: backfill.before, candles: candles, error: error)
+        backfill.finish(candles: candles, trades: trades, error: error)
         guard backfillsInFlight.isEmpty else { return }
         let waiters = backfillWaiters
         backfillWaiters = []
@@ -491,9 +545,7 @@ final class EngineCore {
             backfillsInFlight = [:]
             pausedFlag.backfills.store(0, ordering: .relaxed)
             for backfill in abandoned {
-                backfill.connection.backfillFinished(
-                    backfill.stream, after: backfill.after, before: backfill.before, candles: [],
-                    error: "shutdown before the REST backfill finished")
+                backfill.finish(candles: [], trades: [], error: "shutdown before the REST backfill finished")
             }
             once()
         }

@@ -18,6 +18,9 @@ protocol EngineConnection: AnyObject {
     func setWindow(_ window: EventWindow?, for stream: StreamID)
     func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64)
     func backfillFinished(_ stream: StreamID, after: Int64, before: Int64, candles: [Candle], error: String?)
+    func tradeBackfillFinished(
+        _ stream: StreamID, after: Int64, before: Int64, from: Int64, to: Int64, trades: [Trade], error: String?)
+    func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64)
     func stop()
     func pauseReading()
     func resumeReading()
@@ -63,6 +66,16 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
         perform(
             session.backfillFinished(stream, after: after, before: before, candles: candles, error: error, now: now))
     }
+
+    func tradeBackfillFinished(
+        _ stream: StreamID, after: Int64, before: Int64, from: Int64, to: Int64, trades: [Trade], error: String?
+    ) {
+        perform(
+            session.tradeBackfillFinished(
+                stream, after: after, before: before, from: from, to: to, trades: trades, error: error, now: now))
+    }
+
+    func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64) { session.seedLastTrade(stream, id: id, time: time) }
 
     func pauseReading() {
         session.readingPaused(now: now)
@@ -155,6 +168,8 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             core.accept(event)
         case .backfill(let stream, let after, let before):
             core.startBackfill(stream, after: after, before: before, for: self)
+        case .backfillTrades(let stream, let after, let before, let from, let to):
+            core.startTradeBackfill(stream, after: after, before: before, from: from, to: to, for: self)
         case .recordGaps(let stream, let gaps):
             core.recordGaps(stream, gaps)
         case .backfilled(let stream, let bars):

@@ -164,9 +164,24 @@ public protocol ExchangeAdapter: Sendable {
     func parseBackfill(
         _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
     ) throws(RESTError) -> BackfillPage
+    /// One page of fills with trade ids strictly between the two (newest first), for exchanges whose
+    /// REST pages by trade id in the same id space as the stream (default: none, holes are gaps).
+    func tradeBackfillPage(for stream: StreamID, newerThanID: Int64, olderThanID: Int64) -> RESTRequest?
+    /// Parses the reply to a `tradeBackfillPage` request.
+    func parseTradeBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> [Trade]
 }
 
 extension ExchangeAdapter {
+    public func tradeBackfillPage(for stream: StreamID, newerThanID: Int64, olderThanID: Int64) -> RESTRequest? {
+        nil
+    }
+    public func parseTradeBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> [Trade] {
+        throw RESTError(code: nil, message: "\(name) has no trade backfill", isRetryable: false)
+    }
     public var subscriptionModel: SubscriptionModel { .incremental }
     public func connectionOpenedMessages(context: SubscribeContext) -> [OutgoingFrame] { [] }
 }

@@ -124,6 +124,8 @@ extension ExchangeSession {
                 return
             }
             checkContinuity(candle, entry: &entries.values[index], into: &actions)
+        } else if case .trade(let trade) = event {
+            checkTradeContinuity(trade, entry: &entries.values[index], into: &actions)
         }
         actions.append(.emit(event))
     }
@@ -141,6 +143,62 @@ extension ExchangeSession {
             actions.append(.backfill(candle.stream, after: last, before: upper))
         }
         if candle.isConfirmed && candle.openTime > last { entry.lastConfirmed = candle.openTime }
+    }
+
+    /// Fill ids strictly between the last one seen and this one never reached us (a reconnect, or a
+    /// restart since the stored watermark): ask REST for them, once per hole. Non-numeric ids (other
+    /// exchanges) carry no such order and are not checked.
+    private func checkTradeContinuity(_ trade: Trade, entry: inout SessionEntry, into actions: inout [SessionAction]) {
+        guard let id = Int64(trade.tradeID) else { return }
+        defer {
+            if entry.lastTradeID ?? .min < id {
+                entry.lastTradeID = id
+                entry.lastTradeTime = trade.timestampExchange
+            }
+        }
+        guard let last = entry.lastTradeID, id > last + 1, entry.tradeBackfillUntil.map({ $0 < id }) ?? true else {
+            return
+        }
+        entry.tradeBackfillUntil = id
+        actions.append(
+            .backfillTrades(
+                trade.stream, after: last, before: id, from: entry.lastTradeTime ?? trade.timestampExchange,
+                to: trade.timestampExchange))
+    }
+
+    /// The REST reply to a `backfillTrades`: the fills of the hole inside the stream's window are
+    /// emitted in id order; fills REST did not return are recorded as one gap (`from`…`to`, exchange
+    /// times; its count is the number of missing fills).
+    public mutating func tradeBackfillFinished(
+        _ stream: StreamID, after: Int64, before: Int64, from: Int64, to: Int64, trades: [Trade], error: String?,
+        now: Instant
+    ) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        guard var entry = entries[stream], case .trades = stream.feed else { return actions }
+        entry.tradeBackfillUntil = nil
+        var seen = Set<Int64>()
+        var fills: [(Int64, Trade)] = []
+        for trade in trades where trade.stream == stream {
+            guard let id = Int64(trade.tradeID), id > after, id < before, seen.insert(id).inserted else { continue }
+            fills.append((id, trade))
+        }
+        fills.sort { $0.0 < $1.0 }
+        let window = entry.window
+        for (_, trade) in fills where window?.admits(trade.timestampExchange) ?? true {
+            actions.append(.emit(.trade(trade)))
+        }
+        entries[stream] = entry
+        if !fills.isEmpty { actions.append(.backfilled(stream, bars: fills.count)) }
+        let missing = Int(before - after - 1) - fills.count
+        if missing > 0 {
+            let reason = error ?? "fills not returned by REST"
+            actions.append(
+                .log(
+                    .info, "fills missing after trade backfill",
+                    ["stream": "\(stream)", "gap.fills": "\(missing)", "gap.reason": reason]))
+            actions.append(.recordGaps(stream, [Gap(from: from, to: to, bars: missing, reason: reason)]))
+        }
+        return actions
     }
 
     /// The REST reply to a `backfill`: the confirmed bars inside the stream's window are emitted, the

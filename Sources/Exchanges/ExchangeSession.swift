@@ -147,6 +147,17 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         entries[stream] = entry
     }
 
+    /// The newest trade already stored (from the sinks' watermark: its numeric id and time), so the
+    /// first fill after subscribing reveals any fills missed since then.
+    public mutating func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64) {
+        guard var entry = entries[stream] else { return }
+        if entry.lastTradeID ?? .min < id {
+            entry.lastTradeID = id
+            entry.lastTradeTime = time
+        }
+        entries[stream] = entry
+    }
+
     /// Stops for good: the connection is closed and nothing is reconnected.
     public mutating func stop(now: Instant) -> [SessionAction] {
         var actions: [SessionAction] = []
@@ -598,6 +609,11 @@ struct SessionEntry: Sendable {
     var lastConfirmed: Int64?
     /// A backfill is running up to this open time (exclusive).
     var backfillingUntil: Int64?
+    /// Newest trade id seen, stored or backfilled (numeric ids only), and its exchange time.
+    var lastTradeID: Int64?
+    var lastTradeTime: Int64?
+    /// A trade backfill is running up to this id (exclusive).
+    var tradeBackfillUntil: Int64?
     /// The refusal in force or last seen, kept across retries until the stream goes live, so a
     /// refusal repeating is counted, not logged again.
     var refusal: (code: String, times: Int)?

@@ -40,6 +40,7 @@ public struct OKXAdapter: ExchangeAdapter {
     /// REST budgets: candles 40 requests / 2 s, history-candles 20 requests / 2 s (per IP).
     public static let restBudgets: [String: TokenBucket] = [
         "candles": TokenBucket(requests: 40, per: 2), "history-candles": TokenBucket(requests: 20, per: 2),
+        "history-trades": TokenBucket(requests: 20, per: 2),
     ]
 
     /// The recent-candles endpoint covers the latest 1,440 bars.

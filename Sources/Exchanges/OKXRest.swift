@@ -60,32 +60,8 @@ extension OKXAdapter {
         guard case .candles(let tf) = stream.feed else {
             throw RESTError(code: nil, message: "not a candle stream", isRetryable: false)
         }
-        var code: String?
-        var message = ""
-        var dataStart: Int?
-        var scanner = JSONScanner(body)
-        do {
-            try scanner.readObject { key, s throws(JSONError) in
-                if s.equals(key, "code") {
-                    code = try s.peek() == UInt8(ascii: "\"") ? s.readString() : String(try s.readInt64())
-                } else if s.equals(key, "msg") {
-                    message = try s.readString()
-                } else if s.equals(key, "data") {
-                    dataStart = s.offset
-                    try s.skipValue()
-                } else {
-                    try s.skipValue()
-                }
-            }
-        } catch {
-            throw RESTError(code: nil, message: "malformed reply: \(error)", isRetryable: true)
-        }
-        guard code == "0" else {
-            let retryable = code == "50011" || code == "50001" || code == "50004" || code == "50013"
-            throw RESTError(code: code ?? "?", message: message, isRetryable: retryable)
-        }
+        let dataStart = try Self.envelope(body)
         guard let dataStart else { return [] }
-        // Reuse the push parser on a synthetic envelope-free walk of the rows.
         var rows = JSONScanner(UnsafeRawBufferPointer(rebasing: body[dataStart...]))
         var candles: [Candle] = []
         do {
@@ -115,5 +91,62 @@ extension OKXAdapter {
             throw RESTError(code: nil, message: "malformed candle data: \(error.reason)", isRetryable: false)
         }
         return candles
+    }
+
+    /// The `{"code","msg","data"}` envelope: where `data` starts (nil: none), or the exchange's error
+    /// (rate limits and server-side errors are retryable).
+    static func envelope(_ body: UnsafeRawBufferPointer) throws(RESTError) -> Int? {
+        var code: String?
+        var message = ""
+        var dataStart: Int?
+        var scanner = JSONScanner(body)
+        do {
+            try scanner.readObject { key, s throws(JSONError) in
+                if s.equals(key, "code") {
+                    code = try s.peek() == UInt8(ascii: "\"") ? s.readString() : String(try s.readInt64())
+                } else if s.equals(key, "msg") {
+                    message = try s.readString()
+                } else if s.equals(key, "data") {
+                    dataStart = s.offset
+                    try s.skipValue()
+                } else {
+                    try s.skipValue()
+                }
+            }
+        } catch {
+            throw RESTError(code: nil, message: "malformed reply: \(error)", isRetryable: true)
+        }
+        guard code == "0" else {
+            let retryable = code == "50011" || code == "50001" || code == "50004" || code == "50013"
+            throw RESTError(code: code ?? "?", message: message, isRetryable: retryable)
+        }
+        return dataStart
+    }
+
+    /// Trades budget: history-trades 20 requests / 2 s per IP (PROTOCOLS.md §1.8).
+    public static let historyTradesPageLimit = 100
+
+    /// One page of fills with ids strictly between `newerThanID` and `olderThanID`, newest first
+    /// (`history-trades`, `type=1`: paginated by trade id; the last three months).
+    public func tradeBackfillPage(for stream: StreamID, newerThanID: Int64, olderThanID: Int64) -> RESTRequest? {
+        guard case .trades = stream.feed, olderThanID - newerThanID > 1 else { return nil }
+        let target =
+            "/api/v5/market/history-trades?instId=\(stream.symbol)&type=1&after=\(olderThanID)&before=\(newerThanID)&limit=\(Self.historyTradesPageLimit)"
+        return RESTRequest(target: target, budget: "history-trades", pageLimit: Self.historyTradesPageLimit)
+    }
+
+    public func parseTradeBackfill(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> [Trade] {
+        guard let dataStart = try Self.envelope(body) else { return [] }
+        var messages: [ExchangeMessage] = []
+        do {
+            try OKXParser.parseTrades(
+                UnsafeRawBufferPointer(rebasing: body[dataStart...]), symbol: stream.symbol, receivedAt: receivedAt,
+                into: &messages)
+        } catch {
+            throw RESTError(code: nil, message: "malformed trades data: \(error)", isRetryable: false)
+        }
+        return messages.compactMap { if case .event(.trade(let t)) = $0 { t } else { nil } }
     }
 }

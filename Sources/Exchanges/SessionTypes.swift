@@ -70,6 +70,9 @@ public enum SessionAction: Hashable, Sendable {
     /// Fetch the bars strictly between `after` and `before` (open times, µs) from REST; report the
     /// outcome with `backfillFinished`.
     case backfill(StreamID, after: Int64, before: Int64)
+    /// Fetch the fills with trade ids strictly between `after` and `before` from REST (the hole lies
+    /// between the exchange times `from` and `to`); report with `tradeBackfillFinished`.
+    case backfillTrades(StreamID, after: Int64, before: Int64, from: Int64, to: Int64)
     /// Bars known to be missing (REST could not supply them).
     case recordGaps(StreamID, [Gap])
     /// Bars REST supplied after a gap.

@@ -109,4 +109,34 @@ private func decimal(_ row: [String: Any], _ key: String) -> DecimalText? {
             Issue.record("unexpected error \(error)")
         }
     }
+
+    @Test func historyTradesPagesByTradeIDAndItsReplyParsesExactly() throws {
+        let adapter = OKXAdapter()
+        let stream = StreamID(exchange: .okx, feed: .trades, symbol: "BTC-USDT")
+        let request = try #require(
+            adapter.tradeBackfillPage(for: stream, newerThanID: 734_864_300, olderThanID: 734_864_334))
+        #expect(
+            request.target
+                == "/api/v5/market/history-trades?instId=BTC-USDT&type=1&after=734864334&before=734864300&limit=100")
+        #expect(request.budget == "history-trades" && request.pageLimit == 100)
+        #expect(adapter.tradeBackfillPage(for: stream, newerThanID: 5, olderThanID: 6) == nil, "no id in between")
+        let body = Array(try String(contentsOfFile: fixture("okx/http_get_trades.json"), encoding: .utf8).utf8)
+        let trades = try body.withUnsafeBytes { raw in
+            try adapter.parseTradeBackfill(raw, request: request, stream: stream, receivedAt: 9)
+        }
+        #expect(trades.map(\.tradeID) == ["734864333", "734864332"])
+        #expect(trades.first?.price == "102537.9" && trades.first?.size == "0.00013669" && trades.first?.side == .sell)
+        #expect(trades.first?.timestampExchange == 1_747_087_163_557_000)
+        let limited = Array(#"{"code":"50011","msg":"Too Many Requests","data":[]}"#.utf8)
+        do {
+            _ = try limited.withUnsafeBytes { raw in
+                try adapter.parseTradeBackfill(raw, request: request, stream: stream, receivedAt: 9)
+            }
+            Issue.record("a rate-limit reply parsed as data")
+        } catch let error as RESTError {
+            #expect(error.code == "50011" && error.isRetryable)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
 }

@@ -89,6 +89,16 @@ struct ScriptedAdapter: ExchangeAdapter {
                             exchange: stream.exchange, symbol: stream.symbol, timeframe: tf, openTime: open,
                             open: "1", high: "2", low: "1", close: "1.5", volume: "3", quoteVolume: "4",
                             isConfirmed: parts[3] == "1", timestampExchange: open, timestampCollector: receivedAt))))
+        case "fill" where parts.count == 4:
+            guard let stream = StreamID(parts[1]), let ms = Int64(parts[3]) else {
+                throw ExchangeParseError("bad fill")
+            }
+            out.append(
+                .event(
+                    .trade(
+                        Trade(
+                            exchange: stream.exchange, symbol: stream.symbol, tradeID: parts[2], price: "1", size: "2",
+                            side: .buy, timestampExchange: Self.base + ms * 1000, timestampCollector: receivedAt))))
         case "notice":
             out.append(.notice(code: "64008", message: "upgrade", reconnectSoon: true))
         case "pong":
@@ -101,8 +111,9 @@ struct ScriptedAdapter: ExchangeAdapter {
     }
 }
 
-/// Streams for transcripts: `s(1)` is `okx/candles:1m/S1-USDT`.
+/// Streams for transcripts: `s(1)` is `okx/candles:1m/S1-USDT`, `tr(1)` is `okx/trades/S1-USDT`.
 func s(_ i: Int) -> StreamID { StreamID("okx/candles:1m/S\(i)-USDT")! }
+func tr(_ i: Int) -> StreamID { StreamID("okx/trades/S\(i)-USDT")! }
 
 /// A session plus a simulated clock and the connection budget, driven like the runtime driver.
 struct SessionHarness {

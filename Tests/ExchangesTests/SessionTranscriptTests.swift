@@ -455,4 +455,57 @@ import Testing
         for _ in 1...31 { recycled = recycled || silent.fire(.keepalive).closes == 1 }
         #expect(recycled, "no traffic at all for 30 s: recycled")
     }
+
+    @Test func missedFillIdsAreAskedFromRESTAndWhatItCannotGiveIsOneGap() {
+        var h = SessionHarness()
+        h.open([tr(1)])
+        h.frame("ok \(tr(1))")
+        h.frame("fill \(tr(1)) 100 1000")
+        #expect(h.frame("fill \(tr(1)) 101 1001").allSatisfy { if case .backfillTrades = $0 { false } else { true } })
+        // A reconnect later: the first fill is 110, so 102…109 never reached us.
+        h.closed()
+        h.fire(.connect)
+        h.connected()
+        let b = ScriptedAdapter.base
+        let hole = h.frame("fill \(tr(1)) 110 1010")
+        #expect(hole.contains(.backfillTrades(tr(1), after: 101, before: 110, from: b + 1_001_000, to: b + 1_010_000)))
+        #expect(hole.emitted.count == 1, "the live fill is stored at once")
+        #expect(
+            h.frame("fill \(tr(1)) 111 1011").allSatisfy { if case .backfillTrades = $0 { false } else { true } },
+            "one request per hole")
+        func fill(_ id: Int) -> Trade {
+            Trade(
+                exchange: .okx, symbol: "S1-USDT", tradeID: String(id), price: "1", size: "2", side: .buy,
+                timestampExchange: b + Int64(id) * 1000, timestampCollector: 0)
+        }
+        // REST returns 109…104 newest first (and a fill outside the hole, ignored); 102 and 103 are gone.
+        let done = h.record(
+            h.session.tradeBackfillFinished(
+                tr(1), after: 101, before: 110, from: b + 1_001_000, to: b + 1_010_000,
+                trades: [109, 108, 107, 106, 105, 104, 111].map(fill), error: nil, now: h.now))
+        #expect(done.emitted == [104, 105, 106, 107, 108, 109].map { .trade(fill($0)) }, "in id order")
+        #expect(done.contains(.backfilled(tr(1), bars: 6)))
+        #expect(
+            done.contains(
+                .recordGaps(
+                    tr(1), [Gap(from: b + 1_001_000, to: b + 1_010_000, bars: 2, reason: "fills not returned by REST")])
+            ))
+    }
+
+    @Test func aStoredTradeWatermarkRevealsFillsMissedWhileStopped() {
+        var h = SessionHarness()
+        h.add([tr(1)])
+        h.session.seedLastTrade(tr(1), id: 500, time: ScriptedAdapter.base)
+        h.fire(.connect)
+        h.connected()
+        #expect(
+            h.frame("fill \(tr(1)) 503 10").contains {
+                if case .backfillTrades(_, 500, 503, _, _) = $0 { true } else { false }
+            })
+        // Non-numeric ids carry no order: no continuity check.
+        var other = SessionHarness()
+        other.open([tr(2)])
+        other.frame("fill \(tr(2)) a1 1")
+        #expect(other.frame("fill \(tr(2)) z9 2").allSatisfy { if case .backfillTrades = $0 { false } else { true } })
+    }
 }
