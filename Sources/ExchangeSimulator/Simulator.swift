@@ -34,6 +34,15 @@ public struct SimulatorConfiguration: Sendable {
     public var seed: UInt64 = 7
     /// Hold virtual time at `startTime` until `POST /control/resume` (tests start the clock on cue).
     public var startPaused = false
+    /// Fills per virtual 1m bar in the trade model behind `trades-all`, `trades`, `tickers` and
+    /// `history-trades` (TradeModel.swift): 120 is two a virtual second, 600 a real second at the
+    /// default `barMilliseconds`. At most 60,000.
+    public var tradesPerBar = 120
+    /// Virtual minutes of fills before `startTime`, so a fresh client has history to backfill
+    /// (at most 129,600: three months, as OKX keeps).
+    public var tradeHistoryMinutes = 60
+    /// Real milliseconds between trade pushes (tickers go at most every 100 ms whatever this is).
+    public var feedIntervalMilliseconds = 50
 
     public init() {}
 }
@@ -110,6 +119,13 @@ final class SimulatorState {
     private(set) var emittedConfirmed: [String: Set<Int64>] = [:]
     private var recentBucket = TokenBucket(requests: 40, per: 2)
     private var historyBucket = TokenBucket(requests: 20, per: 2)
+    /// OKX: 20 requests / 2 s for history-trades, 100 / 2 s for recent trades (PROTOCOLS.md §1.8).
+    var historyTradesBucket = TokenBucket(requests: 20, per: 2)
+    var recentTradesBucket = TokenBucket(requests: 100, per: 2)
+    let trades: TradeModel
+    /// Trade ids pushed over WebSocket, per symbol (bounded by the configured symbols).
+    var emittedTrades: [String: EmittedTradeLog] = [:]
+    private var feedTimer: TimerHandle?
     /// Refuse WebSocket connections until this real time (ns), to hold a disconnection open.
     private var refuseUntil: Int64 = 0
     /// Push nothing (and optionally ignore pings) until this real time (ns): keepalive tests.
@@ -132,14 +148,22 @@ final class SimulatorState {
         self.isPaused = configuration.startPaused
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
         self.virtualStart = configuration.startTime ?? (now / 60_000_000 * 60_000_000)
+        let bar = TradeModel.barMicroseconds
+        let startBar = virtualStart >= 0 ? virtualStart / bar : -((-virtualStart + bar - 1) / bar)
+        self.trades = TradeModel(
+            candles: model, fillsPerBar: min(max(1, configuration.tradesPerBar), TradeModel.maxFillsPerBar),
+            origin: (startBar - Int64(min(max(0, configuration.tradeHistoryMinutes), TradeModel.maxHistoryMinutes)))
+                * bar)
         server = try WebSocketServer(
             host: configuration.host, port: configuration.webSocketPort, tls: configuration.tls, loop: loop
         ) { [unowned self] in Session(simulator: self) }
         scheduleTick()
+        scheduleFeedTick()
     }
 
     func close() {
         if let tickTimer { loop.cancelTimer(tickTimer) }
+        if let feedTimer { loop.cancelTimer(feedTimer) }
         server?.close()
         server = nil
     }
@@ -160,6 +184,18 @@ final class SimulatorState {
             let now = virtualNow
             for session in sessions.values { session.tick(virtualNow: now) }
             scheduleTick()
+        }
+    }
+
+    /// Pushes trades and tickers to every session that subscribed some.
+    private func scheduleFeedTick() {
+        feedTimer = loop.scheduleTimer(after: .milliseconds(max(1, configuration.feedIntervalMilliseconds))) {
+            [weak self] in
+            guard let self else { return }
+            let now = virtualNow
+            var heads: [String: Int64] = [:]
+            for session in sessions.values where session.hasFeeds { session.feedTick(virtualNow: now, heads: &heads) }
+            scheduleFeedTick()
         }
     }
 
@@ -188,6 +224,10 @@ final class SimulatorState {
         switch (request.head.method, path) {
         case ("GET", "/api/v5/market/candles"): return candles(query, history: false)
         case ("GET", "/api/v5/market/history-candles"): return candles(query, history: true)
+        case ("GET", "/api/v5/market/history-trades"): return historyTrades(query)
+        case ("GET", "/api/v5/market/trades"): return recentTrades(query)
+        case ("GET", "/control/trades"): return oracleTrades(query)
+        case ("GET", "/control/emitted-trades"): return emittedTradeIDs(query)
         case ("POST", "/control/disconnect"):
             let pause = Int64(query["pause_ms"] ?? "0") ?? 0
             refuseUntil = loop.now().nanoseconds + pause * 1_000_000
@@ -229,11 +269,11 @@ final class SimulatorState {
         }
     }
 
-    private func json(_ status: Int, _ body: String) -> HTTPResponse {
+    func json(_ status: Int, _ body: String) -> HTTPResponse {
         HTTPResponse(status: status, contentType: "application/json", body: Array(body.utf8))
     }
 
-    private func okxError(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
+    func okxError(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
         json(status, "{\"code\":\"\(code)\",\"msg\":\(JSONText.quoted(message)),\"data\":[]}")
     }
 
@@ -291,12 +331,14 @@ final class SimulatorState {
 final class Session: WebSocketServerHandler {
     unowned let simulator: SimulatorState
     var connection: WebSocketServerConnection!  // set in webSocketDidConnect, before any other callback
-    private var isBusiness = false
-    private var connectionID = 0
+    private(set) var isBusiness = false
+    private(set) var connectionID = 0
     /// Subscribed (symbol, timeframe) → open time of the last bar pushed.
     private var subscriptions: [String: (symbol: String, timeframe: Timeframe, lastOpen: Int64?)] = [:]
-    private var lastActivity: Int64 = 0
-    private var floodRemaining = 0
+    var lastActivity: Int64 = 0
+    private(set) var floodRemaining = 0
+    /// Trade and ticker subscriptions, by `channel|instId`.
+    var feeds: [String: FeedSubscription] = [:]
 
     init(simulator: SimulatorState) { self.simulator = simulator }
 
@@ -377,6 +419,10 @@ final class Session: WebSocketServerHandler {
         let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""
         for arg in args {
             let argJSON = "{\"channel\":\(JSONText.quoted(arg.channel)),\"instId\":\(JSONText.quoted(arg.instId))}"
+            if let feed = FeedChannel(rawValue: arg.channel) {
+                handleFeedRequest(op: op, id: id, feed: feed, instrument: arg.instId, argJSON: argJSON)
+                continue
+            }
             let timeframe = arg.channel.hasPrefix("candle") ? Timeframe(String(arg.channel.dropFirst(6))) : nil
             guard let timeframe, isBusiness, simulator.configuration.symbols.contains(arg.instId) else {
                 let message =
@@ -393,13 +439,13 @@ final class Session: WebSocketServerHandler {
             connection.send(
                 text: "{\(idField)\"event\":\"\(op)\",\"arg\":\(argJSON),\"connId\":\"sim\(connectionID)\"}")
         }
-        if op == "subscribe" && simulator.configuration.floodMessages > 0 {
+        if op == "subscribe" && simulator.configuration.floodMessages > 0 && !subscriptions.isEmpty {
             floodRemaining = simulator.configuration.floodMessages
             flood()
         }
     }
 
-    private func sendError(id: String?, code: String, message: String) {
+    func sendError(id: String?, code: String, message: String) {
         let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""
         connection.send(
             text:

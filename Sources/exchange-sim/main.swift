@@ -1,4 +1,4 @@
-// exchange-sim: a local exchange speaking OKX v5 for candles (see Sources/ExchangeSimulator/README.md).
+// exchange-sim: a local exchange speaking OKX v5 for candles, trades and tickers (see Sources/ExchangeSimulator/README.md).
 import ExchangeSimulator
 import Foundation
 import MarketData
@@ -20,7 +20,10 @@ let usage = """
       --no-rate-limits         do not enforce OKX's REST limits
       --tls                    serve wss/https with a generated self-signed certificate (its path is printed)
       --tls-cert F --tls-key F serve TLS with these files
-      --seed N                 candle model seed (default 7)
+      --seed N                 candle and trade model seed (default 7)
+      --trades-per-bar N       fills per virtual 1m bar (default 120: two a virtual second)
+      --trade-history-min N    virtual minutes of fills before the start (default 60)
+      --feed-interval-ms N     real ms between trade/ticker pushes (default 50; tickers ≥ 100 ms apart)
     Prints `LISTENING ws=PORT rest=PORT` when ready.
     """
 
@@ -67,6 +70,9 @@ while !arguments.isEmpty {
     case "--tls-cert": tlsCert = value(flag)
     case "--tls-key": tlsKey = value(flag)
     case "--seed": configuration.seed = UInt64(integer(flag))
+    case "--trades-per-bar": configuration.tradesPerBar = max(1, integer(flag))
+    case "--trade-history-min": configuration.tradeHistoryMinutes = integer(flag)
+    case "--feed-interval-ms": configuration.feedIntervalMilliseconds = max(1, integer(flag))
     case "--help", "-h":
         print(usage)
         exit(0)
