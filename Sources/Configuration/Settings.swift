@@ -190,10 +190,16 @@ extension Settings {
                 guard let symbols = try reader.strings(t, "markets", "symbols"), !symbols.isEmpty else {
                     throw SettingsError("\(path) line \(t.line): [[markets]] needs a non-empty 'symbols' array")
                 }
-                let timeframes = try reader.strings(t, "markets", "timeframes") ?? ["1m"]
+                let givenTimeframes = try reader.strings(t, "markets", "timeframes")
+                let timeframes = givenTimeframes ?? ["1m"]
                 let feeds = try reader.strings(t, "markets", "feeds") ?? ["candles"]
                 for feed in feeds where !["candles", "trades", "book", "ticker"].contains(feed) {
                     throw reader.error(t, "feeds", "unknown feed '\(feed)' (candles, trades, book, ticker)")
+                }
+                // A setting accepted is used: timeframes only mean something for candles.
+                if givenTimeframes != nil && !feeds.contains("candles") {
+                    throw reader.error(
+                        t, "timeframes", "timeframes are for candles, and 'feeds' does not include candles")
                 }
                 markets.append(Market(exchange: exchange, symbols: symbols, timeframes: timeframes, feeds: feeds))
             }

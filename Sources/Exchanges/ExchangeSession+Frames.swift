@@ -38,8 +38,24 @@ extension ExchangeSession {
             }
             return
         }
+        Self.orderFillsByID(&parsed)
         for message in parsed { handle(message, raw: payload, now: now, into: &actions) }
         assertInvariants()
+    }
+
+    /// Fills of one frame in ascending id order (an exchange may list them newest first), the other
+    /// messages left where they are; numeric ids only.
+    static func orderFillsByID(_ messages: inout [ExchangeMessage]) {
+        var positions: [Int] = []
+        var fills: [(Int64, ExchangeMessage)] = []
+        for (i, message) in messages.enumerated() {
+            guard case .event(.trade(let t)) = message, let id = Int64(t.tradeID) else { continue }
+            positions.append(i)
+            fills.append((id, message))
+        }
+        guard fills.count > 1, !zip(fills, fills.dropFirst()).allSatisfy({ $0.0 < $1.0 }) else { return }
+        fills.sort { $0.0 < $1.0 }
+        for (position, fill) in zip(positions, fills) { messages[position] = fill.1 }
     }
 
     private mutating func handle(
@@ -116,6 +132,16 @@ extension ExchangeSession {
             guard let refreshed = entries.index(forKey: stream) else { return }  // `confirm` keeps the entry
             index = refreshed
         }
+        // Trade continuity follows every fill, inside the window or not, so the window's edge is not
+        // mistaken for a hole (holes wholly outside the window are not fetched).
+        if case .trade(let trade) = event {
+            if let problem = trade.qualityProblem() {
+                actions.append(.deadLetter(raw: String(decoding: raw, as: UTF8.self), reason: problem))
+                actions.append(.streamError(stream, "data quality: \(problem)"))
+                return
+            }
+            checkTradeContinuity(trade, entry: &entries.values[index], into: &actions)
+        }
         if let window = entries.values[index].window, !window.admits(event.partitionTime) { return }
         if case .candle(let candle) = event {
             if let problem = candle.qualityProblem() {
@@ -124,8 +150,6 @@ extension ExchangeSession {
                 return
             }
             checkContinuity(candle, entry: &entries.values[index], into: &actions)
-        } else if case .trade(let trade) = event {
-            checkTradeContinuity(trade, entry: &entries.values[index], into: &actions)
         }
         actions.append(.emit(event))
     }
@@ -150,20 +174,24 @@ extension ExchangeSession {
     /// exchanges) carry no such order and are not checked.
     private func checkTradeContinuity(_ trade: Trade, entry: inout SessionEntry, into actions: inout [SessionAction]) {
         guard let id = Int64(trade.tradeID) else { return }
-        defer {
-            if entry.lastTradeID ?? .min < id {
-                entry.lastTradeID = id
-                entry.lastTradeTime = trade.timestampExchange
-            }
-        }
-        guard let last = entry.lastTradeID, id > last + 1, entry.tradeBackfillUntil.map({ $0 < id }) ?? true else {
+        guard let last = entry.lastTradeID else {
+            entry.lastTradeID = id
+            entry.lastTradeTime = trade.timestampExchange
             return
         }
-        entry.tradeBackfillUntil = id
-        actions.append(
-            .backfillTrades(
-                trade.stream, after: last, before: id, from: entry.lastTradeTime ?? trade.timestampExchange,
-                to: trade.timestampExchange))
+        guard id > last else { return }  // an older fill (a frame newest first is sorted before this)
+        defer {
+            entry.lastTradeID = id
+            entry.lastTradeTime = trade.timestampExchange
+        }
+        guard id > last + 1 else { return }
+        let from = entry.lastTradeTime ?? trade.timestampExchange
+        // A hole wholly outside the stream's window holds nothing it would store.
+        if let window = entry.window {
+            if let start = window.from, trade.timestampExchange < start { return }
+            if let end = window.until, from >= end { return }
+        }
+        actions.append(.backfillTrades(trade.stream, after: last, before: id, from: from, to: trade.timestampExchange))
     }
 
     /// The REST reply to a `backfillTrades`: the fills of the hole inside the stream's window are
@@ -174,8 +202,7 @@ extension ExchangeSession {
         now: Instant
     ) -> [SessionAction] {
         var actions: [SessionAction] = []
-        guard var entry = entries[stream], case .trades = stream.feed else { return actions }
-        entry.tradeBackfillUntil = nil
+        guard let entry = entries[stream], case .trades = stream.feed else { return actions }
         var seen = Set<Int64>()
         var fills: [(Int64, Trade)] = []
         for trade in trades where trade.stream == stream {
@@ -187,7 +214,6 @@ extension ExchangeSession {
         for (_, trade) in fills where window?.admits(trade.timestampExchange) ?? true {
             actions.append(.emit(.trade(trade)))
         }
-        entries[stream] = entry
         if !fills.isEmpty { actions.append(.backfilled(stream, bars: fills.count)) }
         let missing = Int(before - after - 1) - fills.count
         if missing > 0 {

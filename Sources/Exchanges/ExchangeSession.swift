@@ -612,8 +612,6 @@ struct SessionEntry: Sendable {
     /// Newest trade id seen, stored or backfilled (numeric ids only), and its exchange time.
     var lastTradeID: Int64?
     var lastTradeTime: Int64?
-    /// A trade backfill is running up to this id (exclusive).
-    var tradeBackfillUntil: Int64?
     /// The refusal in force or last seen, kept across retries until the stream goes live, so a
     /// refusal repeating is counted, not logged again.
     var refusal: (code: String, times: Int)?

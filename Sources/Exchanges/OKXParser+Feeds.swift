@@ -33,6 +33,10 @@ extension OKXParser {
                 guard let id, !id.range.isEmpty, !id.hasEscapes else {
                     throw JSONError(offset: s.offset, reason: "trade without tradeId")
                 }
+                // OKX trade ids are decimal integers; continuity and backfill rely on it.
+                guard JSONScanner.parseInt64(s.bytes(of: id)).map({ $0 >= 0 }) ?? false else {
+                    throw JSONError(offset: s.offset, reason: "trade tradeId is not a decimal integer")
+                }
                 guard let price, let px = DecimalText(bytes: s.bytes(of: price)) else {
                     throw JSONError(offset: s.offset, reason: "trade px is not a decimal")
                 }

@@ -214,6 +214,11 @@ public final class GatewayAPI: Sendable {
         }
         let feedNames = try strings("feeds") ?? ["candles"]
         let timeframes = try strings("timeframes") ?? []
+        if !timeframes.isEmpty && !feedNames.contains("candles") {
+            throw Failure(
+                status: 422, message: "timeframes are for candles, and feeds does not include candles",
+                field: "timeframes")
+        }
         var streams: [StreamID] = []
         for feedName in feedNames {
             switch feedName {

@@ -36,3 +36,12 @@ public struct Trade: Hashable, Sendable {
 
     public var stream: StreamID { StreamID(exchange: exchange, feed: .trades, symbol: symbol) }
 }
+
+extension Trade {
+    /// Data-quality rules: a price and a size above zero. Returns the rule broken, or nil.
+    public func qualityProblem() -> String? {
+        if DecimalText.compare(price, "0") <= 0 { return "trade price \(price) is not above zero" }
+        if DecimalText.compare(size, "0") <= 0 { return "trade size \(size) is not above zero" }
+        return nil
+    }
+}

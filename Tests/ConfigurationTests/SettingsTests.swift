@@ -87,6 +87,10 @@ import Testing
             "c.toml line 3: feeds unknown feed 'klines' (candles, trades, book, ticker)"
         ),
         (
+            "[[markets]]\nsymbols = [\"A-B\"]\nfeeds = [\"trades\"]\ntimeframes = [\"1m\"]",
+            "c.toml line 4: timeframes timeframes are for candles, and 'feeds' does not include candles"
+        ),
+        (
             "[exchanges.okx]\nrest_url = \"ftp://x\"",
             "c.toml line 2: rest_url must be a http or https URL, got 'ftp://x'"
         ),

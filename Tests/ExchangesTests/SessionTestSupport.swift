@@ -99,6 +99,20 @@ struct ScriptedAdapter: ExchangeAdapter {
                         Trade(
                             exchange: stream.exchange, symbol: stream.symbol, tradeID: parts[2], price: "1", size: "2",
                             side: .buy, timestampExchange: Self.base + ms * 1000, timestampCollector: receivedAt))))
+        case "fills" where parts.count == 4:
+            // Several fills in one frame, in the order given: `fills <stream> 12,11,10 <ms>`.
+            guard let stream = StreamID(parts[1]), let ms = Int64(parts[3]) else {
+                throw ExchangeParseError("bad fills")
+            }
+            for id in parts[2].split(separator: ",") {
+                out.append(
+                    .event(
+                        .trade(
+                            Trade(
+                                exchange: stream.exchange, symbol: stream.symbol, tradeID: String(id), price: "1",
+                                size: "2", side: .sell, timestampExchange: Self.base + ms * 1000,
+                                timestampCollector: receivedAt))))
+            }
         case "notice":
             out.append(.notice(code: "64008", message: "upgrade", reconnectSoon: true))
         case "pong":

@@ -470,9 +470,11 @@ import Testing
         let hole = h.frame("fill \(tr(1)) 110 1010")
         #expect(hole.contains(.backfillTrades(tr(1), after: 101, before: 110, from: b + 1_001_000, to: b + 1_010_000)))
         #expect(hole.emitted.count == 1, "the live fill is stored at once")
+        // A fill of the hole arriving late live asks nothing more; the next hole asks again.
+        #expect(h.frame("fill \(tr(1)) 108 1008").allSatisfy { if case .backfillTrades = $0 { false } else { true } })
         #expect(
-            h.frame("fill \(tr(1)) 111 1011").allSatisfy { if case .backfillTrades = $0 { false } else { true } },
-            "one request per hole")
+            h.frame("fill \(tr(1)) 113 1013").contains(
+                .backfillTrades(tr(1), after: 110, before: 113, from: b + 1_010_000, to: b + 1_013_000)))
         func fill(_ id: Int) -> Trade {
             Trade(
                 exchange: .okx, symbol: "S1-USDT", tradeID: String(id), price: "1", size: "2", side: .buy,
@@ -507,5 +509,48 @@ import Testing
         other.open([tr(2)])
         other.frame("fill \(tr(2)) a1 1")
         #expect(other.frame("fill \(tr(2)) z9 2").allSatisfy { if case .backfillTrades = $0 { false } else { true } })
+    }
+
+    @Test func fillsListedNewestFirstInOneFrameAreNotAHole() {
+        var h = SessionHarness()
+        h.open([tr(1)])
+        h.frame("fill \(tr(1)) 100 1")
+        let frame = h.frame("fills \(tr(1)) 103,102,101 2")
+        #expect(frame.allSatisfy { if case .backfillTrades = $0 { false } else { true } })
+        #expect(
+            frame.emitted.compactMap { if case .trade(let t) = $0 { t.tradeID } else { nil } } == ["101", "102", "103"])
+    }
+
+    @Test func tradeContinuityFollowsFillsOutsideTheWindowSoItsEdgeIsNoHole() {
+        var h = SessionHarness()
+        let b = ScriptedAdapter.base
+        h.add([tr(1)], windows: [tr(1): EventWindow(from: b + 10_000_000)])
+        h.fire(.connect)
+        h.connected()
+        #expect(h.frame("fill \(tr(1)) 100 5000").emitted.isEmpty, "before the window: not stored")
+        #expect(h.frame("fill \(tr(1)) 101 9000").emitted.isEmpty)
+        let inside = h.frame("fill \(tr(1)) 102 10000")
+        #expect(inside.emitted.count == 1)
+        #expect(
+            inside.allSatisfy { if case .backfillTrades = $0 { false } else { true } }, "the window's edge is no hole")
+        // A hole wholly before the window is not fetched.
+        var late = SessionHarness()
+        late.add([tr(1)], windows: [tr(1): EventWindow(from: b + 100_000_000)])
+        late.fire(.connect)
+        late.connected()
+        late.frame("fill \(tr(1)) 100 5000")
+        #expect(
+            late.frame("fill \(tr(1)) 150 50000").allSatisfy { if case .backfillTrades = $0 { false } else { true } })
+    }
+
+    @Test func aTradeWithoutAPositivePriceOrSizeIsDeadLettered() {
+        let trade = Trade(
+            exchange: .okx, symbol: "S1-USDT", tradeID: "1", price: "0", size: "1", side: .buy, timestampExchange: 1,
+            timestampCollector: 1)
+        #expect(trade.qualityProblem() == "trade price 0 is not above zero")
+        var negative = trade
+        negative.price = "5"
+        negative.size = "-1"
+        #expect(negative.qualityProblem() == "trade size -1 is not above zero")
     }
 }
