@@ -235,7 +235,10 @@ final class EngineCore {
     private let pausedFlag: PauseFlag
     private var seed: UInt64
     /// REST backfills running, by stream and range (for the shutdown wait and its log).
+    /// Backfills accepted and not yet answered (running or waiting), by id.
     private var backfillsInFlight: [Int: InFlightBackfill] = [:]
+    private var waitingBackfills: [Int] = []
+    private var runningFetches = 0
     private var nextBackfill = 0
     private var backfillWaiters: [() -> Void] = []
     let metrics: CollectorMetrics?
@@ -444,6 +447,7 @@ final class EngineCore {
         var before: Int64
         var kind: Kind = .candles
         var connection: any EngineConnection
+        var backfiller: RESTBackfiller
         var description: String {
             switch kind {
             case .candles:
@@ -475,17 +479,10 @@ final class EngineCore {
                 error: "no REST source for trades at \(stream.exchange)")
             return
         }
-        let core = LoopBound(self, loop: loop)
-        let loop = self.loop
-        nextBackfill += 1
-        let id = nextBackfill
-        backfillsInFlight[id] = InFlightBackfill(
-            stream: stream, after: after, before: before, kind: .trades(from: from, to: to), connection: connection)
-        pausedFlag.backfills.add(1, ordering: .relaxed)
-        Task {
-            let outcome = await backfiller.fetchTrades(stream, after: after, before: before)
-            loop.execute { core.value.backfillEnded(id, candles: [], trades: outcome.trades, error: outcome.error) }
-        }
+        enqueue(
+            InFlightBackfill(
+                stream: stream, after: after, before: before, kind: .trades(from: from, to: to),
+                connection: connection, backfiller: backfiller))
     }
 
     func startBackfill(_ stream: StreamID, after: Int64, before: Int64, for connection: any EngineConnection) {
@@ -498,16 +495,61 @@ final class EngineCore {
                 error: "no REST source for \(stream.feed) at \(stream.exchange)")
             return
         }
-        let core = LoopBound(self, loop: loop)
-        let loop = self.loop
-        nextBackfill += 1
-        let id = nextBackfill
-        backfillsInFlight[id] = InFlightBackfill(stream: stream, after: after, before: before, connection: connection)
-        pausedFlag.backfills.add(1, ordering: .relaxed)
-        Task {
-            let outcome = await backfiller.fetch(stream, after: after, before: before)
-            loop.execute { core.value.backfillEnded(id, candles: outcome.candles, trades: [], error: outcome.error) }
+        enqueue(
+            InFlightBackfill(
+                stream: stream, after: after, before: before, connection: connection, backfiller: backfiller))
+    }
+
+    /// REST fetches running at once at most (each holds up to `RESTBackfiller.maxTradesPerHole` fills,
+    /// ~20 MB): the others wait their turn, so a mass reconnect cannot grow memory without bound.
+    static let maxConcurrentBackfills = 4
+    /// Fetches waiting for their turn at most; past it a hole is recorded as a gap at once.
+    static let maxWaitingBackfills = 10_000
+
+    private func enqueue(_ backfill: InFlightBackfill) {
+        guard waitingBackfills.count < Self.maxWaitingBackfills else {
+            backfill.finish(candles: [], trades: [], error: "too many REST backfills waiting")
+            return
         }
+        nextBackfill += 1
+        backfillsInFlight[nextBackfill] = backfill
+        waitingBackfills.append(nextBackfill)
+        pausedFlag.backfills.add(1, ordering: .relaxed)
+        startWaitingBackfills()
+    }
+
+    private func startWaitingBackfills() {
+        while runningFetches < Self.maxConcurrentBackfills, !waitingBackfills.isEmpty {
+            let id = waitingBackfills.removeFirst()
+            guard let backfill = backfillsInFlight[id] else { continue }  // abandoned at shutdown
+            runningFetches += 1
+            let core = LoopBound(self, loop: loop)
+            let loop = self.loop
+            // Only Sendable values cross into the task; the connection stays on the loop.
+            let (backfiller, stream, after, before) = (
+                backfill.backfiller, backfill.stream, backfill.after, backfill.before
+            )
+            let isTrades = if case .trades = backfill.kind { true } else { false }
+            Task {
+                if isTrades {
+                    let outcome = await backfiller.fetchTrades(stream, after: after, before: before)
+                    loop.execute {
+                        core.value.fetchEnded(id, candles: [], trades: outcome.trades, error: outcome.error)
+                    }
+                } else {
+                    let outcome = await backfiller.fetch(stream, after: after, before: before)
+                    loop.execute {
+                        core.value.fetchEnded(id, candles: outcome.candles, trades: [], error: outcome.error)
+                    }
+                }
+            }
+        }
+    }
+
+    private func fetchEnded(_ id: Int, candles: [Candle], trades: [Trade], error: String?) {
+        runningFetches -= 1
+        backfillEnded(id, candles: candles, trades: trades, error: error)
+        startWaitingBackfills()
     }
 
     /// A fetch ended: its session gets the reply, unless shutdown abandoned it (then its gaps were
@@ -543,6 +585,7 @@ final class EngineCore {
                 "shutdown: REST backfills still running were abandoned; their bars are recorded as gaps",
                 ["backfills": abandoned.map(\.description).joined(separator: "; ")])
             backfillsInFlight = [:]
+            waitingBackfills = []
             pausedFlag.backfills.store(0, ordering: .relaxed)
             for backfill in abandoned {
                 backfill.finish(candles: [], trades: [], error: "shutdown before the REST backfill finished")
