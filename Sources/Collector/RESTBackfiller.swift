@@ -93,9 +93,13 @@ struct RESTBackfiller: Sendable {
     /// ~20 MB, and at OKX's 20 pages / 2 s this is 100 s of requests).
     static let maxTradesPerHole = 100_000
 
+    /// Times a first page that stops short of the hole's top is asked again (250 ms apart).
+    static let staleRetries = 4
+
     /// Fills with trade ids strictly between `after` and `before`, paging back from `before`.
     func fetchTrades(_ stream: StreamID, after: Int64, before: Int64) async -> TradeOutcome {
         var upper = before
+        var staleRetries = 0
         var collected: [Trade] = []
         var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
         var rng = SeededRNG(seed: UInt64(truncatingIfNeeded: WallClock.microseconds()))
@@ -119,6 +123,15 @@ struct RESTBackfiller: Sendable {
                 backoff.reset()
                 failures = 0
                 let ids = page.compactMap { Int64($0.tradeID) }
+                // REST may lag the stream (OKX serves cached data, PROTOCOLS.md §1.9): a first page that
+                // stops short of the hole's top is asked again shortly before anything is taken as lost.
+                if upper == before, page.count < request.pageLimit, (ids.max() ?? after) < before - 1,
+                    staleRetries < Self.staleRetries
+                {
+                    staleRetries += 1
+                    try? await Task.sleep(for: .milliseconds(250))  // REST catching up; cancellation: shutdown
+                    continue
+                }
                 collected += page.filter { Int64($0.tradeID).map { $0 > after && $0 < before } ?? false }
                 guard page.count >= request.pageLimit, let oldest = ids.min(), oldest < upper else { break }
                 upper = oldest
