@@ -439,7 +439,8 @@ final class Session: WebSocketServerHandler {
             connection.send(
                 text: "{\(idField)\"event\":\"\(op)\",\"arg\":\(argJSON),\"connId\":\"sim\(connectionID)\"}")
         }
-        if op == "subscribe" && simulator.configuration.floodMessages > 0 && !subscriptions.isEmpty {
+        let floodsTrades = feeds.keys.contains { $0.hasPrefix("trades-all|") }
+        if op == "subscribe" && simulator.configuration.floodMessages > 0 && (!subscriptions.isEmpty || floodsTrades) {
             floodRemaining = simulator.configuration.floodMessages
             flood()
         }
@@ -490,8 +491,22 @@ final class Session: WebSocketServerHandler {
     /// Benchmark mode: pre-encoded pushes for the first subscription, as fast as the client reads.
     private var floodBlock: [UInt8] = []
     private func flood() {
-        guard floodRemaining > 0, let sub = subscriptions.values.first else { return }
-        if floodBlock.isEmpty {
+        guard floodRemaining > 0 else { return }
+        if floodBlock.isEmpty, subscriptions.isEmpty, let key = feeds.keys.first(where: { $0.hasPrefix("trades-all|") })
+        {
+            // Trades: one fill per push (~180 bytes), sequential ids, as `trades-all` sends them.
+            let symbol = String(key.dropFirst("trades-all|".count))
+            for i in 0..<1000 {
+                let price = 42_000 + (i * 7) % 500
+                let text =
+                    "{\"arg\":{\"channel\":\"trades-all\",\"instId\":\(JSONText.quoted(symbol))},\"data\":[{\"instId\":\(JSONText.quoted(symbol)),\"tradeId\":\"\(130_639_474 + i)\",\"px\":\"\(price).\(i % 10)\",\"sz\":\"0.\(10_000_000 + (i &* 7_919) % 90_000_000)\",\"side\":\"\(i % 3 == 0 ? "sell" : "buy")\",\"ts\":\"\(1_630_048_897_897 + i)\"}]}"
+                Array(text.utf8).withUnsafeBytes {
+                    WSFrameEncoder.encode(opcode: .text, payload: $0, maskKey: nil, into: &floodBlock)
+                }
+            }
+        }
+        guard !floodBlock.isEmpty || !subscriptions.isEmpty else { return }
+        if floodBlock.isEmpty, let sub = subscriptions.values.first {
             for i in 0..<1000 {
                 let (candle, _) = simulator.model.candle(
                     symbol: sub.symbol, timeframe: sub.timeframe,

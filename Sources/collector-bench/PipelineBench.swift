@@ -16,12 +16,60 @@ import WebSocketProtocol
 enum ParsedReceiveBench {
     static func run(_ options: BenchOptions) {
         let session = options.string("session") != nil
-        runReceiveBench(
-            options, mode: session ? "ws-parse-session" : "ws-parse", unit: "candles", countOption: "messages"
-        ) { target, report in
-            session
-                ? SessionParsingHandler(target: target, report: report) : ParsingHandler(target: target, report: report)
+        // --feed trades: subscribe to trades-all and count parsed fills; --raw: count frames only (the
+        // same subscription, no parsing: the raw-frame rate the parsed rate is judged against).
+        let trades = options.string("feed") == "trades"
+        let raw = options.string("raw") != nil
+        let unit = trades ? "trades" : "candles"
+        let mode = raw ? "ws-raw-\(unit)" : session ? "ws-parse-session" : trades ? "ws-parse-trades" : "ws-parse"
+        runReceiveBench(options, mode: mode, unit: unit, countOption: "messages") { target, report in
+            if raw { return RawFeedHandler(target: target, report: report, trades: trades) }
+            if trades { return TradeParsingHandler(target: target, report: report) }
+            return session
+                ? SessionParsingHandler(target: target, report: report)
+                : ParsingHandler(target: target, report: report)
         }
+    }
+}
+
+/// Counts frames of a flooding subscription without parsing them.
+final class RawFeedHandler: CountingHandler {
+    let trades: Bool
+    init(target: Int, report: @escaping (Double, Int, String?) -> Void, trades: Bool) {
+        self.trades = trades
+        super.init(target: target, report: report)
+    }
+
+    override func webSocketDidConnect(_ channel: WebSocketChannel) {
+        let channelName = trades ? "trades-all" : "candle1m"
+        channel.send(text: #"{"id":"b1","op":"subscribe","args":[{"channel":"\#(channelName)","instId":"BTC-USDT"}]}"#)
+    }
+
+    /// Every data push counts (the subscribe acknowledgement, `{"event":…`, does not).
+    override func units(in payload: UnsafeRawBufferPointer) -> Int {
+        payload.count > 8 && payload[2] == UInt8(ascii: "a") ? 1 : 0
+    }
+}
+
+/// Counts the fills the OKX adapter parses from a flooding `trades-all` subscription.
+final class TradeParsingHandler: CountingHandler {
+    let adapter = OKXAdapter()
+    var messages: [ExchangeMessage] = []
+
+    override func webSocketDidConnect(_ channel: WebSocketChannel) {
+        channel.send(text: #"{"id":"b1","op":"subscribe","args":[{"channel":"trades-all","instId":"BTC-USDT"}]}"#)
+    }
+
+    override func units(in payload: UnsafeRawBufferPointer) -> Int {
+        messages.removeAll(keepingCapacity: true)
+        do {
+            try adapter.parse(payload, receivedAt: 0, into: &messages)
+        } catch {
+            return 0
+        }
+        var fills = 0
+        for case .event(.trade) in messages { fills += 1 }
+        return fills
     }
 }
 
