@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The run command: collects OKX candles into a throw-away PostgreSQL and shows what landed.
+# The run command: collects OKX candles (and, with no options given, BTC-USDT trades and tickers)
+# into a throw-away PostgreSQL and shows what landed.
 #   cluster/run.sh                 offline: against exchange-sim (a 1m bar every second), for 20 s
 #   cluster/run.sh --live          against the real OKX endpoints (needs internet)
 #   cluster/run.sh --seconds 0     run until Ctrl-C
@@ -46,7 +47,13 @@ else
   echo "live OKX; PostgreSQL at $DATABASE_URL"
 fi
 
-.build/release/coordinator serve --standalone --markets BTC-USDT,ETH-USDT "$@" &
+EXTRA=("$@")
+if [ $# -eq 0 ]; then
+  # Trades (one row per fill) and tickers beside the candles of --markets.
+  printf '[[markets]]\nsymbols = ["BTC-USDT"]\nfeeds = ["trades", "ticker"]\n' >"$WORK/collector.toml"
+  EXTRA=(--config "$WORK/collector.toml")
+fi
+.build/release/coordinator serve --standalone --markets BTC-USDT,ETH-USDT "${EXTRA[@]}" &
 COLLECTOR=$!
 if [ "$SECONDS_TO_RUN" -gt 0 ]; then
   sleep "$SECONDS_TO_RUN"
@@ -57,3 +64,8 @@ echo
 echo "stored candles:"
 psql "$DATABASE_URL" -c "SELECT exchange, symbol, timeframe, count(*) AS bars, count(*) FILTER (WHERE confirmed) AS confirmed,
   min(open_time) AS first, max(open_time) AS last FROM candles GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+echo "stored trades and tickers:"
+psql "$DATABASE_URL" -c "SELECT 'trades' AS feed, symbol, count(*) AS rows, min(trade_id::bigint)::text AS first_id,
+  max(trade_id::bigint)::text AS last_id, (max(trade_id::bigint) - min(trade_id::bigint) + 1 = count(*)) AS no_missing_id
+  FROM trades GROUP BY symbol
+  UNION ALL SELECT 'ticker', symbol, count(*), NULL, NULL, NULL FROM tickers GROUP BY symbol ORDER BY 1, 2"
