@@ -210,6 +210,11 @@ enum OKXParser {
         var message: JSONScanner.RawString?
         var requestID: JSONScanner.RawString?
         var dataStart: Int? = nil
+        var dataParsed = false
+        var dataFailure: Failure?
+        // Events read from `data` go straight into `out`; a frame that turns out malformed later throws,
+        // and callers drop what a failed parse appended.
+        let mark = out.count
         do {
             guard scanner.peek() == UInt8(ascii: "{") else { throw Failure.shape("not a JSON object") }
             try scanner.readObject { key, s throws(JSONError) in
@@ -224,9 +229,23 @@ enum OKXParser {
                         }
                     }
                 } else if s.equals(key, "data") {
-                    // Data may come before "arg": remember where it starts and read it afterwards.
-                    dataStart = s.offset
-                    try s.skipValue()
+                    if let channel, event == nil {
+                        // `arg` came first (OKX's order): read the rows now, in one pass.
+                        do throws(Failure) {
+                            let end = try parseData(
+                                frame, channel: channel, instrument: instrument, dataStart: s.offset,
+                                receivedAt: receivedAt, into: &out)
+                            s.skip(to: end)
+                            dataParsed = true
+                        } catch {
+                            dataFailure = error
+                            throw JSONError(offset: s.offset, reason: "bad data")
+                        }
+                    } else {
+                        // Data may come before "arg": remember where it starts and read it afterwards.
+                        dataStart = s.offset
+                        try s.skipValue()
+                    }
                 } else if s.equals(key, "event") {
                     event = try s.readRawString()
                 } else if s.equals(key, "code") {
@@ -241,6 +260,7 @@ enum OKXParser {
             }
             try scanner.expectEnd()
         } catch let error as JSONError {
+            if let dataFailure { throw dataFailure }
             throw .json(error)
         } catch let error as Failure {
             throw error
@@ -249,6 +269,7 @@ enum OKXParser {
         }
 
         func text(_ raw: JSONScanner.RawString?) -> String { raw.map { scanner.string($0) } ?? "" }
+        if dataParsed && event != nil { out.removeSubrange(mark...) }  // an event frame: its data is not ours
 
         if let event {
             let stream = channel.flatMap { c in
@@ -290,23 +311,39 @@ enum OKXParser {
             }
             return
         }
+        if dataParsed { return }  // read as it came, `arg` having come first
         guard let channel, let dataStart else {
             throw .shape("neither an event nor a data push")
         }
+        _ = try parseData(
+            frame, channel: channel, instrument: instrument, dataStart: dataStart, receivedAt: receivedAt, into: &out)
+    }
+
+    /// The `data` array at `dataStart` of a push on `channel` (ranges in `frame`): its events appended
+    /// to `out`; returns the offset just past the array.
+    static func parseData(
+        _ frame: UnsafeRawBufferPointer, channel: JSONScanner.RawString, instrument: JSONScanner.RawString?,
+        dataStart: Int, receivedAt: Int64, into out: inout [ExchangeMessage]
+    ) throws(Failure) -> Int {
+        let scanner = JSONScanner(frame)
         if scanner.equals(channel, "trades-all") || scanner.equals(channel, "tickers") {
             guard let instrument, !instrument.range.isEmpty else { throw .shape("push without instId") }
             let symbol = scanner.string(instrument)
             let rows = UnsafeRawBufferPointer(rebasing: frame[dataStart...])
             if scanner.equals(channel, "trades-all") {
-                try parseTrades(rows, symbol: symbol, receivedAt: receivedAt, into: &out)
-            } else {
-                try parseTickers(rows, symbol: symbol, receivedAt: receivedAt, into: &out)
+                return dataStart + (try parseTrades(rows, symbol: symbol, receivedAt: receivedAt, into: &out))
             }
-            return
+            return dataStart + (try parseTickers(rows, symbol: symbol, receivedAt: receivedAt, into: &out))
         }
         guard scanner.hasPrefix(channel, "candle") else {
             out.append(.unhandled(kind: "channel:\(scanner.string(channel))"))
-            return
+            var rest = JSONScanner(UnsafeRawBufferPointer(rebasing: frame[dataStart...]))
+            do {
+                try rest.skipValue()
+            } catch {
+                throw .json(error)
+            }
+            return dataStart + rest.offset
         }
         let channelBytes = scanner.bytes(of: channel)
         guard !channel.hasEscapes,
@@ -337,6 +374,7 @@ enum OKXParser {
         } catch {
             throw .shape("bad candle data: \(error.reason)")
         }
+        return dataStart + rows.offset
     }
 
     /// A fixed-capacity list of row fields (avoids a heap allocation per candle).

@@ -4,9 +4,10 @@ import WireCore
 extension OKXParser {
     /// `trades-all` rows (PROTOCOLS.md §1.4): `{"instId","tradeId","px","sz","side","ts"}`, one per fill.
     /// Unknown fields (`source`, `seqId`, `count`) are ignored.
+    @discardableResult
     static func parseTrades(
         _ rows: UnsafeRawBufferPointer, symbol: String, receivedAt: Int64, into out: inout [ExchangeMessage]
-    ) throws(Failure) {
+    ) throws(Failure) -> Int {
         var scanner = JSONScanner(rows)
         do {
             try scanner.readArray { _, s throws(JSONError) in
@@ -64,14 +65,16 @@ extension OKXParser {
         } catch {
             throw .shape("bad trades data: \(error.reason)")
         }
+        return scanner.offset
     }
 
     /// `tickers` rows (PROTOCOLS.md §1.7). `vol24h` is the base-currency volume and `volCcy24h` the
     /// quote-currency one (spot); an empty string (OKX sends `""` where it has no value) is stored as
     /// NULL, any other value must be a decimal.
+    @discardableResult
     static func parseTickers(
         _ rows: UnsafeRawBufferPointer, symbol: String, receivedAt: Int64, into out: inout [ExchangeMessage]
-    ) throws(Failure) {
+    ) throws(Failure) -> Int {
         var scanner = JSONScanner(rows)
         do {
             try scanner.readArray { _, s throws(JSONError) in
@@ -111,6 +114,7 @@ extension OKXParser {
         } catch {
             throw .shape("bad tickers data: \(error.reason)")
         }
+        return scanner.offset
     }
 
     private static let tickerFields: [StaticString] = [

@@ -145,6 +145,12 @@ public struct JSONScanner {
     }
 
     /// Reads a string value.
+    /// Moves to `offset` (forward only): a value read by another scanner over the same bytes.
+    public mutating func skip(to newOffset: Int) {
+        precondition(newOffset >= offset && newOffset <= count, "skip(to:) moves forward within the input")
+        offset = newOffset
+    }
+
     public mutating func readRawString() throws(JSONError) -> RawString {
         try consume(UInt8(ascii: "\""), "a string")
         let start = offset

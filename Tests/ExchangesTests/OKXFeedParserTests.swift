@@ -139,4 +139,24 @@ private func decimal(_ row: [String: Any], _ key: String) -> DecimalText? {
             Issue.record("unexpected error \(error)")
         }
     }
+
+    /// `data` is read in one pass when `arg` comes first (OKX's order), and after the fact otherwise:
+    /// both orders give the same events; a frame malformed after its data gives no events at all.
+    @Test func dataIsReadTheSameWhicheverOrderTheKeysCome() throws {
+        let row = #"{"instId":"BTC-USDT","tradeId":"7","px":"1.5","sz":"2","side":"buy","ts":"1000"}"#
+        let argFirst = try parse(#"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":["# + row + "]}")
+        let dataFirst = try parse(#"{"data":["# + row + #"],"arg":{"channel":"trades-all","instId":"BTC-USDT"}}"#)
+        #expect(argFirst.count == 1 && argFirst == dataFirst)
+        #expect(throws: ExchangeParseError.self) {
+            try parse(#"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":["# + row + "]} trailing")
+        }
+        do {
+            _ = try parse(#"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"tradeId":"x"}]}"#)
+            Issue.record("a malformed row parsed")
+        } catch let error as ExchangeParseError {
+            #expect(error.reason.hasPrefix("bad trades data"), "\(error.reason)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
 }
