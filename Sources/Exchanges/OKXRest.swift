@@ -130,8 +130,10 @@ extension OKXAdapter {
     /// (`history-trades`, `type=1`: paginated by trade id; the last three months).
     public func tradeBackfillPage(for stream: StreamID, newerThanID: Int64, olderThanID: Int64) -> RESTRequest? {
         guard case .trades = stream.feed, olderThanID - newerThanID > 1 else { return nil }
+        // Only `after` (ids below it): how OKX reads `after` and `before` together is not documented
+        // (PROTOCOLS.md §1.8), and the fetch keeps just the ids inside the hole anyway.
         let target =
-            "/api/v5/market/history-trades?instId=\(stream.symbol)&type=1&after=\(olderThanID)&before=\(newerThanID)&limit=\(Self.historyTradesPageLimit)"
+            "/api/v5/market/history-trades?instId=\(stream.symbol)&type=1&after=\(olderThanID)&limit=\(Self.historyTradesPageLimit)"
         return RESTRequest(target: target, budget: "history-trades", pageLimit: Self.historyTradesPageLimit)
     }
 

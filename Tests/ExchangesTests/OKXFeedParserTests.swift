@@ -117,7 +117,7 @@ private func decimal(_ row: [String: Any], _ key: String) -> DecimalText? {
             adapter.tradeBackfillPage(for: stream, newerThanID: 734_864_300, olderThanID: 734_864_334))
         #expect(
             request.target
-                == "/api/v5/market/history-trades?instId=BTC-USDT&type=1&after=734864334&before=734864300&limit=100")
+                == "/api/v5/market/history-trades?instId=BTC-USDT&type=1&after=734864334&limit=100")
         #expect(request.budget == "history-trades" && request.pageLimit == 100)
         #expect(adapter.tradeBackfillPage(for: stream, newerThanID: 5, olderThanID: 6) == nil, "no id in between")
         let body = Array(try String(contentsOfFile: fixture("okx/http_get_trades.json"), encoding: .utf8).utf8)
