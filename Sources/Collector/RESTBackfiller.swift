@@ -96,14 +96,43 @@ struct RESTBackfiller: Sendable {
     /// Times a first page that stops short of the hole's top is asked again (250 ms apart).
     static let staleRetries = 4
 
+    /// One page: within its budget, retried with capped backoff (a retryable REST error up to 8
+    /// times, anything else 3); the error text when it gives up.
+    private func page<Row: Sendable>(
+        _ request: RESTRequest, stream: StreamID,
+        parse: (UnsafeRawBufferPointer, RESTRequest, StreamID, Int64) throws(RESTError) -> [Row]
+    ) async -> Result<[Row], PageFailure> {
+        var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
+        var rng = SeededRNG(seed: UInt64(truncatingIfNeeded: WallClock.microseconds()))
+        var failures = 0
+        let http = HTTPRequest(
+            head: HTTPRequestHead(method: "GET", target: request.target, headers: ["Host": base.hostHeader]))
+        while true {
+            await budgets.acquire(request.budget)
+            do {
+                let response = try await HTTPClient.send(http, to: base.endpoint, loop: loop, timeout: .seconds(15))
+                return .success(
+                    try response.body.withUnsafeBytes { raw throws(RESTError) in
+                        try parse(raw, request, stream, WallClock.microseconds())
+                    })
+            } catch {
+                failures += 1
+                let limit = (error as? RESTError)?.isRetryable == true ? 8 : 3
+                if failures > limit { return .failure(PageFailure(message: "\(error)")) }
+                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule; cancellation: shutdown
+            }
+        }
+    }
+
+    struct PageFailure: Error {
+        var message: String
+    }
+
     /// Fills with trade ids strictly between `after` and `before`, paging back from `before`.
     func fetchTrades(_ stream: StreamID, after: Int64, before: Int64) async -> TradeOutcome {
         var upper = before
         var staleRetries = 0
         var collected: [Trade] = []
-        var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
-        var rng = SeededRNG(seed: UInt64(truncatingIfNeeded: WallClock.microseconds()))
-        var failures = 0
         while upper > after + 1 {
             guard collected.count < Self.maxTradesPerHole else {
                 return TradeOutcome(trades: collected, error: "more than \(Self.maxTradesPerHole) fills missing")
@@ -111,39 +140,24 @@ struct RESTBackfiller: Sendable {
             guard let request = adapter.tradeBackfillPage(for: stream, newerThanID: after, olderThanID: upper) else {
                 return TradeOutcome(trades: collected, error: "no REST source for \(stream.feed) at \(stream.exchange)")
             }
-            await budgets.acquire(request.budget)
-            let http = HTTPRequest(
-                head: HTTPRequestHead(method: "GET", target: request.target, headers: ["Host": base.hostHeader]))
-            do {
-                let response = try await HTTPClient.send(http, to: base.endpoint, loop: loop, timeout: .seconds(15))
-                let page = try response.body.withUnsafeBytes { raw throws(RESTError) in
-                    try adapter.parseTradeBackfill(
-                        raw, request: request, stream: stream, receivedAt: WallClock.microseconds())
-                }
-                backoff.reset()
-                failures = 0
-                let ids = page.compactMap { Int64($0.tradeID) }
-                // REST may lag the stream (OKX serves cached data, PROTOCOLS.md §1.9): a first page that
-                // stops short of the hole's top is asked again shortly before anything is taken as lost.
-                if upper == before, page.count < request.pageLimit, (ids.max() ?? after) < before - 1,
-                    staleRetries < Self.staleRetries
-                {
-                    staleRetries += 1
-                    try? await Task.sleep(for: .milliseconds(250))  // REST catching up; cancellation: shutdown
-                    continue
-                }
-                collected += page.filter { Int64($0.tradeID).map { $0 > after && $0 < before } ?? false }
-                guard page.count >= request.pageLimit, let oldest = ids.min(), oldest < upper else { break }
-                upper = oldest
-            } catch let error as RESTError where error.isRetryable {
-                failures += 1
-                if failures > 8 { return TradeOutcome(trades: collected, error: "\(error)") }
-                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
-            } catch {
-                failures += 1
-                if failures > 3 { return TradeOutcome(trades: collected, error: "\(error)") }
-                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
+            let page: [Trade]
+            switch await self.page(request, stream: stream, parse: adapter.parseTradeBackfill) {
+            case .success(let rows): page = rows
+            case .failure(let failure): return TradeOutcome(trades: collected, error: failure.message)
             }
+            let ids = page.compactMap { Int64($0.tradeID) }
+            // REST may lag the stream (OKX serves cached data, PROTOCOLS.md §1.9): a first page that
+            // stops short of the hole's top is asked again shortly before anything is taken as lost.
+            if upper == before, page.count < request.pageLimit, (ids.max() ?? after) < before - 1,
+                staleRetries < Self.staleRetries
+            {
+                staleRetries += 1
+                try? await Task.sleep(for: .milliseconds(250))  // REST catching up; cancellation: shutdown
+                continue
+            }
+            collected += page.filter { Int64($0.tradeID).map { $0 > after && $0 < before } ?? false }
+            guard page.count >= request.pageLimit, let oldest = ids.min(), oldest < upper else { break }
+            upper = oldest
         }
         return TradeOutcome(trades: collected, error: nil)
     }
@@ -152,41 +166,25 @@ struct RESTBackfiller: Sendable {
     func fetch(_ stream: StreamID, after: Int64, before: Int64) async -> Outcome {
         var upper = before
         var collected: [Candle] = []
-        var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
-        var rng = SeededRNG(seed: UInt64(truncatingIfNeeded: WallClock.microseconds()))
-        var failures = 0
         while upper > after {
             guard
                 let request = adapter.backfillPage(
                     for: stream, newerThan: after, olderThan: upper, now: WallClock.microseconds())
             else { return Outcome(candles: collected, error: "no REST source for \(stream.feed)") }
-            await budgets.acquire(request.budget)
-            let http = HTTPRequest(
-                head: HTTPRequestHead(method: "GET", target: request.target, headers: ["Host": base.hostHeader]))
-            do {
-                let response = try await HTTPClient.send(http, to: base.endpoint, loop: loop, timeout: .seconds(15))
-                let page = try response.body.withUnsafeBytes { raw throws(RESTError) in
-                    try adapter.parseBackfill(
-                        raw, request: request, stream: stream, receivedAt: WallClock.microseconds()
-                    ).candles
-                }
-                backoff.reset()
-                failures = 0
-                let inRange = page.filter { $0.openTime > after && $0.openTime < before }
-                collected += inRange
-                guard page.count >= request.pageLimit, let oldest = page.map(\.openTime).min(), oldest < upper else {
-                    break
-                }
-                upper = oldest
-            } catch let error as RESTError where error.isRetryable {
-                failures += 1
-                if failures > 8 { return Outcome(candles: collected, error: "\(error)") }
-                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
-            } catch {
-                failures += 1
-                if failures > 3 { return Outcome(candles: collected, error: "\(error)") }
-                try? await Task.sleep(for: backoff.nextDelay(using: &rng))  // retry schedule
+            let page: [Candle]
+            let parse = {
+                (raw: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, at: Int64) throws(RESTError) in
+                try adapter.parseBackfill(raw, request: request, stream: stream, receivedAt: at).candles
             }
+            switch await self.page(request, stream: stream, parse: parse) {
+            case .success(let rows): page = rows
+            case .failure(let failure): return Outcome(candles: collected, error: failure.message)
+            }
+            collected += page.filter { $0.openTime > after && $0.openTime < before }
+            guard page.count >= request.pageLimit, let oldest = page.map(\.openTime).min(), oldest < upper else {
+                break
+            }
+            upper = oldest
         }
         return Outcome(candles: collected, error: nil)
     }
