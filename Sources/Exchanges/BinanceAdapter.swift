@@ -140,21 +140,16 @@ public struct BinanceAdapter: ExchangeAdapter {
     }
 
     /// `{"method":"SUBSCRIBE","params":["btcusdt@trade",…],"id":"c7"}` (§2.2: an id may be an
-    /// alphanumeric string of up to 36 characters; the session's ids are), split to the per-message
-    /// limit; every part carries the same id, so its answer (`{"result":null,"id":"c7"}`, which names no
-    /// stream: `.subscribedRequest`) maps back to the one session request.
+    /// alphanumeric string of up to 36 characters; the session's ids are), one per request (the
+    /// session keeps it within the per-message limit); its answer (`{"result":null,"id":"c7"}`, which
+    /// names no stream: `.subscribedRequest`) maps back to the request.
     private func methodMessages(_ method: String, _ streams: [StreamID], requestID: String) -> [OutgoingFrame] {
-        let id = JSONText.quoted(requestID)
-        var frames: [OutgoingFrame] = []
-        var start = 0
-        while start < streams.count {
-            let end = min(start + limits.maxStreamsPerSubscribeMessage, streams.count)
-            let params = streams[start..<end].map { JSONText.quoted(Self.streamName(for: $0)) }
-            frames.append(
-                .text("{\"method\":\"\(method)\",\"params\":[\(params.joined(separator: ","))],\"id\":\(id)}"))
-            start = end
-        }
-        return frames
+        let params = streams.map { JSONText.quoted(Self.streamName(for: $0)) }
+        return [
+            .text(
+                "{\"method\":\"\(method)\",\"params\":[\(params.joined(separator: ","))],\"id\":\(JSONText.quoted(requestID))}"
+            )
+        ]
     }
 
     /// Not implemented yet: frames are JSON text, wrapped as `{"stream":…,"data":…}` on `/stream`.

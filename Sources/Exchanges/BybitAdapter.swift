@@ -159,20 +159,13 @@ public struct BybitAdapter: ExchangeAdapter {
     }
 
     /// `{"op":"subscribe","args":["publicTrade.BTCUSDT",…],"req_id":"…"}` (§5.2), split to the per-message
-    /// limit; every part carries the same `req_id`, so its ack maps back to the one session request.
+    /// request (the session keeps it within the per-message limit); its ack carries the `req_id`.
     private func operationMessages(_ op: String, _ streams: [StreamID], requestID: String) -> [OutgoingFrame] {
-        var frames: [OutgoingFrame] = []
-        var start = 0
-        while start < streams.count {
-            let end = min(start + limits.maxStreamsPerSubscribeMessage, streams.count)
-            let args = streams[start..<end].map { JSONText.quoted(Self.topic(for: $0)) }
-            frames.append(
-                .text(
-                    "{\"op\":\"\(op)\",\"args\":[\(args.joined(separator: ","))],\"req_id\":\(JSONText.quoted(requestID))}"
-                ))
-            start = end
-        }
-        return frames
+        let args = streams.map { JSONText.quoted(Self.topic(for: $0)) }
+        return [
+            .text(
+                "{\"op\":\"\(op)\",\"args\":[\(args.joined(separator: ","))],\"req_id\":\(JSONText.quoted(requestID))}")
+        ]
     }
 
     /// Not implemented yet: frames are JSON text; pongs, acks and pushes differ slightly per category.

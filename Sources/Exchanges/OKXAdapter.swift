@@ -130,7 +130,7 @@ public struct OKXAdapter: ExchangeAdapter {
         unsubscribeMessages(for: streams, requestID: requestID).map(OutgoingFrame.text)
     }
 
-    /// The subscribe messages' text, split to the per-message limit.
+    /// The subscribe message's text (one request; the session keeps it within the per-message limit).
     public func subscribeMessages(for streams: [StreamID], requestID: String) -> [String] {
         operationMessages("subscribe", streams, requestID: requestID)
     }
@@ -146,22 +146,12 @@ public struct OKXAdapter: ExchangeAdapter {
         try parse(frame, receivedAt: receivedAt, into: &out)
     }
 
+    /// One request for `streams` (the session splits to `maxStreamsPerSubscribeMessage`).
     private func operationMessages(_ op: String, _ streams: [StreamID], requestID: String) -> [String] {
-        var messages: [String] = []
-        var index = 0
-        var start = 0
-        while start < streams.count {
-            let end = min(start + limits.maxStreamsPerSubscribeMessage, streams.count)
-            let args = streams[start..<end].map {
-                "{\"channel\":\(JSONText.quoted(Self.channel(for: $0.feed))),\"instId\":\(JSONText.quoted($0.symbol))}"
-            }
-            let id = streams.count > limits.maxStreamsPerSubscribeMessage ? "\(requestID)x\(index)" : requestID
-            messages.append(
-                "{\"id\":\(JSONText.quoted(id)),\"op\":\"\(op)\",\"args\":[\(args.joined(separator: ","))]}")
-            index += 1
-            start = end
+        let args = streams.map {
+            "{\"channel\":\(JSONText.quoted(Self.channel(for: $0.feed))),\"instId\":\(JSONText.quoted($0.symbol))}"
         }
-        return messages
+        return ["{\"id\":\(JSONText.quoted(requestID)),\"op\":\"\(op)\",\"args\":[\(args.joined(separator: ","))]}"]
     }
 
     /// Parses one text frame (OKX sends text only; state-free).
