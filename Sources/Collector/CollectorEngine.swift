@@ -594,9 +594,43 @@ final class EngineCore {
         }
     }
 
+    /// Gap-ledger entries: shown in the stream's status, counted in metrics, and written to the
+    /// sinks with the data (so the ledger survives a restart).
     func recordGaps(_ stream: StreamID, _ gaps: [Gap]) {
         guard streams.contains(stream) else { return }
-        metrics?.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(gaps.reduce(0) { $0 + $1.bars }))
-        status.update(stream) { $0.addGaps(gaps) }
+        var fresh: [Gap] = []
+        status.update(stream) { fresh = $0.addGaps(gaps) }
+        if let metrics {
+            let missing = gaps.filter { !$0.recovered }.reduce(0) { $0 + $1.missing }
+            metrics.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(missing))
+            for gap in fresh { metrics.gaps[CollectorMetrics.index(stream, gap.cause)].increment() }
+        }
+        let now = WallClock.microseconds()
+        for gap in gaps { append(.gap(GapRecord(stream: stream, gap: gap, recordedAt: now))) }
+    }
+
+    /// Book snapshots being fetched from REST, and how many in a row each stream asked for: a REST
+    /// book older than the stream is asked again after a growing pause (at most 5 s).
+    private var bookSnapshotAttempts: [StreamID: Int] = [:]
+
+    func fetchBookSnapshot(_ stream: StreamID, for connection: any EngineConnection) {
+        guard let backfiller = backfillers[stream.exchange], streams.contains(stream) else {
+            connection.bookSnapshotFetched(stream, snapshot: nil, error: "no REST source for \(stream.exchange)")
+            return
+        }
+        let attempt = (bookSnapshotAttempts[stream] ?? 0) + 1
+        bookSnapshotAttempts[stream] = attempt
+        let pause = Duration.milliseconds(min(5_000, 100 * (attempt - 1)))
+        let core = LoopBound(self, loop: loop)
+        let target = LoopBound(connection, loop: loop)
+        let loop = self.loop
+        Task {
+            if pause > .zero { try? await Task.sleep(for: pause) }  // pacing a retry; cancellation: shutdown
+            let (snapshot, error) = await backfiller.fetchBookSnapshot(stream)
+            loop.execute {
+                if snapshot != nil { core.value.bookSnapshotAttempts[stream] = nil }
+                target.value.bookSnapshotFetched(stream, snapshot: snapshot, error: error)
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@ public struct CollectorMetrics: Sendable {
     static let feeds = ["candles", "trades", "book", "ticker"]
     let received: [Counter]
     let gapBars: [Counter]
+    /// Gap-ledger entries by exchange, feed and cause (`index(stream, cause)`).
+    let gaps: [Counter]
     let backfilledBars: [Counter]
     let reconnects: [Counter]
     let deadLettered: [Counter]
@@ -28,7 +30,17 @@ public struct CollectorMetrics: Sendable {
             ExchangeName.allCases.map { registry.counter(name, help: help, labels: [("exchange", $0.rawValue)]) }
         }
         received = perFeed("collector_events_received_total", "Market events parsed from exchange messages.")
-        gapBars = perFeed("collector_gap_bars_total", "Bars known to be missing (no REST source returned them).")
+        gapBars = perFeed(
+            "collector_gap_bars_total", "Bars or fills known to be missing (gaps REST did not make whole).")
+        gaps = ExchangeName.allCases.flatMap { exchange in
+            Self.feeds.flatMap { feed in
+                Gap.Cause.allCases.map {
+                    registry.counter(
+                        "collector_gaps_total", help: "Gap-ledger entries recorded (recovered or not), by cause.",
+                        labels: [("exchange", exchange.rawValue), ("feed", feed), ("cause", $0.rawValue)])
+                }
+            }
+        }
         backfilledBars = perFeed("collector_backfilled_bars_total", "Bars recovered from REST after a hole.")
         reconnects = perExchange("collector_ws_reconnects_total", "Exchange WebSocket reconnections.")
         deadLettered = perExchange(
@@ -46,6 +58,10 @@ public struct CollectorMetrics: Sendable {
 
     static func index(_ stream: StreamID) -> Int {
         index(stream.exchange) * feeds.count + (feeds.firstIndex(of: stream.feed.kind) ?? 0)
+    }
+
+    static func index(_ stream: StreamID, _ cause: Gap.Cause) -> Int {
+        index(stream) * Gap.Cause.allCases.count + (Gap.Cause.allCases.firstIndex(of: cause) ?? 0)
     }
 }
 

@@ -21,6 +21,7 @@ protocol EngineConnection: AnyObject {
     func tradeBackfillFinished(
         _ stream: StreamID, after: Int64, before: Int64, from: Int64, to: Int64, trades: [Trade], error: String?)
     func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64)
+    func bookSnapshotFetched(_ stream: StreamID, snapshot: BookMessage?, error: String?)
     func stop()
     func pauseReading()
     func resumeReading()
@@ -76,6 +77,10 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
     }
 
     func seedLastTrade(_ stream: StreamID, id: Int64, time: Int64) { session.seedLastTrade(stream, id: id, time: time) }
+
+    func bookSnapshotFetched(_ stream: StreamID, snapshot: BookMessage?, error: String?) {
+        perform(session.bookSnapshotFetched(stream, snapshot: snapshot, error: error, now: now))
+    }
 
     func pauseReading() {
         session.readingPaused(now: now)
@@ -172,6 +177,8 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             core.startTradeBackfill(stream, after: after, before: before, from: from, to: to, for: self)
         case .recordGaps(let stream, let gaps):
             core.recordGaps(stream, gaps)
+        case .fetchBookSnapshot(let stream):
+            core.fetchBookSnapshot(stream, for: self)
         case .backfilled(let stream, let bars):
             core.status.update(stream) { $0.backfilledBars += bars }
             core.metrics?.backfilledBars[CollectorMetrics.index(stream)].increment(by: Int64(bars))

@@ -125,11 +125,12 @@ public final class PostgresReader: MarketDataReader {
                 ORDER BY timestamp_exchange, length(trade_id), trade_id LIMIT $5
                 """, parameters
             )
-        case .book:
+        case .book(let depth):
+            parameters.append(String(depth ?? 0))
             return (
                 """
                 SELECT seq::text, prev_seq::text, action, bids::text, asks::text, checksum::text, \(tsE), \(tsC)
-                FROM book_messages WHERE exchange = $1 AND symbol = $2
+                FROM book_messages WHERE exchange = $1 AND symbol = $2 AND depth = $6::integer
                   AND timestamp_exchange >= $3 AND timestamp_exchange <= $4
                 ORDER BY timestamp_exchange, seq, action DESC LIMIT $5
                 """, parameters
@@ -169,14 +170,15 @@ public final class PostgresReader: MarketDataReader {
                 Trade(
                     exchange: s.exchange, symbol: s.symbol, tradeID: id, price: price, size: size, side: side,
                     timestampExchange: tsE, timestampCollector: tsC))
-        case .book:
+        case .book(let depth):
             guard r.count == 8, let seq = int(0), let action = r[2].flatMap(BookMessage.Action.init),
                 let bids = r[3].flatMap(levels), let asks = r[4].flatMap(levels), let tsE = int(6), let tsC = int(7)
             else { return nil }
             return .book(
                 BookMessage(
                     exchange: s.exchange, symbol: s.symbol, sequence: seq, previousSequence: int(1), action: action,
-                    bids: bids, asks: asks, checksum: int(5), timestampExchange: tsE, timestampCollector: tsC))
+                    bids: bids, asks: asks, checksum: int(5), timestampExchange: tsE, timestampCollector: tsC,
+                    depth: depth))
         case .ticker:
             guard r.count == 13, let tsE = int(11), let tsC = int(12) else { return nil }
             return .ticker(

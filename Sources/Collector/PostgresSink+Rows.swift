@@ -3,7 +3,7 @@ public import MarketData
 extension PostgresSink {
     static let tradeColumns = "exchange, symbol, trade_id, price, size, side, timestamp_exchange, timestamp_collector"
     static let bookColumns =
-        "exchange, symbol, seq, prev_seq, action, bids, asks, checksum, timestamp_exchange, timestamp_collector"
+        "exchange, symbol, depth, seq, prev_seq, action, bids, asks, checksum, timestamp_exchange, timestamp_collector"
     static let tickerColumns =
         "exchange, symbol, bid_price, bid_size, ask_price, ask_size, last_price, last_size, open_24h, high_24h, low_24h, volume_24h, quote_volume_24h, timestamp_exchange, timestamp_collector"
 
@@ -52,12 +52,13 @@ extension PostgresSink {
 
     public static func bookCopyText(_ books: ArraySlice<BookMessage>) -> [UInt8] {
         COPYText.encode(books) { b in
-            COPYText.fieldBound(b.exchange.rawValue) + COPYText.fieldBound(b.symbol) + 2 * COPYText.integerBound
+            COPYText.fieldBound(b.exchange.rawValue) + COPYText.fieldBound(b.symbol) + 3 * COPYText.integerBound
                 + COPYText.fieldBound(b.action.rawValue) + COPYText.levelsBound(b.bids) + COPYText.levelsBound(b.asks)
                 + COPYText.integerBound + 2 * COPYText.timestampBound + COPYText.rowEndBound
         } write: { out, b in
             out.field(b.exchange.rawValue)
             out.field(b.symbol)
+            out.integer(Int64(b.depth ?? 0))  // 0: the full-depth book
             out.integer(b.sequence)
             out.optionalInteger(b.previousSequence)
             out.field(b.action.rawValue)

@@ -9,8 +9,9 @@ public import PostgresClient
 /// |---|---|---|
 /// | `candles` | exchange, symbol, timeframe, open_time | upsert; a confirmed bar is never overwritten by an unconfirmed one |
 /// | `trades` | exchange, symbol, trade_id | ignore |
-/// | `book_messages` | exchange, symbol, seq, action | ignore |
+/// | `book_messages` | exchange, symbol, depth, seq, action | ignore |
 /// | `tickers` | exchange, symbol, timestamp_exchange | ignore |
+/// | `gaps` (not partitioned) | exchange, symbol, feed, cause, from_time | update: the later record is the truth |
 ///
 /// Rows of every type go in by COPY straight into the table inside a savepoint; a unique violation
 /// (some rows already stored) rolls back to the savepoint and sends them through a staging table and
@@ -54,6 +55,7 @@ public final class PostgresSink: Sink {
         var trades: [Trade] = []
         var books: [BookMessage] = []
         var tickers: [Ticker] = []
+        var gaps: [GapRecord] = []
         var partitions: [String: (table: String, time: Int64)] = [:]
         var marks: [StreamID: Watermark] = [:]
         for event in events {
@@ -62,7 +64,9 @@ public final class PostgresSink: Sink {
             case .trade(let t): trades.append(t)
             case .book(let b): books.append(b)
             case .ticker(let t): tickers.append(t)
+            case .gap(let g): gaps.append(g)
             }
+            guard event.dataType.isPartitioned else { continue }
             let table = event.dataType.tableName
             let time = event.partitionTime
             partitions["\(table)|\(Self.monthKey(time))"] = (table, time)
@@ -73,7 +77,7 @@ public final class PostgresSink: Sink {
         let touched = Set(events.map(\.stream))
         defer { versions.bump(touched) }  // after the commit (or a failure): readers re-query either way
         let batch = Batch(
-            candles: Self.deduplicated(candles), trades: trades, books: books, tickers: tickers,
+            candles: Self.deduplicated(candles), trades: trades, books: books, tickers: tickers, gaps: gaps,
             partitions: partitions, watermarks: marks)
         let cache = self.cache
         do {
@@ -124,6 +128,7 @@ public final class PostgresSink: Sink {
         var trades: [Trade]
         var books: [BookMessage]
         var tickers: [Ticker]
+        var gaps: [GapRecord]
         var partitions: [String: (table: String, time: Int64)]
         var watermarks: [StreamID: Watermark]
     }
@@ -151,6 +156,7 @@ public final class PostgresSink: Sink {
                     batch.books, table: "book_messages", columns: bookColumns, on: connection, encode: bookCopyText)
                 try insertOrIgnore(
                     batch.tickers, table: "tickers", columns: tickerColumns, on: connection, encode: tickerCopyText)
+                try writeGaps(batch.gaps, on: connection)
                 try writeWatermarks(batch.watermarks, on: connection)
                 try connection.execute("COMMIT")
                 rememberUnconfirmed(batch.candles, cache: cache)
@@ -222,6 +228,40 @@ public final class PostgresSink: Sink {
             index = end
             return true
         }
+    }
+
+    /// Upserts gap-ledger entries: a later record of a gap (same stream, cause and start) replaces the
+    /// earlier one's end, count, recovery and reason.
+    static func writeGaps(_ records: [GapRecord], on connection: PGConnection) throws(PGError) {
+        guard !records.isEmpty else { return }
+        // One row per key (a statement may not update one row twice): the last record wins.
+        var latest: [String: GapRecord] = [:]
+        var order: [String] = []
+        for record in records {
+            let key = "\(record.stream)|\(record.gap.cause.rawValue)|\(record.gap.from)"
+            if latest.updateValue(record, forKey: key) == nil { order.append(key) }
+        }
+        let rows = order.compactMap { latest[$0] }
+        func column(_ value: (GapRecord) -> String) -> String { arrayLiteral(rows.map(value)) }
+        try connection.execute(
+            """
+            INSERT INTO gaps AS g (exchange, symbol, feed, cause, from_time, to_time, missing, recovered, reason,
+                                   recorded_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                 $6::timestamptz[], $7::bigint[], $8::boolean[], $9::text[], $10::timestamptz[])
+            ON CONFLICT (exchange, symbol, feed, cause, from_time) DO UPDATE SET
+                to_time = EXCLUDED.to_time, missing = EXCLUDED.missing, recovered = EXCLUDED.recovered,
+                reason = EXCLUDED.reason, recorded_at = EXCLUDED.recorded_at
+            WHERE EXCLUDED.recorded_at >= g.recorded_at
+            """,
+            [
+                column { $0.stream.exchange.rawValue }, column { $0.stream.symbol },
+                column { $0.stream.feed.description }, column { $0.gap.cause.rawValue },
+                column { UTCCalendar.iso8601(microseconds: $0.gap.from) },
+                column { UTCCalendar.iso8601(microseconds: $0.gap.to) }, column { String($0.gap.missing) },
+                column { $0.gap.recovered ? "true" : "false" }, column { $0.gap.reason },
+                column { UTCCalendar.iso8601(microseconds: $0.recordedAt) },
+            ])
     }
 
     /// Moves each stream's watermark forward (never back), in the batch's transaction.

@@ -162,6 +162,22 @@ struct RESTBackfiller: Sendable {
         return TradeOutcome(trades: collected, error: nil)
     }
 
+    /// A whole book from REST (to seed or resynchronise a book stream); nil with the error text when
+    /// it cannot be had, nil without one when the reply carries no sequence to seed from.
+    func fetchBookSnapshot(_ stream: StreamID) async -> (BookMessage?, String?) {
+        guard let request = adapter.bookSnapshotRequest(for: stream) else {
+            return (nil, "no REST book snapshot for \(stream.feed) at \(stream.exchange)")
+        }
+        let parse = {
+            (raw: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, at: Int64) throws(RESTError) in
+            try adapter.parseBookSnapshot(raw, request: request, stream: stream, receivedAt: at).map { [$0] } ?? []
+        }
+        switch await page(request, stream: stream, parse: parse) {
+        case .success(let rows): return (rows.first, rows.isEmpty ? "the REST book has no seqId to seed from" : nil)
+        case .failure(let failure): return (nil, failure.message)
+        }
+    }
+
     /// Candles with open time strictly between `after` and `before` (µs).
     func fetch(_ stream: StreamID, after: Int64, before: Int64) async -> Outcome {
         var upper = before

@@ -292,6 +292,8 @@ public final class SinkDispatcher: Sendable {
     ) async -> Bool {
         let name = sink.name
         var work: [ArraySlice<MarketEvent>] = [events[...]]
+        // Events this sink refused, as gap-ledger entries (cause `sink`) it is given afterwards.
+        var refusedGaps: [MarketEvent] = []
         while let piece = work.popLast() {
             if Task.isCancelled { return false }
             state.withLock { $0.sinks[name]?.writeStartedAt = DispatchTime.now().uptimeNanoseconds }
@@ -314,6 +316,14 @@ public final class SinkDispatcher: Sendable {
                     state.withLock { $0.sinks[name]?.permanentErrors += 1 }
                     if piece.count == 1, let event = piece.first {
                         deadLetter(event, sink: name, reason: error.message)
+                        if case .gap = event {
+                        } else {
+                            let gap = Gap(
+                                from: event.timestampExchange, to: event.timestampExchange, missing: 1, cause: .sink,
+                                reason: "refused by \(name): \(error.message)")
+                            refusedGaps.append(
+                                .gap(GapRecord(stream: event.stream, gap: gap, recordedAt: event.timestampCollector)))
+                        }
                     } else {
                         // Halves, first half on top: order is kept and the refused events end up alone.
                         let middle = piece.startIndex + piece.count / 2
@@ -332,7 +342,20 @@ public final class SinkDispatcher: Sendable {
                 }
             }
         }
+        if !refusedGaps.isEmpty { await recordRefusals(refusedGaps, in: sink) }
         return true
+    }
+
+    /// Writes the ledger entries of events `sink` refused (bounded: one per refused event of a
+    /// batch); when the sink refuses those too, the dead letters hold the events and the log says so.
+    private func recordRefusals(_ gaps: [MarketEvent], in sink: any Sink) async {
+        do throws(SinkError) {
+            try await sink.write(gaps)
+        } catch {
+            logger.error(
+                "cannot record refused events in the gap ledger (they are in the dead letters)",
+                ["sink": sink.name, "events": "\(gaps.count)", "error": error.message])
+        }
     }
 
     private func markDown(_ name: String, _ message: String, transient: Bool = false) {

@@ -7,11 +7,12 @@ import WireCore
 /// |---|---|---|
 /// | 1 (issue 3's candle-only collector) | none | `[exchange, symbol, timeframe, open_time, o, h, l, c, volume, quote_volume, confirmed, ts_exchange, ts_collector]` |
 /// | 2 | `collector-spool 2` | a type tag, then the fields: `["c", …candle as v1]`, `["t", exchange, symbol, trade_id, price, size, side, ts_exchange, ts_collector]`, `["b", exchange, symbol, seq, prev_seq, action, bids, asks, checksum, ts_exchange, ts_collector]` (bids/asks nested `[[price, size], …]`), `["k", exchange, symbol, 11 ticker decimals, ts_exchange, ts_collector]` |
+/// | 3 | `collector-spool 3` | as 2, and `"b"` records end with the book depth (`""` = full depth); `["g", stream, from, to, missing, cause, recovered (1/0), reason, recorded_at]` gap-ledger entries |
 ///
 /// Times are µs integers as text; decimals keep the exchange's digits; an absent optional is `""`.
 /// A file of a later version is refused with a message naming the version.
 enum SpoolFormat {
-    static let currentVersion = 2
+    static let currentVersion = 3
     static let header = "collector-spool \(currentVersion)\n"
 
     struct DecodeError: Error, CustomStringConvertible {
@@ -42,6 +43,11 @@ enum SpoolFormat {
                 fields = ["k", t.exchange.rawValue, t.symbol]
                 fields += tickerDecimals(t).map { $0?.text ?? "" }
                 fields += [String(t.timestampExchange), String(t.timestampCollector)]
+            case .gap(let g):
+                fields = [
+                    "g", g.stream.description, String(g.gap.from), String(g.gap.to), String(g.gap.missing),
+                    g.gap.cause.rawValue, g.gap.recovered ? "1" : "0", g.gap.reason, String(g.recordedAt),
+                ]
             }
             out += "[" + fields.map(JSONText.quoted).joined(separator: ",")
             if case .book(let b) = event {
@@ -54,6 +60,7 @@ enum SpoolFormat {
                 out += "," + JSONText.quoted(b.checksum.map { String($0) } ?? "")
                 out += "," + JSONText.quoted(String(b.timestampExchange))
                 out += "," + JSONText.quoted(String(b.timestampCollector))
+                out += "," + JSONText.quoted(b.depth.map { String($0) } ?? "")
             }
             out += "]\n"
         }
@@ -153,8 +160,11 @@ enum SpoolFormat {
         case "c": return candle(rest).map(MarketEvent.candle)
         case "t": return trade(rest).map(MarketEvent.trade)
         case "k": return ticker(rest).map(MarketEvent.ticker)
+        case "g" where version >= 3: return gap(rest).map(MarketEvent.gap)
         case "b":
-            guard elements.count == 11, case .levels(let bids) = elements[6], case .levels(let asks) = elements[7]
+            // Format 3 appends the depth.
+            guard elements.count == (version >= 3 ? 12 : 11), case .levels(let bids) = elements[6],
+                case .levels(let asks) = elements[7]
             else {
                 return nil
             }
@@ -188,17 +198,34 @@ enum SpoolFormat {
 
     private static func book(_ f: ArraySlice<String>, bids: [BookLevel], asks: [BookLevel]) -> BookMessage? {
         let f = Array(f)
-        // Texts: exchange, symbol, seq, prev_seq, action, checksum, ts_exchange, ts_collector.
-        guard f.count == 8, let exchange = ExchangeName(rawValue: f[0]), let seq = Int64(f[2]),
+        // Texts: exchange, symbol, seq, prev_seq, action, checksum, ts_exchange, ts_collector[, depth].
+        guard f.count == 8 || f.count == 9, let exchange = ExchangeName(rawValue: f[0]), let seq = Int64(f[2]),
             let action = BookMessage.Action(rawValue: f[4]), let tsE = Int64(f[6]), let tsC = Int64(f[7])
         else { return nil }
         let previous: Int64?
         if f[3].isEmpty { previous = nil } else if let p = Int64(f[3]) { previous = p } else { return nil }
         let checksum: Int64?
         if f[5].isEmpty { checksum = nil } else if let c = Int64(f[5]) { checksum = c } else { return nil }
+        var depth: Int?
+        if f.count == 9 && !f[8].isEmpty {
+            guard let d = Int(f[8]), Feed.bookDepths.contains(d) else { return nil }
+            depth = d
+        }
         return BookMessage(
             exchange: exchange, symbol: f[1], sequence: seq, previousSequence: previous, action: action, bids: bids,
-            asks: asks, checksum: checksum, timestampExchange: tsE, timestampCollector: tsC)
+            asks: asks, checksum: checksum, timestampExchange: tsE, timestampCollector: tsC, depth: depth)
+    }
+
+    private static func gap(_ f: ArraySlice<String>) -> GapRecord? {
+        let f = Array(f)
+        guard f.count == 8, let stream = StreamID(f[0]), let from = Int64(f[1]), let to = Int64(f[2]),
+            let missing = Int(f[3]), let cause = Gap.Cause(rawValue: f[4]), f[5] == "1" || f[5] == "0",
+            let recordedAt = Int64(f[7])
+        else { return nil }
+        return GapRecord(
+            stream: stream,
+            gap: Gap(from: from, to: to, missing: missing, cause: cause, recovered: f[5] == "1", reason: f[6]),
+            recordedAt: recordedAt)
     }
 
     private static func ticker(_ f: ArraySlice<String>) -> Ticker? {

@@ -28,9 +28,24 @@ public struct StreamStatus: Sendable, Equatable {
     /// Gaps kept per stream: a stream that keeps losing bars must not grow memory without bound.
     public static let maxGaps = 256
 
-    /// Records `new` gaps, keeping the newest `maxGaps`.
-    public mutating func addGaps(_ new: [Gap]) {
-        gaps += new
+    /// Records `new` gaps, keeping the newest `maxGaps`; an entry with the cause and start of one
+    /// already kept replaces it (a gap that closed or was recovered). Returns the new ones.
+    @discardableResult
+    public mutating func addGaps(_ new: [Gap]) -> [Gap] {
+        var added: [Gap] = []
+        for gap in new {
+            if let i = gaps.lastIndex(where: { $0.cause == gap.cause && $0.from == gap.from }) {
+                gaps[i] = gap
+            } else {
+                gaps.append(gap)
+                added.append(gap)
+            }
+        }
+        defer { trim() }
+        return added
+    }
+
+    private mutating func trim() {
         if gaps.count > Self.maxGaps {
             let excess = gaps.count - Self.maxGaps
             gaps.removeFirst(excess)

@@ -193,8 +193,9 @@ extension Settings {
                 let givenTimeframes = try reader.strings(t, "markets", "timeframes")
                 let timeframes = givenTimeframes ?? ["1m"]
                 let feeds = try reader.strings(t, "markets", "feeds") ?? ["candles"]
-                for feed in feeds where !["candles", "trades", "book", "ticker"].contains(feed) {
-                    throw reader.error(t, "feeds", "unknown feed '\(feed)' (candles, trades, book, ticker)")
+                for feed in feeds where !Self.isFeedName(feed) {
+                    throw reader.error(
+                        t, "feeds", "unknown feed '\(feed)' (candles, trades, book, book:<depth>, ticker)")
                 }
                 // A setting accepted is used: timeframes only mean something for candles.
                 if givenTimeframes != nil && !feeds.contains("candles") {
@@ -208,6 +209,15 @@ extension Settings {
                 "\(path) line \(root.line(of: "markets") ?? 0): 'markets' must be [[markets]] tables, not a \(other.typeName)"
             )
         }
+    }
+
+    /// `candles`, `trades`, `book`, `book:<1-1000>` (a top-N book channel) or `ticker`.
+    static func isFeedName(_ name: String) -> Bool {
+        if ["candles", "trades", "book", "ticker"].contains(name) { return true }
+        guard name.hasPrefix("book:") else { return false }
+        let digits = name.dropFirst(5)
+        guard digits.count <= 4, digits.first != "0", let depth = Int(digits) else { return false }
+        return (1...1000).contains(depth)
     }
 
     /// Reads typed values from TOML tables with errors naming the file, line, table and key.

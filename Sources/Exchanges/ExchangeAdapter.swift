@@ -171,6 +171,17 @@ public protocol ExchangeAdapter: Sendable {
     func parseTradeBackfill(
         _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
     ) throws(RESTError) -> [Trade]
+
+    /// How a book stream's messages are sequenced and checked (default: chained by previous
+    /// sequence for the full book, whole top-N books otherwise; no checksum).
+    func bookRules(for stream: StreamID) -> BookRules
+    /// The REST request for a whole book with its sequence number, to seed or resynchronise a book
+    /// stream (default: none).
+    func bookSnapshotRequest(for stream: StreamID) -> RESTRequest?
+    /// Parses the reply to a `bookSnapshotRequest`: nil when it carries no sequence to seed from.
+    func parseBookSnapshot(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BookMessage?
 }
 
 extension ExchangeAdapter {
@@ -181,6 +192,18 @@ extension ExchangeAdapter {
         _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
     ) throws(RESTError) -> [Trade] {
         throw RESTError(code: nil, message: "\(name) has no trade backfill", isRetryable: false)
+    }
+    public func bookRules(for stream: StreamID) -> BookRules {
+        guard case .book(let depth) = stream.feed, let depth else {
+            return BookRules(maxDepth: 1000, sequencing: .previousSequence, checksum: .none)
+        }
+        return BookRules(maxDepth: depth, sequencing: .wholeBooks, checksum: .none)
+    }
+    public func bookSnapshotRequest(for stream: StreamID) -> RESTRequest? { nil }
+    public func parseBookSnapshot(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BookMessage? {
+        throw RESTError(code: nil, message: "\(name) has no REST book snapshot", isRetryable: false)
     }
     public var subscriptionModel: SubscriptionModel { .incremental }
     public func connectionOpenedMessages(context: SubscribeContext) -> [OutgoingFrame] { [] }

@@ -142,6 +142,25 @@ extension ExchangeSession {
             }
             checkTradeContinuity(trade, entry: &entries.values[index], into: &actions)
         }
+        if case .book(let message) = event {
+            synchronize(message, index: index, into: &actions)
+            return
+        }
+        if case .ticker(let ticker) = event {
+            let entry = entries.values[index]
+            if let gap = entry.pendingGap, ticker.timestampExchange > gap.from {
+                actions.append(
+                    .recordGaps(
+                        stream,
+                        [
+                            Gap(
+                                from: gap.from, to: ticker.timestampExchange, missing: 0, cause: gap.cause,
+                                reason: gap.reason)
+                        ]))
+            }
+            entries.values[index].pendingGap = nil
+            entries.values[index].lastEventTime = ticker.timestampExchange
+        }
         if let window = entries.values[index].window, !window.admits(event.partitionTime) { return }
         if case .candle(let candle) = event {
             if let problem = candle.qualityProblem() {
@@ -152,6 +171,61 @@ extension ExchangeSession {
             checkContinuity(candle, entry: &entries.values[index], into: &actions)
         }
         actions.append(.emit(event))
+    }
+
+    /// A book message: applied to the stream's book, which decides what is stored (DESIGN.md §4:
+    /// sequencing, checksums and resynchronisation are per symbol, never the whole connection).
+    private mutating func synchronize(
+        _ message: BookMessage, index: Dictionary<StreamID, SessionEntry>.Index, into actions: inout [SessionAction]
+    ) {
+        let stream = message.stream
+        if entries.values[index].book == nil {
+            let interval = configuration.bookSnapshotInterval.map { Self.microseconds($0) }
+            entries.values[index].book = BookSynchronizer(
+                rules: adapter.bookRules(for: stream), snapshotInterval: interval)
+        }
+        let admits = entries.values[index].window?.admits(message.timestampExchange) ?? true
+        var outputs: [BookSynchronizer.Output] = []
+        // Changed in place (through the optional), so the book's arrays are not copied.
+        entries.values[index].book?.isAdmitting = admits
+        entries.values[index].book?.receive(message, into: &outputs)
+        perform(outputs, for: stream, into: &actions)
+    }
+
+    /// The REST reply to a `fetchBookSnapshot`: the book is seeded from it (or asked for again).
+    public mutating func bookSnapshotFetched(
+        _ stream: StreamID, snapshot: BookMessage?, error: String?, now: Instant
+    ) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        guard let index = entries.index(forKey: stream), entries.values[index].book != nil else { return actions }
+        var outputs: [BookSynchronizer.Output] = []
+        if let snapshot {
+            let admits = entries.values[index].window?.admits(snapshot.timestampExchange) ?? true
+            entries.values[index].book?.isAdmitting = admits
+        }
+        entries.values[index].book?.snapshotFetched(snapshot, error: error, into: &outputs)
+        perform(outputs, for: stream, into: &actions)
+        return actions
+    }
+
+    private func perform(
+        _ outputs: [BookSynchronizer.Output], for stream: StreamID, into actions: inout [SessionAction]
+    ) {
+        for output in outputs {
+            switch output {
+            case .row(let row): actions.append(.emit(.book(row)))
+            case .gap(let gap): actions.append(.recordGaps(stream, [gap]))
+            case .fetchSnapshot: actions.append(.fetchBookSnapshot(stream))
+            case .error(let text):
+                actions.append(.streamError(stream, text))
+                actions.append(.log(.info, "book resynchronising", ["stream": "\(stream)", "error": text]))
+            case .synchronised: break
+            }
+        }
+    }
+
+    static func microseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
     }
 
     /// Bars strictly between the last confirmed one and this one have not been confirmed to us: ask
@@ -222,7 +296,8 @@ extension ExchangeSession {
                 .log(
                     .info, "fills missing after trade backfill",
                     ["stream": "\(stream)", "gap.fills": "\(missing)", "gap.reason": reason]))
-            actions.append(.recordGaps(stream, [Gap(from: from, to: to, bars: missing, reason: reason)]))
+            actions.append(
+                .recordGaps(stream, [Gap(from: from, to: to, missing: missing, cause: .reconnect, reason: reason)]))
         }
         return actions
     }
@@ -255,17 +330,17 @@ extension ExchangeSession {
         for t in expected where !got.contains(t) {
             if var last = gaps.last, tf.nextOpenTime(after: last.to) == t {
                 last.to = t
-                last.bars += 1
+                last.missing += 1
                 gaps[gaps.count - 1] = last
             } else {
-                gaps.append(Gap(from: t, to: t, bars: 1, reason: reason))
+                gaps.append(Gap(from: t, to: t, missing: 1, cause: .reconnect, reason: reason))
             }
         }
         if !gaps.isEmpty {
             actions.append(
                 .log(
                     .info, "bars missing after backfill",
-                    ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.bars })", "gap.reason": reason]))
+                    ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.missing })", "gap.reason": reason]))
             actions.append(.recordGaps(stream, gaps))
         }
         return actions

@@ -230,7 +230,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         wantedSetChanged = false
         for stream in entries.keys.sorted() {
             guard var entry = entries[stream] else { continue }
-            if case .refused = entry.subscription { continue }
+            entry.lostData(cause: .reconnect, reason: why)
+            if case .refused = entry.subscription {
+                entries[stream] = entry
+                continue
+            }
             entry.subscription = .unsent
             entries[stream] = entry
             actions.append(.phase(stream, .reconnecting, detail: why))
@@ -535,6 +539,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
                     .info, "subscription refused",
                     ["stream": "\(stream)", "exchange.code": code, "exchange.message": message]))
         }
+        if code != "connection" { entry.lostData(cause: .refused, reason: "\(code): \(message)") }
         entry.subscription = .refused(
             code: code, message: message, times: times, retryAt: now.advanced(by: configuration.refusedRetryInterval))
         entries[stream] = entry
@@ -612,9 +617,24 @@ struct SessionEntry: Sendable {
     /// Newest trade id seen, stored or backfilled (numeric ids only), and its exchange time.
     var lastTradeID: Int64?
     var lastTradeTime: Int64?
+    /// Book streams: the book kept in sync (made at the first book message).
+    var book: BookSynchronizer?
+    /// Tickers: the newest event's exchange time, and where a gap opened by a reconnect or a refusal
+    /// started (recorded at the next event).
+    var lastEventTime: Int64?
+    var pendingGap: (cause: Gap.Cause, from: Int64, reason: String)?
     /// The refusal in force or last seen, kept across retries until the stream goes live, so a
     /// refusal repeating is counted, not logged again.
     var refusal: (code: String, times: Int)?
+}
+
+extension SessionEntry {
+    /// The stream stopped receiving (a dropped connection, a refusal): a book must be synchronised
+    /// again, and a ticker's silence is a gap recorded at its next event.
+    mutating func lostData(cause: Gap.Cause, reason: String) {
+        book?.connectionLost(cause: cause, detail: reason)
+        if let last = lastEventTime, pendingGap == nil { pendingGap = (cause, last, reason) }
+    }
 }
 
 /// What is known about the open connection.

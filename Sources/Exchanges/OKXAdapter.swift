@@ -40,8 +40,35 @@ public struct OKXAdapter: ExchangeAdapter {
     /// REST budgets: candles 40 requests / 2 s, history-candles 20 requests / 2 s (per IP).
     public static let restBudgets: [String: TokenBucket] = [
         "candles": TokenBucket(requests: 40, per: 2), "history-candles": TokenBucket(requests: 20, per: 2),
-        "history-trades": TokenBucket(requests: 20, per: 2),
+        "history-trades": TokenBucket(requests: 20, per: 2), "books": TokenBucket(requests: 40, per: 2),
     ]
+
+    /// `books`: 400 levels chained by `prevSeqId` with the CRC-32 checksum; `books5` and `bbo-tbt`:
+    /// whole 5- and 1-level books (PROTOCOLS.md §1.6).
+    public func bookRules(for stream: StreamID) -> BookRules {
+        guard case .book(let depth) = stream.feed, let depth else {
+            return BookRules(maxDepth: 400, sequencing: .previousSequence, checksum: .okxCRC32)
+        }
+        return BookRules(maxDepth: depth, sequencing: .wholeBooks, checksum: .none)
+    }
+
+    /// `GET /api/v5/market/books?instId=…&sz=400` (40 requests / 2 s): since OKX's 2026 change it
+    /// carries the book's `seqId`, which seeds a `books` stream (§1.6 point 2).
+    public func bookSnapshotRequest(for stream: StreamID) -> RESTRequest? {
+        guard case .book(nil) = stream.feed else { return nil }
+        return RESTRequest(
+            target: "/api/v5/market/books?instId=\(stream.symbol)&sz=400", budget: "books",
+            pageLimit: 1)
+    }
+
+    public func parseBookSnapshot(
+        _ body: UnsafeRawBufferPointer, request: RESTRequest, stream: StreamID, receivedAt: Int64
+    ) throws(RESTError) -> BookMessage? {
+        guard case .book(let depth) = stream.feed else {
+            throw RESTError(code: nil, message: "\(stream) is not a book stream", isRetryable: false)
+        }
+        return try OKXParser.parseRESTBook(body, symbol: stream.symbol, depth: depth, receivedAt: receivedAt)
+    }
 
     /// The recent-candles endpoint covers the latest 1,440 bars.
     public static let recentCandlesWindow = 1440
@@ -64,8 +91,11 @@ public struct OKXAdapter: ExchangeAdapter {
             guard Self.candleTimeframes.contains(tf.key) else { return "OKX has no candle channel for \(tf.key)" }
         case .trades, .ticker:
             break
-        case .book:
-            return "OKX \(stream.feed.kind) collection is not implemented yet"
+        case .book(let depth):
+            guard depth == nil || depth == 5 || depth == 1 else {
+                return
+                    "OKX has no public book channel of depth \(depth ?? 0): book (books, 400 levels), book:5 (books5) or book:1 (bbo-tbt)"
+            }
         }
         guard Self.isValidInstrument(stream.symbol) else {
             return "'\(stream.symbol)' is not an OKX instrument id (e.g. BTC-USDT)"
@@ -97,7 +127,8 @@ public struct OKXAdapter: ExchangeAdapter {
         // order's fills into one message (`tradeId` the last, `count` how many), which cannot be split
         // into fills (sizes per fill are not sent): it is not used, so one id space holds fills only.
         case .trades: "trades-all"
-        case .book: "books"
+        case .book(nil): "books"
+        case .book(let depth?): depth == 1 ? "bbo-tbt" : "books\(depth)"
         case .ticker: "tickers"
         }
     }
@@ -107,6 +138,9 @@ public struct OKXAdapter: ExchangeAdapter {
         switch channel {
         case "trades-all": return StreamID(exchange: .okx, feed: .trades, symbol: instrument)
         case "tickers": return StreamID(exchange: .okx, feed: .ticker, symbol: instrument)
+        case "books": return StreamID(exchange: .okx, feed: .fullBook, symbol: instrument)
+        case "books5": return StreamID(exchange: .okx, feed: .book(depth: 5), symbol: instrument)
+        case "bbo-tbt": return StreamID(exchange: .okx, feed: .book(depth: 1), symbol: instrument)
         default:
             guard channel.hasPrefix("candle"), let tf = Timeframe(String(channel.dropFirst(6))) else { return nil }
             return StreamID(exchange: .okx, feed: .candles(tf), symbol: instrument)
@@ -199,6 +233,7 @@ enum OKXParser {
         var code: JSONScanner.RawString?
         var message: JSONScanner.RawString?
         var requestID: JSONScanner.RawString?
+        var action: JSONScanner.RawString?
         var dataStart: Int? = nil
         var dataParsed = false
         var dataFailure: Failure?
@@ -223,8 +258,8 @@ enum OKXParser {
                         // `arg` came first (OKX's order): read the rows now, in one pass.
                         do throws(Failure) {
                             let end = try parseData(
-                                frame, channel: channel, instrument: instrument, dataStart: s.offset,
-                                receivedAt: receivedAt, into: &out)
+                                frame, channel: channel, instrument: instrument, action: action,
+                                dataStart: s.offset, receivedAt: receivedAt, into: &out)
                             s.skip(to: end)
                             dataParsed = true
                         } catch {
@@ -238,6 +273,8 @@ enum OKXParser {
                     }
                 } else if s.equals(key, "event") {
                     event = try s.readRawString()
+                } else if s.equals(key, "action") {
+                    action = try s.readRawString()
                 } else if s.equals(key, "code") {
                     code = try s.peek() == UInt8(ascii: "\"") ? s.readRawString() : numberAsRaw(&s)
                 } else if s.equals(key, "msg") {
@@ -301,21 +338,49 @@ enum OKXParser {
             }
             return
         }
-        if dataParsed { return }  // read as it came, `arg` having come first
+        if dataParsed {
+            // Read as it came, `arg` having come first; an `action` after `data` still applies.
+            if let action, scanner.equals(action, "snapshot") {
+                for i in mark..<out.count {
+                    guard case .event(.book(var book)) = out[i], book.depth == nil else { continue }
+                    book.action = .snapshot
+                    out[i] = .event(.book(book))
+                }
+            }
+            return
+        }
         guard let channel, let dataStart else {
             throw .shape("neither an event nor a data push")
         }
         _ = try parseData(
-            frame, channel: channel, instrument: instrument, dataStart: dataStart, receivedAt: receivedAt, into: &out)
+            frame, channel: channel, instrument: instrument, action: action, dataStart: dataStart,
+            receivedAt: receivedAt, into: &out)
     }
 
     /// The `data` array at `dataStart` of a push on `channel` (ranges in `frame`): its events appended
     /// to `out`; returns the offset just past the array.
     static func parseData(
         _ frame: UnsafeRawBufferPointer, channel: JSONScanner.RawString, instrument: JSONScanner.RawString?,
-        dataStart: Int, receivedAt: Int64, into out: inout [ExchangeMessage]
+        action: JSONScanner.RawString?, dataStart: Int, receivedAt: Int64, into out: inout [ExchangeMessage]
     ) throws(Failure) -> Int {
         let scanner = JSONScanner(frame)
+        if let depth = bookDepth(channel: channel, scanner) {
+            guard let instrument, !instrument.range.isEmpty else { throw .shape("book push without instId") }
+            // An `action` after `data` is applied by the caller.
+            var kind = BookMessage.Action.update
+            if let action {
+                if scanner.equals(action, "snapshot") {
+                    kind = .snapshot
+                } else if !scanner.equals(action, "update") {
+                    throw .shape("unknown book action \(scanner.string(action))")
+                }
+            }
+            let rows = UnsafeRawBufferPointer(rebasing: frame[dataStart...])
+            return dataStart
+                + (try parseBooks(
+                    rows, symbol: scanner.string(instrument), depth: depth, action: kind, receivedAt: receivedAt,
+                    into: &out))
+        }
         if scanner.equals(channel, "trades-all") || scanner.equals(channel, "tickers") {
             guard let instrument, !instrument.range.isEmpty else { throw .shape("push without instId") }
             let symbol = scanner.string(instrument)

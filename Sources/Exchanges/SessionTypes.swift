@@ -73,8 +73,10 @@ public enum SessionAction: Hashable, Sendable {
     /// Fetch the fills with trade ids strictly between `after` and `before` from REST (the hole lies
     /// between the exchange times `from` and `to`); report with `tradeBackfillFinished`.
     case backfillTrades(StreamID, after: Int64, before: Int64, from: Int64, to: Int64)
-    /// Bars known to be missing (REST could not supply them).
+    /// Gap-ledger entries of the stream (new, or an update of one with the same cause and start).
     case recordGaps(StreamID, [Gap])
+    /// Fetch the stream's whole book from REST; report with `bookSnapshotFetched`.
+    case fetchBookSnapshot(StreamID)
     /// Bars REST supplied after a gap.
     case backfilled(StreamID, bars: Int)
     /// The stream's phase changed; `detail` (when present) is the latest error to show.
@@ -109,6 +111,10 @@ public struct SessionConfiguration: Sendable, Equatable {
     public var reconnectBackoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
     /// A refused stream (or a permanently failing connection) is asked for again at most this often.
     public var refusedRetryInterval: Duration = .seconds(300)
+    /// A book stream stores its whole book as a snapshot row this often (exchange time), besides at
+    /// every synchronisation, so a window is rebuilt from stored rows without replaying from the
+    /// start; nil: only at synchronisations (`book_snapshot_interval`).
+    public var bookSnapshotInterval: Duration? = .seconds(600)
 
     public init() {}
 }

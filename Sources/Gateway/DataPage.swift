@@ -14,6 +14,8 @@ enum DataPage {
         case .book: key = "book"
         case .ticker: key = "tickers"
         }
+        // A data query reads one feed's table; gap records are shown by the status API, not here.
+        let events = events.filter { if case .gap = $0 { false } else { true } }
         var out = "{\"\(key)\":["
         out.reserveCapacity(64 + events.count * 200)
         for (index, event) in events.enumerated() {
@@ -23,6 +25,7 @@ enum DataPage {
             case .trade(let t): trade(t, &out)
             case .book(let b): book(b, &out)
             case .ticker(let t): ticker(t, &out)
+            case .gap: break
             }
         }
         out += "],\"count\":\(events.count),\"exchange\":\(JSONText.quoted(stream.exchange.rawValue))"

@@ -234,12 +234,14 @@ public final class GatewayAPI: Sendable {
                     }
                     streams += symbols.map { StreamID(exchange: exchange, feed: .candles(tf), symbol: $0) }
                 }
-            case "trades", "book", "ticker":
-                // Force-unwrap: the three names parse as feeds.
-                streams += symbols.map { StreamID(exchange: exchange, feed: Feed(feedName)!, symbol: $0) }
             default:
-                throw Failure(
-                    status: 422, message: "unknown feed '\(feedName)' (candles, trades, book, ticker)", field: "feeds")
+                guard let feed = Feed(feedName), feedName != "candles" else {
+                    throw Failure(
+                        status: 422,
+                        message: "unknown feed '\(feedName.prefix(40))' (candles, trades, book, book:<depth>, ticker)",
+                        field: "feeds")
+                }
+                streams += symbols.map { StreamID(exchange: exchange, feed: feed, symbol: $0) }
             }
         }
         let adapter = OKXAdapter()
@@ -249,9 +251,14 @@ public final class GatewayAPI: Sendable {
                     status: 422, message: "\(stream.exchange) collection is not implemented yet", field: "exchange")
             }
             if let problem = adapter.validate(stream) {
-                let field =
-                    problem.contains("instrument")
-                    ? "symbols" : (problem.contains("not implemented") ? "feeds" : "timeframes")
+                let field: String
+                if problem.contains("instrument") {
+                    field = "symbols"
+                } else if case .candles = stream.feed {
+                    field = "timeframes"
+                } else {
+                    field = "feeds"
+                }
                 throw Failure(status: 422, message: "\(stream): \(problem)", field: field)
             }
         }
@@ -305,11 +312,9 @@ public final class GatewayAPI: Sendable {
         let symbol = parameters["symbol"] ?? ""
         let feedText = parameters["feed"] ?? ""
         let feed: Feed
-        switch feedText {
-        case "trades": feed = .trades
-        case "book": feed = .book
-        case "ticker": feed = .ticker
-        default:
+        if let named = Feed(feedText) {
+            feed = named
+        } else {
             // A timeframe key (`1m`, `1H`) or `candles:<key>` means candles.
             let key = feedText.hasPrefix("candles:") ? String(feedText.dropFirst(8)) : feedText
             guard let timeframe = Timeframe(key) else {
@@ -390,7 +395,8 @@ public final class GatewayAPI: Sendable {
                 "gaps": s.gaps.map {
                     [
                         "from": UTCCalendar.iso8601(microseconds: $0.from),
-                        "to": UTCCalendar.iso8601(microseconds: $0.to), "bars": $0.bars, "reason": $0.reason,
+                        "to": UTCCalendar.iso8601(microseconds: $0.to), "missing": $0.missing,
+                        "cause": $0.cause.rawValue, "recovered": $0.recovered, "reason": $0.reason,
                     ]
                 },
             ]

@@ -21,6 +21,8 @@ public struct BookMessage: Hashable, Sendable {
 
     public var exchange: ExchangeName
     public var symbol: String
+    /// The stream's book depth (`Feed.book(depth:)`): nil for the full-depth book.
+    public var depth: Int?
     /// The exchange's sequence number; for an exchange without one, its event time (µs), so the
     /// natural key is still built from the exchange's own fields.
     public var sequence: Int64
@@ -37,10 +39,11 @@ public struct BookMessage: Hashable, Sendable {
     public init(
         exchange: ExchangeName, symbol: String, sequence: Int64, previousSequence: Int64?, action: Action,
         bids: [BookLevel], asks: [BookLevel], checksum: Int64? = nil, timestampExchange: Int64,
-        timestampCollector: Int64
+        timestampCollector: Int64, depth: Int? = nil
     ) {
         self.exchange = exchange
         self.symbol = symbol
+        self.depth = depth
         self.sequence = sequence
         self.previousSequence = previousSequence
         self.action = action
@@ -51,5 +54,5 @@ public struct BookMessage: Hashable, Sendable {
         self.timestampCollector = timestampCollector
     }
 
-    public var stream: StreamID { StreamID(exchange: exchange, feed: .book, symbol: symbol) }
+    public var stream: StreamID { StreamID(exchange: exchange, feed: .book(depth: depth), symbol: symbol) }
 }

@@ -5,12 +5,19 @@ public enum ExchangeName: String, CaseIterable, Sendable, Hashable, Comparable, 
     public static func < (lhs: ExchangeName, rhs: ExchangeName) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-/// What a stream carries: `candles:<tf>`, `trades`, `book` or `ticker`.
+/// What a stream carries: `candles:<tf>`, `trades`, `book` (the exchange's full-depth book), `book:<N>`
+/// (its top-N book channel, e.g. OKX `book:5` = `books5`, `book:1` = `bbo-tbt`) or `ticker`.
 public enum Feed: Hashable, Sendable, CustomStringConvertible {
     case candles(Timeframe)
     case trades
-    case book
+    /// `depth` nil: the exchange's full-depth incremental book; N: its top-N channel.
+    case book(depth: Int?)
     case ticker
+
+    /// The full-depth book (`book`).
+    public static let fullBook = Feed.book(depth: nil)
+    /// Book depths a `book:<N>` feed may name.
+    public static let bookDepths = 1...1000
 
     /// The feed's kind without its timeframe, for metric labels (`candles`, `trades`, …).
     public var kind: String {
@@ -24,16 +31,24 @@ public enum Feed: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         if case .candles(let tf) = self { return "candles:\(tf.key)" }
+        if case .book(let depth?) = self { return "book:\(depth)" }
         return kind
     }
 
-    /// Parses `candles:1m`, `trades`, `book`, `ticker`.
+    /// Parses `candles:1m`, `trades`, `book`, `book:5`, `ticker`.
     public init?(_ text: String) {
         switch text {
         case "trades": self = .trades
-        case "book": self = .book
+        case "book": self = .fullBook
         case "ticker": self = .ticker
         default:
+            if text.hasPrefix("book:") {
+                let digits = text.dropFirst(5)
+                guard digits.count <= 4, digits.first != "0", let depth = Int(digits), Self.bookDepths.contains(depth)
+                else { return nil }
+                self = .book(depth: depth)
+                return
+            }
             guard text.hasPrefix("candles:"), let tf = Timeframe(String(text.dropFirst(8))) else { return nil }
             self = .candles(tf)
         }

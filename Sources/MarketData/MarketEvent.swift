@@ -1,6 +1,10 @@
-/// The four kinds of stored data; also the storage layout's name (table, Parquet directory).
+/// The kinds of stored data (the four feeds, and the gap ledger); also the storage layout's name
+/// (table, Parquet directory).
 public enum DataType: String, CaseIterable, Hashable, Sendable {
-    case candles, trades, book, ticker
+    case candles, trades, book, ticker, gaps
+
+    /// Whether the table is partitioned by month (the gap ledger is small and is not).
+    public var isPartitioned: Bool { self != .gaps }
 
     /// The PostgreSQL table (and, later, Parquet directory) holding this type.
     public var tableName: String {
@@ -9,6 +13,7 @@ public enum DataType: String, CaseIterable, Hashable, Sendable {
         case .trades: "trades"
         case .book: "book_messages"
         case .ticker: "tickers"
+        case .gaps: "gaps"
         }
     }
 }
@@ -20,6 +25,8 @@ public enum MarketEvent: Hashable, Sendable {
     case trade(Trade)
     case book(BookMessage)
     case ticker(Ticker)
+    /// An entry of a stream's gap ledger.
+    case gap(GapRecord)
 
     /// The stream the event belongs to.
     public var stream: StreamID {
@@ -28,6 +35,7 @@ public enum MarketEvent: Hashable, Sendable {
         case .trade(let t): t.stream
         case .book(let b): b.stream
         case .ticker(let t): t.stream
+        case .gap(let g): g.stream
         }
     }
 
@@ -37,6 +45,7 @@ public enum MarketEvent: Hashable, Sendable {
         case .trade: .trades
         case .book: .book
         case .ticker: .ticker
+        case .gap: .gaps
         }
     }
 
@@ -47,6 +56,7 @@ public enum MarketEvent: Hashable, Sendable {
         case .trade(let t): t.timestampExchange
         case .book(let b): b.timestampExchange
         case .ticker(let t): t.timestampExchange
+        case .gap(let g): g.gap.from
         }
     }
 
@@ -57,6 +67,7 @@ public enum MarketEvent: Hashable, Sendable {
         case .trade(let t): t.timestampCollector
         case .book(let b): b.timestampCollector
         case .ticker(let t): t.timestampCollector
+        case .gap(let g): g.recordedAt
         }
     }
 
@@ -88,6 +99,7 @@ public struct Watermark: Hashable, Sendable, CustomStringConvertible {
         case .trade(let t): Watermark(time: t.timestampExchange, id: t.tradeID)
         case .book(let b): Watermark(time: b.timestampExchange, id: String(b.sequence))
         case .ticker(let t): Watermark(time: t.timestampExchange)
+        case .gap: nil  // the ledger says where data is missing, not where it ends
         }
     }
 

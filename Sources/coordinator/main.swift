@@ -146,25 +146,19 @@ var requestedStreams: [StreamID] = []
     }
 }
 for market in settings.markets {
-    // Every feed named must be collected, or start-up stops: a setting is never accepted and ignored.
-    for feed in market.feeds where feed == "book" {
-        startupError(
-            log, "feed not collected by this version",
-            [
-                "setting": "[[markets]] feeds", "value": feed,
-                "expected": "candles, trades or ticker (OKX book collection arrives in a later release)",
-            ])
-    }
     if market.feeds.contains("candles") {
         addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
     }
     guard let name = ExchangeName(rawValue: market.exchange) else {
         startupError(log, "invalid setting", ["setting": "[[markets]] exchange", "value": market.exchange])
     }
-    for feed in market.feeds where feed == "trades" || feed == "ticker" {
-        // Force-unwrap: both names parse as feeds.
+    for feedName in market.feeds where feedName != "candles" {
+        // Settings accepted only feed names that parse (`trades`, `book`, `book:<N>`, `ticker`).
+        guard let feed = Feed(feedName) else {
+            startupError(log, "invalid setting", ["setting": "[[markets]] feeds", "value": feedName])
+        }
         for symbol in market.symbols {
-            let stream = StreamID(exchange: name, feed: Feed(feed)!, symbol: symbol)
+            let stream = StreamID(exchange: name, feed: feed, symbol: symbol)
             if !requestedStreams.contains(stream) { requestedStreams.append(stream) }
         }
     }
@@ -173,6 +167,16 @@ if markets != nil || settings.markets.isEmpty {
     addStreams(
         exchange: "okx", symbols: (markets ?? "BTC-USDT").split(separator: ",").map(String.init),
         frames: timeframes.split(separator: ",").map(String.init))
+}
+// Every stream named must be collectable, or start-up stops: a setting is never accepted and ignored.
+for stream in requestedStreams {
+    let problem =
+        stream.exchange == .okx
+        ? OKXAdapter().validate(stream) : "\(stream.exchange) collection arrives in a later release"
+    if let problem {
+        startupError(
+            log, "stream cannot be collected", ["setting": "[[markets]]", "stream": "\(stream)", "error": problem])
+    }
 }
 let pinnedStreams = requestedStreams
 

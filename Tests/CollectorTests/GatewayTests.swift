@@ -155,7 +155,7 @@ struct APIFixture {
                 "POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["trades"],"timeframes":["1m"]}"#, [:],
                 422, "timeframes"
             ),
-            ("POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["book"]}"#, [:], 422, "feeds"),
+            ("POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["book:50"]}"#, [:], 422, "feeds"),
             ("DELETE", "/api/v1/subscribe", #"{"symbols":["SOL-USDT"],"timeframes":["1m"]}"#, [:], 404, "symbols"),
             ("GET", "/api/v1/data/BTC-USDT/1h", nil, [:], 422, "feed"),
             ("GET", "/api/v1/data/BTC-USDT/candles:1h", nil, [:], 422, "feed"),

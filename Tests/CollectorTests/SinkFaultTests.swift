@@ -300,7 +300,7 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
 
     @Test func aStreamKeepsOnlyItsNewestGaps() {
         var status = StreamStatus(stream: StreamID("okx/candles:1m/BTC-USDT")!)
-        let gaps = (0..<300).map { Gap(from: Int64($0), to: Int64($0), bars: 1, reason: "r") }
+        let gaps = (0..<300).map { Gap(from: Int64($0), to: Int64($0), missing: 1, cause: .reconnect, reason: "r") }
         status.addGaps(Array(gaps[..<200]))
         status.addGaps(Array(gaps[200...]))
         #expect(status.gaps.count == StreamStatus.maxGaps)

@@ -81,15 +81,15 @@ import Testing
         let deadline = try await ExternalProcess.run(
             Self.binary, ["serve", "--standalone"], environment: ["SHUTDOWN_DEADLINE": "soon"])
         #expect(deadline.status == 1 && deadline.stderr.contains("SHUTDOWN_DEADLINE"), "\(deadline.stderr)")
-        // A feed this version does not collect stops start-up by name instead of being dropped.
+        // A feed the exchange does not offer stops start-up by name instead of being dropped.
         let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "bad-config")
-        try "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"candles\", \"book\"]\n".write(
+        try "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"candles\", \"book:50\"]\n".write(
             toFile: directory + "/c.toml", atomically: true, encoding: .utf8)
         let feeds = try await ExternalProcess.run(
             Self.binary, ["serve", "--standalone", "--config", directory + "/c.toml"],
             environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
         #expect(feeds.status == 1, "\(feeds.stderr)")
-        #expect(feeds.stderr.contains("feed not collected by this version") && feeds.stderr.contains("book"))
+        #expect(feeds.stderr.contains("stream cannot be collected") && feeds.stderr.contains("okx/book:50/BTC-USDT"))
         let usage = try await ExternalProcess.run(Self.binary, ["serve", "--bogus"])
         #expect(usage.status == 64)
         let version = try await ExternalProcess.run(Self.binary, ["--version"])

@@ -84,7 +84,7 @@ import Testing
         ),
         (
             "[[markets]]\nsymbols = [\"A-B\"]\nfeeds = [\"klines\"]",
-            "c.toml line 3: feeds unknown feed 'klines' (candles, trades, book, ticker)"
+            "c.toml line 3: feeds unknown feed 'klines' (candles, trades, book, book:<depth>, ticker)"
         ),
         (
             "[[markets]]\nsymbols = [\"A-B\"]\nfeeds = [\"trades\"]\ntimeframes = [\"1m\"]",

@@ -50,7 +50,7 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
     @Test func binanceNamesZonedKlinesAndBookStreams() {
         #expect(BinanceAdapter.streamName(for: stream(.binance, minutes("1D"), "btcusdt")) == "btcusdt@kline_1d@+08:00")
         #expect(BinanceAdapter.streamName(for: stream(.binance, minutes("1Dutc"), "btcusdt")) == "btcusdt@kline_1d")
-        #expect(BinanceAdapter.streamName(for: stream(.binance, .book, "btcusdt")) == "btcusdt@depth@100ms")
+        #expect(BinanceAdapter.streamName(for: stream(.binance, .fullBook, "btcusdt")) == "btcusdt@depth@100ms")
         #expect(BinanceAdapter.streamName(for: stream(.binance, .ticker, "btcusdt")) == "btcusdt@bookTicker")
     }
 
@@ -97,7 +97,7 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
             texts(adapter.subscribeMessages(for: streams, requestID: "c1", context: context)) == [
                 "{\"type\":\"subscribe\",\"channel\":\"market_trades\",\"product_ids\":[\"BTC-USD\",\"ETH-USD\"]}"
             ])
-        let mixed = [stream(.coinbase, .book, "BTC-USD"), stream(.coinbase, minutes("5m"), "ETH-USD")]
+        let mixed = [stream(.coinbase, .fullBook, "BTC-USD"), stream(.coinbase, minutes("5m"), "ETH-USD")]
         #expect(
             texts(adapter.unsubscribeMessages(for: mixed, requestID: "c2", context: context)) == [
                 "{\"type\":\"unsubscribe\",\"channel\":\"level2\",\"product_ids\":[\"BTC-USD\"]}",
@@ -107,7 +107,7 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
 
     @Test func coinbaseAuthenticatedMessagesCarryATokenSlotTheDriverFills() {
         let adapter = CoinbaseAdapter(authenticated: true)
-        let streams = [stream(.coinbase, .book, "BTC-USD"), stream(.coinbase, .ticker, "ETH-USD")]
+        let streams = [stream(.coinbase, .fullBook, "BTC-USD"), stream(.coinbase, .ticker, "ETH-USD")]
         #expect(
             adapter.connectionOpenedMessages(context: context) == [
                 .textWithToken(prefix: "{\"type\":\"subscribe\",\"channel\":\"heartbeats\",\"jwt\":\"", suffix: "\"}")
@@ -133,7 +133,8 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
         let adapter = CoinbaseAdapter()
         #expect(adapter.name == .coinbase)
         #expect(
-            adapter.webSocketURL(for: stream(.coinbase, .book, "BTC-USD")) == "wss://advanced-trade-ws.coinbase.com")
+            adapter.webSocketURL(for: stream(.coinbase, .fullBook, "BTC-USD")) == "wss://advanced-trade-ws.coinbase.com"
+        )
         #expect(adapter.validate(stream(.coinbase, minutes("5m"), "BTC-USD")) == nil)
         #expect(adapter.validate(stream(.binance, minutes("5m"), "BTC-USD")) != nil)
         #expect(adapter.validate(stream(.coinbase, minutes("1m"), "BTC-USD")) != nil)
@@ -166,7 +167,7 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
             texts(adapter.subscribeMessages(for: streams, requestID: "c1", context: context)) == [
                 "[{\"ticket\":\"c1\"},{\"type\":\"trade\",\"codes\":[\"KRW-BTC\",\"KRW-ETH\"]},{\"format\":\"DEFAULT\"}]"
             ])
-        let mixed = [stream(.upbit, minutes("1H"), "KRW-BTC"), stream(.upbit, .book, "KRW-BTC")]
+        let mixed = [stream(.upbit, minutes("1H"), "KRW-BTC"), stream(.upbit, .fullBook, "KRW-BTC")]
         #expect(
             texts(adapter.subscribeMessages(for: mixed, requestID: "c2", context: context)) == [
                 "[{\"ticket\":\"c2\"},{\"type\":\"candle.60m\",\"codes\":[\"KRW-BTC\"]},"
@@ -218,7 +219,7 @@ private let context = SubscribeContext(now: 1_750_000_000_000_000)
             texts(adapter.subscribeMessages(for: streams, requestID: "c1", context: context)) == [
                 "{\"op\":\"subscribe\",\"args\":[\"publicTrade.BTCUSDT\",\"kline.1.ETHUSDT\"],\"req_id\":\"c1\"}"
             ])
-        let linear = [stream(.bybit, .book, "linear:BTCUSDT"), stream(.bybit, .ticker, "linear:ETHUSDT")]
+        let linear = [stream(.bybit, .fullBook, "linear:BTCUSDT"), stream(.bybit, .ticker, "linear:ETHUSDT")]
         #expect(
             texts(adapter.unsubscribeMessages(for: linear, requestID: "c2", context: context)) == [
                 "{\"op\":\"unsubscribe\",\"args\":[\"orderbook.50.BTCUSDT\",\"tickers.ETHUSDT\"],\"req_id\":\"c2\"}"

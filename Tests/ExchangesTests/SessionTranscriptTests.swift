@@ -264,7 +264,12 @@ import Testing
         #expect(
             done.contains(
                 .recordGaps(
-                    s(1), [Gap(from: b + 3 * minute, to: b + 3 * minute, bars: 1, reason: "not returned by REST")])))
+                    s(1),
+                    [
+                        Gap(
+                            from: b + 3 * minute, to: b + 3 * minute, missing: 1, cause: .reconnect,
+                            reason: "not returned by REST")
+                    ])))
     }
 
     @Test func stopClosesDisarmsAndIgnoresLateReports() {
@@ -418,7 +423,10 @@ import Testing
                 s(1), after: b + minute, before: b + 5 * minute, candles: [], error: "REST down", now: h.now))
         #expect(
             failed.contains(
-                .recordGaps(s(1), [Gap(from: b + 2 * minute, to: b + 4 * minute, bars: 3, reason: "REST down")])))
+                .recordGaps(
+                    s(1),
+                    [Gap(from: b + 2 * minute, to: b + 4 * minute, missing: 3, cause: .reconnect, reason: "REST down")])
+            ))
         for _ in 0..<3 {
             #expect(h.frame("bar \(s(1)) 5 0").allSatisfy { if case .backfill = $0 { false } else { true } })
         }
@@ -492,7 +500,12 @@ import Testing
         #expect(
             done.contains(
                 .recordGaps(
-                    tr(1), [Gap(from: b + 1_001_000, to: b + 1_010_000, bars: 2, reason: "fills not returned by REST")])
+                    tr(1),
+                    [
+                        Gap(
+                            from: b + 1_001_000, to: b + 1_010_000, missing: 2, cause: .reconnect,
+                            reason: "fills not returned by REST")
+                    ])
             ))
     }
 
