@@ -113,6 +113,19 @@ struct ScriptedAdapter: ExchangeAdapter {
                                 size: "2", side: .sell, timestampExchange: Self.base + ms * 1000,
                                 timestampCollector: receivedAt))))
             }
+        case "book" where parts.count == 8:
+            // `book <stream> snap|upd <seq> <prev|-> <ms> <bids> <asks>`, levels `px:sz,px:sz` or `-`.
+            guard let stream = StreamID(parts[1]), case .book(let depth) = stream.feed, let seq = Int64(parts[3]),
+                let ms = Int64(parts[5]), let bids = Self.levels(parts[6]), let asks = Self.levels(parts[7])
+            else { throw ExchangeParseError("bad book") }
+            out.append(
+                .event(
+                    .book(
+                        BookMessage(
+                            exchange: stream.exchange, symbol: stream.symbol, sequence: seq,
+                            previousSequence: Int64(parts[4]), action: parts[2] == "snap" ? .snapshot : .update,
+                            bids: bids, asks: asks, timestampExchange: Self.base + ms * 1000,
+                            timestampCollector: receivedAt, depth: depth))))
         case "notice":
             out.append(.notice(code: "64008", message: "upgrade", reconnectSoon: true))
         case "pong":
@@ -122,6 +135,21 @@ struct ScriptedAdapter: ExchangeAdapter {
         default:
             throw ExchangeParseError("malformed: \(parts.first ?? "")")
         }
+    }
+}
+
+extension ScriptedAdapter {
+    /// `px:sz,px:sz` or `-` (no levels).
+    static func levels(_ text: String) -> [BookLevel]? {
+        guard text != "-" else { return [] }
+        var out: [BookLevel] = []
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: ":")
+            guard parts.count == 2, let price = DecimalText(String(parts[0])), let size = DecimalText(String(parts[1]))
+            else { return nil }
+            out.append(BookLevel(price: price, size: size))
+        }
+        return out
     }
 }
 
@@ -187,6 +215,11 @@ struct SessionHarness {
         bytes.removeAll()
         return record(actions)
     }
+    @discardableResult mutating func bookSnapshotFetched(
+        _ stream: StreamID, _ snapshot: BookMessage?, error: String? = nil
+    ) -> [SessionAction] {
+        record(session.bookSnapshotFetched(stream, snapshot: snapshot, error: error, now: now))
+    }
     /// Fires `timer` at its armed instant (the clock moves there).
     @discardableResult mutating func fire(_ timer: SessionTimer) -> [SessionAction] {
         guard let at = timers.removeValue(forKey: timer) else { return [] }
@@ -208,6 +241,13 @@ extension [SessionAction] {
     }
     var emitted: [MarketEvent] {
         compactMap { if case .emit(let e) = $0 { return e } else { return nil } }
+    }
+    var books: [BookMessage] { emitted.compactMap { if case .book(let b) = $0 { b } else { nil } } }
+    var gaps: [Gap] {
+        flatMap { (action: SessionAction) -> [Gap] in if case .recordGaps(_, let g) = action { g } else { [] } }
+    }
+    var snapshotFetches: [StreamID] {
+        compactMap { if case .fetchBookSnapshot(let s) = $0 { s } else { nil } }
     }
     var closes: Int { filter { if case .close = $0 { true } else { false } }.count }
     var logs: [String] { compactMap { if case .log(_, let m, _) = $0 { return m } else { return nil } } }
