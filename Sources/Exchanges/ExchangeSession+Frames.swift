@@ -238,6 +238,14 @@ extension ExchangeSession {
         let upper = candle.openTime
         if candle.timeframe.nextOpenTime(after: last) < upper, entry.backfillingUntil.map({ $0 < upper }) ?? true {
             entry.backfillingUntil = upper
+            let hole = candle.timeframe.openTimes(strictlyBetween: last, and: upper)
+            if let first = hole.first, let end = hole.last {
+                // In the ledger at once (a restart before the backfill ends leaves it on record).
+                let gap = Gap(
+                    from: first, to: end, missing: 0, cause: .reconnect,
+                    reason: "REST backfill of \(hole.count) bars running")
+                actions.append(.recordGaps(candle.stream, [gap]))
+            }
             actions.append(.backfill(candle.stream, after: last, before: upper))
         }
         if candle.isConfirmed && candle.openTime > last { entry.lastConfirmed = candle.openTime }
@@ -265,6 +273,10 @@ extension ExchangeSession {
             if let start = window.from, trade.timestampExchange < start { return }
             if let end = window.until, from >= end { return }
         }
+        let gap = Gap(
+            from: from, to: trade.timestampExchange, missing: 0, cause: .reconnect,
+            reason: "REST backfill of \(id - last - 1) fills running")
+        actions.append(.recordGaps(trade.stream, [gap]))
         actions.append(.backfillTrades(trade.stream, after: last, before: id, from: from, to: trade.timestampExchange))
     }
 
@@ -290,15 +302,20 @@ extension ExchangeSession {
         }
         if !fills.isEmpty { actions.append(.backfilled(stream, bars: fills.count)) }
         let missing = Int(before - after - 1) - fills.count
+        let reason: String
         if missing > 0 {
-            let reason = error ?? "fills not returned by REST"
+            reason = error ?? "fills not returned by REST"
             actions.append(
                 .log(
                     .info, "fills missing after trade backfill",
                     ["stream": "\(stream)", "gap.fills": "\(missing)", "gap.reason": reason]))
-            actions.append(
-                .recordGaps(stream, [Gap(from: from, to: to, missing: missing, cause: .reconnect, reason: reason)]))
+        } else {
+            reason = "\(fills.count) fills backfilled from REST"
         }
+        // The hole's ledger entry (recorded when it was found) is closed: recovered, or what is missing.
+        let gap = Gap(
+            from: from, to: to, missing: max(0, missing), cause: .reconnect, recovered: missing <= 0, reason: reason)
+        actions.append(.recordGaps(stream, [gap]))
         return actions
     }
 
@@ -325,24 +342,22 @@ extension ExchangeSession {
         entries[stream] = entry
         if !confirmed.isEmpty { actions.append(.backfilled(stream, bars: confirmed.count)) }
         let got = Set(confirmed.map(\.openTime))
-        var gaps: [Gap] = []
-        let reason = error ?? "not returned by REST"
-        for t in expected where !got.contains(t) {
-            if var last = gaps.last, tf.nextOpenTime(after: last.to) == t {
-                last.to = t
-                last.missing += 1
-                gaps[gaps.count - 1] = last
-            } else {
-                gaps.append(Gap(from: t, to: t, missing: 1, cause: .reconnect, reason: reason))
-            }
-        }
-        if !gaps.isEmpty {
+        let missing = expected.filter { !got.contains($0) }.count
+        guard let first = hole.first, let end = hole.last else { return actions }
+        let reason: String
+        if missing > 0 {
+            reason = error ?? "not returned by REST"
             actions.append(
                 .log(
                     .info, "bars missing after backfill",
-                    ["stream": "\(stream)", "gap.bars": "\(gaps.reduce(0) { $0 + $1.missing })", "gap.reason": reason]))
-            actions.append(.recordGaps(stream, gaps))
+                    ["stream": "\(stream)", "gap.bars": "\(missing)", "gap.reason": reason]))
+        } else {
+            reason = "\(confirmed.count) bars backfilled from REST"
         }
+        // The hole's ledger entry (recorded when it was found) is closed: recovered, or what is missing.
+        let gap = Gap(
+            from: first, to: end, missing: missing, cause: .reconnect, recovered: missing == 0, reason: reason)
+        actions.append(.recordGaps(stream, [gap]))
         return actions
     }
 }

@@ -93,7 +93,12 @@ import Testing
         #expect(pushed < stored.count, "the outage should have hidden fills from the WebSocket (\(pushed) pushed)")
         let status = try #require(harness.engine.status.status(trades))
         #expect(status.backfilledBars >= stored.count - pushed)
-        #expect(status.gaps.isEmpty)
+        // The hole is in the ledger (and the gaps table), marked recovered.
+        #expect(!status.gaps.isEmpty && status.gaps.allSatisfy(\.recovered), "\(status.gaps)")
+        let ledger = try await harness.executor.run { c throws(PGError) in
+            try c.execute("SELECT cause, recovered::text, missing::text FROM gaps WHERE feed = 'trades'").rows
+        }
+        #expect(!ledger.isEmpty && ledger.allSatisfy { $0 == ["reconnect", "true", "0"] }, "\(ledger)")
         // Tickers flowed beside them, each with a best bid below its best ask.
         let tickers = try await harness.executor.run { c throws(PGError) in
             try c.execute(

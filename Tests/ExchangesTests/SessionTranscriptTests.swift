@@ -267,9 +267,33 @@ import Testing
                     s(1),
                     [
                         Gap(
-                            from: b + 3 * minute, to: b + 3 * minute, missing: 1, cause: .reconnect,
+                            from: b + 2 * minute, to: b + 4 * minute, missing: 1, cause: .reconnect,
                             reason: "not returned by REST")
                     ])))
+        // The hole was in the ledger from the moment it was found (the entry above closes it).
+        #expect(
+            hole.contains(
+                .recordGaps(
+                    s(1),
+                    [
+                        Gap(
+                            from: b + 2 * minute, to: b + 4 * minute, missing: 0, cause: .reconnect,
+                            reason: "REST backfill of 3 bars running")
+                    ])))
+        // Everything returned: the entry is marked recovered.
+        var full = SessionHarness()
+        full.open([s(1)])
+        full.frame("bar \(s(1)) 1 1")
+        full.frame("bar \(s(1)) 3 1")
+        let whole = full.record(
+            full.session.backfillFinished(
+                s(1), after: b + minute, before: b + 3 * minute, candles: [bar(2)], error: nil, now: full.now))
+        #expect(
+            whole.gaps == [
+                Gap(
+                    from: b + 2 * minute, to: b + 2 * minute, missing: 0, cause: .reconnect, recovered: true,
+                    reason: "1 bars backfilled from REST")
+            ])
     }
 
     @Test func stopClosesDisarmsAndIgnoresLateReports() {
