@@ -129,6 +129,9 @@ public final class CollectorEngine: Sendable {
         // Learn where each stream's stored data ends first, so the first push after subscribing reveals
         // any hole since the last run (no watermark: continuity starts from the first push).
         let marks = await storage.watermarks()
+        // The ledger of earlier runs, so the status shows every known gap, not only this run's.
+        let ledger = await storage.gapLedger(of: streams, perStream: StreamStatus.maxGaps)
+        for (stream, gaps) in ledger { status.update(stream) { $0.addGaps(gaps) } }
         var seeds: [StreamID: Int64] = [:]
         var tradeSeeds: [StreamID: (id: Int64, time: Int64)] = [:]
         for stream in streams {

@@ -116,6 +116,43 @@ public final class PostgresSink: Sink {
         return out
     }
 
+    public func gapLedger(of streams: [StreamID], perStream: Int) async throws(SinkError) -> [StreamID: [Gap]] {
+        guard !streams.isEmpty else { return [:] }
+        let rows: [[String?]]
+        do {
+            rows = try await executor.run { connection throws(PGError) in
+                try connection.execute(
+                    """
+                    SELECT exchange, feed, symbol, cause, \(Self.micros("from_time")), \(Self.micros("to_time")),
+                           missing::text, recovered::text, reason
+                    FROM (SELECT g.*, row_number() OVER (PARTITION BY exchange, symbol, feed ORDER BY from_time DESC) AS n
+                          FROM gaps g
+                          WHERE (exchange || '/' || feed || '/' || symbol) = ANY($1::text[])) newest
+                    WHERE n <= $2::integer
+                    ORDER BY exchange, symbol, feed, from_time
+                    """, [Self.arrayLiteral(streams.map(\.description)), String(perStream)]
+                ).rows
+            }
+        } catch {
+            throw Self.sinkError(error)
+        }
+        var out: [StreamID: [Gap]] = [:]
+        for row in rows {
+            guard row.count == 9, let exchange = row[0], let feed = row[1], let symbol = row[2],
+                let stream = StreamID("\(exchange)/\(feed)/\(symbol)"), let cause = row[3].flatMap(Gap.Cause.init),
+                let from = row[4].flatMap({ Int64($0) }), let to = row[5].flatMap({ Int64($0) }),
+                let missing = row[6].flatMap({ Int($0) })
+            else { continue }  // a row this version cannot read (a later version's cause): not shown
+            out[stream, default: []].append(
+                Gap(
+                    from: from, to: to, missing: missing, cause: cause, recovered: row[7] == "true",
+                    reason: row[8] ?? ""))
+        }
+        return out
+    }
+
+    static func micros(_ column: String) -> String { "(extract(epoch FROM \(column)) * 1000000)::bigint::text" }
+
     /// Maps a libpq failure to its kind: the data itself refused is permanent, everything else transient.
     static func sinkError(_ error: PGError) -> SinkError {
         SinkError(error.isDataError ? .permanent : .transient, error.description)

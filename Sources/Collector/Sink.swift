@@ -38,4 +38,13 @@ public protocol Sink: AnyObject, Sendable {
     func flush() async throws(SinkError)
     /// The newest stored event of every stream this sink knows, read at start-up without scanning data.
     func watermarks() async throws(SinkError) -> [StreamID: Watermark]
+    /// The newest `perStream` gap-ledger entries of each of `streams` this sink holds, oldest first
+    /// (a restarted collector shows the ledger it wrote before). Default: none kept.
+    func gapLedger(of streams: [StreamID], perStream: Int) async throws(SinkError) -> [StreamID: [Gap]]
+}
+
+extension Sink {
+    public func gapLedger(of streams: [StreamID], perStream: Int) async throws(SinkError) -> [StreamID: [Gap]] {
+        [:]
+    }
 }

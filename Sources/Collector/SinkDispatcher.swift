@@ -472,6 +472,25 @@ public final class SinkDispatcher: Sendable {
         return local.merging(reported) { a, _ in a }
     }
 
+    /// The gap ledger the sinks kept for `streams` (the union over sinks, by cause and start).
+    public func gapLedger(of streams: [StreamID], perStream: Int) async -> [StreamID: [Gap]] {
+        var out: [StreamID: [Gap]] = [:]
+        for sink in sinks {
+            do {
+                for (stream, gaps) in try await sink.gapLedger(of: streams, perStream: perStream) {
+                    var known = out[stream] ?? []
+                    for gap in gaps where !known.contains(where: { $0.cause == gap.cause && $0.from == gap.from }) {
+                        known.append(gap)
+                    }
+                    out[stream] = known.sorted { $0.from < $1.from }
+                }
+            } catch {
+                logger.info("cannot read a sink's gap ledger", ["sink": sink.name, "error": error.message])
+            }
+        }
+        return out
+    }
+
     /// The watermark of one stream from what every sink has stored (no I/O).
     public func storedWatermark(_ stream: StreamID) -> Watermark? { state.withLock { $0.watermarks[stream] } }
 

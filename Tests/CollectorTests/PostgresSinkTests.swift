@@ -135,6 +135,66 @@ func makeCandle(
         }
     }
 
+    @Test func theGapLedgerIsUpsertedByCauseAndStartAndReadBack() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let store = PostgresSink(executor: executor)
+            let trades = StreamID("okx/trades/BTC-USDT")!
+            let book = StreamID("okx/book/BTC-USDT")!
+            let t0 = UTCCalendar.microseconds(year: 2026, month: 11, day: 30)
+            func record(_ stream: StreamID, _ gap: Gap, at: Int64) -> MarketEvent {
+                .gap(GapRecord(stream: stream, gap: gap, recordedAt: at))
+            }
+            let open = Gap(from: t0, to: t0 + 9_000, missing: 0, cause: .reconnect, reason: "REST backfill running")
+            let closed = Gap(
+                from: t0, to: t0 + 9_000, missing: 0, cause: .reconnect, recovered: true, reason: "8 fills backfilled")
+            let checksum = Gap(from: t0 + 1, to: t0 + 500, missing: 0, cause: .checksum, reason: "checksum 1 vs 2")
+            // Open, then closed in one batch (the last record wins), beside a book's checksum gap.
+            try await store.write([
+                record(trades, open, at: 1), record(trades, closed, at: 2), record(book, checksum, at: 3),
+            ])
+            // A stale record (older `recordedAt`) does not undo the closed one.
+            try await store.write([record(trades, open, at: 1)])
+            let ledger = try await store.gapLedger(of: [trades, book, StreamID("okx/ticker/BTC-USDT")!], perStream: 10)
+            #expect(ledger == [trades: [closed], book: [checksum]])
+            // Bounded per stream: the newest entries.
+            try await store.write(
+                (1...5).map {
+                    record(
+                        book,
+                        Gap(
+                            from: t0 + Int64($0) * 1000, to: t0 + Int64($0) * 1000 + 1, missing: 0,
+                            cause: .sequenceBreak, reason: "\($0)"), at: 4)
+                })
+            let newest = try await store.gapLedger(of: [book], perStream: 2)
+            #expect(newest[book]?.map(\.reason) == ["4", "5"])
+            // The data tables are untouched by ledger records.
+            let count = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT count(*)::text FROM gaps").rows
+            }
+            #expect(count == [["7"]])
+        }
+    }
+
+    @Test func booksOfTwoDepthsOfOneSymbolAreKeptApart() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let store = PostgresSink(executor: executor)
+            let t = UTCCalendar.microseconds(year: 2026, month: 12, day: 1)
+            func message(_ depth: Int?) -> MarketEvent {
+                .book(
+                    BookMessage(
+                        exchange: .okx, symbol: "BTC-USDT", sequence: 7, previousSequence: nil, action: .snapshot,
+                        bids: [BookLevel(price: "1.5", size: "2")], asks: [], checksum: -3, timestampExchange: t,
+                        timestampCollector: t, depth: depth))
+            }
+            try await store.write([message(nil), message(5), message(1)])
+            try await store.write([message(5)])  // a duplicate is ignored
+            let rows = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT depth::text, bids::text, checksum::text FROM book_messages ORDER BY depth").rows
+            }
+            #expect(rows == [["0", "{{1.5,2}}", "-3"], ["1", "{{1.5,2}}", "-3"], ["5", "{{1.5,2}}", "-3"]])
+        }
+    }
+
     @Test func confirmedCandleIsNeverOverwrittenByAnUnconfirmedOne() async throws {
         try await withMigratedDatabase { executor, _ in
             let store = PostgresSink(executor: executor)

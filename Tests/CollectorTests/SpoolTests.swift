@@ -24,6 +24,17 @@ func makeMixedEvents(at t: Int64) -> [MarketEvent] {
                 exchange: .okx, symbol: "BTC-USDT", sequence: 7, previousSequence: nil, action: .snapshot,
                 bids: [BookLevel(price: "1", size: "2"), BookLevel(price: "0.5", size: "1e-8")],
                 asks: [BookLevel(price: "3", size: "4")], timestampExchange: t + 5, timestampCollector: t + 6)),
+        .book(
+            BookMessage(
+                exchange: .okx, symbol: "BTC-USDT", sequence: 8, previousSequence: nil, action: .snapshot,
+                bids: [BookLevel(price: "1", size: "2")], asks: [], timestampExchange: t + 5, timestampCollector: t + 6,
+                depth: 5)),
+        .gap(
+            GapRecord(
+                stream: StreamID("okx/book:5/BTC-USDT")!,
+                gap: Gap(
+                    from: t, to: t + 5, missing: 0, cause: .sequenceBreak, reason: "update follows 3, \"quoted\", ünï"),
+                recordedAt: t + 9)),
         .ticker(
             Ticker(
                 exchange: .okx, symbol: "BTC-USDT", bidPrice: "41006.8", bidSize: "1", askPrice: "41006.9",
