@@ -29,6 +29,9 @@ public struct CollectorConfiguration: Sendable {
     public var backfillShutdownWait: Duration = .seconds(5)
     /// A refused subscription (or a connection failing for good) is tried again at most this often.
     public var refusedRetryInterval: Duration = .seconds(300)
+    /// Whole-book snapshot rows of a book stream this often in exchange time (nil: only at every
+    /// synchronisation).
+    public var bookSnapshotInterval: Duration? = .seconds(600)
     /// Token makers for authenticated channels, by exchange (none needed for public market data).
     public var signers: [ExchangeName: any SubscribeSigner] = [:]
     /// Trust for `wss` exchange endpoints and `https` REST (nil: the system store).
@@ -46,6 +49,7 @@ public struct CollectorConfiguration: Sendable {
         c.parseErrorLimit = parseErrorLimit
         c.reconnectBackoff = reconnectBackoff
         c.refusedRetryInterval = refusedRetryInterval
+        c.bookSnapshotInterval = bookSnapshotInterval
         return c
     }
 }

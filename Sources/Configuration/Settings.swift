@@ -30,6 +30,10 @@ public struct Settings: Equatable, Sendable {
     /// Seconds a database call may take before it is abandoned (`[storage] database_timeout`,
     /// `DATABASE_TIMEOUT`; 1...600).
     public var databaseTimeout = 30.0
+    /// Seconds of exchange time between whole-book snapshot rows of a book stream, besides the one
+    /// at every synchronisation (`[storage] book_snapshot_interval`, `BOOK_SNAPSHOT_INTERVAL`;
+    /// 0 = only at synchronisations; up to a day).
+    public var bookSnapshotInterval = 600.0
     /// Where batches are stored (`[storage] sinks`), in order; one of `Settings.sinkNames` each.
     public var sinks = ["postgres"]
     /// Days to keep each data type, keyed by feed (`candles`, `trades`, `book`, `ticker`); a feed
@@ -121,8 +125,11 @@ extension Settings {
                 t, "storage",
                 [
                     "batch_size", "batch_timeout", "spool_max_bytes", "database_timeout",
-                    "sinks", "retention",
+                    "book_snapshot_interval", "sinks", "retention",
                 ])
+            if let v = try reader.seconds(t, "storage", "book_snapshot_interval", 0...86_400) {
+                bookSnapshotInterval = v
+            }
             if let v = try reader.int(t, "storage", "batch_size", 1...100_000) { batchSize = v }
             if let v = try reader.seconds(t, "storage", "batch_timeout", 0.001...60) { batchTimeout = v }
             if let v = try reader.int(t, "storage", "spool_max_bytes", (1 << 20)...(1 << 40)) { spoolMaxBytes = v }
@@ -331,6 +338,7 @@ extension Settings {
                 ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
                 ("OKX_REST_URL", env["OKX_REST_URL"]), ("API_RATE_LIMIT", env["API_RATE_LIMIT"]),
                 ("SHUTDOWN_DEADLINE", env["SHUTDOWN_DEADLINE"]), ("DATABASE_TIMEOUT", env["DATABASE_TIMEOUT"]),
+                ("BOOK_SNAPSHOT_INTERVAL", env["BOOK_SNAPSHOT_INTERVAL"]),
             ], naming: { $0 })
     }
 
@@ -389,6 +397,7 @@ extension Settings {
             case "HEARTBEAT_INTERVAL": heartbeatInterval = try seconds(0.05...600)
             case "SHUTDOWN_DEADLINE": shutdownDeadline = try seconds(1...3600)
             case "DATABASE_TIMEOUT": databaseTimeout = try seconds(1...600)
+            case "BOOK_SNAPSHOT_INTERVAL": bookSnapshotInterval = try seconds(0...86_400)
             case "OKX_WS_PUBLIC_URL": okxPublicURL = try url(["ws", "wss"])
             case "OKX_WS_BUSINESS_URL": okxBusinessURL = try url(["ws", "wss"])
             case "OKX_REST_URL": okxRESTURL = try url(["http", "https"])

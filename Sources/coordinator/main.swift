@@ -125,6 +125,8 @@ configuration.okx = OKXAdapter.Endpoints(
 configuration.batchSize = settings.batchSize
 configuration.batchTimeout = .milliseconds(Int64(settings.batchTimeout * 1000))
 configuration.staleAfter = .milliseconds(Int64(settings.messageTimeout * 1000))
+configuration.bookSnapshotInterval =
+    settings.bookSnapshotInterval > 0 ? .milliseconds(Int64(settings.bookSnapshotInterval * 1000)) : nil
 configuration.connectTimeout = .milliseconds(Int64(settings.connectTimeout * 1000))
 
 // Pinned markets from the file, plus --markets/MARKETS (default BTC-USDT when neither is given).

@@ -46,6 +46,7 @@ import Testing
             shutdown_deadline = 40
             [storage]
             database_timeout = 5
+            book_snapshot_interval = 120
             sinks = ["postgres"]
             spool_max_bytes = 2_097_152
             [storage.retention]
@@ -56,20 +57,23 @@ import Testing
         let fromFile = try Settings.load(file: ("collector.toml", file), environment: [:], flags: [:])
         #expect(fromFile.shutdownDeadline == 40)
         #expect(fromFile.databaseTimeout == 5)
+        #expect(fromFile.bookSnapshotInterval == 120)
         #expect(fromFile.sinks == ["postgres"])
         #expect(fromFile.spoolMaxBytes == 2 << 20)
         #expect(fromFile.retentionDays == ["candles": 3650, "trades": 30, "book": 7])
         let overridden = try Settings.load(
-            file: ("collector.toml", file), environment: ["SHUTDOWN_DEADLINE": "12.5", "DATABASE_TIMEOUT": "60"],
+            file: ("collector.toml", file),
+            environment: ["SHUTDOWN_DEADLINE": "12.5", "DATABASE_TIMEOUT": "60", "BOOK_SNAPSHOT_INTERVAL": "0"],
             flags: [:])
         #expect(overridden.shutdownDeadline == 12.5)
         #expect(overridden.databaseTimeout == 60)
+        #expect(overridden.bookSnapshotInterval == 0)
     }
 
     @Test(arguments: [
         (
             "[storage]\nbatch_sise = 10",
-            "c.toml line 2: unknown key 'batch_sise' in [storage] (expected batch_size, batch_timeout, spool_max_bytes, database_timeout, sinks, retention)"
+            "c.toml line 2: unknown key 'batch_sise' in [storage] (expected batch_size, batch_timeout, spool_max_bytes, database_timeout, book_snapshot_interval, sinks, retention)"
         ),
         ("[storage]\nbatch_size = \"10\"", "c.toml line 2: batch_size must be an integer, not a string"),
         ("[storage]\nbatch_size = 0", "c.toml line 2: batch_size must be between 1 and 100000, got 0"),
@@ -117,9 +121,8 @@ import Testing
             "c.toml line 2: database_timeout must be between 1.0 and 600.0 seconds, got 601.0"
         ),
         (
-            // Book snapshots arrive with book collection: until then the key is refused, not ignored.
-            "[storage]\nbook_snapshot_interval = 60",
-            "c.toml line 2: unknown key 'book_snapshot_interval' in [storage] (expected batch_size, batch_timeout, spool_max_bytes, database_timeout, sinks, retention)"
+            "[storage]\nbook_snapshot_interval = 90000",
+            "c.toml line 2: book_snapshot_interval must be between 0.0 and 86400.0 seconds, got 90000.0"
         ),
         ("[storage]\nsinks = [\"s3\"]", "c.toml line 2: sinks unknown sink 's3' (expected postgres)"),
         ("[storage]\nsinks = []", "c.toml line 2: sinks must name at least one sink (expected postgres)"),
