@@ -68,9 +68,11 @@ extension OKXParser {
         return scanner.offset
     }
 
-    /// `tickers` rows (PROTOCOLS.md §1.7). `vol24h` is the base-currency volume and `volCcy24h` the
-    /// quote-currency one (spot); an empty string (OKX sends `""` where it has no value) is stored as
-    /// NULL, any other value must be a decimal.
+    /// `tickers` rows (PROTOCOLS.md §1.7). For spot (and margin) `vol24h` is the base-currency volume
+    /// and `volCcy24h` the quote-currency one; for derivatives (`instType` SWAP, FUTURES, OPTION) OKX
+    /// counts `vol24h` in contracts and `volCcy24h` in base currency, so the stored volume is
+    /// `volCcy24h` (base, comparable across instruments) and the quote volume NULL (not sent). An empty
+    /// string (OKX sends `""` where it has no value) is stored as NULL, any other value must be a decimal.
     @discardableResult
     static func parseTickers(
         _ rows: UnsafeRawBufferPointer, symbol: String, receivedAt: Int64, into out: inout [ExchangeMessage]
@@ -80,9 +82,13 @@ extension OKXParser {
             try scanner.readArray { _, s throws(JSONError) in
                 var fields: [String: JSONScanner.RawString] = [:]
                 var time: JSONScanner.RawString?
+                var isDerivative = false
                 try s.readObject { key, s2 throws(JSONError) in
                     if s2.equals(key, "ts") {
                         time = try s2.readRawString()
+                    } else if s2.equals(key, "instType") {
+                        let kind = try s2.readRawString()
+                        isDerivative = !(s2.equals(kind, "SPOT") || s2.equals(kind, "MARGIN") || kind.range.isEmpty)
                     } else if let name = tickerField(key, s2) {
                         fields[name] = try s2.readRawString()
                     } else {
@@ -108,7 +114,8 @@ extension OKXParser {
                                 askSize: try decimal("askSz"), lastPrice: try decimal("last"),
                                 lastSize: try decimal("lastSz"), open24h: try decimal("open24h"),
                                 high24h: try decimal("high24h"), low24h: try decimal("low24h"),
-                                volume24h: try decimal("vol24h"), quoteVolume24h: try decimal("volCcy24h"),
+                                volume24h: try decimal(isDerivative ? "volCcy24h" : "vol24h"),
+                                quoteVolume24h: isDerivative ? nil : try decimal("volCcy24h"),
                                 timestampExchange: ms * 1000, timestampCollector: receivedAt))))
             }
         } catch {
