@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The run command: collects OKX candles (and, with no options given, BTC-USDT trades and tickers)
+# The run command: collects OKX candles (and, with no options given, BTC-USDT trades, order books and tickers)
 # into a throw-away PostgreSQL and shows what landed.
 #   cluster/run.sh                 offline: against exchange-sim (a 1m bar every second), for 20 s
 #   cluster/run.sh --live          against the real OKX endpoints (needs internet)
@@ -49,8 +49,8 @@ fi
 
 EXTRA=("$@")
 if [ $# -eq 0 ]; then
-  # Trades (one row per fill) and tickers beside the candles of --markets.
-  printf '[[markets]]\nsymbols = ["BTC-USDT"]\nfeeds = ["trades", "ticker"]\n' >"$WORK/collector.toml"
+  # Trades (one row per fill), the 400-level book, the top 5 and tickers beside the candles of --markets.
+  printf '[[markets]]\nsymbols = ["BTC-USDT"]\nfeeds = ["trades", "book", "book:5", "ticker"]\n' >"$WORK/collector.toml"
   EXTRA=(--config "$WORK/collector.toml")
 fi
 .build/release/coordinator serve --standalone --markets BTC-USDT,ETH-USDT "${EXTRA[@]}" &
@@ -69,3 +69,8 @@ psql "$DATABASE_URL" -c "SELECT 'trades' AS feed, symbol, count(*) AS rows, min(
   max(trade_id::bigint)::text AS last_id, (max(trade_id::bigint) - min(trade_id::bigint) + 1 = count(*)) AS no_missing_id
   FROM trades GROUP BY symbol
   UNION ALL SELECT 'ticker', symbol, count(*), NULL, NULL, NULL FROM tickers GROUP BY symbol ORDER BY 1, 2"
+echo "stored order books and the gap ledger:"
+psql "$DATABASE_URL" -c "SELECT symbol, CASE depth WHEN 0 THEN 'book' ELSE 'book:' || depth END AS feed,
+  count(*) FILTER (WHERE action = 'snapshot') AS snapshots, count(*) FILTER (WHERE action = 'update') AS updates,
+  max(seq) AS last_seq FROM book_messages GROUP BY 1, 2 ORDER BY 1, 2"
+psql "$DATABASE_URL" -c "SELECT symbol, feed, cause, from_time, to_time, missing, recovered FROM gaps ORDER BY from_time"
