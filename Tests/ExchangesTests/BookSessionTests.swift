@@ -158,6 +158,30 @@ func bk(_ i: Int) -> StreamID { StreamID("okx/book/S\(i)-USDT")! }
         #expect(inside.books[0].bids.map(\.price.text) == ["100", "99", "98"] && inside.books[0].sequence == 12)
     }
 
+    @Test func aTickerSilencedByAReconnectOrARefusalIsAGapAtItsNextEvent() {
+        let tk = StreamID("okx/ticker/S1-USDT")!
+        var h = live([tk])
+        h.frame("tick \(tk) 100")
+        h.closed("reset")
+        h.fire(.connect)
+        h.connected()
+        h.frame("ok \(tk)")
+        let back = h.frame("tick \(tk) 900")
+        #expect(
+            back.gaps == [
+                Gap(
+                    from: ScriptedAdapter.base + 100_000, to: ScriptedAdapter.base + 900_000, missing: 0,
+                    cause: .reconnect, reason: "reset")
+            ])
+        #expect(h.frame("tick \(tk) 1000").gaps.isEmpty, "recorded once")
+        // Refused for a while, then accepted again: a `refused` gap.
+        h.frame("no \(tk) 60018")
+        h.fire(.refusedRetry)
+        h.frame("ok \(tk)")
+        let refused = h.frame("tick \(tk) 5000").gaps
+        #expect(refused.map(\.cause) == [.refused] && refused.first?.from == ScriptedAdapter.base + 1_000_000)
+    }
+
     @Test func topNBooksAreWholeBooksWithoutChaining() {
         let top = StreamID("okx/book:5/S1-USDT")!
         var h = live([top])

@@ -126,6 +126,17 @@ struct ScriptedAdapter: ExchangeAdapter {
                             previousSequence: Int64(parts[4]), action: parts[2] == "snap" ? .snapshot : .update,
                             bids: bids, asks: asks, timestampExchange: Self.base + ms * 1000,
                             timestampCollector: receivedAt, depth: depth))))
+        case "tick" where parts.count == 3:
+            // `tick <stream> <ms>`: a ticker at that millisecond.
+            guard let stream = StreamID(parts[1]), let ms = Int64(parts[2]) else {
+                throw ExchangeParseError("bad tick")
+            }
+            out.append(
+                .event(
+                    .ticker(
+                        Ticker(
+                            exchange: stream.exchange, symbol: stream.symbol, bidPrice: "1", askPrice: "2",
+                            timestampExchange: Self.base + ms * 1000, timestampCollector: receivedAt))))
         case "notice":
             out.append(.notice(code: "64008", message: "upgrade", reconnectSoon: true))
         case "pong":
