@@ -5,7 +5,9 @@ import Foundation
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first else {
     FileHandle.standardError.write(
-        Data("usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades [options]\n".utf8))
+        Data(
+            "usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades|book-sync [options]\n"
+                .utf8))
     exit(64)
 }
 let options = BenchOptions(Array(arguments.dropFirst()))
@@ -16,6 +18,7 @@ case "parse-okx": ParseBench.run(options)
 case "ws-parse": ParsedReceiveBench.run(options)
 case "pg-upsert": UpsertBench.run(options)
 case "pg-trades": TradesBench.run(options)
+case "book-sync": BookSyncBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)
