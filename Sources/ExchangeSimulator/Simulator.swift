@@ -43,6 +43,15 @@ public struct SimulatorConfiguration: Sendable {
     public var tradeHistoryMinutes = 60
     /// Real milliseconds between trade pushes (tickers go at most every 100 ms whatever this is).
     public var feedIntervalMilliseconds = 50
+    /// Virtual milliseconds per order-book step (BookModel.swift): OKX's `books` pushes every
+    /// 100 ms. One step is one `books` update; at the default `barMilliseconds` that is 3,000 a
+    /// real second per symbol, so slow the clock (or raise this) when that is too many.
+    public var bookStepMilliseconds = 100
+    /// `books` pushes carry `checksum: 0`, as OKX's do from 2026-06-23 (PROTOCOLS.md §1.6 point 1).
+    public var bookChecksumZero = false
+    /// Whether a `books` subscription starts with a snapshot; off, the first push after the ack
+    /// is an update and clients seed from REST (PROTOCOLS.md §1.6 point 2).
+    public var sendsBookSnapshot = true
 
     public init() {}
 }
@@ -114,7 +123,7 @@ final class SimulatorState {
     private var realStart: Int64
     private var isPaused: Bool
     let virtualStart: Int64
-    private var sessions: [ObjectIdentifier: Session] = [:]
+    private(set) var sessions: [ObjectIdentifier: Session] = [:]
     /// Confirmed bars pushed over WebSocket, per `symbol|timeframe`.
     private(set) var emittedConfirmed: [String: Set<Int64>] = [:]
     private var recentBucket = TokenBucket(requests: 40, per: 2)
@@ -122,6 +131,10 @@ final class SimulatorState {
     /// OKX: 20 requests / 2 s for history-trades, 100 / 2 s for recent trades (PROTOCOLS.md §1.8).
     var historyTradesBucket = TokenBucket(requests: 20, per: 2)
     var recentTradesBucket = TokenBucket(requests: 100, per: 2)
+    /// OKX: 40 requests / 2 s for the order book (PROTOCOLS.md §1.8).
+    var booksBucket = TokenBucket(requests: 40, per: 2)
+    /// Order-book models with their checkpoints, per symbol, made on first use.
+    var bookTimelines: [String: BookTimeline] = [:]
     let trades: TradeModel
     /// Trade ids pushed over WebSocket, per symbol (bounded by the configured symbols).
     var emittedTrades: [String: EmittedTradeLog] = [:]
@@ -194,7 +207,11 @@ final class SimulatorState {
             guard let self else { return }
             let now = virtualNow
             var heads: [String: Int64] = [:]
-            for session in sessions.values where session.hasFeeds { session.feedTick(virtualNow: now, heads: &heads) }
+            advanceBookTimelines(virtualNow: now)
+            for session in sessions.values {
+                if session.hasFeeds { session.feedTick(virtualNow: now, heads: &heads) }
+                if session.hasBookFeeds { session.bookTick(virtualNow: now) }
+            }
             scheduleFeedTick()
         }
     }
@@ -226,6 +243,9 @@ final class SimulatorState {
         case ("GET", "/api/v5/market/history-candles"): return candles(query, history: true)
         case ("GET", "/api/v5/market/history-trades"): return historyTrades(query)
         case ("GET", "/api/v5/market/trades"): return recentTrades(query)
+        case ("GET", "/api/v5/market/books"): return restBook(query)
+        case ("GET", "/control/book"): return oracleBook(query)
+        case ("POST", "/control/book-fault"): return bookFault(query)
         case ("GET", "/control/trades"): return oracleTrades(query)
         case ("GET", "/control/emitted-trades"): return emittedTradeIDs(query)
         case ("POST", "/control/disconnect"):
@@ -336,9 +356,11 @@ final class Session: WebSocketServerHandler {
     /// Subscribed (symbol, timeframe) → open time of the last bar pushed.
     private var subscriptions: [String: (symbol: String, timeframe: Timeframe, lastOpen: Int64?)] = [:]
     var lastActivity: Int64 = 0
-    private(set) var floodRemaining = 0
+    var floodRemaining = 0
     /// Trade and ticker subscriptions, by `channel|instId`.
     var feeds: [String: FeedSubscription] = [:]
+    /// Order-book subscriptions (`books`, `books5`, `bbo-tbt`), by instId.
+    var bookFeeds: [String: BookFeed] = [:]
 
     init(simulator: SimulatorState) { self.simulator = simulator }
 
@@ -419,6 +441,10 @@ final class Session: WebSocketServerHandler {
         let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""
         for arg in args {
             let argJSON = "{\"channel\":\(JSONText.quoted(arg.channel)),\"instId\":\(JSONText.quoted(arg.instId))}"
+            if let channel = BookChannel(rawValue: arg.channel) {
+                handleBookRequest(op: op, id: id, channel: channel, instrument: arg.instId, argJSON: argJSON)
+                continue
+            }
             if let feed = FeedChannel(rawValue: arg.channel) {
                 handleFeedRequest(op: op, id: id, feed: feed, instrument: arg.instId, argJSON: argJSON)
                 continue
@@ -440,7 +466,10 @@ final class Session: WebSocketServerHandler {
                 text: "{\(idField)\"event\":\"\(op)\",\"arg\":\(argJSON),\"connId\":\"sim\(connectionID)\"}")
         }
         let floodsTrades = feeds.keys.contains { $0.hasPrefix("trades-all|") }
-        if op == "subscribe" && simulator.configuration.floodMessages > 0 && (!subscriptions.isEmpty || floodsTrades) {
+        let floodsBooks = bookFeeds.values.contains { $0.books != nil }
+        if op == "subscribe" && simulator.configuration.floodMessages > 0
+            && (!subscriptions.isEmpty || floodsTrades || floodsBooks)
+        {
             floodRemaining = simulator.configuration.floodMessages
             flood()
         }
@@ -492,6 +521,9 @@ final class Session: WebSocketServerHandler {
     private var floodBlock: [UInt8] = []
     private func flood() {
         guard floodRemaining > 0 else { return }
+        // Candles and trades flood first; `books` only when neither is subscribed.
+        let floodsTrades = feeds.keys.contains { $0.hasPrefix("trades-all|") }
+        if floodBlock.isEmpty && subscriptions.isEmpty && !floodsTrades && floodBooks() { return }
         if floodBlock.isEmpty, subscriptions.isEmpty, let key = feeds.keys.first(where: { $0.hasPrefix("trades-all|") })
         {
             // Trades: one fill per push (~180 bytes), sequential ids, as `trades-all` sends them.

@@ -13,7 +13,7 @@ extension SimulatorState {
     /// Largest trade id accepted in `after`/`before` with `type=1`, so ±1 cannot overflow.
     private static let maxTradeID: Int64 = 1_000_000_000_000_000_000
 
-    private var rateLimited: HTTPResponse {
+    var rateLimited: HTTPResponse {
         okxError(
             429, "50011", "Rate limit reached. Please refer to API documentation and throttle requests accordingly.")
     }
@@ -24,7 +24,7 @@ extension SimulatorState {
     }
 
     /// The instrument a market-data request names, or the OKX error for it.
-    private func marketInstrument(_ query: [String: String]) -> Result<String, Refusal> {
+    func marketInstrument(_ query: [String: String]) -> Result<String, Refusal> {
         guard let instrument = query["instId"], !instrument.isEmpty else {
             return .failure(Refusal(response: okxError(400, "50014", "Parameter instId can not be empty.")))
         }
@@ -103,7 +103,7 @@ extension SimulatorState {
     }
 
     /// The known instrument a control request names, or a 404.
-    private func controlInstrument(_ query: [String: String]) -> Result<String, Refusal> {
+    func controlInstrument(_ query: [String: String]) -> Result<String, Refusal> {
         guard let instrument = query["instId"], configuration.symbols.contains(instrument) else {
             return .failure(Refusal(response: json(404, "{\"error\":\"unknown instId\"}")))
         }

@@ -90,7 +90,11 @@ struct TradeModel: Sendable {
 
     /// The smooth price path at `t`, in ticks of 10^-`decimals`.
     private func pathTicks(_ symbol: String, decimals: Int, at t: Int64) -> Int64 {
-        let cents = candles.priceCents(symbol, at: t)
+        Self.ticks(cents: candles.priceCents(symbol, at: t), decimals: decimals)
+    }
+
+    /// A price in cents as ticks of 10^-`decimals` (1, 2 or 3 decimals; see `priceDecimals`).
+    static func ticks(cents: Int64, decimals: Int) -> Int64 {
         switch decimals {
         case 1: return cents / 10
         case 2: return cents

@@ -1,4 +1,4 @@
-// exchange-sim: a local exchange speaking OKX v5 for candles, trades and tickers (see Sources/ExchangeSimulator/README.md).
+// exchange-sim: a local exchange speaking OKX v5 for candles, trades, tickers and order books (see Sources/ExchangeSimulator/README.md).
 import ExchangeSimulator
 import Foundation
 import MarketData
@@ -17,13 +17,18 @@ let usage = """
       --start-time MS          virtual start, epoch ms (default: now, rounded to the minute)
       --idle-timeout-ms N      close idle connections after N ms (default 30000)
       --flood N                benchmark mode: push N candle messages per subscription as fast as read
+                               (trades-all fills, or books updates, when no candle is subscribed)
       --no-rate-limits         do not enforce OKX's REST limits
       --tls                    serve wss/https with a generated self-signed certificate (its path is printed)
       --tls-cert F --tls-key F serve TLS with these files
       --seed N                 candle and trade model seed (default 7)
       --trades-per-bar N       fills per virtual 1m bar (default 120: two a virtual second)
       --trade-history-min N    virtual minutes of fills before the start (default 60)
-      --feed-interval-ms N     real ms between trade/ticker pushes (default 50; tickers ≥ 100 ms apart)
+      --feed-interval-ms N     real ms between trade/ticker/book pushes (default 50; tickers ≥ 100 ms apart)
+      --book-step-ms N         virtual ms per order-book step, one books update each (default 100)
+      --book-checksum-zero     books pushes carry checksum 0 (OKX from 2026-06-23)
+      --no-book-snapshot       books sends no initial snapshot: clients seed from REST /market/books
+    Control: POST /control/book-fault?instId=X&kind=checksum|skip-seq|reset, GET /control/book?instId=X[&seqId=N]
     Prints `LISTENING ws=PORT rest=PORT` when ready.
     """
 
@@ -73,6 +78,9 @@ while !arguments.isEmpty {
     case "--trades-per-bar": configuration.tradesPerBar = max(1, integer(flag))
     case "--trade-history-min": configuration.tradeHistoryMinutes = integer(flag)
     case "--feed-interval-ms": configuration.feedIntervalMilliseconds = max(1, integer(flag))
+    case "--book-step-ms": configuration.bookStepMilliseconds = max(1, integer(flag))
+    case "--book-checksum-zero": configuration.bookChecksumZero = true
+    case "--no-book-snapshot": configuration.sendsBookSnapshot = false
     case "--help", "-h":
         print(usage)
         exit(0)
