@@ -35,7 +35,8 @@ struct Harness {
         conninfo: String, barMilliseconds: Int = 100, startTime: Int64? = nil,
         symbols: [String] = ["BTC-USDT", "ETH-USDT"], metrics: MetricsRegistry? = nil, logger: Logger = .disabled,
         storage options: StorageOptions = StorageOptions(),
-        configure: (inout CollectorConfiguration) -> Void = { _ in }
+        configure: (inout CollectorConfiguration) -> Void = { _ in },
+        simulator configureSimulator: (inout SimulatorConfiguration) -> Void = { _ in }
     ) async throws -> Harness {
         let loop = try EventLoop.start(name: "e2e")
         var simConfig = SimulatorConfiguration()
@@ -43,6 +44,7 @@ struct Harness {
         simConfig.startTime = startTime
         simConfig.startPaused = startTime != nil
         simConfig.symbols = symbols
+        configureSimulator(&simConfig)
         let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
         let executor = PGExecutor(conninfo: conninfo)
         let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
