@@ -616,28 +616,30 @@ final class EngineCore {
         for gap in gaps { append(.gap(GapRecord(stream: stream, gap: gap, recordedAt: now))) }
     }
 
-    /// Book snapshots being fetched from REST, and how many in a row each stream asked for: a REST
-    /// book older than the stream is asked again after a growing pause (at most 5 s).
-    private var bookSnapshotAttempts: [StreamID: Int] = [:]
+    /// How many REST books each stream asked for lately, and when last: each ask within a minute of
+    /// the one before waits longer (100 ms more each time, at most 5 s), so a book that keeps failing
+    /// after every seed (a stale REST cache, a checksum that never matches) is paced, not hammered.
+    private var bookSnapshotAttempts: [StreamID: (count: Int, at: ContinuousClock.Instant)] = [:]
+    private let snapshotClock = ContinuousClock()
 
     func fetchBookSnapshot(_ stream: StreamID, for connection: any EngineConnection) {
         guard let backfiller = backfillers[stream.exchange], streams.contains(stream) else {
             connection.bookSnapshotFetched(stream, snapshot: nil, error: "no REST source for \(stream.exchange)")
             return
         }
-        let attempt = (bookSnapshotAttempts[stream] ?? 0) + 1
-        bookSnapshotAttempts[stream] = attempt
+        let now = snapshotClock.now
+        let recent = bookSnapshotAttempts[stream].map { now - $0.at < .seconds(60) } ?? false
+        let attempt = recent ? (bookSnapshotAttempts[stream]?.count ?? 0) + 1 : 1
+        // Bounded: forgetting only un-paces the next ask.
+        if bookSnapshotAttempts.count >= 100_000 { bookSnapshotAttempts.removeAll() }
+        bookSnapshotAttempts[stream] = (attempt, now)
         let pause = Duration.milliseconds(min(5_000, 100 * (attempt - 1)))
-        let core = LoopBound(self, loop: loop)
         let target = LoopBound(connection, loop: loop)
         let loop = self.loop
         Task {
             if pause > .zero { try? await Task.sleep(for: pause) }  // pacing a retry; cancellation: shutdown
             let (snapshot, error) = await backfiller.fetchBookSnapshot(stream)
-            loop.execute {
-                if snapshot != nil { core.value.bookSnapshotAttempts[stream] = nil }
-                target.value.bookSnapshotFetched(stream, snapshot: snapshot, error: error)
-            }
+            loop.execute { target.value.bookSnapshotFetched(stream, snapshot: snapshot, error: error) }
         }
     }
 }
