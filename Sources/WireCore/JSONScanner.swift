@@ -15,12 +15,20 @@ public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Parsers walk the document with `readObject`/`readArray`/`readString*`/`skipValue` and pick out the
 /// fields they need; strings come back as byte ranges into the buffer, decoded only when asked.
 /// The buffer must outlive the scanner. Nesting is limited to `maxDepth`.
+///
+/// The per-byte paths (whitespace, strings, object and array punctuation, key comparison) are
+/// `@inlinable`: parsers in other modules pass their per-key closures to `readObject`/`readArray`,
+/// and inlining lets the compiler fold those closures into one loop instead of an indirect call per
+/// key. Error construction stays out of line.
 public struct JSONScanner {
     @usableFromInline let base: UnsafePointer<UInt8>
     @usableFromInline let count: Int
+    /// Offset of the next unread byte (storage of `offset`, settable by inlined code).
+    @usableFromInline var position: Int = 0
+    /// Objects and arrays open around the cursor.
+    @usableFromInline var depth = 0
     /// Offset of the next unread byte.
-    public private(set) var offset: Int = 0
-    private var depth = 0
+    public var offset: Int { position }
     /// Deepest nesting accepted: exchange messages are 4–5 levels deep; 64 stops stack abuse.
     public static let maxDepth = 64
 
@@ -28,7 +36,7 @@ public struct JSONScanner {
     public struct RawString: Equatable {
         public var range: Range<Int>
         public var hasEscapes: Bool
-        public init(range: Range<Int>, hasEscapes: Bool) {
+        @inlinable public init(range: Range<Int>, hasEscapes: Bool) {
             self.range = range
             self.hasEscapes = hasEscapes
         }
@@ -44,25 +52,35 @@ public struct JSONScanner {
     @inline(__always) func byte(at i: Int) -> UInt8 { base[i] }
 
     /// The bytes of `raw` as a buffer (valid as long as the scanner's buffer).
+    @inlinable
     public func bytes(of raw: RawString) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + raw.range.lowerBound, count: raw.range.count)
     }
 
     /// Whether the raw string equals `literal` (no escapes).
+    @inlinable
     public func equals(_ raw: RawString, _ literal: StaticString) -> Bool {
         guard !raw.hasEscapes, raw.range.count == literal.utf8CodeUnitCount else { return false }
-        return memcmp(base + raw.range.lowerBound, literal.utf8Start, raw.range.count) == 0
+        return bytesEqual(base + raw.range.lowerBound, literal.utf8Start, raw.range.count)
     }
 
     /// Whether the raw string starts with `literal`.
+    @inlinable
     public func hasPrefix(_ raw: RawString, _ literal: StaticString) -> Bool {
         guard !raw.hasEscapes, raw.range.count >= literal.utf8CodeUnitCount else { return false }
-        return memcmp(base + raw.range.lowerBound, literal.utf8Start, literal.utf8CodeUnitCount) == 0
+        return bytesEqual(base + raw.range.lowerBound, literal.utf8Start, literal.utf8CodeUnitCount)
     }
 
     /// The string's value with escapes decoded.
+    @inlinable
     public func string(_ raw: RawString) -> String {
         if !raw.hasEscapes { return String(decoding: bytes(of: raw), as: UTF8.self) }
+        return unescapedString(raw)
+    }
+
+    /// `string(_:)` for a string with escapes.
+    @usableFromInline
+    func unescapedString(_ raw: RawString) -> String {
         var out: [UInt8] = []
         var i = raw.range.lowerBound
         while i < raw.range.upperBound {
@@ -116,71 +134,100 @@ public struct JSONScanner {
         return v
     }
 
-    @inline(__always) mutating func skipWhitespace() {
-        while offset < count {
-            let b = base[offset]
+    @inlinable @inline(__always)
+    mutating func skipWhitespace() {
+        while position < count {
+            let b = base[position]
             guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
-            offset += 1
+            position += 1
         }
     }
 
-    func fail(_ reason: String) -> JSONError { JSONError(offset: offset, reason: reason) }
+    @usableFromInline
+    func fail(_ reason: String) -> JSONError { JSONError(offset: position, reason: reason) }
 
     /// The next non-space byte without consuming it (nil at the end).
+    @inlinable
     public mutating func peek() -> UInt8? {
         skipWhitespace()
-        return offset < count ? base[offset] : nil
+        return position < count ? base[position] : nil
     }
 
     /// Requires that only whitespace remains.
     public mutating func expectEnd() throws(JSONError) {
         skipWhitespace()
-        if offset != count { throw fail("unexpected data after the value") }
+        if position != count { throw fail("unexpected data after the value") }
     }
 
-    @inline(__always) mutating func consume(_ expected: UInt8, _ what: String) throws(JSONError) {
+    @inlinable @inline(__always)
+    mutating func consume(_ expected: UInt8, _ what: StaticString) throws(JSONError) {
         skipWhitespace()
-        guard offset < count, base[offset] == expected else { throw fail("expected \(what)") }
-        offset += 1
+        guard position < count, base[position] == expected else { throw expectationFailure(what) }
+        position += 1
     }
 
-    /// Reads a string value.
+    /// The error for a missing `what` at the cursor (out of line: only malformed input gets here).
+    @usableFromInline @inline(never)
+    func expectationFailure(_ what: StaticString) -> JSONError { fail("expected \(what)") }
+
     /// Moves to `offset` (forward only): a value read by another scanner over the same bytes.
     public mutating func skip(to newOffset: Int) {
-        precondition(newOffset >= offset && newOffset <= count, "skip(to:) moves forward within the input")
-        offset = newOffset
+        precondition(newOffset >= position && newOffset <= count, "skip(to:) moves forward within the input")
+        position = newOffset
     }
 
+    /// Reads a string value, returning its raw bytes' range (escapes checked, not decoded).
+    @inlinable
     public mutating func readRawString() throws(JSONError) -> RawString {
         try consume(UInt8(ascii: "\""), "a string")
-        let start = offset
-        var hasEscapes = false
-        while offset < count {
-            let b = base[offset]
+        let start = position
+        // Plain bytes up to the closing quote, the common case, in a tight loop over a local index;
+        // an escape, a control character or the end of input goes to the general loop.
+        var i = start
+        while i < count {
+            let b = base[i]
             if b == UInt8(ascii: "\"") {
-                offset += 1
-                return RawString(range: start..<offset - 1, hasEscapes: hasEscapes)
+                position = i + 1
+                return RawString(range: start..<i, hasEscapes: false)
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 { break }
+            i += 1
+        }
+        position = i
+        return try readRawStringRest(start: start)
+    }
+
+    /// The rest of a string from the cursor (at an escape, a control character or the end), which
+    /// began at `start`.
+    @usableFromInline
+    mutating func readRawStringRest(start: Int) throws(JSONError) -> RawString {
+        var hasEscapes = false
+        while position < count {
+            let b = base[position]
+            if b == UInt8(ascii: "\"") {
+                position += 1
+                return RawString(range: start..<position - 1, hasEscapes: hasEscapes)
             }
             if b == UInt8(ascii: "\\") {
                 hasEscapes = true
-                guard offset + 1 < count else { break }
-                let e = base[offset + 1]
+                guard position + 1 < count else { break }
+                let e = base[position + 1]
                 switch e {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    offset += 2
+                    position += 2
                 case UInt8(ascii: "u"):
-                    guard offset + 6 <= count,
-                        (2..<6).allSatisfy({ Self.isHex(base[offset + $0]) })
+                    guard position + 6 <= count,
+                        (2..<6).allSatisfy({ Self.isHex(base[position + $0]) })
                     else { throw fail("bad \\u escape") }
-                    offset += 6
+                    position += 6
                 default:
                     throw fail("bad escape")
                 }
                 continue
             }
             if b < 0x20 { throw fail("control character in a string") }
-            offset += 1
+            position += 1
         }
         throw fail("unterminated string")
     }
@@ -195,28 +242,28 @@ public struct JSONScanner {
     /// Reads a number token and returns its raw text range (validated against the JSON grammar).
     public mutating func readNumberText() throws(JSONError) -> Range<Int> {
         skipWhitespace()
-        let start = offset
-        if offset < count && base[offset] == UInt8(ascii: "-") { offset += 1 }
-        let intStart = offset
-        while offset < count, base[offset] >= 48, base[offset] <= 57 { offset += 1 }
-        guard offset > intStart else { throw fail("expected a number") }
-        if offset - intStart > 1 && base[intStart] == 48 { throw fail("leading zero in a number") }
-        if offset < count && base[offset] == UInt8(ascii: ".") {
-            offset += 1
-            let fracStart = offset
-            while offset < count, base[offset] >= 48, base[offset] <= 57 { offset += 1 }
-            guard offset > fracStart else { throw fail("expected digits after '.'") }
+        let start = position
+        if position < count && base[position] == UInt8(ascii: "-") { position += 1 }
+        let intStart = position
+        while position < count, base[position] >= 48, base[position] <= 57 { position += 1 }
+        guard position > intStart else { throw fail("expected a number") }
+        if position - intStart > 1 && base[intStart] == 48 { throw fail("leading zero in a number") }
+        if position < count && base[position] == UInt8(ascii: ".") {
+            position += 1
+            let fracStart = position
+            while position < count, base[position] >= 48, base[position] <= 57 { position += 1 }
+            guard position > fracStart else { throw fail("expected digits after '.'") }
         }
-        if offset < count && (base[offset] == UInt8(ascii: "e") || base[offset] == UInt8(ascii: "E")) {
-            offset += 1
-            if offset < count && (base[offset] == UInt8(ascii: "+") || base[offset] == UInt8(ascii: "-")) {
-                offset += 1
+        if position < count && (base[position] == UInt8(ascii: "e") || base[position] == UInt8(ascii: "E")) {
+            position += 1
+            if position < count && (base[position] == UInt8(ascii: "+") || base[position] == UInt8(ascii: "-")) {
+                position += 1
             }
-            let expStart = offset
-            while offset < count, base[offset] >= 48, base[offset] <= 57 { offset += 1 }
-            guard offset > expStart else { throw fail("expected exponent digits") }
+            let expStart = position
+            while position < count, base[position] >= 48, base[position] <= 57 { position += 1 }
+            guard position > expStart else { throw fail("expected exponent digits") }
         }
-        return start..<offset
+        return start..<position
     }
 
     /// Reads an integer number (no fraction or exponent) that fits `Int64`.
@@ -228,6 +275,7 @@ public struct JSONScanner {
     }
 
     /// Parses ASCII digits with an optional leading '-' into `Int64`; nil on anything else or overflow.
+    @inlinable
     public static func parseInt64(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         var i = 0
         var negative = false
@@ -265,67 +313,78 @@ public struct JSONScanner {
 
     private mutating func matchLiteral(_ literal: StaticString) -> Bool {
         let n = literal.utf8CodeUnitCount
-        guard offset + n <= count, memcmp(base + offset, literal.utf8Start, n) == 0 else { return false }
-        offset += n
+        guard position + n <= count, bytesEqual(base + position, literal.utf8Start, n) else { return false }
+        position += n
         return true
     }
 
     /// Reads an object, calling `body` for each key with the scanner positioned at the value.
     /// `body` must consume the value (read it or `skipValue()`).
+    @inlinable
     public mutating func readObject(
         _ body: (RawString, inout JSONScanner) throws(JSONError) -> Void
     )
         throws(JSONError)
     {
         try consume(UInt8(ascii: "{"), "'{'")
-        depth += 1
-        if depth > Self.maxDepth { throw fail("nesting deeper than \(Self.maxDepth)") }
+        try enterNesting()
         defer { depth -= 1 }
         if peek() == UInt8(ascii: "}") {
-            offset += 1
+            position += 1
             return
         }
         while true {
             let key = try readRawString()
             try consume(UInt8(ascii: ":"), "':'")
             try body(key, &self)
-            skipWhitespace()
-            guard offset < count else { throw fail("unterminated object") }
-            let b = base[offset]
-            offset += 1
-            if b == UInt8(ascii: "}") { return }
-            if b != UInt8(ascii: ",") {
-                offset -= 1
-                throw fail("expected ',' or '}'")
-            }
+            try consumeSeparator(closing: UInt8(ascii: "}"), "unterminated object", "expected ',' or '}'")
+            if base[position - 1] == UInt8(ascii: "}") { return }
         }
     }
 
     /// Reads an array, calling `body` with the element index and the scanner positioned at the element.
+    @inlinable
     public mutating func readArray(_ body: (Int, inout JSONScanner) throws(JSONError) -> Void) throws(JSONError) {
         try consume(UInt8(ascii: "["), "'['")
-        depth += 1
-        if depth > Self.maxDepth { throw fail("nesting deeper than \(Self.maxDepth)") }
+        try enterNesting()
         defer { depth -= 1 }
         if peek() == UInt8(ascii: "]") {
-            offset += 1
+            position += 1
             return
         }
         var index = 0
         while true {
             try body(index, &self)
             index += 1
-            skipWhitespace()
-            guard offset < count else { throw fail("unterminated array") }
-            let b = base[offset]
-            offset += 1
-            if b == UInt8(ascii: "]") { return }
-            if b != UInt8(ascii: ",") {
-                offset -= 1
-                throw fail("expected ',' or ']'")
-            }
+            try consumeSeparator(closing: UInt8(ascii: "]"), "unterminated array", "expected ',' or ']'")
+            if base[position - 1] == UInt8(ascii: "]") { return }
         }
     }
+
+    /// One level deeper, within `maxDepth`.
+    @inlinable @inline(__always)
+    mutating func enterNesting() throws(JSONError) {
+        depth += 1
+        if depth > Self.maxDepth { throw nestingFailure() }
+    }
+
+    @usableFromInline @inline(never)
+    func nestingFailure() -> JSONError { fail("nesting deeper than \(Self.maxDepth)") }
+
+    /// Consumes the `,` or `closing` byte after a member or element.
+    @inlinable @inline(__always)
+    mutating func consumeSeparator(
+        closing: UInt8, _ unterminated: StaticString, _ unexpected: StaticString
+    ) throws(JSONError) {
+        skipWhitespace()
+        guard position < count else { throw separatorFailure(unterminated) }
+        let b = base[position]
+        guard b == UInt8(ascii: ",") || b == closing else { throw separatorFailure(unexpected) }
+        position += 1
+    }
+
+    @usableFromInline @inline(never)
+    func separatorFailure(_ reason: StaticString) -> JSONError { fail(reason.description) }
 
     /// Skips one value of any type (validating it).
     public mutating func skipValue() throws(JSONError) {
@@ -343,12 +402,12 @@ public struct JSONScanner {
 }
 
 /// Byte comparison for short keys and literals (WireCore imports nothing, so no libc memcmp).
-@inline(__always)
-private func memcmp(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Int32 {
+@inlinable @inline(__always)
+func bytesEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     var i = 0
     while i < n {
-        if a[i] != b[i] { return a[i] < b[i] ? -1 : 1 }
+        if a[i] != b[i] { return false }
         i += 1
     }
-    return 0
+    return true
 }
