@@ -95,6 +95,7 @@ public struct DecimalText: Hashable, Sendable, CustomStringConvertible, Expressi
     }
 
     /// Validates and copies the bytes once (the parsers' fast path).
+    @inlinable
     public init?(bytes: UnsafeRawBufferPointer) {
         guard Self.isValid(bytes) else { return nil }
         self.text = String(decoding: bytes, as: UTF8.self)
@@ -107,33 +108,37 @@ public struct DecimalText: Hashable, Sendable, CustomStringConvertible, Expressi
 
     /// Whether `bytes` spell a finite decimal number.
     public static func isValid(_ bytes: some Collection<UInt8>) -> Bool {
-        var it = bytes.makeIterator()
-        var c = it.next()
-        if c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { c = it.next() }
-        var digits = 0
-        while let d = c, d >= 48, d <= 57 {
-            digits += 1
-            c = it.next()
+        if let valid = bytes.withContiguousStorageIfAvailable({ isValid(UnsafeRawBufferPointer($0)) }) {
+            return valid
         }
-        if c == UInt8(ascii: ".") {
-            c = it.next()
-            while let d = c, d >= 48, d <= 57 {
-                digits += 1
-                c = it.next()
-            }
+        return Array(bytes).withUnsafeBytes { isValid($0) }
+    }
+
+    /// Whether `bytes` spell a finite decimal number: `[-+]?digits(.digits)?` with at least one and at
+    /// most 60 digits, optionally `e`/`E`, a sign and 1–4 exponent digits. One pass, by index.
+    @inlinable
+    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let n = bytes.count
+        var i = 0
+        if i < n && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) { i += 1 }
+        let integerStart = i
+        while i < n && bytes[i] &- 48 < 10 { i += 1 }
+        var digits = i - integerStart
+        if i < n && bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            let fractionStart = i
+            while i < n && bytes[i] &- 48 < 10 { i += 1 }
+            digits += i - fractionStart
         }
-        guard digits > 0 else { return false }
-        if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
-            c = it.next()
-            if c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { c = it.next() }
-            var expDigits = 0
-            while let d = c, d >= 48, d <= 57 {
-                expDigits += 1
-                c = it.next()
-            }
-            guard expDigits > 0 && expDigits <= 4 else { return false }
+        guard digits > 0 && digits <= 60 else { return false }
+        if i < n && (bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E")) {
+            i += 1
+            if i < n && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) { i += 1 }
+            let exponentStart = i
+            while i < n && bytes[i] &- 48 < 10 { i += 1 }
+            guard i > exponentStart && i - exponentStart <= 4 else { return false }
         }
-        return c == nil && digits <= 60
+        return i == n
     }
 
     /// The value as a `Double` (for sanity checks only, never for storage).

@@ -58,7 +58,7 @@ public struct JSONScanner {
     }
 
     /// Whether the raw string equals `literal` (no escapes).
-    @inlinable
+    @inlinable @inline(__always)
     public func equals(_ raw: RawString, _ literal: StaticString) -> Bool {
         guard !raw.hasEscapes, raw.range.count == literal.utf8CodeUnitCount else { return false }
         return bytesEqual(base + raw.range.lowerBound, literal.utf8Start, raw.range.count)
@@ -177,7 +177,7 @@ public struct JSONScanner {
     }
 
     /// Reads a string value, returning its raw bytes' range (escapes checked, not decoded).
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readRawString() throws(JSONError) -> RawString {
         try consume(UInt8(ascii: "\""), "a string")
         let start = position
@@ -277,24 +277,30 @@ public struct JSONScanner {
     /// Parses ASCII digits with an optional leading '-' into `Int64`; nil on anything else or overflow.
     @inlinable
     public static func parseInt64(_ bytes: UnsafeRawBufferPointer) -> Int64? {
-        var i = 0
-        var negative = false
-        if bytes.count > 0 && bytes[0] == UInt8(ascii: "-") {
-            negative = true
-            i = 1
-        }
+        let negative = bytes.count > 0 && bytes[0] == UInt8(ascii: "-")
+        var i = negative ? 1 : 0
         guard i < bytes.count, bytes.count - i <= 19 else { return nil }
-        var v: Int64 = 0
-        while i < bytes.count {
+        // 18 digits stay below 10^18 < Int64.max, so they need no overflow checks; only a 19th can
+        // overflow, and it is checked below.
+        let unchecked = min(bytes.count, i + 18)
+        var v: UInt64 = 0
+        while i < unchecked {
+            let d = bytes[i] &- 48
+            guard d < 10 else { return nil }
+            v = v &* 10 &+ UInt64(d)
+            i += 1
+        }
+        if i < bytes.count {
             let d = bytes[i] &- 48
             guard d < 10 else { return nil }
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (s, o2) = m.addingReportingOverflow(Int64(d))
-            if o1 || o2 { return nil }
-            v = s
-            i += 1
+            let (sum, o2) = m.addingReportingOverflow(UInt64(d))
+            guard !o1, !o2 else { return nil }
+            v = sum
         }
-        return negative ? -v : v
+        // The magnitude must fit Int64 either way (so Int64.min itself is refused, as before).
+        guard v <= UInt64(Int64.max) else { return nil }
+        return negative ? -Int64(v) : Int64(v)
     }
 
     /// Reads `true` or `false`.
