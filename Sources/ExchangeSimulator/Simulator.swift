@@ -169,7 +169,11 @@ final class SimulatorState {
                 * bar)
         server = try WebSocketServer(
             host: configuration.host, port: configuration.webSocketPort, tls: configuration.tls, loop: loop
-        ) { [unowned self] in Session(simulator: self) }
+        ) { [weak self] in
+            // A simulator dropped without `shutdown` has no state left to serve: the session closes.
+            guard let self else { return ClosedSession() }
+            return Session(simulator: self)
+        }
         scheduleTick()
         scheduleFeedTick()
     }
@@ -349,7 +353,8 @@ final class SimulatorState {
 
 /// One WebSocket client of the simulator. Loop-confined.
 final class Session: WebSocketServerHandler {
-    unowned let simulator: SimulatorState
+    /// Strong: an open session keeps the state it serves alive (the cycle ends at `unregister`).
+    let simulator: SimulatorState
     var connection: WebSocketServerConnection!  // set in webSocketDidConnect, before any other callback
     private(set) var isBusiness = false
     private(set) var connectionID = 0
@@ -557,4 +562,14 @@ final class Session: WebSocketServerHandler {
         }
         if floodRemaining <= 0 { floodRemaining = 0 }
     }
+}
+
+/// The handler for a connection that reaches a simulator already released without `shutdown`:
+/// it closes at once with 1001 (going away).
+final class ClosedSession: WebSocketServerHandler {
+    func webSocketDidConnect(_ connection: WebSocketServerConnection, request: HTTPRequest) {
+        connection.close(code: 1001, reason: "simulator stopped")
+    }
+    func webSocket(_ connection: WebSocketServerConnection, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {}
+    func webSocketDidClose(_ connection: WebSocketServerConnection, info: WSCloseInfo) {}
 }

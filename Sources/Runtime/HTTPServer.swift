@@ -99,7 +99,10 @@ final class ServerState {
 
     func listen() throws(SystemError) -> Int {
         let listener = try TCPListener(host: configuration.host, port: configuration.port, loop: loop) {
-            [unowned self] tcp in accept(tcp)
+            // Weak: a server dropped without `shutdown` refuses late accepts instead of crashing.
+            [weak self] tcp in
+            guard let self else { return tcp.abort(error: nil) }
+            accept(tcp)
         }
         self.listener = listener
         return listener.port
@@ -147,7 +150,10 @@ final class ServerState {
 /// One server-side connection. Loop-confined.
 final class HTTPServerConnection: TransportHandler {
     private let tcp: TCPConnection
-    private unowned let server: ServerState
+    /// Strong: an open connection keeps its server's state alive (the cycle ends when the
+    /// connection closes and `connectionClosed` drops it), so a server dropped without `shutdown`
+    /// leaves working connections, not dangling ones.
+    private let server: ServerState
     private var parser: HTTPParser
     private var isProcessing = false
     /// The client left more than the write high-water mark of responses unread: no further request is

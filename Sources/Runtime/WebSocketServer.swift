@@ -36,7 +36,12 @@ public final class WebSocketServer {
         self.loop = loop
         self.tls = tls
         self.makeHandler = makeHandler
-        listener = try TCPListener(host: host, port: port, loop: loop) { [unowned self] tcp in accept(tcp) }
+        // Weak: a server dropped without `close()` must not be reached by a late accept; the
+        // connection is then refused.
+        listener = try TCPListener(host: host, port: port, loop: loop) { [weak self] tcp in
+            guard let self else { return tcp.abort(error: nil) }
+            accept(tcp)
+        }
     }
 
     /// The bound port.
