@@ -208,7 +208,7 @@ public final class CollectorEngine: Sendable {
             await storage.append(held)
             acknowledged.add(held.count, ordering: .relaxed)
         }
-        deadLetters.flush()
+        await deadLetters.flush()
     }
 }
 

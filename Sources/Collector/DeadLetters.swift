@@ -137,16 +137,29 @@ public final class DeadLetters: Sendable {
         if n == 1 || n % 1000 == 0 { logger.error("dead letter not written", ["error": why, "dropped": "\(n)"]) }
     }
 
-    /// Waits until queued records are on disk (tests and shutdown).
+    /// Waits until queued records are on disk, without holding a cooperative thread meanwhile.
+    public func flush() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.syncToDisk()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Waits until queued records are on disk (synchronous callers: tests, start-up).
     public func flush() {
-        queue.sync {
-            file.withLock { f in
-                do {
-                    try f.handle?.synchronize()
-                } catch {
-                    f.lastError = "\(error)"
-                    logger.error("cannot fsync the dead-letter file", ["error": "\(error)"])
-                }
+        queue.sync { syncToDisk() }
+    }
+
+    /// The fsync of the file. On `queue` only.
+    private func syncToDisk() {
+        file.withLock { f in
+            do {
+                try f.handle?.synchronize()
+            } catch {
+                f.lastError = "\(error)"
+                logger.error("cannot fsync the dead-letter file", ["error": "\(error)"])
             }
         }
     }

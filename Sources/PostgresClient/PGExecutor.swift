@@ -68,13 +68,6 @@ public final class PGExecutor: Sendable {
         return try result.get()
     }
 
-    /// Runs `body` synchronously on the executor's queue (for start-up and shutdown paths).
-    public func runBlocking<T>(_ body: (PGConnection) throws(PGError) -> T) throws(PGError) -> T {
-        try queue.sync { [box, conninfo, timeouts] in
-            Self.perform(box: box, conninfo: conninfo, timeouts: timeouts, body)
-        }.get()
-    }
-
     private static func perform<T>(
         box: ConnectionBox, conninfo: String, timeouts: PGTimeouts, _ body: (PGConnection) throws(PGError) -> T
     ) -> Result<T, PGError> {
@@ -92,7 +85,9 @@ public final class PGExecutor: Sendable {
     }
 
     /// Closes the connection (the next call reconnects).
+    /// Queued behind the work already submitted, and not waited for: the caller (often a task on
+    /// the cooperative pool) must not block while a long query finishes.
     public func disconnect() {
-        queue.sync { [box] in box.connection = nil }
+        queue.async { [box] in box.connection = nil }
     }
 }

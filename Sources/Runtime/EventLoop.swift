@@ -176,6 +176,17 @@ public final class EventLoop: @unchecked Sendable {
         finished.wait()
     }
 
+    /// `shutdown()` for async callers: the wait for the loop's thread happens on a thread of its
+    /// own, so a cooperative-pool thread is never blocked by a loop finishing a long callback.
+    public func shutdown() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                self.shutdown()
+                continuation.resume()
+            }.start()
+        }
+    }
+
     private func run() {
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: Limits.maxEventsPerWake)
         defer {

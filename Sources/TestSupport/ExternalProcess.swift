@@ -187,13 +187,20 @@ public final class ExternalProcess: Sendable {
         throw ProcessFailure("timed out waiting for '\(prefix)'; stderr: \(errorOutput)")
     }
 
-    /// Stops the process: SIGTERM, then SIGKILL after two seconds; reaps it.
+    /// Stops the process: SIGTERM, then SIGKILL after two seconds; reaps it. Waits at most 50 ms
+    /// itself (it is called from `defer` in async tests, on the cooperative pool); a process slower
+    /// to go is reaped by a thread of its own.
     public func stop() {
         guard child.pollExit() == nil else { return }
         kill(child.pid, SIGTERM)
-        for _ in 0..<200 where child.pollExit() == nil { usleep(10_000) }
-        if child.pollExit() == nil { kill(child.pid, SIGKILL) }
-        _ = child.waitForExit()
+        for _ in 0..<50 where child.pollExit() == nil { usleep(1_000) }
+        guard child.pollExit() == nil else { return }
+        let child = child
+        Thread {
+            for _ in 0..<200 where child.pollExit() == nil { usleep(10_000) }
+            if child.pollExit() == nil { kill(child.pid, SIGKILL) }
+            _ = child.waitForExit()
+        }.start()
     }
 
     /// Sends `signal` to the process.

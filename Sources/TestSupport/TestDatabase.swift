@@ -9,8 +9,16 @@ public struct TestDatabase: Sendable {
     public let name: String
     private let adminURL: String
 
-    /// Creates `test_<random>`; call `drop()` when done.
-    public static func create() throws -> TestDatabase {
+    /// Creates `test_<random>`; call `drop()` when done. The blocking libpq calls (CREATE DATABASE
+    /// copies a template and syncs it) run on a thread of their own: a test that held one of the
+    /// cooperative pool's few threads for them would starve the servers other tests talk to.
+    public static func create() async throws -> TestDatabase {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try createBlocking() }) }.start()
+        }
+    }
+
+    private static func createBlocking() throws -> TestDatabase {
         guard let admin = ProcessInfo.processInfo.environment["COLLECTOR_PG_URL"], !admin.isEmpty else {
             throw ProcessFailure(
                 "COLLECTOR_PG_URL is not set: run the tests through cluster/test.sh, or `eval $(cluster/pg.sh start)` "
@@ -34,11 +42,16 @@ public struct TestDatabase: Sendable {
         self.adminURL = adminURL
     }
 
-    /// Drops the database (terminating leftover sessions).
+    /// Drops the database (terminating leftover sessions) on a thread of its own, not waited for:
+    /// it is called from `defer` in async tests, which must not block a cooperative thread.
     public func drop() {
-        // Best effort: a leftover test database is harmless and the server is thrown away after the run.
-        guard let connection = try? PGConnection(conninfo: adminURL) else { return }
-        _ = try? connection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        let adminURL = adminURL
+        let name = name
+        Thread {
+            // Best effort: a leftover test database is harmless and the server is thrown away after the run.
+            guard let connection = try? PGConnection(conninfo: adminURL) else { return }
+            _ = try? connection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        }.start()
     }
 
     /// The repository's migrations.

@@ -11,6 +11,10 @@ import Testing
 /// OKX order books end to end: exchange-sim → WebSocket → session (sequencing, checksums,
 /// resynchronisation) → spool → PostgreSQL, checked against the simulator's oracle of its book.
 @Suite struct BookFeedTests {
+    /// Virtual milliseconds per book step: at the harness's 600× clock that is 300 updates a second
+    /// per book, enough to exercise every rule without starving the rest of a parallel test run.
+    static let bookStepMilliseconds = 2000
+
     /// One stored book row.
     struct Row: Equatable {
         var seq: Int64
@@ -108,10 +112,11 @@ import Testing
     }
 
     @Test func aCorruptChecksumResyncsThatSymbolOnlyAndItsGapSurvivesARestart() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(
-            conninfo: database.conninfo, configure: { $0.bookSnapshotInterval = nil })
+            conninfo: database.conninfo, configure: { $0.bookSnapshotInterval = nil },
+            simulator: { $0.bookStepMilliseconds = Self.bookStepMilliseconds })
         let btc = StreamID("okx/book/BTC-USDT")!
         let eth = StreamID("okx/book/ETH-USDT")!
         let top5 = StreamID("okx/book:5/BTC-USDT")!
@@ -161,18 +166,20 @@ import Testing
         #expect(ledger.map { $0.map { $0 ?? "" } } == [["BTC-USDT", "book", "checksum", "false"]])
         await harness.stop()
         // …and a restarted collector shows it before any new data.
-        let again = try await Harness.start(conninfo: database.conninfo)
+        let again = try await Harness.start(
+            conninfo: database.conninfo, simulator: { $0.bookStepMilliseconds = Self.bookStepMilliseconds })
         #expect(await again.engine.subscribe([btc]).isEmpty)
         #expect(again.engine.status.status(btc)?.gaps.map(\.cause) == [.checksum])
         await again.stop()
     }
 
     @Test func withoutSnapshotsOrChecksumsTheBookIsSeededFromRESTAndASkippedSeqIdResyncs() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(
             conninfo: database.conninfo, symbols: ["BTC-USDT"], configure: { $0.bookSnapshotInterval = nil },
             simulator: {
+                $0.bookStepMilliseconds = Self.bookStepMilliseconds
                 $0.sendsBookSnapshot = false
                 $0.bookChecksumZero = true
             })

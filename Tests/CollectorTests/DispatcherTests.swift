@@ -61,7 +61,7 @@ final class RecordingSink: Sink {
         // Joined: far fewer writes than 20 batches plus the bisection of the poisoned one.
         #expect(writes.filter { $0.count == 500 }.count >= 2, "writes: \(writes.map(\.count))")
         #expect(dispatcher.sinkStates.first?.deadLettered == 1)
-        letters.flush()
+        await letters.flush()
         #expect(letters.count == 1)
         let dead = try String(contentsOfFile: directory + "/dead/2025-03-01.jsonl", encoding: .utf8)
         #expect(dead.contains("1234") && dead.contains("poison row"))

@@ -90,7 +90,7 @@ struct Harness {
         await engine.storage.finish(timeout: .seconds(10))
         await simulator.shutdown()
         executor.disconnect()
-        loop.shutdown()
+        await loop.shutdown()
     }
 
     /// Confirmed rows for `symbol`, oldest first: (open time µs, open, high, low, close, volume, quote volume).
@@ -175,7 +175,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
 
 @Suite(.serialized) struct EndToEndTests {
     @Test func candlesFlowIntoMonthlyPartitionsWithExactValuesAndConfirmTransitions() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         // Virtual time starts four minutes before February: the bars cross a partition boundary.
         let start = UTCCalendar.microseconds(year: 2024, month: 1, day: 31) + 86_160_000_000
@@ -233,7 +233,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
     /// the live bars after the hole are already stored, so a lost reply would be a hole that no
     /// watermark reveals at the next start.
     @Test func shutdownWhileABackfillRunsStoresTheBackfilledBars() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         let rest = Endpoint(host: "127.0.0.1", port: harness.simulator.restPort)
@@ -260,7 +260,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
     /// A backfill still running when the shutdown wait ends is abandoned, and its hole is recorded
     /// as gaps (never lost without a trace).
     @Test func aBackfillAbandonedAtShutdownIsRecordedAsGaps() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"]) { config in
             config.backfillShutdownWait = .milliseconds(200)
@@ -286,7 +286,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
     }
 
     @Test func droppedConnectionIsBackfilledFromREST() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         await harness.engine.subscribe([StreamID("okx/candles:1m/BTC-USDT")!])
@@ -322,7 +322,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
     }
 
     @Test func rejectedSubscriptionShowsTheErrorWhileOthersFlow() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let logs = InMemoryLogHandler()
         let harness = try await Harness.start(
@@ -372,7 +372,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
 
 @Suite struct ServiceUpgradeNoticeTests {
     @Test func okx64008NoticeMakesTheCollectorReconnectWithoutAHole() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         let stream = StreamID("okx/candles:1m/BTC-USDT")!
@@ -411,7 +411,7 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
     }
 
     @Test func textPingAfterSilenceKeepsTheConnectionAndAStaleOneIsRecycled() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"]) { config in
             config.pingAfter = .milliseconds(150)

@@ -62,7 +62,7 @@ struct APIFixture {
 
 @Suite struct GatewayTests {
     @Test func subscribeQueryStatusAndUnsubscribeOverHTTP() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(conninfo: database.conninfo)
         let body = #"{"symbols": ["BTC-USDT"], "timeframes": ["1m"]}"#
@@ -109,7 +109,7 @@ struct APIFixture {
     }
 
     @Test func subscriptionsSurviveARestartAndPinnedOnesCannotBeRemoved() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let pinned = StreamID("okx/candles:1H/ETH-USDT")!
         let api = try await APIFixture.start(conninfo: database.conninfo, pinned: [pinned])
@@ -175,7 +175,7 @@ struct APIFixture {
     func badRequestsGetA4xxNamingTheFieldAndChangeNothing(
         method: String, target: String, body: String?, headers: [String: String], status: Int, field: String
     ) async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(conninfo: database.conninfo)
         let result = try await api.send(
@@ -190,7 +190,7 @@ struct APIFixture {
     }
 
     @Test func tradesBookMessagesAndTickersAreServedWithTheirShapes() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(conninfo: database.conninfo)
         let t = UTCCalendar.microseconds(year: 2025, month: 3, day: 4) + 1_234_567
@@ -223,7 +223,7 @@ struct APIFixture {
     }
 
     @Test func aDatabaseOutageAnswers503WithoutTheDatabaseDetails() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         let api = GatewayAPI(
@@ -245,7 +245,7 @@ struct APIFixture {
     }
 
     @Test func unknownRoutesMethodsTokensAndRateLimits() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(conninfo: database.conninfo, token: "s3cret", requestsPerSecond: 5)
         let body = #"{"symbols":["BTC-USDT"],"timeframes":["1m"]}"#
@@ -287,7 +287,7 @@ struct APIFixture {
 
 @Suite struct OpenAPIConformanceTests {
     @Test func schemathesisFindsNoServerErrorAndNoSchemaMismatch() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(
             conninfo: database.conninfo, pinned: [StreamID("okx/candles:1m/BTC-USDT")!], requestsPerSecond: 100_000)
@@ -311,7 +311,7 @@ struct APIFixture {
 
 @Suite struct DataPageCacheTests {
     @Test func cachedPagesAreReplacedAfterTheStreamIsWritten() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let api = try await APIFixture.start(
             conninfo: database.conninfo, pinned: [StreamID("okx/candles:1m/BTC-USDT")!])

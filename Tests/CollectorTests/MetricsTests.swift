@@ -47,7 +47,7 @@ func parseWithPrometheusClient(_ text: String) async throws -> (families: [Strin
     }
 
     @Test func collectorMetricsCountEventsGapsAndBackfill() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let registry = MetricsRegistry()
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"], metrics: registry)

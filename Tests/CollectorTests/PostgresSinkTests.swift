@@ -6,7 +6,7 @@ import Testing
 
 /// Runs `body` with a migrated fresh database.
 func withMigratedDatabase<R>(_ body: (PGExecutor, TestDatabase) async throws -> R) async throws -> R {
-    let database = try TestDatabase.create()
+    let database = try await TestDatabase.create()
     defer { database.drop() }
     let executor = PGExecutor(conninfo: database.conninfo)
     let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
@@ -27,7 +27,7 @@ func makeCandle(
 
 @Suite struct PostgresSinkTests {
     @Test func migrationsApplyOnceEvenWhenTwoProcessesRace() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
         let migrations = try SchemaMigrator.migrations(in: directory)

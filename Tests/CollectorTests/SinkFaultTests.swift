@@ -54,7 +54,7 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
 
 @Suite struct SinkFaultTests {
     @Test func postgresBlackholedTheSpoolTakesOverReadyTurnsFalseAndNothingIsLost() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let upstream = try #require(URLComponents(string: database.conninfo))
         let proxy = try ExternalProcess(
@@ -98,7 +98,7 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
     }
 
     @Test func aFullSpoolPausesTheSocketsWithoutRecyclingThemAndLosesNothing() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let double = SwitchableSink(isDown: true)
         var options = StorageOptions()
@@ -162,7 +162,7 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
             #expect(state.deadLettered == 1 && state.permanentErrors >= 1 && state.storedEvents == 19)
             #expect(storage.readiness.isReady)
             await storage.finish(timeout: .seconds(5))
-            letters.flush()
+            await letters.flush()
             let file = try String(contentsOfFile: directory + "/dead-letters/2025-08-01.jsonl", encoding: .utf8)
             let lines = file.split(separator: "\n")
             #expect(lines.count == 1)

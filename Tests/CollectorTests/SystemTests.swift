@@ -12,7 +12,7 @@ import Testing
     static var binary: String { TestEnvironment.repositoryRoot + "/.build/debug/coordinator" }
 
     @Test func sigtermUnderLoadFlushesEveryAcknowledgedEventAndExitsZero() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let loop = try EventLoop.start(name: "system-test")
         var simConfig = SimulatorConfiguration()
@@ -70,7 +70,7 @@ import Testing
             fields["events.stored"] == "postgres=\(acknowledged)", "every acknowledged event stored: \(fields)")
         #expect(fields["spool.batches"] == "0")
         await simulator.shutdown()
-        loop.shutdown()
+        await loop.shutdown()
     }
 
     @Test func badSettingsStopStartUpWithAMessageAndExitCode() async throws {

@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func tradesAcrossADroppedConnectionHaveNoMissingFillAndMatchTheOracleExactly() async throws {
-        let database = try TestDatabase.create()
+        let database = try await TestDatabase.create()
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         let trades = StreamID("okx/trades/BTC-USDT")!

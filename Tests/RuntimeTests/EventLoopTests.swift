@@ -8,10 +8,10 @@ func withEventLoop<R>(_ body: (EventLoop) async throws -> R) async throws -> R {
     let loop = try EventLoop.start(name: "test-loop")
     do {
         let result = try await body(loop)
-        loop.shutdown()
+        await loop.shutdown()
         return result
     } catch {
-        loop.shutdown()
+        await loop.shutdown()
         throw error
     }
 }
