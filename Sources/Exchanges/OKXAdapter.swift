@@ -226,6 +226,7 @@ enum OKXParser {
     )
         throws(Failure)
     {
+        if try parsePushFast(frame, receivedAt: receivedAt, into: &out) { return }
         var scanner = JSONScanner(frame)
         var event: JSONScanner.RawString?
         var channel: JSONScanner.RawString?
@@ -355,6 +356,39 @@ enum OKXParser {
         _ = try parseData(
             frame, channel: channel, instrument: instrument, action: action, dataStart: dataStart,
             receivedAt: receivedAt, into: &out)
+    }
+
+    /// A data push in OKX's own layout, byte for byte (PROTOCOLS.md §1.4–§1.6):
+    /// `{"arg":{"channel":"…","instId":"…"},["action":"…",]"data":[…]}`. True when read; false
+    /// (nothing appended) for any other layout, which `parse` then reads with the general, order-free
+    /// path — so a frame is accepted or refused the same way whichever path reads it.
+    @inline(__always)
+    private static func parsePushFast(
+        _ frame: UnsafeRawBufferPointer, receivedAt: Int64, into out: inout [ExchangeMessage]
+    ) throws(Failure) -> Bool {
+        var scanner = JSONScanner(frame)
+        guard scanner.take(#"{"arg":{"channel":""#), let channel = scanner.readPlainString(),
+            scanner.take(#","instId":""#), let instrument = scanner.readPlainString(), scanner.take("},")
+        else { return false }
+        var action: JSONScanner.RawString?
+        if scanner.take(#""action":""#) {
+            guard let a = scanner.readPlainString(), scanner.take(",") else { return false }
+            action = a
+        }
+        guard scanner.take(#""data":"#) else { return false }
+        let mark = out.count
+        // A malformed `data` fails here exactly as in the general path, which reads it the same way
+        // as soon as it has seen `arg`.
+        let end = try parseData(
+            frame, channel: channel, instrument: instrument, action: action, dataStart: scanner.offset,
+            receivedAt: receivedAt, into: &out)
+        scanner.skip(to: end)
+        guard scanner.take("}"), scanner.offset == frame.count else {
+            // More members (or whitespace) after `data`: the general path decides what the frame is.
+            out.removeSubrange(mark...)
+            return false
+        }
+        return true
     }
 
     /// The `data` array at `dataStart` of a push on `channel` (ranges in `frame`): its events appended

@@ -11,26 +11,24 @@ extension OKXParser {
         var scanner = JSONScanner(rows)
         do {
             try scanner.readArray { _, s throws(JSONError) in
-                var id: JSONScanner.RawString?
-                var price: JSONScanner.RawString?
-                var size: JSONScanner.RawString?
-                var side: JSONScanner.RawString?
-                var time: JSONScanner.RawString?
-                try s.readObject { key, s2 throws(JSONError) in
-                    if s2.equals(key, "tradeId") {
-                        id = try s2.readRawString()
-                    } else if s2.equals(key, "px") {
-                        price = try s2.readRawString()
-                    } else if s2.equals(key, "sz") {
-                        size = try s2.readRawString()
-                    } else if s2.equals(key, "side") {
-                        side = try s2.readRawString()
-                    } else if s2.equals(key, "ts") {
-                        time = try s2.readRawString()
-                    } else {
-                        try s2.skipValue()
-                    }
+                var row = TradeRow()
+                // OKX's own layout up to `ts`, byte for byte (PROTOCOLS.md §1.4); later members (`count`,
+                // `seqId`, `source`…) and any other layout go through the general, order-free path.
+                let rowStart = s.offset
+                if s.take(#"{"instId":""#), s.readPlainString() != nil,
+                    s.take(#","tradeId":""#), let i = s.readPlainString(),
+                    s.take(#","px":""#), let p = s.readPlainString(),
+                    s.take(#","sz":""#), let z = s.readPlainString(),
+                    s.take(#","side":""#), let d = s.readPlainString(),
+                    s.take(#","ts":""#), let t = s.readPlainString()
+                {
+                    row = TradeRow(id: i, price: p, size: z, side: d, time: t)
+                    try s.readRemainingMembers { key, s2 throws(JSONError) in try row.read(key, &s2) }
+                } else {
+                    s.rewind(to: rowStart)
+                    try s.readObject { key, s2 throws(JSONError) in try row.read(key, &s2) }
                 }
+                let (id, price, size, side, time) = (row.id, row.price, row.size, row.side, row.time)
                 guard let id, !id.range.isEmpty, !id.hasEscapes else {
                     throw JSONError(offset: s.offset, reason: "trade without tradeId")
                 }
@@ -138,5 +136,33 @@ extension OKXParser {
     static func milliseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         guard let ms = JSONScanner.parseInt64(bytes), ms >= 0, ms < 10_000_000_000_000 else { return nil }
         return ms
+    }
+}
+
+/// The members of one trade row that matter, as raw strings in the frame.
+struct TradeRow {
+    var id: JSONScanner.RawString?
+    var price: JSONScanner.RawString?
+    var size: JSONScanner.RawString?
+    var side: JSONScanner.RawString?
+    var time: JSONScanner.RawString?
+
+    /// Reads the value of member `key` (a later duplicate replaces an earlier one; unknown keys are
+    /// skipped, validated).
+    @inline(__always)
+    mutating func read(_ key: JSONScanner.RawString, _ s: inout JSONScanner) throws(JSONError) {
+        if s.equals(key, "tradeId") {
+            id = try s.readRawString()
+        } else if s.equals(key, "px") {
+            price = try s.readRawString()
+        } else if s.equals(key, "sz") {
+            size = try s.readRawString()
+        } else if s.equals(key, "side") {
+            side = try s.readRawString()
+        } else if s.equals(key, "ts") {
+            time = try s.readRawString()
+        } else {
+            try s.skipValue()
+        }
     }
 }

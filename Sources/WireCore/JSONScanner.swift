@@ -170,6 +170,74 @@ public struct JSONScanner {
     @usableFromInline @inline(never)
     func expectationFailure(_ what: StaticString) -> JSONError { fail("expected \(what)") }
 
+    // MARK: Layout fast paths
+    //
+    // An exchange serialises its pushes the same way every time. A parser may first try that exact
+    // layout with `take` and `readPlainString` (no whitespace, no escapes), and on any difference
+    // `rewind` to where it began and read the same bytes with the general, order-free methods. The
+    // fast path accepts only input the general path accepts, and reads it the same way.
+
+    /// If the bytes at the cursor are exactly `literal` (no whitespace is skipped), consumes them.
+    @inlinable @inline(__always)
+    public mutating func take(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard count - position >= n, bytesEqual(base + position, literal.utf8Start, n) else { return false }
+        position += n
+        return true
+    }
+
+    /// With the cursor just past an opening quote: the string's bytes up to the closing quote, which is
+    /// consumed. Nil (cursor unchanged) if an escape, a control character or the end comes first: the
+    /// general path then reads (or refuses) it.
+    @inlinable @inline(__always)
+    public mutating func readPlainString() -> RawString? {
+        var i = position
+        while i + 8 <= count {
+            let stops = stringStopLanes(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            if stops != 0 {
+                i += stops.trailingZeroBitCount >> 3
+                break
+            }
+            i += 8
+        }
+        while i < count {
+            let b = base[i]
+            if b == UInt8(ascii: "\"") {
+                defer { position = i + 1 }
+                return RawString(range: position..<i, hasEscapes: false)
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Moves the cursor back to `offset` (the start of a fast path that did not match). Nesting must
+    /// be what it was there: fast paths use `take`, which opens no nesting level.
+    @inlinable
+    public mutating func rewind(to offset: Int) {
+        precondition(offset >= 0 && offset <= position, "rewind(to:) moves backward")
+        position = offset
+    }
+
+    /// Continues an object whose `{` and first members a fast path consumed with `take`: reads the
+    /// remaining `, key: value` members up to and including the `}` (the cursor is after the last
+    /// value read), calling `body` for each as `readObject` does.
+    @inlinable
+    public mutating func readRemainingMembers(
+        _ body: (RawString, inout JSONScanner) throws(JSONError) -> Void
+    ) throws(JSONError) {
+        try enterNesting()
+        defer { depth -= 1 }
+        while true {
+            try consumeSeparator(closing: UInt8(ascii: "}"), "unterminated object", "expected ',' or '}'")
+            if base[position - 1] == UInt8(ascii: "}") { return }
+            let key = try readRawString()
+            try consume(UInt8(ascii: ":"), "':'")
+            try body(key, &self)
+        }
+    }
+
     /// Moves to `offset` (forward only): a value read by another scanner over the same bytes.
     public mutating func skip(to newOffset: Int) {
         precondition(newOffset >= position && newOffset <= count, "skip(to:) moves forward within the input")
@@ -181,9 +249,17 @@ public struct JSONScanner {
     public mutating func readRawString() throws(JSONError) -> RawString {
         try consume(UInt8(ascii: "\""), "a string")
         let start = position
-        // Plain bytes up to the closing quote, the common case, in a tight loop over a local index;
-        // an escape, a control character or the end of input goes to the general loop.
+        // Plain bytes up to the closing quote, the common case, eight at a time then one by one over a
+        // local index; an escape, a control character or the end of input goes to the general loop.
         var i = start
+        while i + 8 <= count {
+            let stops = stringStopLanes(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            if stops != 0 {
+                i += stops.trailingZeroBitCount >> 3
+                break
+            }
+            i += 8
+        }
         while i < count {
             let b = base[i]
             if b == UInt8(ascii: "\"") {
@@ -274,7 +350,8 @@ public struct JSONScanner {
         return v
     }
 
-    /// Parses ASCII digits with an optional leading '-' into `Int64`; nil on anything else or overflow.
+    /// Parses ASCII digits (at most 19, leading zeros included) with an optional leading '-' into
+    /// `Int64`; nil on anything else or overflow.
     @inlinable
     public static func parseInt64(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         let negative = bytes.count > 0 && bytes[0] == UInt8(ascii: "-")
@@ -284,6 +361,11 @@ public struct JSONScanner {
         // overflow, and it is checked below.
         let unchecked = min(bytes.count, i + 18)
         var v: UInt64 = 0
+        while i + 8 <= unchecked {
+            guard let chunk = eightDigits(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) else { return nil }
+            v = v &* 100_000_000 &+ chunk
+            i += 8
+        }
         while i < unchecked {
             let d = bytes[i] &- 48
             guard d < 10 else { return nil }
@@ -407,13 +489,54 @@ public struct JSONScanner {
     }
 }
 
-/// Byte comparison for short keys and literals (WireCore imports nothing, so no libc memcmp).
+/// Byte comparison for short keys and literals (WireCore imports nothing, so no libc memcmp): eight
+/// bytes a word (unaligned loads), then the tail byte by byte.
 @inlinable @inline(__always)
 func bytesEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     var i = 0
+    while i + 8 <= n {
+        let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self)
+        let y = UnsafeRawPointer(b + i).loadUnaligned(as: UInt64.self)
+        if x != y { return false }
+        i += 8
+    }
     while i < n {
         if a[i] != b[i] { return false }
         i += 1
     }
     return true
+}
+
+/// SWAR over eight bytes in a `UInt64`: the result has a lane's high bit set exactly where the
+/// condition holds for that byte (exact forms: no carry crosses a lane).
+@usableFromInline let laneLow7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+@usableFromInline let laneHigh: UInt64 = 0x8080_8080_8080_8080
+@usableFromInline let laneOnes: UInt64 = 0x0101_0101_0101_0101
+
+/// Lanes below `n` (1...128): high bit clear and the low seven bits plus 128 - n stay below 128.
+@inlinable @inline(__always)
+func lanesBelow(_ x: UInt64, _ n: UInt8) -> UInt64 {
+    ~(((x & laneLow7) &+ UInt64(128 - n) &* laneOnes) | x) & laneHigh
+}
+
+/// Lanes that end or interrupt a plain JSON string: `"`, a backslash or a control character.
+@inlinable @inline(__always)
+func stringStopLanes(_ x: UInt64) -> UInt64 {
+    lanesBelow(x ^ 0x2222_2222_2222_2222, 1) | lanesBelow(x ^ 0x5C5C_5C5C_5C5C_5C5C, 1) | lanesBelow(x, 0x20)
+}
+
+/// The value of eight ASCII digits as loaded from memory (first digit first), or nil if any byte is
+/// not a digit. SWAR: validate all lanes, then combine pairs, quads and halves.
+@inlinable @inline(__always)
+func eightDigits(_ loaded: UInt64) -> UInt64? {
+    let x = UInt64(littleEndian: loaded)
+    let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
+    let threes: UInt64 = 0x3030_3030_3030_3030
+    // 0x30...0x39 only: high nibble 3, and still 3 after adding 6 (no lane carries past 0x45).
+    guard x & high == threes, (x &+ 0x0606_0606_0606_0606) & high == threes else { return nil }
+    var v = x & 0x0F0F_0F0F_0F0F_0F0F
+    v = (v &* 10 &+ (v >> 8)) & 0x00FF_00FF_00FF_00FF
+    v = (v &* 100 &+ (v >> 16)) & 0x0000_FFFF_0000_FFFF
+    v = (v &* 10_000 &+ (v >> 32)) & 0xFFFF_FFFF
+    return v
 }

@@ -169,3 +169,59 @@ private func decimal(_ row: [String: Any], _ key: String) -> DecimalText? {
         }
     }
 }
+
+/// OKX's own push layout is read by a byte-for-byte fast path; any other spelling of the same JSON
+/// takes the general path. Both must give the same events, and refuse the same frames.
+@Suite struct OKXFastPathTests {
+    static let frames = [
+        #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"130639474","px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897"}]}"#,
+        #"{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"7","px":"1.5","sz":"2","side":"sell","ts":"1000","source":"0","seqId":12}]}"#,
+        #"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":"9999.99","lastSz":"0.1","askPx":"9999.99","askSz":"11","bidPx":"8888.88","bidSz":"5","open24h":"9000","high24h":"10000","low24h":"8888.88","volCcy24h":"2222","vol24h":"2222","sodUtc0":"2222","sodUtc8":"2222","ts":"1597026383085"}]}"#,
+        #"{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415","0","13"]],"bids":[["8476.97","256","0","12"]],"instId":"BTC-USDT","ts":"1597026383085","seqId":123}]}"#,
+        #"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["8476.98","415","0","13"]],"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","checksum":0,"prevSeqId":-1,"seqId":123}]}"#,
+        #"{"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1597026383085","8533.02","8553.74","8527.17","8548.26","45247","529.5858061","529.58","0"]]}"#,
+    ]
+
+    /// The frame with a space after its `index`-th `,` or `:` (outside strings): same JSON, general path.
+    static func spaced(_ frame: String, at index: Int) -> String? {
+        var out = ""
+        var seen = 0
+        var inString = false
+        var inserted = false
+        for c in frame {
+            out.append(c)
+            if c == "\"" { inString.toggle() }
+            if !inString && (c == "," || c == ":") {
+                if seen == index {
+                    out.append(" ")
+                    inserted = true
+                }
+                seen += 1
+            }
+        }
+        return inserted ? out : nil
+    }
+
+    @Test(arguments: frames)
+    func everySpellingGivesTheSameEvents(frame: String) throws {
+        let fast = try parse(frame)
+        #expect(!fast.isEmpty)
+        var index = 0
+        while let variant = Self.spaced(frame, at: index) {
+            #expect(try parse(variant) == fast, "\(variant)")
+            index += 1
+        }
+        #expect(index > 5)
+    }
+
+    @Test(arguments: frames)
+    func truncatedOrTrailedFramesAreRefusedByBoth(frame: String) {
+        let bytes = Array(frame.utf8)
+        for cut in stride(from: 1, to: bytes.count - 1, by: 3) {
+            let text = String(decoding: bytes[..<cut], as: UTF8.self)
+            #expect(throws: ExchangeParseError.self, "\(text)") { try parse(text) }
+        }
+        #expect(throws: ExchangeParseError.self) { try parse(frame + "x") }
+        #expect(throws: ExchangeParseError.self) { try parse(frame + "}") }
+    }
+}
