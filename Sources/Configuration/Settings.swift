@@ -199,16 +199,14 @@ extension Settings {
                 }
                 let givenTimeframes = try reader.strings(t, "markets", "timeframes")
                 let timeframes = givenTimeframes ?? ["1m"]
-                let feeds = try reader.strings(t, "markets", "feeds") ?? ["candles"]
+                var feeds = try reader.strings(t, "markets", "feeds") ?? ["candles"]
                 for feed in feeds where !Self.isFeedName(feed) {
                     throw reader.error(
                         t, "feeds", "unknown feed '\(feed)' (candles, trades, book, book:<depth>, ticker)")
                 }
-                // A setting accepted is used: timeframes only mean something for candles.
-                if givenTimeframes != nil && !feeds.contains("candles") {
-                    throw reader.error(
-                        t, "timeframes", "timeframes are for candles, and 'feeds' does not include candles")
-                }
+                // Timeframes name candle streams: given beside other feeds, they add candles, as the
+                // API's subscribe does.
+                if givenTimeframes != nil && !feeds.contains("candles") { feeds.append("candles") }
                 markets.append(Market(exchange: exchange, symbols: symbols, timeframes: timeframes, feeds: feeds))
             }
         case let other?:

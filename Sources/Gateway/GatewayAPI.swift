@@ -212,13 +212,11 @@ public final class GatewayAPI: Sendable {
         guard let exchange = ExchangeName(rawValue: exchangeText) else {
             throw Failure(status: 422, message: "unknown exchange '\(exchangeText)'", field: "exchange")
         }
-        let feedNames = try strings("feeds") ?? ["candles"]
+        var feedNames = try strings("feeds") ?? ["candles"]
         let timeframes = try strings("timeframes") ?? []
-        if !timeframes.isEmpty && !feedNames.contains("candles") {
-            throw Failure(
-                status: 422, message: "timeframes are for candles, and feeds does not include candles",
-                field: "timeframes")
-        }
+        // Timeframes name candle streams: given beside other feeds, they add candles
+        // (`{"feeds":["trades","book","ticker"],"timeframes":["1m"]}` is four feeds).
+        if !timeframes.isEmpty && !feedNames.contains("candles") { feedNames.append("candles") }
         var streams: [StreamID] = []
         for feedName in feedNames {
             switch feedName {

@@ -117,6 +117,20 @@ struct APIFixture {
             try await api.send(
                 "POST", "/api/v1/subscribe", json: #"{"symbols":["BTC-USDT"],"timeframes":["5m","1Dutc"]}"#
             ).status == 200)
+        // The issue's own example: feeds beside timeframes are four feeds, candles included.
+        let everything = try await api.send(
+            "POST", "/api/v1/subscribe",
+            json: #"{"symbols": ["SOL-USDT"], "feeds": ["trades", "book", "ticker"], "timeframes": ["1m"]}"#)
+        #expect(everything.status == 200, "\(everything.body)")
+        #expect(
+            Set(everything.body["subscribed"] as? [String] ?? []) == [
+                "okx/trades/SOL-USDT", "okx/book/SOL-USDT", "okx/ticker/SOL-USDT", "okx/candles:1m/SOL-USDT",
+            ])
+        #expect(
+            try await api.send(
+                "DELETE", "/api/v1/subscribe",
+                json: #"{"symbols":["SOL-USDT"],"feeds":["trades","book","ticker","candles"],"timeframes":["1m"]}"#
+            ).status == 200)
         let refused = try await api.send(
             "DELETE", "/api/v1/subscribe", json: #"{"symbols":["ETH-USDT"],"timeframes":["1H"]}"#)
         #expect(refused.status == 409 && refused.body["field"] as? String == "symbols")
@@ -152,7 +166,7 @@ struct APIFixture {
             ("POST", "/api/v1/subscribe", #"{"symbols":["btc usdt"],"timeframes":["1m"]}"#, [:], 422, "symbols"),
             ("POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["klines"]}"#, [:], 422, "feeds"),
             (
-                "POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["trades"],"timeframes":["1m"]}"#, [:],
+                "POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["trades"],"timeframes":["1x"]}"#, [:],
                 422, "timeframes"
             ),
             ("POST", "/api/v1/subscribe", #"{"symbols":["BTC-USDT"],"feeds":["book:50"]}"#, [:], 422, "feeds"),

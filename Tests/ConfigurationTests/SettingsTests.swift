@@ -31,6 +31,22 @@ import Testing
             ])
     }
 
+    /// `[[markets]]` reads feeds as the API does: timeframes beside other feeds add candles.
+    @Test func marketFeedsBesideTimeframesIncludeCandles() throws {
+        let text =
+            "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"trades\", \"book:5\", \"ticker\"]\ntimeframes = [\"1m\"]\n"
+        let settings = try Settings.load(file: ("c.toml", text), environment: [:], flags: [:])
+        #expect(
+            settings.markets == [
+                .init(
+                    exchange: "okx", symbols: ["BTC-USDT"], timeframes: ["1m"],
+                    feeds: ["trades", "book:5", "ticker", "candles"])
+            ])
+        let noTimeframes = "[[markets]]\nsymbols = [\"BTC-USDT\"]\nfeeds = [\"trades\"]\n"
+        let tradesOnly = try Settings.load(file: ("c.toml", noTimeframes), environment: [:], flags: [:])
+        #expect(tradesOnly.markets.first?.feeds == ["trades"])
+    }
+
     @Test func storageAndShutdownSettingsHaveDefaults() throws {
         let settings = try Settings.load(file: nil, environment: [:], flags: [:])
         #expect(settings.shutdownDeadline == 25)
@@ -89,10 +105,6 @@ import Testing
         (
             "[[markets]]\nsymbols = [\"A-B\"]\nfeeds = [\"klines\"]",
             "c.toml line 3: feeds unknown feed 'klines' (candles, trades, book, book:<depth>, ticker)"
-        ),
-        (
-            "[[markets]]\nsymbols = [\"A-B\"]\nfeeds = [\"trades\"]\ntimeframes = [\"1m\"]",
-            "c.toml line 4: timeframes timeframes are for candles, and 'feeds' does not include candles"
         ),
         (
             "[exchanges.okx]\nrest_url = \"ftp://x\"",
