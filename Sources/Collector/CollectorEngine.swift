@@ -110,6 +110,7 @@ public final class CollectorEngine: Sendable {
         batches.setOnDemand { loop.execute { core.value.resumeReading() } }
         let engine = CollectorEngine(
             core: core, status: status, deadLetters: deadLetters, storage: storage, batches: batches, paused: paused)
+        storage.observeRecordedGaps { records in loop.execute { core.value.showRecordedGaps(records) } }
         storage.start()
         let task = Task { [storage, batches] in
             for await batch in batches {
@@ -605,6 +606,19 @@ final class EngineCore {
     /// sinks with the data (so the ledger survives a restart).
     func recordGaps(_ stream: StreamID, _ gaps: [Gap]) {
         guard streams.contains(stream) else { return }
+        show(stream, gaps)
+        let now = WallClock.microseconds()
+        for gap in gaps { append(.gap(GapRecord(stream: stream, gap: gap, recordedAt: now))) }
+    }
+
+    /// Ledger entries the storage recorded itself (events a sink refused, already written to that
+    /// sink): shown and counted like the session's.
+    func showRecordedGaps(_ records: [GapRecord]) {
+        for record in records where streams.contains(record.stream) { show(record.stream, [record.gap]) }
+    }
+
+    /// A stream's gaps into its status and the metrics.
+    private func show(_ stream: StreamID, _ gaps: [Gap]) {
         var fresh: [Gap] = []
         status.update(stream) { fresh = $0.addGaps(gaps) }
         if let metrics {
@@ -612,8 +626,6 @@ final class EngineCore {
             metrics.gapBars[CollectorMetrics.index(stream)].increment(by: Int64(missing))
             for gap in fresh { metrics.gaps[CollectorMetrics.index(stream, gap.cause)].increment() }
         }
-        let now = WallClock.microseconds()
-        for gap in gaps { append(.gap(GapRecord(stream: stream, gap: gap, recordedAt: now))) }
     }
 
     /// How many REST books each stream asked for lately, and when last: each ask within a minute of

@@ -28,6 +28,9 @@ public final class SinkDispatcher: Sendable {
     private let io = DispatchQueue(label: "collector.spool-io")
     private let state = Mutex(State())
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Told of the ledger entries the dispatcher records itself (events a sink refused), so they
+    /// show in the status and metrics as the session's gaps do.
+    private let gapObserver = Mutex<(@Sendable ([GapRecord]) -> Void)?>(nil)
     private let watermarkFile: WatermarkFile?
     /// A write in flight longer than this marks its sink down (before its own timeout fires).
     public let stallAfter: Duration
@@ -346,15 +349,34 @@ public final class SinkDispatcher: Sendable {
         return true
     }
 
-    /// Writes the ledger entries of events `sink` refused (bounded: one per refused event of a
-    /// batch); when the sink refuses those too, the dead letters hold the events and the log says so.
-    private func recordRefusals(_ gaps: [MarketEvent], in sink: any Sink) async {
+    /// Sets the observer of the ledger entries the dispatcher records (the engine shows them).
+    public func observeRecordedGaps(_ observer: @escaping @Sendable ([GapRecord]) -> Void) {
+        gapObserver.withLock { $0 = observer }
+    }
+
+    /// Writes the ledger entries of events `sink` refused (bounded: one per stream and exchange time
+    /// of a batch, counting the events refused there); when the sink refuses those too, the dead
+    /// letters hold the events and the log says so.
+    private func recordRefusals(_ refused: [MarketEvent], in sink: any Sink) async {
+        var merged: [GapRecord] = []
+        var index: [String: Int] = [:]
+        for case .gap(let record) in refused {
+            let key = "\(record.stream)|\(record.gap.from)"
+            if let i = index[key] {
+                merged[i].gap.missing += record.gap.missing
+            } else {
+                index[key] = merged.count
+                merged.append(record)
+            }
+        }
+        let observer = gapObserver.withLock { $0 }
+        observer?(merged)
         do throws(SinkError) {
-            try await sink.write(gaps)
+            try await sink.write(merged.map { .gap($0) })
         } catch {
             logger.error(
                 "cannot record refused events in the gap ledger (they are in the dead letters)",
-                ["sink": sink.name, "events": "\(gaps.count)", "error": error.message])
+                ["sink": sink.name, "entries": "\(merged.count)", "error": error.message])
         }
     }
 

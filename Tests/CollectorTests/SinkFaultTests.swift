@@ -146,6 +146,8 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
             let storage = try SinkDispatcher(
                 spool: try Spool(directory: directory + "/spool", maxBytes: 1 << 20), sinks: [postgres],
                 deadLetters: letters)
+            let observed = Mutex<[GapRecord]>([])
+            storage.observeRecordedGaps { records in observed.withLock { $0 += records } }
             storage.start()
             let t = UTCCalendar.microseconds(year: 2025, month: 8, day: 1)
             // PostgreSQL refuses a NUL byte in text for good (SQLSTATE 22021): a permanent error.
@@ -161,6 +163,14 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
             let state = try #require(storage.sinkStates.first)
             #expect(state.deadLettered == 1 && state.permanentErrors >= 1 && state.storedEvents == 19)
             #expect(storage.readiness.isReady)
+            // The refusal is a `sink` gap: told to the observer (the engine's status and metrics) and
+            // written to the ledger of the sink that refused it.
+            let told = observed.withLock { $0 }
+            #expect(told.count == 1 && told.first?.gap.cause == .sink && told.first?.gap.missing == 1, "\(told)")
+            let ledger = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT cause, missing::text FROM gaps").rows.map { $0.map { $0 ?? "" } }
+            }
+            #expect(ledger == [["sink", "1"]])
             await storage.finish(timeout: .seconds(5))
             await letters.flush()
             let file = try String(contentsOfFile: directory + "/dead-letters/2025-08-01.jsonl", encoding: .utf8)
