@@ -242,11 +242,13 @@ extension ExchangeSession {
             if let first = hole.first, let end = hole.last {
                 // In the ledger at once (a restart before the backfill ends leaves it on record).
                 let gap = Gap(
-                    from: first, to: end, missing: 0, cause: .reconnect,
+                    from: first, to: end, missing: 0, cause: entry.openHole(from: first),
                     reason: "REST backfill of \(hole.count) bars running")
                 actions.append(.recordGaps(candle.stream, [gap]))
             }
             actions.append(.backfill(candle.stream, after: last, before: upper))
+        } else if candle.openTime > last {
+            entry.lossCause = nil  // the bar after the loss follows on: nothing was lost
         }
         if candle.isConfirmed && candle.openTime > last { entry.lastConfirmed = candle.openTime }
     }
@@ -266,7 +268,10 @@ extension ExchangeSession {
             entry.lastTradeID = id
             entry.lastTradeTime = trade.timestampExchange
         }
-        guard id > last + 1 else { return }
+        guard id > last + 1 else {
+            entry.lossCause = nil  // the fill after the loss follows on: nothing was lost
+            return
+        }
         let from = entry.lastTradeTime ?? trade.timestampExchange
         // A hole wholly outside the stream's window holds nothing it would store.
         if let window = entry.window {
@@ -274,7 +279,7 @@ extension ExchangeSession {
             if let end = window.until, from >= end { return }
         }
         let gap = Gap(
-            from: from, to: trade.timestampExchange, missing: 0, cause: .reconnect,
+            from: from, to: trade.timestampExchange, missing: 0, cause: entry.openHole(from: from),
             reason: "REST backfill of \(id - last - 1) fills running")
         actions.append(.recordGaps(trade.stream, [gap]))
         actions.append(.backfillTrades(trade.stream, after: last, before: id, from: from, to: trade.timestampExchange))
@@ -288,7 +293,9 @@ extension ExchangeSession {
         now: Instant
     ) -> [SessionAction] {
         var actions: [SessionAction] = []
-        guard let entry = entries[stream], case .trades = stream.feed else { return actions }
+        guard var entry = entries[stream], case .trades = stream.feed else { return actions }
+        let cause = entry.closeHole(from: from)
+        entries[stream] = entry
         var seen = Set<Int64>()
         var fills: [(Int64, Trade)] = []
         for trade in trades where trade.stream == stream {
@@ -314,7 +321,7 @@ extension ExchangeSession {
         }
         // The hole's ledger entry (recorded when it was found) is closed: recovered, or what is missing.
         let gap = Gap(
-            from: from, to: to, missing: max(0, missing), cause: .reconnect, recovered: missing <= 0, reason: reason)
+            from: from, to: to, missing: max(0, missing), cause: cause, recovered: missing <= 0, reason: reason)
         actions.append(.recordGaps(stream, [gap]))
         return actions
     }
@@ -339,6 +346,7 @@ extension ExchangeSession {
         if let newest = confirmed.map(\.openTime).max(), entry.lastConfirmed ?? .min < newest {
             entry.lastConfirmed = newest
         }
+        let cause = hole.first.map { entry.closeHole(from: $0) } ?? .reconnect
         entries[stream] = entry
         if !confirmed.isEmpty { actions.append(.backfilled(stream, bars: confirmed.count)) }
         let got = Set(confirmed.map(\.openTime))
@@ -356,7 +364,7 @@ extension ExchangeSession {
         }
         // The hole's ledger entry (recorded when it was found) is closed: recovered, or what is missing.
         let gap = Gap(
-            from: first, to: end, missing: missing, cause: .reconnect, recovered: missing == 0, reason: reason)
+            from: first, to: end, missing: missing, cause: cause, recovered: missing == 0, reason: reason)
         actions.append(.recordGaps(stream, [gap]))
         return actions
     }

@@ -623,6 +623,29 @@ struct SessionEntry: Sendable {
     /// started (recorded at the next event).
     var lastEventTime: Int64?
     var pendingGap: (cause: Gap.Cause, from: Int64, reason: String)?
+    /// Why the stream last stopped receiving, until a hole it left is recorded: a refusal outranks the
+    /// reconnect it came with (the refusal is what kept the data away).
+    var lossCause: Gap.Cause?
+    /// The cause each open hole (by its ledger `from`) was recorded with, so the entry that closes it
+    /// after the backfill has the same ledger key. Bounded: the oldest is forgotten past `maxOpenHoles`
+    /// (its close then says `reconnect`, a second entry rather than a lost one).
+    var openHoleCauses: [(from: Int64, cause: Gap.Cause)] = []
+    static let maxOpenHoles = 32
+
+    /// The cause of a hole found now, remembered until it closes.
+    mutating func openHole(from: Int64) -> Gap.Cause {
+        let cause = lossCause ?? .reconnect
+        lossCause = nil
+        if openHoleCauses.count >= Self.maxOpenHoles { openHoleCauses.removeFirst() }
+        openHoleCauses.append((from, cause))
+        return cause
+    }
+
+    /// The cause the hole at `from` was opened with (forgotten now).
+    mutating func closeHole(from: Int64) -> Gap.Cause {
+        guard let i = openHoleCauses.firstIndex(where: { $0.from == from }) else { return .reconnect }
+        return openHoleCauses.remove(at: i).cause
+    }
     /// The refusal in force or last seen, kept across retries until the stream goes live, so a
     /// refusal repeating is counted, not logged again.
     var refusal: (code: String, times: Int)?
@@ -634,6 +657,7 @@ extension SessionEntry {
     mutating func lostData(cause: Gap.Cause, reason: String) {
         book?.connectionLost(cause: cause, detail: reason)
         if let last = lastEventTime, pendingGap == nil { pendingGap = (cause, last, reason) }
+        if lossCause != .refused { lossCause = cause }
     }
 }
 

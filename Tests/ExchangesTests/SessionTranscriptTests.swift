@@ -533,6 +533,45 @@ import Testing
             ))
     }
 
+    /// A hole left by a refusal window is a `refused` gap, opened and closed under that cause (one
+    /// ledger key); the next hole after plain reconnects is `reconnect` again.
+    @Test func aHoleAcrossARefusalIsRecordedAsRefused() {
+        var h = SessionHarness()
+        h.open([tr(1)])
+        h.frame("ok \(tr(1))")
+        h.frame("fill \(tr(1)) 100 1000")
+        h.closed()
+        h.fire(.connect)
+        h.connected()
+        h.frame("no \(tr(1)) 60018")
+        h.fire(.refusedRetry)
+        h.frame("ok \(tr(1))")
+        let b = ScriptedAdapter.base
+        let hole = h.frame("fill \(tr(1)) 105 1005")
+        let opened = hole.compactMap { if case .recordGaps(_, let gaps) = $0 { gaps } else { nil } }.flatMap { $0 }
+        #expect(opened.map(\.cause) == [.refused], "\(hole)")
+        let done = h.record(
+            h.session.tradeBackfillFinished(
+                tr(1), after: 100, before: 105, from: b + 1_000_000, to: b + 1_005_000, trades: [], error: nil,
+                now: h.now))
+        let closed = done.compactMap { if case .recordGaps(_, let gaps) = $0 { gaps } else { nil } }.flatMap { $0 }
+        #expect(
+            closed.map(\.cause) == [.refused] && closed.first?.from == opened.first?.from && closed.first?.missing == 4)
+        // A reconnect with no hole clears the cause; a later hole after another reconnect is `reconnect`.
+        h.closed()
+        h.fire(.connect)
+        h.connected()
+        h.frame("ok \(tr(1))")
+        h.frame("fill \(tr(1)) 106 1006")
+        h.closed()
+        h.fire(.connect)
+        h.connected()
+        h.frame("ok \(tr(1))")
+        let later = h.frame("fill \(tr(1)) 110 1010")
+        let next = later.compactMap { if case .recordGaps(_, let gaps) = $0 { gaps } else { nil } }.flatMap { $0 }
+        #expect(next.map(\.cause) == [.reconnect], "\(later)")
+    }
+
     @Test func aStoredTradeWatermarkRevealsFillsMissedWhileStopped() {
         var h = SessionHarness()
         h.add([tr(1)])
