@@ -305,6 +305,12 @@ extension ExchangeSession {
         fills.sort { $0.0 < $1.0 }
         let window = entry.window
         for (_, trade) in fills where window?.admits(trade.timestampExchange) ?? true {
+            // The same quality rule as a pushed fill: a bad one is dead-lettered, not stored.
+            if let problem = trade.qualityProblem() {
+                actions.append(.deadLetter(raw: "REST fill of \(stream): \(trade)", reason: problem))
+                actions.append(.streamError(stream, "data quality: \(problem)"))
+                continue
+            }
             actions.append(.emit(.trade(trade)))
         }
         if !fills.isEmpty { actions.append(.backfilled(stream, bars: fills.count)) }

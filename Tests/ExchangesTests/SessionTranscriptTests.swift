@@ -554,6 +554,18 @@ import Testing
             h.session.tradeBackfillFinished(
                 tr(1), after: 100, before: 105, from: b + 1_000_000, to: b + 1_005_000, trades: [], error: nil,
                 now: h.now))
+        // A REST fill that breaks the quality rule is dead-lettered like a pushed one, not stored.
+        var zero = h
+        let bad = Trade(
+            exchange: .okx, symbol: "S1-USDT", tradeID: "103", price: "0", size: "2", side: .buy,
+            timestampExchange: b + 1_003_000, timestampCollector: 0)
+        let checked = zero.record(
+            zero.session.tradeBackfillFinished(
+                tr(1), after: 100, before: 105, from: b + 1_000_000, to: b + 1_005_000, trades: [bad], error: nil,
+                now: zero.now))
+        #expect(checked.emitted.isEmpty)
+        #expect(
+            checked.contains { if case .deadLetter(_, let reason) = $0 { reason.contains("price") } else { false } })
         let closed = done.compactMap { if case .recordGaps(_, let gaps) = $0 { gaps } else { nil } }.flatMap { $0 }
         #expect(
             closed.map(\.cause) == [.refused] && closed.first?.from == opened.first?.from && closed.first?.missing == 4)
