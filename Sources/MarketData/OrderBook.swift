@@ -4,76 +4,101 @@ import WireCore
 /// exchange's price and size text exactly (checksums are computed over it); prices are ordered by
 /// their exact decimal value. Memory is bounded by `maxDepth` levels per side.
 public struct OrderBook: Sendable, Equatable {
-    /// Best first: highest bid, lowest ask.
-    public private(set) var bids: [BookLevel] = []
-    public private(set) var asks: [BookLevel] = []
-    /// Each level's price as a fixed-point key (parallel to `bids`/`asks`), so the binary search
-    /// compares two integers instead of parsing decimal text at every step.
-    private var bidKeys: [PriceKey] = []
-    private var askKeys: [PriceKey] = []
+    /// Best first: highest bid. O(n): a copy of the side (snapshot rows, tests).
+    public var bids: [BookLevel] { bidEntries.reversed().map(\.level) }
+    /// Best first: lowest ask. O(n), as `bids`.
+    public var asks: [BookLevel] { askEntries.reversed().map(\.level) }
+    /// Each side worst first, best last: most changes land near the top of the book, so at the
+    /// array's end an insert or a removal there moves a few entries instead of all 400. Bids are
+    /// thus in ascending price order, asks in descending.
+    private var bidEntries: [Entry] = []
+    private var askEntries: [Entry] = []
     /// Levels kept per side at most (OKX `books`: 400); deeper ones are dropped.
     public let maxDepth: Int
 
     public init(maxDepth: Int) { self.maxDepth = max(1, maxDepth) }
 
+    public static func == (a: OrderBook, b: OrderBook) -> Bool {
+        a.maxDepth == b.maxDepth && a.bidEntries == b.bidEntries && a.askEntries == b.askEntries
+    }
+
     /// Replaces the book with a snapshot's levels (in any order; a zero size is no level).
     public mutating func applySnapshot(bids newBids: [BookLevel], asks newAsks: [BookLevel]) {
-        bids = []
-        asks = []
-        bidKeys = []
-        askKeys = []
-        applyUpdate(bids: newBids, asks: newAsks)
+        bidEntries = Self.side(newBids, ascending: true, maxDepth: maxDepth)
+        askEntries = Self.side(newAsks, ascending: false, maxDepth: maxDepth)
     }
 
     /// Applies changed levels: a level's size replaces the old one at its price; a zero size removes it.
     public mutating func applyUpdate(bids changed: [BookLevel], asks changedAsks: [BookLevel]) {
-        for level in changed { Self.apply(level, to: &bids, keys: &bidKeys, descending: true) }
-        for level in changedAsks { Self.apply(level, to: &asks, keys: &askKeys, descending: false) }
-        if bids.count > maxDepth {
-            bids.removeLast(bids.count - maxDepth)
-            bidKeys.removeLast(bidKeys.count - maxDepth)
-        }
-        if asks.count > maxDepth {
-            asks.removeLast(asks.count - maxDepth)
-            askKeys.removeLast(askKeys.count - maxDepth)
-        }
+        for level in changed { Self.apply(level, to: &bidEntries, ascending: true) }
+        for level in changedAsks { Self.apply(level, to: &askEntries, ascending: false) }
+        // The worst levels are at the front.
+        if bidEntries.count > maxDepth { bidEntries.removeFirst(bidEntries.count - maxDepth) }
+        if askEntries.count > maxDepth { askEntries.removeFirst(askEntries.count - maxDepth) }
     }
 
-    private static func apply(
-        _ level: BookLevel, to side: inout [BookLevel], keys: inout [PriceKey], descending: Bool
-    ) {
-        let key = PriceKey(level.price)
-        func order(_ i: Int) -> Int {
-            // Exact either way: the fixed-point key where both prices have one, else the decimal text.
-            if let a = keys[i].value, let b = key.value { return a < b ? -1 : (a == b ? 0 : 1) }
-            return DecimalText.compare(side[i].price, level.price)
+    /// A side built from a snapshot's levels. Exchanges send them best first, each strictly worse than
+    /// the one before: then they are only reversed (O(n)); any other order is merged level by level.
+    private static func side(_ levels: [BookLevel], ascending: Bool, maxDepth: Int) -> [Entry] {
+        var entries: [Entry] = []
+        entries.reserveCapacity(min(levels.count, maxDepth) + 1)
+        var isBestFirst = true
+        var previous: Entry?
+        for level in levels.reversed() {
+            let (entry, isZero) = Entry.make(level)
+            // Walking from the worst, each level must be strictly better than the one before it (zero
+            // sizes included: a repeated price is merged in order below).
+            if let previous {
+                let o = order(previous, entry)
+                guard ascending ? o < 0 : o > 0 else {
+                    isBestFirst = false
+                    break
+                }
+            }
+            previous = entry
+            if !isZero { entries.append(entry) }
         }
-        // Binary search for the first level not better than `level`.
+        if !isBestFirst {
+            entries.removeAll(keepingCapacity: true)
+            for level in levels { apply(level, to: &entries, ascending: ascending) }
+        }
+        if entries.count > maxDepth { entries.removeFirst(entries.count - maxDepth) }
+        return entries
+    }
+
+    private static func apply(_ level: BookLevel, to side: inout [Entry], ascending: Bool) {
+        let (entry, isZero) = Entry.make(level)
+        // Binary search for the first entry not below (bids: ascending) or not above (asks) `level`.
         var low = 0
         var high = side.count
         while low < high {
-            let mid = (low + high) / 2
-            let o = order(mid)
-            if descending ? o > 0 : o < 0 { low = mid + 1 } else { high = mid }
+            let mid = (low &+ high) >> 1
+            let o = order(side[mid], entry)
+            if ascending ? o < 0 : o > 0 { low = mid &+ 1 } else { high = mid }
         }
-        let isZero = Self.isZero(level.size)
-        if low < side.count && order(low) == 0 {
-            if isZero {
-                side.remove(at: low)
-                keys.remove(at: low)
-            } else {
-                side[low] = level
-                keys[low] = key
-            }
+        if low < side.count && order(side[low], entry) == 0 {
+            if isZero { side.remove(at: low) } else { side[low] = entry }
         } else if !isZero {
-            side.insert(level, at: low)
-            keys.insert(key, at: low)
+            side.insert(entry, at: low)
         }
+    }
+
+    /// Price order of two entries: exact either way, the fixed-point key where both prices have one,
+    /// else the decimal text.
+    @inline(__always)
+    private static func order(_ a: Entry, _ b: Entry) -> Int {
+        if let x = a.key.value, let y = b.key.value { return x < y ? -1 : (x == y ? 0 : 1) }
+        return DecimalText.compare(a.level.price, b.level.price)
     }
 
     /// Whether a size is zero: no digit other than 0 before any exponent (`0`, `0.000`, `-0`, `0e3`).
     static func isZero(_ size: DecimalText) -> Bool {
-        for byte in size.text.utf8 {
+        var text = size.text
+        return text.withUTF8 { isZero($0) }
+    }
+
+    static func isZero(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in bytes {
             switch byte {
             case UInt8(ascii: "0"), UInt8(ascii: "."), UInt8(ascii: "+"), UInt8(ascii: "-"): continue
             case UInt8(ascii: "e"), UInt8(ascii: "E"): return true
@@ -85,22 +110,109 @@ public struct OrderBook: Sendable, Equatable {
 
     /// OKX's checksum (PROTOCOLS.md §1.6): the first 25 bids and asks interleaved as
     /// `bid1px:bid1sz:ask1px:ask1sz:…` (the longer side's remaining levels appended), CRC-32 as a signed
-    /// 32-bit integer.
+    /// 32-bit integer. The text is copied from each level's stored `px:sz` bytes into one stack buffer,
+    /// then checksummed eight bytes a step.
     public func okxChecksum(levels: Int = 25) -> Int32 {
-        // Checksummed piece by piece: no buffer of the whole text is built.
-        var crc = CRC32Accumulator()
-        for i in 0..<levels {
-            if i < bids.count { Self.add(bids[i], first: i == 0, to: &crc) }
-            if i < asks.count { Self.add(asks[i], first: i == 0 && bids.isEmpty, to: &crc) }
+        let bidCount = min(max(0, levels), bidEntries.count)
+        let askCount = min(max(0, levels), askEntries.count)
+        var byteCount = 0
+        for i in 0..<bidCount { byteCount += 1 + bidEntries[bidEntries.count - 1 - i].text.byteCount }
+        for i in 0..<askCount { byteCount += 1 + askEntries[askEntries.count - 1 - i].text.byteCount }
+        // Slack: an inline text is stored as a whole 32-byte block and then only its length counted.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount + LevelText.capacity) { buffer in
+            let base = buffer.baseAddress!  // capacity >= 32: never empty
+            var n = 0
+            for i in 0..<max(bidCount, askCount) {
+                if i < bidCount {
+                    if n > 0 {
+                        base[n] = UInt8(ascii: ":")
+                        n += 1
+                    }
+                    n += bidEntries[bidEntries.count - 1 - i].text(to: base + n)
+                }
+                if i < askCount {
+                    if n > 0 {
+                        base[n] = UInt8(ascii: ":")
+                        n += 1
+                    }
+                    n += askEntries[askEntries.count - 1 - i].text(to: base + n)
+                }
+            }
+            return Int32(bitPattern: CRC32.checksum(buffer: UnsafeBufferPointer(start: base, count: n)))
         }
-        return crc.signed
+    }
+}
+
+/// One level as the book keeps it: the exchange's text, its price as a fixed-point key, and its
+/// checksum text `px:sz` inline (no per-level string work when the checksum is computed).
+private struct Entry: Sendable, Equatable {
+    var key: PriceKey
+    var level: BookLevel
+    var text: LevelText
+
+    /// The entry for `level`, and whether its size is zero (price and size read in one pass each).
+    static func make(_ level: BookLevel) -> (Entry, isZero: Bool) {
+        var price = level.price.text
+        var size = level.size.text
+        return price.withUTF8 { p in
+            size.withUTF8 { s in
+                (Entry(key: PriceKey(bytes: p), level: level, text: LevelText(price: p, size: s)), OrderBook.isZero(s))
+            }
+        }
     }
 
-    private static func add(_ level: BookLevel, first: Bool, to crc: inout CRC32Accumulator) {
-        if !first { crc.add(byte: UInt8(ascii: ":")) }
-        crc.add(level.price.text)
-        crc.add(byte: UInt8(ascii: ":"))
-        crc.add(level.size.text)
+    /// Writes `px:sz` at `out`, which has room for its bytes plus `LevelText.capacity`; returns the
+    /// byte count.
+    @inline(__always)
+    func text(to out: UnsafeMutablePointer<UInt8>) -> Int {
+        if text.isInline {
+            UnsafeMutableRawPointer(out).storeBytes(of: text.words, as: LevelText.Words.self)
+            return text.byteCount
+        }
+        var n = 0
+        for byte in level.price.text.utf8 {
+            out[n] = byte
+            n += 1
+        }
+        out[n] = UInt8(ascii: ":")
+        n += 1
+        for byte in level.size.text.utf8 {
+            out[n] = byte
+            n += 1
+        }
+        return n
+    }
+
+    /// Key and text are functions of the level.
+    static func == (a: Entry, b: Entry) -> Bool { a.level == b.level }
+}
+
+/// A level's checksum text `px:sz` in 32 inline bytes when it fits (OKX's do: `42219.9:0.01234567`
+/// is 18); longer ones are read from the level's strings.
+private struct LevelText: Sendable {
+    typealias Words = (UInt64, UInt64, UInt64, UInt64)
+    static let capacity = 32
+    var words: Words = (0, 0, 0, 0)
+    /// The text's length in bytes, whether inline or not.
+    var byteCount: Int
+    var isInline: Bool { byteCount <= Self.capacity }
+
+    init(price: UnsafeBufferPointer<UInt8>, size: UnsafeBufferPointer<UInt8>) {
+        byteCount = price.count + 1 + size.count
+        guard byteCount <= Self.capacity else { return }
+        withUnsafeMutableBytes(of: &words) { raw in
+            var n = 0
+            for byte in price {
+                raw[n] = byte
+                n += 1
+            }
+            raw[n] = UInt8(ascii: ":")
+            n += 1
+            for byte in size {
+                raw[n] = byte
+                n += 1
+            }
+        }
     }
 }
 
@@ -120,12 +232,17 @@ struct PriceKey: Sendable, Equatable {
     }
 
     init(_ price: DecimalText) {
+        var text = price.text
+        self = text.withUTF8 { PriceKey(bytes: $0) }
+    }
+
+    init(bytes: UnsafeBufferPointer<UInt8>) {
         var integer: UInt64 = 0
         var fraction: UInt64 = 0
         var integerDigits = 0
         var fractionDigits = 0
         var inFraction = false
-        for byte in price.text.utf8 {
+        for byte in bytes {
             if byte == UInt8(ascii: ".") && !inFraction {
                 inFraction = true
                 continue
