@@ -46,6 +46,8 @@ let package = Package(
         library("HTTP1Protocol", ["WireCore"]),
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability", ["WireCore"]),
+        // The cluster's control protocol: framing, handshake and session machines (pure).
+        library("ControlProtocol"),
         // libpq behind a dedicated executor.
         library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).
@@ -103,6 +105,7 @@ let package = Package(
         ),
 
         tests("CryptoTests", ["Crypto"]),
+        tests("ControlProtocolTests", ["ControlProtocol"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "CollectorTests",
