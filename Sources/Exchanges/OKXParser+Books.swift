@@ -75,8 +75,45 @@ extension OKXParser {
     }
 
     /// `[[px, sz, …], …]`: price and size must be decimals; later fields (the deprecated "0", the
-    /// order count) are skipped.
+    /// order count) are skipped. OKX's own layout is read by `readLevelsInOKXLayout`; anything else
+    /// (whitespace, escapes, numbers) by the general scanner from the same offset.
     static func readLevels(_ s: inout JSONScanner) throws(JSONError) -> [BookLevel] {
+        let start = s.offset
+        if let levels = readLevelsInOKXLayout(&s) { return levels }
+        s.rewind(to: start)
+        return try readLevelsInAnyLayout(&s)
+    }
+
+    /// Levels an update carries are few; a snapshot's grow the array from there.
+    static let expectedLevelCount = 8
+
+    /// The layout fast path (JSONScanner's "Layout fast paths"): `[["px","sz","0","1"],…]` exactly,
+    /// every field a plain string, price and size valid decimals. Nil on any difference, including
+    /// a field that is not a decimal: the general path then reads the same bytes and names the
+    /// error. It opens no nesting level (`take` only): the two array levels are within the
+    /// scanner's limit, as they are for the general path at this depth.
+    static func readLevelsInOKXLayout(_ s: inout JSONScanner) -> [BookLevel]? {
+        guard s.take("[") else { return nil }
+        var levels: [BookLevel] = []
+        if s.take("]") { return levels }
+        levels.reserveCapacity(expectedLevelCount)
+        while true {
+            guard s.take("[\""), let price = s.readPlainString(), s.take(",\""), let size = s.readPlainString(),
+                let priceText = DecimalText(bytes: s.bytes(of: price)),
+                let sizeText = DecimalText(bytes: s.bytes(of: size))
+            else { return nil }
+            // Later fields: OKX's are strings ("0", the order count).
+            while s.take(",\"") {
+                guard s.readPlainString() != nil else { return nil }
+            }
+            guard s.take("]") else { return nil }
+            levels.append(BookLevel(price: priceText, size: sizeText))
+            if s.take(",") { continue }
+            return s.take("]") ? levels : nil
+        }
+    }
+
+    static func readLevelsInAnyLayout(_ s: inout JSONScanner) throws(JSONError) -> [BookLevel] {
         var levels: [BookLevel] = []
         try s.readArray { _, row throws(JSONError) in
             var price: DecimalText?

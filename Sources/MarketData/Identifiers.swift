@@ -94,11 +94,16 @@ public struct DecimalText: Hashable, Sendable, CustomStringConvertible, Expressi
         self.text = text
     }
 
-    /// Validates and copies the bytes once (the parsers' fast path).
+    /// Validates and copies the bytes once (the parsers' fast path). Valid bytes are ASCII, so they
+    /// are copied straight into the string's storage (inline for up to 15 bytes) rather than decoded
+    /// as general UTF-8 a second time.
     @inlinable
     public init?(bytes: UnsafeRawBufferPointer) {
         guard Self.isValid(bytes) else { return nil }
-        self.text = String(decoding: bytes, as: UTF8.self)
+        self.text = String(unsafeUninitializedCapacity: bytes.count) { storage in
+            UnsafeMutableRawBufferPointer(storage).copyMemory(from: bytes)
+            return bytes.count
+        }
     }
 
     public init(stringLiteral value: String) {
