@@ -110,45 +110,41 @@ public struct OrderBook: Sendable, Equatable {
 
     /// OKX's checksum (PROTOCOLS.md §1.6): the first 25 bids and asks interleaved as
     /// `bid1px:bid1sz:ask1px:ask1sz:…` (the longer side's remaining levels appended), CRC-32 as a signed
-    /// 32-bit integer. The text is copied from each level's stored `px:sz` bytes into one stack buffer,
-    /// then checksummed eight bytes a step.
+    /// 32-bit integer. Each level's `px:sz` is kept as a CRC-32 piece (computed once, when the level
+    /// was applied), so the text is never rebuilt: the pieces are combined in order.
     public func okxChecksum(levels: Int = 25) -> Int32 {
-        let bidCount = min(max(0, levels), bidEntries.count)
-        let askCount = min(max(0, levels), askEntries.count)
-        var byteCount = 0
-        for i in 0..<bidCount { byteCount += 1 + bidEntries[bidEntries.count - 1 - i].text.byteCount }
-        for i in 0..<askCount { byteCount += 1 + askEntries[askEntries.count - 1 - i].text.byteCount }
-        // Slack: an inline text is stored as a whole 32-byte block and then only its length counted.
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount + LevelText.capacity) { buffer in
-            let base = buffer.baseAddress!  // capacity >= 32: never empty
-            var n = 0
-            for i in 0..<max(bidCount, askCount) {
-                if i < bidCount {
-                    if n > 0 {
-                        base[n] = UInt8(ascii: ":")
-                        n += 1
+        let depth = max(0, levels)
+        return bidEntries.withUnsafeBufferPointer { bids in
+            askEntries.withUnsafeBufferPointer { asks in
+                let bidCount = min(depth, bids.count)
+                let askCount = min(depth, asks.count)
+                return withUnsafeTemporaryAllocation(of: CRC32Piece.self, capacity: bidCount + askCount) { pieces in
+                    var n = 0
+                    for i in 0..<max(bidCount, askCount) {
+                        if i < bidCount {
+                            pieces.initializeElement(at: n, to: bids[bids.count - 1 - i].piece)
+                            n += 1
+                        }
+                        if i < askCount {
+                            pieces.initializeElement(at: n, to: asks[asks.count - 1 - i].piece)
+                            n += 1
+                        }
                     }
-                    n += bidEntries[bidEntries.count - 1 - i].text(to: base + n)
-                }
-                if i < askCount {
-                    if n > 0 {
-                        base[n] = UInt8(ascii: ":")
-                        n += 1
-                    }
-                    n += askEntries[askEntries.count - 1 - i].text(to: base + n)
+                    var crc = CRC32Accumulator()
+                    crc.add(UnsafeBufferPointer(rebasing: pieces[..<n]), separatedBy: UInt8(ascii: ":"))
+                    return crc.signed
                 }
             }
-            return Int32(bitPattern: CRC32.checksum(buffer: UnsafeBufferPointer(start: base, count: n)))
         }
     }
 }
 
 /// One level as the book keeps it: the exchange's text, its price as a fixed-point key, and its
-/// checksum text `px:sz` inline (no per-level string work when the checksum is computed).
+/// checksum text `px:sz` as a CRC-32 piece.
 private struct Entry: Sendable, Equatable {
     var key: PriceKey
     var level: BookLevel
-    var text: LevelText
+    var piece: CRC32Piece
 
     /// The entry for `level`, and whether its size is zero (price and size read in one pass each).
     static func make(_ level: BookLevel) -> (Entry, isZero: Bool) {
@@ -156,64 +152,16 @@ private struct Entry: Sendable, Equatable {
         var size = level.size.text
         return price.withUTF8 { p in
             size.withUTF8 { s in
-                (Entry(key: PriceKey(bytes: p), level: level, text: LevelText(price: p, size: s)), OrderBook.isZero(s))
+                (
+                    Entry(key: PriceKey(bytes: p), level: level, piece: CRC32Piece(p, UInt8(ascii: ":"), s)),
+                    OrderBook.isZero(s)
+                )
             }
         }
     }
 
-    /// Writes `px:sz` at `out`, which has room for its bytes plus `LevelText.capacity`; returns the
-    /// byte count.
-    @inline(__always)
-    func text(to out: UnsafeMutablePointer<UInt8>) -> Int {
-        if text.isInline {
-            UnsafeMutableRawPointer(out).storeBytes(of: text.words, as: LevelText.Words.self)
-            return text.byteCount
-        }
-        var n = 0
-        for byte in level.price.text.utf8 {
-            out[n] = byte
-            n += 1
-        }
-        out[n] = UInt8(ascii: ":")
-        n += 1
-        for byte in level.size.text.utf8 {
-            out[n] = byte
-            n += 1
-        }
-        return n
-    }
-
-    /// Key and text are functions of the level.
+    /// Key and piece are functions of the level.
     static func == (a: Entry, b: Entry) -> Bool { a.level == b.level }
-}
-
-/// A level's checksum text `px:sz` in 32 inline bytes when it fits (OKX's do: `42219.9:0.01234567`
-/// is 18); longer ones are read from the level's strings.
-private struct LevelText: Sendable {
-    typealias Words = (UInt64, UInt64, UInt64, UInt64)
-    static let capacity = 32
-    var words: Words = (0, 0, 0, 0)
-    /// The text's length in bytes, whether inline or not.
-    var byteCount: Int
-    var isInline: Bool { byteCount <= Self.capacity }
-
-    init(price: UnsafeBufferPointer<UInt8>, size: UnsafeBufferPointer<UInt8>) {
-        byteCount = price.count + 1 + size.count
-        guard byteCount <= Self.capacity else { return }
-        withUnsafeMutableBytes(of: &words) { raw in
-            var n = 0
-            for byte in price {
-                raw[n] = byte
-                n += 1
-            }
-            raw[n] = UInt8(ascii: ":")
-            n += 1
-            for byte in size {
-                raw[n] = byte
-                n += 1
-            }
-        }
-    }
 }
 
 /// A non-negative price as a fixed-point number: integer digits and up to 18 fraction digits packed so
@@ -268,7 +216,11 @@ struct PriceKey: Sendable, Equatable {
                 integer = integer * 10 + digit
             }
         }
-        for _ in fractionDigits..<18 { fraction *= 10 }
-        value = Pair(integer: integer, fraction: fraction)
+        value = Pair(integer: integer, fraction: fraction * Self.scales[fractionDigits])
+    }
+
+    /// 10^(18 - k): scales a fraction of k digits to 18.
+    private static let scales: [UInt64] = (0...18).map { k in
+        (0..<(18 - k)).reduce(UInt64(1)) { power, _ in power * 10 }
     }
 }

@@ -23,29 +23,36 @@ public enum CRC32 {
         bytes.withUnsafeBufferPointer { checksum(buffer: $0, continuing: crc) }
     }
 
-    /// Slicing-by-8: eight bytes per step through eight derived tables (~3× the byte-wise speed).
+    /// Slicing-by-16: sixteen bytes per step through sixteen derived tables (~4× the byte-wise speed;
+    /// OKX's book checksum text is ~1 KB per update), then eight, then one at a time.
     public static func checksum(buffer bytes: UnsafeBufferPointer<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
         var c = ~crc
+        guard let base = bytes.baseAddress else { return crc }
+        let raw = UnsafeRawPointer(base)
+        @inline(__always) func word(_ i: Int) -> UInt32 {
+            UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+        }
         sliced.withUnsafeBufferPointer { t in
+            @inline(__always) func lookup(_ table: Int, _ w: UInt32) -> UInt32 {
+                t[(table + 3) * 256 + Int(w & 0xFF)] ^ t[(table + 2) * 256 + Int((w >> 8) & 0xFF)]
+                    ^ t[(table + 1) * 256 + Int((w >> 16) & 0xFF)] ^ t[table * 256 + Int(w >> 24)]
+            }
             var i = 0
             let n = bytes.count
-            while i + 8 <= n {
-                let one =
-                    c
-                    ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16
-                        | UInt32(bytes[i + 3]) << 24)
-                let two =
-                    UInt32(bytes[i + 4]) | UInt32(bytes[i + 5]) << 8 | UInt32(bytes[i + 6]) << 16
-                    | UInt32(bytes[i + 7]) << 24
-                c =
-                    t[7 * 256 + Int(one & 0xFF)] ^ t[6 * 256 + Int((one >> 8) & 0xFF)]
-                    ^ t[5 * 256 + Int((one >> 16) & 0xFF)] ^ t[4 * 256 + Int(one >> 24)]
-                    ^ t[3 * 256 + Int(two & 0xFF)] ^ t[2 * 256 + Int((two >> 8) & 0xFF)]
-                    ^ t[256 + Int((two >> 16) & 0xFF)] ^ t[Int(two >> 24)]
+            while i + 16 <= n {
+                let one = lookup(12, c ^ word(i))
+                let two = lookup(8, word(i + 4))
+                let three = lookup(4, word(i + 8))
+                let four = lookup(0, word(i + 12))
+                c = one ^ two ^ three ^ four
+                i += 16
+            }
+            if i + 8 <= n {
+                c = lookup(4, c ^ word(i)) ^ lookup(0, word(i + 4))
                 i += 8
             }
             while i < n {
-                c = t[Int((c ^ UInt32(bytes[i])) & 0xFF)] ^ (c >> 8)
+                c = t[Int((c ^ UInt32(base[i])) & 0xFF)] ^ (c >> 8)
                 i += 1
             }
         }
@@ -54,8 +61,8 @@ public enum CRC32 {
 
     /// Table k (at k × 256) maps a byte to its CRC after k more zero bytes; table 0 is `table`.
     static let sliced: [UInt32] = {
-        var t = table + [UInt32](repeating: 0, count: 7 * 256)
-        for k in 1..<8 {
+        var t = table + [UInt32](repeating: 0, count: 15 * 256)
+        for k in 1..<16 {
             for n in 0..<256 {
                 let previous = t[(k - 1) * 256 + n]
                 t[k * 256 + n] = (previous >> 8) ^ t[Int(previous & 0xFF)]
@@ -72,7 +79,8 @@ public enum CRC32 {
 /// A CRC-32 computed piece by piece (no buffer of the whole input is built): OKX's book checksum
 /// runs over 50 levels' text, appended level by level.
 public struct CRC32Accumulator {
-    private var c: UInt32 = 0xFFFF_FFFF
+    /// The running register (inverted start; `value` inverts it back).
+    fileprivate var c: UInt32 = 0xFFFF_FFFF
 
     public init() {}
 
@@ -97,4 +105,66 @@ public struct CRC32Accumulator {
     public var value: UInt32 { ~c }
     /// OKX's form: a signed 32-bit integer.
     public var signed: Int32 { Int32(bitPattern: ~c) }
+}
+
+/// A run of CRC-32 input known by its length and its raw register: the register after the run
+/// starting from zero, with no inversions. CRC-32 is linear over GF(2), so the register after a run
+/// is the register before it advanced over as many zero bytes, xor the run's raw register; a text
+/// made of runs kept from earlier (OKX's book levels, each `px:sz`) is then checksummed with a few
+/// table steps per run rather than one per byte.
+public struct CRC32Piece: Sendable, Hashable {
+    /// The register after the piece's bytes from a zero register.
+    public private(set) var raw: UInt32 = 0
+    /// The piece's length in bytes.
+    public private(set) var count: Int = 0
+
+    public init() {}
+
+    /// The piece `first`, `separator`, `second` (a level's `price:size`).
+    public init(_ first: UnsafeBufferPointer<UInt8>, _ separator: UInt8, _ second: UnsafeBufferPointer<UInt8>) {
+        var r: UInt32 = 0
+        CRC32.table.withUnsafeBufferPointer { t in
+            for byte in first { r = t[Int((r ^ UInt32(byte)) & 0xFF)] ^ (r >> 8) }
+            r = t[Int((r ^ UInt32(separator)) & 0xFF)] ^ (r >> 8)
+            for byte in second { r = t[Int((r ^ UInt32(byte)) & 0xFF)] ^ (r >> 8) }
+        }
+        raw = r
+        count = first.count + 1 + second.count
+    }
+}
+
+extension CRC32Accumulator {
+    /// Appends `pieces` with `separator` between each two (not before the first): per piece, the
+    /// register is advanced over the piece's length in zero bytes (16, 12, 8 or 4 at a step through
+    /// the slicing tables, then 1–3 singly) and xored with its raw register. O(total bytes / 16).
+    public mutating func add(_ pieces: UnsafeBufferPointer<CRC32Piece>, separatedBy separator: UInt8) {
+        var c = self.c
+        CRC32.sliced.withUnsafeBufferPointer { t in
+            // The register after four k zero bytes (k = 1...4): one slicing step whose data words are
+            // zero, so only the register's word is looked up (tables 4(k - 1) to 4k - 1).
+            @inline(__always) func advanced(_ c: UInt32, words k: Int) -> UInt32 {
+                let table = 4 * (k - 1)
+                return t[(table + 3) * 256 + Int(c & 0xFF)] ^ t[(table + 2) * 256 + Int((c >> 8) & 0xFF)]
+                    ^ t[(table + 1) * 256 + Int((c >> 16) & 0xFF)] ^ t[table * 256 + Int(c >> 24)]
+            }
+            for (i, piece) in pieces.enumerated() {
+                if i > 0 { c = t[Int((c ^ UInt32(separator)) & 0xFF)] ^ (c >> 8) }
+                var n = piece.count
+                while n >= 16 {
+                    c = advanced(c, words: 4)
+                    n -= 16
+                }
+                if n >= 4 {
+                    c = advanced(c, words: n >> 2)
+                    n &= 3
+                }
+                while n > 0 {
+                    c = t[Int(c & 0xFF)] ^ (c >> 8)
+                    n -= 1
+                }
+                c ^= piece.raw
+            }
+        }
+        self.c = c
+    }
 }

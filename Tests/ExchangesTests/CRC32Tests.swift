@@ -42,4 +42,27 @@ import WireCore
             #expect(crc.signed == expected)
         }
     }
+
+    /// Pieces kept by their raw register and length, joined with a separator, give the checksum of
+    /// the joined bytes (every length from 0 to 70 bytes a piece: the 16-, 4k- and 1-byte steps).
+    @Test func piecesJoinedGiveTheChecksumOfTheirText() {
+        var rng = SeededRNG(seed: 33)
+        for round in 0..<200 {
+            var pieces: [CRC32Piece] = []
+            var text: [UInt8] = []
+            for k in 0..<Int(rng.next() % 6) {
+                let first = (0..<Int(rng.next() % 40)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                let second = (0..<(round % 31)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                if k > 0 { text.append(UInt8(ascii: ":")) }
+                text += first + [UInt8(ascii: "=")] + second
+                pieces.append(
+                    first.withUnsafeBufferPointer { f in
+                        second.withUnsafeBufferPointer { CRC32Piece(f, UInt8(ascii: "="), $0) }
+                    })
+            }
+            var crc = CRC32Accumulator()
+            pieces.withUnsafeBufferPointer { crc.add($0, separatedBy: UInt8(ascii: ":")) }
+            #expect(crc.value == CRC32.checksum(text), "round \(round)")
+        }
+    }
 }
