@@ -179,17 +179,27 @@ extension ExchangeSession {
         _ message: BookMessage, index: Dictionary<StreamID, SessionEntry>.Index, into actions: inout [SessionAction]
     ) {
         let stream = message.stream
-        if entries.values[index].book == nil {
-            let interval = configuration.bookSnapshotInterval.map { Self.microseconds($0) }
-            entries.values[index].book = BookSynchronizer(
-                rules: adapter.bookRules(for: stream), snapshotInterval: interval)
-        }
-        let admits = entries.values[index].window?.admits(message.timestampExchange) ?? true
+        let adapter = adapter
+        let interval = configuration.bookSnapshotInterval
         var outputs: [BookSynchronizer.Output] = []
-        // Changed in place (through the optional), so the book's arrays are not copied.
-        entries.values[index].book?.isAdmitting = admits
-        entries.values[index].book?.receive(message, into: &outputs)
+        // One in-place access to the entry: reading a field through `entries.values[index]` copies the
+        // whole entry (its book included) first, once per message.
+        Self.receive(message, in: &entries.values[index], into: &outputs) {
+            BookSynchronizer(rules: adapter.bookRules(for: stream), snapshotInterval: interval.map(Self.microseconds))
+        }
         perform(outputs, for: stream, into: &actions)
+    }
+
+    /// Applies `message` to the entry's book (made by `makeBook` at the first message), admitting rows
+    /// inside the entry's window. Changed in place (through the optional), so the book's arrays are
+    /// not copied.
+    private static func receive(
+        _ message: BookMessage, in entry: inout SessionEntry, into outputs: inout [BookSynchronizer.Output],
+        makeBook: () -> BookSynchronizer
+    ) {
+        if entry.book == nil { entry.book = makeBook() }
+        entry.book?.isAdmitting = entry.window?.admits(message.timestampExchange) ?? true
+        entry.book?.receive(message, into: &outputs)
     }
 
     /// The REST reply to a `fetchBookSnapshot`: the book is seeded from it (or asked for again).
