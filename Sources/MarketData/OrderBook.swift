@@ -185,36 +185,30 @@ struct PriceKey: Sendable, Equatable {
     }
 
     init(bytes: UnsafeBufferPointer<UInt8>) {
+        let n = bytes.count
+        var i = 0
         var integer: UInt64 = 0
+        // Wrapping arithmetic: a run of more than 18 digits is refused below, whatever it summed to.
+        while i < n && bytes[i] &- 48 < 10 {
+            integer = integer &* 10 &+ UInt64(bytes[i] &- 48)
+            i += 1
+        }
+        let integerDigits = i
         var fraction: UInt64 = 0
-        var integerDigits = 0
         var fractionDigits = 0
-        var inFraction = false
-        for byte in bytes {
-            if byte == UInt8(ascii: ".") && !inFraction {
-                inFraction = true
-                continue
+        if i < n && bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            let start = i
+            while i < n && bytes[i] &- 48 < 10 {
+                fraction = fraction &* 10 &+ UInt64(bytes[i] &- 48)
+                i += 1
             }
-            guard byte >= 48 && byte <= 57 else {
-                value = nil  // a sign, an exponent
-                return
-            }
-            let digit = UInt64(byte - 48)
-            if inFraction {
-                fractionDigits += 1
-                guard fractionDigits <= 18 else {
-                    value = nil
-                    return
-                }
-                fraction = fraction * 10 + digit
-            } else {
-                integerDigits += 1
-                guard integerDigits <= 18 else {
-                    value = nil
-                    return
-                }
-                integer = integer * 10 + digit
-            }
+            fractionDigits = i - start
+        }
+        // A sign, an exponent, or more than 18 integer or fraction digits: compared by the text.
+        guard i == n && integerDigits <= 18 && fractionDigits <= 18 else {
+            value = nil
+            return
         }
         value = Pair(integer: integer, fraction: fraction * Self.scales[fractionDigits])
     }

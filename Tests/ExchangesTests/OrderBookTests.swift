@@ -61,4 +61,29 @@ import WireCore
         #expect(book.bids.map(\.price) == ["8476.97", "8476.5"])
         #expect(book.asks.map(\.price) == ["8476.98", "8476.990", "8477"], "8476.990 sorts by value; depth 3")
     }
+
+    /// Prices the fixed-point key cannot hold (19 integer digits, 19 fraction digits, exponents)
+    /// still sort by their exact value among those it can, and a best-first snapshot, an unordered
+    /// one and level-by-level updates all give the same book.
+    @Test func pricesBeyondTheFixedPointKeySortByValue() {
+        let prices: [DecimalText] = [
+            "1e1", "9.5", "10.0000000000000000001", "10", "1000000000000000000", "999999999999999999.9",
+            "0.0000000000000000001", "0", "2.50", "2.5000000000000000001",
+        ]
+        let sorted = prices.sorted { DecimalText.compare($0, $1) > 0 }
+        let levels = prices.enumerated().map { BookLevel(price: $0.element, size: DecimalText("\($0.offset + 1)")!) }
+        var unordered = OrderBook(maxDepth: 400)
+        unordered.applySnapshot(bids: levels, asks: [])
+        // "1e1" and "10" are the same price: the later level ("10", size 4) is kept.
+        let expected = sorted.filter { $0 != "1e1" }
+        #expect(unordered.bids.map(\.price) == expected)
+        #expect(unordered.bids.first { $0.price == "10" }?.size == "4")
+        var bestFirst = OrderBook(maxDepth: 400)
+        bestFirst.applySnapshot(bids: unordered.bids, asks: unordered.bids.reversed())
+        #expect(bestFirst.bids == unordered.bids)
+        #expect(bestFirst.asks == unordered.bids.reversed())
+        var updated = OrderBook(maxDepth: 400)
+        updated.applyUpdate(bids: unordered.bids.reversed(), asks: unordered.bids)
+        #expect(updated == bestFirst)
+    }
 }
