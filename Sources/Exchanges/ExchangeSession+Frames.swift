@@ -179,27 +179,29 @@ extension ExchangeSession {
         _ message: BookMessage, index: Dictionary<StreamID, SessionEntry>.Index, into actions: inout [SessionAction]
     ) {
         let stream = message.stream
-        let adapter = adapter
-        let interval = configuration.bookSnapshotInterval
         var outputs: [BookSynchronizer.Output] = []
         // One in-place access to the entry: reading a field through `entries.values[index]` copies the
         // whole entry (its book included) first, once per message.
-        Self.receive(message, in: &entries.values[index], into: &outputs) {
-            BookSynchronizer(rules: adapter.bookRules(for: stream), snapshotInterval: interval.map(Self.microseconds))
+        if !Self.receive(message, in: &entries.values[index], into: &outputs) {
+            let interval = configuration.bookSnapshotInterval.map { Self.microseconds($0) }
+            entries.values[index].book = BookSynchronizer(
+                rules: adapter.bookRules(for: stream), snapshotInterval: interval)
+            Self.receive(message, in: &entries.values[index], into: &outputs)
         }
         perform(outputs, for: stream, into: &actions)
     }
 
-    /// Applies `message` to the entry's book (made by `makeBook` at the first message), admitting rows
-    /// inside the entry's window. Changed in place (through the optional), so the book's arrays are
-    /// not copied.
+    /// Applies `message` to the entry's book, admitting rows inside the entry's window; false (nothing
+    /// done) when the entry has no book yet. Changed in place (through the optional), so the book's
+    /// arrays are not copied.
+    @discardableResult
     private static func receive(
-        _ message: BookMessage, in entry: inout SessionEntry, into outputs: inout [BookSynchronizer.Output],
-        makeBook: () -> BookSynchronizer
-    ) {
-        if entry.book == nil { entry.book = makeBook() }
+        _ message: BookMessage, in entry: inout SessionEntry, into outputs: inout [BookSynchronizer.Output]
+    ) -> Bool {
+        guard entry.book != nil else { return false }
         entry.book?.isAdmitting = entry.window?.admits(message.timestampExchange) ?? true
         entry.book?.receive(message, into: &outputs)
+        return true
     }
 
     /// The REST reply to a `fetchBookSnapshot`: the book is seeded from it (or asked for again).

@@ -120,48 +120,55 @@ public struct CRC32Piece: Sendable, Hashable {
 
     public init() {}
 
-    /// The piece `first`, `separator`, `second` (a level's `price:size`).
+    /// The piece `first`, `separator`, `second` (a level's `price:size`): copied into one stack
+    /// buffer, then checksummed sixteen bytes a step.
     public init(_ first: UnsafeBufferPointer<UInt8>, _ separator: UInt8, _ second: UnsafeBufferPointer<UInt8>) {
-        var r: UInt32 = 0
-        CRC32.table.withUnsafeBufferPointer { t in
-            for byte in first { r = t[Int((r ^ UInt32(byte)) & 0xFF)] ^ (r >> 8) }
-            r = t[Int((r ^ UInt32(separator)) & 0xFF)] ^ (r >> 8)
-            for byte in second { r = t[Int((r ^ UInt32(byte)) & 0xFF)] ^ (r >> 8) }
+        let n = first.count + 1 + second.count
+        raw = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { buffer in
+            var i = buffer.initialize(from: first).1
+            buffer.initializeElement(at: i, to: separator)
+            i += 1
+            for byte in second {
+                buffer.initializeElement(at: i, to: byte)
+                i += 1
+            }
+            // From a zero register with no final inversion: `checksum` inverts on the way in and out.
+            return ~CRC32.checksum(buffer: UnsafeBufferPointer(buffer), continuing: 0xFFFF_FFFF)
         }
-        raw = r
-        count = first.count + 1 + second.count
+        count = n
     }
 }
 
 extension CRC32Accumulator {
-    /// Appends `pieces` with `separator` between each two (not before the first): per piece, the
-    /// register is advanced over the piece's length in zero bytes (16, 12, 8 or 4 at a step through
-    /// the slicing tables, then 1–3 singly) and xored with its raw register. O(total bytes / 16).
+    /// Appends `pieces` with `separator` between each two (not before the first). Per piece, the
+    /// separator is xored into the register (processing a byte is processing a zero byte from the
+    /// register xor that byte), the register is advanced over the separator and the piece in zero
+    /// bytes, at most 16 in one step of four parallel table lookups, and the piece's raw register is
+    /// xored in. O(total bytes / 16), two dependent steps for a typical OKX level.
     public mutating func add(_ pieces: UnsafeBufferPointer<CRC32Piece>, separatedBy separator: UInt8) {
         var c = self.c
         CRC32.sliced.withUnsafeBufferPointer { t in
-            // The register after four k zero bytes (k = 1...4): one slicing step whose data words are
-            // zero, so only the register's word is looked up (tables 4(k - 1) to 4k - 1).
-            @inline(__always) func advanced(_ c: UInt32, words k: Int) -> UInt32 {
-                let table = 4 * (k - 1)
-                return t[(table + 3) * 256 + Int(c & 0xFF)] ^ t[(table + 2) * 256 + Int((c >> 8) & 0xFF)]
-                    ^ t[(table + 1) * 256 + Int((c >> 16) & 0xFF)] ^ t[table * 256 + Int(c >> 24)]
+            // The register after m (1...16) zero bytes: register byte j goes through m - 1 - j more
+            // bytes (table m - 1 - j); for m < 4 the bytes not yet reached just shift down.
+            @inline(__always) func advanced(_ c: UInt32, _ m: Int) -> UInt32 {
+                var r = m < 4 ? c >> (8 * UInt32(m)) : 0
+                r ^= t[(m - 1) * 256 + Int(c & 0xFF)]
+                if m > 1 { r ^= t[(m - 2) * 256 + Int((c >> 8) & 0xFF)] }
+                if m > 2 { r ^= t[(m - 3) * 256 + Int((c >> 16) & 0xFF)] }
+                if m > 3 { r ^= t[(m - 4) * 256 + Int(c >> 24)] }
+                return r
             }
             for (i, piece) in pieces.enumerated() {
-                if i > 0 { c = t[Int((c ^ UInt32(separator)) & 0xFF)] ^ (c >> 8) }
                 var n = piece.count
-                while n >= 16 {
-                    c = advanced(c, words: 4)
+                if i > 0 {
+                    c ^= UInt32(separator)
+                    n += 1
+                }
+                while n > 16 {
+                    c = advanced(c, 16)
                     n -= 16
                 }
-                if n >= 4 {
-                    c = advanced(c, words: n >> 2)
-                    n &= 3
-                }
-                while n > 0 {
-                    c = t[Int(c & 0xFF)] ^ (c >> 8)
-                    n -= 1
-                }
+                if n > 0 { c = advanced(c, n) }
                 c ^= piece.raw
             }
         }
