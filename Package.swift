@@ -47,7 +47,7 @@ let package = Package(
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability", ["WireCore"]),
         // The cluster's control protocol: framing, handshake and session machines (pure).
-        library("ControlProtocol"),
+        library("ControlProtocol", ["Crypto", "WireCore"]),
         // libpq behind a dedicated executor.
         library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).
@@ -105,7 +105,7 @@ let package = Package(
         ),
 
         tests("CryptoTests", ["Crypto"]),
-        tests("ControlProtocolTests", ["ControlProtocol"]),
+        tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "CollectorTests",

@@ -19,7 +19,7 @@ check COpenSSL Crypto TLS
 check CLibPQ PostgresClient
 check Foundation Runtime TestSupport collector-bench coordinator worker exchange-sim ExchangeSimulator Observability Storage PostgresClient Collector Gateway
 # The pure layers import nothing but the standard library.
-for pure in CollectorCore WireCore Configuration ControlProtocol; do
+for pure in CollectorCore WireCore Configuration; do
   if grep -rhE '^(@preconcurrency )?((public|internal|package) )?import ' "Sources/$pure" | grep -q .; then
     echo "layering: $pure must import nothing: $(grep -rhE '^.*import ' "Sources/$pure" | sort -u | tr '\n' ' ')"
     status=1
