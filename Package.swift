@@ -47,7 +47,7 @@ let package = Package(
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
         library("Observability", ["WireCore"]),
         // The cluster's control protocol: framing, handshake and session machines (pure).
-        library("ControlProtocol", ["Crypto", "WireCore"]),
+        library("ControlProtocol", ["CollectorCore", "Crypto", "WireCore"]),
         // libpq behind a dedicated executor.
         library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).

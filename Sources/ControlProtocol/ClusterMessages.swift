@@ -1,0 +1,282 @@
+import WireCore
+
+/// Messages after the handshake (DESIGN.md §3). Every coordinator message carries its term; a worker
+/// ignores a lower term than the highest it has seen. Durations travel as milliseconds, never as
+/// wall-clock instants; `cutoverAt` and event times are exchange times (µs), not clocks.
+public enum ClusterMessage: Hashable, Sendable {
+    /// Worker → coordinator, every heartbeat interval: renews the lease; `shards` holds only what
+    /// changed since the last beat, or everything when `full`.
+    case heartbeat(sequence: UInt64, full: Bool, shards: [ShardReport])
+    /// Coordinator → worker: the lease, renewed for `leaseMilliseconds` from when the beat was sent.
+    case heartbeatAck(term: UInt64, sequence: UInt64, leaseMilliseconds: Int64)
+    case assign(Assignment)
+    case revoke(term: UInt64, shard: String, epoch: UInt64)
+    /// Worker → coordinator: an assign or revoke was applied.
+    case acknowledged(shard: String, epoch: UInt64, revoked: Bool)
+    /// The exchange confirmed the subscription (books: synchronised).
+    case shardLive(shard: String, epoch: UInt64)
+    /// The worker cannot run the shard; `permanent` for an exchange refusal of the instrument or channel.
+    case shardFailed(shard: String, epoch: UInt64, permanent: Bool, code: String, reason: String)
+
+    public static let typeBase: UInt8 = 10
+}
+
+/// Where the new owner resumes: the shard's last stored event (time µs, and the exchange's trade id
+/// or sequence where the feed has one).
+public struct ResumePoint: Hashable, Sendable {
+    public var time: Int64
+    public var id: String?
+    public init(time: Int64, id: String? = nil) {
+        self.time = time
+        self.id = id
+    }
+}
+
+public struct Assignment: Hashable, Sendable {
+    public var term: UInt64
+    public var shard: String
+    public var epoch: UInt64
+    /// Rows with event time before it belong to the previous owner (make-before-break), if moving.
+    public var cutoverAt: Int64?
+    public var resumeFrom: ResumePoint?
+
+    public init(term: UInt64, shard: String, epoch: UInt64, cutoverAt: Int64? = nil, resumeFrom: ResumePoint? = nil) {
+        self.term = term
+        self.shard = shard
+        self.epoch = epoch
+        self.cutoverAt = cutoverAt
+        self.resumeFrom = resumeFrom
+    }
+}
+
+/// One shard's status in a heartbeat: state and counters as deltas since the last beat.
+public struct ShardReport: Hashable, Sendable {
+    public enum State: String, Sendable { case starting, live, failed, stopping }
+    public var shard: String
+    public var epoch: UInt64
+    public var state: State
+    public var eventsDelta: Int64
+    public var lastEventTime: Int64?
+
+    public init(shard: String, epoch: UInt64, state: State, eventsDelta: Int64, lastEventTime: Int64? = nil) {
+        self.shard = shard
+        self.epoch = epoch
+        self.state = state
+        self.eventsDelta = eventsDelta
+        self.lastEventTime = lastEventTime
+    }
+}
+
+extension ClusterMessage {
+    /// The frame carrying this message (JSON body).
+    public func frame() -> ControlFrame {
+        var w = JSONObjectWriter()
+        let index: UInt8
+        switch self {
+        case .heartbeat(let sequence, let full, let shards):
+            index = 0
+            w.number("seq", sequence)
+            w.bool("full", full)
+            w.raw(
+                "shards",
+                "["
+                    + shards.map { r in
+                        var o = JSONObjectWriter()
+                        o.string("shard", r.shard)
+                        o.number("epoch", r.epoch)
+                        o.string("state", r.state.rawValue)
+                        o.number("events", r.eventsDelta)
+                        if let t = r.lastEventTime { o.number("last_event_time", t) }
+                        return o.result
+                    }.joined(separator: ",") + "]")
+        case .heartbeatAck(let term, let sequence, let lease):
+            index = 1
+            w.number("term", term)
+            w.number("seq", sequence)
+            w.number("lease_ms", lease)
+        case .assign(let a):
+            index = 2
+            w.number("term", a.term)
+            w.string("shard", a.shard)
+            w.number("epoch", a.epoch)
+            if let c = a.cutoverAt { w.number("cutover_at", c) }
+            if let r = a.resumeFrom {
+                w.number("resume_time", r.time)
+                if let id = r.id { w.string("resume_id", id) }
+            }
+        case .revoke(let term, let shard, let epoch):
+            index = 3
+            w.number("term", term)
+            w.string("shard", shard)
+            w.number("epoch", epoch)
+        case .acknowledged(let shard, let epoch, let revoked):
+            index = 4
+            w.string("shard", shard)
+            w.number("epoch", epoch)
+            w.bool("revoked", revoked)
+        case .shardLive(let shard, let epoch):
+            index = 5
+            w.string("shard", shard)
+            w.number("epoch", epoch)
+        case .shardFailed(let shard, let epoch, let permanent, let code, let reason):
+            index = 6
+            w.string("shard", shard)
+            w.number("epoch", epoch)
+            w.bool("permanent", permanent)
+            w.string("code", code)
+            w.string("reason", reason)
+        }
+        return ControlFrame(type: Self.typeBase + index, body: Array(w.result.utf8))
+    }
+
+    /// Decodes a post-handshake frame; an unknown type, a malformed body or a missing field throws.
+    public static func decode(_ frame: ControlFrame) throws(HandshakeDecodeError) -> ClusterMessage {
+        guard frame.type >= typeBase, frame.type <= typeBase + 6 else {
+            throw HandshakeDecodeError("unknown message type \(frame.type)")
+        }
+        let f = try BodyFields.parse(frame.body, what: "message type \(frame.type)")
+        switch frame.type - typeBase {
+        case 0:
+            return .heartbeat(sequence: try f.unsigned("seq"), full: try f.bool("full"), shards: f.reports)
+        case 1:
+            return .heartbeatAck(
+                term: try f.unsigned("term"), sequence: try f.unsigned("seq"),
+                leaseMilliseconds: try f.positive("lease_ms"))
+        case 2:
+            let resume = f.numbers["resume_time"].map { ResumePoint(time: $0, id: f.strings["resume_id"]) }
+            return .assign(
+                Assignment(
+                    term: try f.unsigned("term"), shard: try f.string("shard"), epoch: try f.unsigned("epoch"),
+                    cutoverAt: f.numbers["cutover_at"], resumeFrom: resume))
+        case 3:
+            return .revoke(term: try f.unsigned("term"), shard: try f.string("shard"), epoch: try f.unsigned("epoch"))
+        case 4:
+            return .acknowledged(
+                shard: try f.string("shard"), epoch: try f.unsigned("epoch"), revoked: try f.bool("revoked"))
+        case 5:
+            return .shardLive(shard: try f.string("shard"), epoch: try f.unsigned("epoch"))
+        default:
+            return .shardFailed(
+                shard: try f.string("shard"), epoch: try f.unsigned("epoch"), permanent: try f.bool("permanent"),
+                code: try f.string("code"), reason: try f.string("reason"))
+        }
+    }
+}
+
+/// Builds one flat JSON object.
+struct JSONObjectWriter {
+    private var text = "{"
+    private var first = true
+
+    private mutating func key(_ name: String) {
+        if !first { text += "," }
+        first = false
+        text += JSONText.quoted(name) + ":"
+    }
+    mutating func string(_ name: String, _ value: String) {
+        key(name)
+        text += JSONText.quoted(value)
+    }
+    mutating func number(_ name: String, _ value: some BinaryInteger) {
+        key(name)
+        text += "\(value)"
+    }
+    mutating func bool(_ name: String, _ value: Bool) {
+        key(name)
+        text += value ? "true" : "false"
+    }
+    mutating func raw(_ name: String, _ json: String) {
+        key(name)
+        text += json
+    }
+    /// The finished object.
+    var result: String { text + "}" }
+}
+
+/// The flat fields of a message body, and its `shards` reports.
+struct BodyFields {
+    var strings: [String: String] = [:]
+    var numbers: [String: Int64] = [:]
+    var bools: [String: Bool] = [:]
+    var reports: [ShardReport] = []
+
+    static func parse(_ body: [UInt8], what: String) throws(HandshakeDecodeError) -> BodyFields {
+        let result = body.withUnsafeBytes { raw -> Result<BodyFields, JSONError> in
+            var s = JSONScanner(raw)
+            var f = BodyFields()
+            do throws(JSONError) {
+                try s.readObject { key, s2 throws(JSONError) in
+                    let name = s2.string(key)
+                    switch s2.peek() {
+                    case UInt8(ascii: "\"")?: f.strings[name] = try s2.readString()
+                    case UInt8(ascii: "t")?, UInt8(ascii: "f")?: f.bools[name] = try s2.readBool()
+                    case UInt8(ascii: "[")? where name == "shards": f.reports = try readReports(&s2)
+                    case let b? where b == UInt8(ascii: "-") || (b >= 48 && b <= 57):
+                        f.numbers[name] = try s2.readInt64()
+                    default: try s2.skipValue()
+                    }
+                }
+                try s.expectEnd()
+            } catch {
+                return .failure(error)
+            }
+            return .success(f)
+        }
+        switch result {
+        case .success(let f): return f
+        case .failure(let error): throw HandshakeDecodeError("malformed \(what) body: \(error.reason)")
+        }
+    }
+
+    private static func readReports(_ s: inout JSONScanner) throws(JSONError) -> [ShardReport] {
+        var reports: [ShardReport] = []
+        try s.readArray { index, s2 throws(JSONError) in
+            guard index < HandshakeLimits.maxReportedShards else {
+                throw JSONError(offset: s2.offset, reason: "more than \(HandshakeLimits.maxReportedShards) shards")
+            }
+            var shard = ""
+            var epoch: Int64 = -1
+            var state: ShardReport.State?
+            var events: Int64 = 0
+            var last: Int64?
+            try s2.readObject { k, s3 throws(JSONError) in
+                if s3.equals(k, "shard") {
+                    shard = try s3.readString()
+                } else if s3.equals(k, "epoch") {
+                    epoch = try s3.readInt64()
+                } else if s3.equals(k, "state") {
+                    state = ShardReport.State(rawValue: try s3.readString())
+                } else if s3.equals(k, "events") {
+                    events = try s3.readInt64()
+                } else if s3.equals(k, "last_event_time") {
+                    last = try s3.readInt64()
+                } else {
+                    try s3.skipValue()
+                }
+            }
+            guard !shard.isEmpty, epoch >= 0, let state else {
+                throw JSONError(offset: s2.offset, reason: "a shard report needs shard, epoch and a known state")
+            }
+            reports.append(
+                ShardReport(shard: shard, epoch: UInt64(epoch), state: state, eventsDelta: events, lastEventTime: last))
+        }
+        return reports
+    }
+
+    func string(_ name: String) throws(HandshakeDecodeError) -> String {
+        guard let v = strings[name], !v.isEmpty else { throw HandshakeDecodeError("missing string field '\(name)'") }
+        return v
+    }
+    func unsigned(_ name: String) throws(HandshakeDecodeError) -> UInt64 {
+        guard let v = numbers[name], v >= 0 else { throw HandshakeDecodeError("missing non-negative field '\(name)'") }
+        return UInt64(v)
+    }
+    func positive(_ name: String) throws(HandshakeDecodeError) -> Int64 {
+        guard let v = numbers[name], v > 0 else { throw HandshakeDecodeError("missing positive field '\(name)'") }
+        return v
+    }
+    func bool(_ name: String) throws(HandshakeDecodeError) -> Bool {
+        guard let v = bools[name] else { throw HandshakeDecodeError("missing boolean field '\(name)'") }
+        return v
+    }
+}
