@@ -48,6 +48,8 @@ let package = Package(
         library("Observability", ["WireCore"]),
         // The cluster's control protocol: framing, handshake and session machines (pure).
         library("ControlProtocol", ["CollectorCore", "Crypto", "WireCore"]),
+        // The coordinator's decision logic (pure state machine).
+        library("Coordination", ["CollectorCore", "ControlProtocol"]),
         // libpq behind a dedicated executor.
         library("PostgresClient", ["CLibPQ"]),
         // Market-data domain types and exchange adapters (pure).
@@ -106,6 +108,7 @@ let package = Package(
 
         tests("CryptoTests", ["Crypto"]),
         tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
+        tests("CoordinationTests", ["Coordination", "ControlProtocol", "CollectorCore"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "CollectorTests",

@@ -1,0 +1,251 @@
+public import CollectorCore
+public import ControlProtocol
+
+/// The coordinator's decision logic (DESIGN.md §2–§3, issue 10) as one pure state machine: events
+/// and the current instant in, actions out. No sockets, clocks or threads. This first part holds
+/// the registry of desired shards, the workers and their leases, epochs reserved in blocks, and
+/// placement of unowned shards (least loaded by weight per capacity, replicas on distinct workers).
+public struct CoordinatorCore: Sendable {
+    public struct Configuration: Sendable {
+        public var leaseTTL: Duration = .seconds(5)
+        public var heartbeatInterval: Duration = .seconds(1)
+        /// Epochs reserved per persisted block; a new block is asked for when half of one is used.
+        public var epochBlock: UInt64 = 1000
+        /// Bound on desired shards.
+        public var maxShards = 1_000_000
+        public init() {}
+
+        /// The lease as sent: whole milliseconds.
+        public var leaseMilliseconds: Int64 {
+            let (seconds, attoseconds) = leaseTTL.components
+            return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        }
+    }
+
+    /// A desired stream: its shard id, how many distinct workers run it, and what it costs.
+    public struct DesiredShard: Hashable, Sendable {
+        public var shard: String
+        public var replicas: Int
+        public var weight: Int
+        public init(shard: String, replicas: Int = 1, weight: Int) {
+            self.shard = shard
+            self.replicas = max(1, replicas)
+            self.weight = max(1, weight)
+        }
+
+        /// DESIGN.md §2 default weights by feed: candles 1, ticker 5, trades 10, book 50.
+        public static func defaultWeight(ofShard shard: String) -> Int {
+            let feed = shard.split(separator: "/").dropFirst().first.map(String.init) ?? ""
+            if feed.hasPrefix("book") { return 50 }
+            if feed == "trades" { return 10 }
+            if feed == "ticker" { return 5 }
+            return 1
+        }
+    }
+
+    public enum Event: Sendable {
+        /// An authenticated worker (after `WorkerAdmission`), with what it runs now.
+        case workerJoined(Hello)
+        case heartbeat(workerID: String, sequence: UInt64)
+        case subscribe([DesiredShard])
+        case unsubscribe([String])
+        case shardLive(workerID: String, shard: String, epoch: UInt64)
+        case shardFailed(workerID: String, shard: String, epoch: UInt64, permanent: Bool, code: String, reason: String)
+        /// The epoch block up to `upTo` is durable.
+        case epochsPersisted(upTo: UInt64)
+        /// Time passed (lease expiries, placement).
+        case tick
+    }
+
+    public enum Action: Hashable, Sendable {
+        case send(workerID: String, ClusterMessage)
+        /// Persist that epochs up to `upTo` may be issued (a restart continues above it).
+        case persistEpochs(upTo: UInt64)
+        case log(String, [String: String])
+    }
+
+    public enum OwnerState: String, Sendable { case assigned, live }
+
+    public struct Owner: Hashable, Sendable {
+        public var workerID: String
+        public var epoch: UInt64
+        public var state: OwnerState
+    }
+
+    public struct Shard: Sendable {
+        public var spec: DesiredShard
+        public var owners: [Owner] = []
+        /// A permanent failure: the exchange's code and message; not moved around.
+        public var rejected: (code: String, message: String)?
+        /// The last stored event time any owner reported (where the next owner resumes).
+        public var lastEventTime: Int64?
+    }
+
+    public struct Worker: Sendable {
+        public var hello: Hello
+        public var leaseUntil: Instant
+        public var load = 0
+    }
+
+    public let configuration: Configuration
+    public let term: UInt64
+    public private(set) var shards: [String: Shard] = [:]
+    public private(set) var workers: [String: Worker] = [:]
+    /// The next epoch to issue, and the highest one durably reserved.
+    public private(set) var nextEpoch: UInt64
+    public private(set) var reservedUpTo: UInt64
+    private var reservationPending = false
+
+    /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
+    /// epochs continue above it, so they only increase across restarts.
+    public init(configuration: Configuration = Configuration(), term: UInt64, persistedEpochs: UInt64) {
+        self.configuration = configuration
+        self.term = term
+        nextEpoch = persistedEpochs + 1
+        reservedUpTo = persistedEpochs
+    }
+
+    public mutating func handle(_ event: Event, now: Instant) -> [Action] {
+        var actions: [Action] = []
+        switch event {
+        case .workerJoined(let hello):
+            workers[hello.workerID] = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
+            adopt(hello, into: &actions)
+        case .heartbeat(let id, let sequence):
+            guard workers[id] != nil else { break }
+            workers[id]?.leaseUntil = now.advanced(by: configuration.leaseTTL)
+            actions.append(
+                .send(
+                    workerID: id,
+                    .heartbeatAck(
+                        term: term, sequence: sequence,
+                        leaseMilliseconds: configuration.leaseMilliseconds)))
+        case .subscribe(let desired):
+            for spec in desired where shards[spec.shard] == nil && shards.count < configuration.maxShards {
+                shards[spec.shard] = Shard(spec: spec)
+            }
+        case .unsubscribe(let names):
+            for name in names {
+                guard let shard = shards.removeValue(forKey: name) else { continue }
+                for owner in shard.owners {
+                    workers[owner.workerID]?.load -= shard.spec.weight
+                    actions.append(
+                        .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+                }
+            }
+        case .shardLive(let id, let name, let epoch):
+            guard let i = shards[name]?.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch }) else {
+                break
+            }
+            shards[name]?.owners[i].state = .live
+        case .shardFailed(let id, let name, let epoch, let permanent, let code, let reason):
+            guard var shard = shards[name],
+                let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch })
+            else { break }
+            shard.owners.remove(at: i)
+            workers[id]?.load -= shard.spec.weight
+            if permanent {
+                // Every owner would get the same answer: the shard waits, rejected, for an operator.
+                shard.rejected = (code, reason)
+                for owner in shard.owners {
+                    workers[owner.workerID]?.load -= shard.spec.weight
+                    actions.append(
+                        .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+                }
+                shard.owners = []
+                actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
+            }
+            shards[name] = shard
+        case .epochsPersisted(let upTo):
+            reservedUpTo = max(reservedUpTo, upTo)
+            reservationPending = false
+        case .tick:
+            expireLeases(now: now, into: &actions)
+        }
+        place(now: now, into: &actions)
+        return actions
+    }
+
+    /// A (re)joining worker's report: shards it runs with the newest epoch stay its own; older
+    /// epochs, or shards no longer desired, are revoked there.
+    private mutating func adopt(_ hello: Hello, into actions: inout [Action]) {
+        for reported in hello.shards {
+            guard var shard = shards[reported.shard], shard.rejected == nil else {
+                actions.append(
+                    .send(workerID: hello.workerID, .revoke(term: term, shard: reported.shard, epoch: reported.epoch)))
+                continue
+            }
+            if let t = reported.lastEventTime { shard.lastEventTime = max(shard.lastEventTime ?? .min, t) }
+            // Epochs issued before a restart are below nextEpoch only if we issued them; a higher one
+            // means our persisted mark is behind: never issue it again.
+            if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
+            shard.owners.removeAll { $0.workerID == hello.workerID }
+            shard.owners.append(Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live))
+            workers[hello.workerID]?.load += shard.spec.weight
+            // Where more claim it than its replicas, the highest epochs win; the rest are revoked.
+            shard.owners.sort { $0.epoch > $1.epoch }
+            while shard.owners.count > shard.spec.replicas {
+                let loser = shard.owners.removeLast()
+                workers[loser.workerID]?.load -= shard.spec.weight
+                actions.append(
+                    .send(workerID: loser.workerID, .revoke(term: term, shard: reported.shard, epoch: loser.epoch)))
+            }
+            shards[reported.shard] = shard
+        }
+    }
+
+    private mutating func expireLeases(now: Instant, into actions: inout [Action]) {
+        for (id, worker) in workers where worker.leaseUntil <= now {
+            workers[id] = nil
+            actions.append(.log("worker lease expired", ["worker": id]))
+            for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
+                shards[name]?.owners.removeAll { $0.workerID == id }
+            }
+        }
+    }
+
+    /// Gives every shard short of its replicas an owner: the eligible worker with the lowest load per
+    /// capacity that can still fit it and does not already run it. Shards are taken heaviest first,
+    /// ties by name, so placement is deterministic.
+    private mutating func place(now: Instant, into actions: inout [Action]) {
+        let short = shards.values.filter { $0.rejected == nil && $0.owners.count < $0.spec.replicas }
+            .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
+        for shard in short {
+            var owners = shard.owners
+            while owners.count < shard.spec.replicas {
+                let candidates = workers.values.filter { w in
+                    w.leaseUntil > now && !owners.contains { $0.workerID == w.hello.workerID }
+                        && w.load + shard.spec.weight <= w.hello.capacity
+                }
+                guard
+                    let best = candidates.min(by: {
+                        (Double($0.load) / Double($0.hello.capacity), $0.hello.workerID)
+                            < (Double($1.load) / Double($1.hello.capacity), $1.hello.workerID)
+                    })
+                else { break }
+                guard let epoch = issueEpoch(into: &actions) else { return }
+                owners.append(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned))
+                workers[best.hello.workerID]?.load += shard.spec.weight
+                let resume = shard.lastEventTime.map { ResumePoint(time: $0) }
+                actions.append(
+                    .send(
+                        workerID: best.hello.workerID,
+                        .assign(Assignment(term: term, shard: shard.spec.shard, epoch: epoch, resumeFrom: resume))))
+            }
+            shards[shard.spec.shard]?.owners = owners
+        }
+    }
+
+    /// The next epoch, if one is reserved; asks for the next block when half of this one is used, so
+    /// no assignment waits on the write.
+    private mutating func issueEpoch(into actions: inout [Action]) -> UInt64? {
+        let remaining = reservedUpTo >= nextEpoch ? reservedUpTo - nextEpoch + 1 : 0
+        if remaining <= configuration.epochBlock / 2 && !reservationPending {
+            reservationPending = true
+            actions.append(.persistEpochs(upTo: max(reservedUpTo, nextEpoch - 1) + configuration.epochBlock))
+        }
+        guard nextEpoch <= reservedUpTo else { return nil }
+        defer { nextEpoch += 1 }
+        return nextEpoch
+    }
+}

@@ -1,0 +1,134 @@
+import CollectorCore
+import ControlProtocol
+import Coordination
+import Testing
+
+/// The coordinator core's first rules as transcripts on a simulated clock.
+@Suite struct CoordinatorCoreTests {
+    static func at(_ ms: Int64) -> Instant { Instant(nanoseconds: ms * 1_000_000) }
+    static func hello(_ id: String, capacity: Int = 100, shards: [ReportedShard] = []) -> Hello {
+        Hello(workerID: id, incarnation: 1, capacity: capacity, nonce: [UInt8](repeating: 0, count: 32), shards: shards)
+    }
+    static func assigns(_ actions: [CoordinatorCore.Action]) -> [(String, Assignment)] {
+        actions.compactMap { if case .send(let w, .assign(let a)) = $0 { (w, a) } else { nil } }
+    }
+    static func revokes(_ actions: [CoordinatorCore.Action]) -> [(String, String, UInt64)] {
+        actions.compactMap { if case .send(let w, .revoke(_, let s, let e)) = $0 { (w, s, e) } else { nil } }
+    }
+
+    /// A core whose first epoch block is already durable.
+    static func core(persisted: UInt64 = 0) -> CoordinatorCore {
+        var core = CoordinatorCore(term: 1, persistedEpochs: persisted)
+        _ = core.handle(.epochsPersisted(upTo: persisted + 1000), now: at(0))
+        return core
+    }
+
+    @Test func shardsArePlacedByLoadPerCapacityWithReplicasOnDistinctWorkers() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0))
+        _ = core.handle(.workerJoined(Self.hello("b", capacity: 200)), now: Self.at(0))
+        let shards =
+            (0..<6).map { CoordinatorCore.DesiredShard(shard: "okx/trades/S\($0)-USDT", weight: 10) }
+            + [CoordinatorCore.DesiredShard(shard: "okx/book/BTC-USDT", replicas: 2, weight: 50)]
+        let actions = core.handle(.subscribe(shards), now: Self.at(1))
+        let placed = Self.assigns(actions)
+        #expect(placed.count == 8, "six trades and two book replicas")
+        let book = placed.filter { $0.1.shard == "okx/book/BTC-USDT" }.map(\.0)
+        #expect(Set(book) == ["a", "b"], "replicas on distinct workers")
+        // Loads end near proportional to capacity (a 100, b 200; 160 in all).
+        let loadA = core.workers["a"]?.load ?? 0
+        let loadB = core.workers["b"]?.load ?? 0
+        #expect(loadA + loadB == 160 && abs(Double(loadB) / Double(loadA) - 2) < 1, "\(loadA) \(loadB)")
+        // Every epoch distinct and increasing in issue order.
+        let epochs = placed.map(\.1.epoch)
+        #expect(epochs == epochs.sorted() && Set(epochs).count == epochs.count)
+    }
+
+    @Test func aWorkerWhoseLeaseRunsOutLosesItsShardsToTheOthersWithNewerEpochsAndTheResumePoint() {
+        var core = Self.core()
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0))
+        // a re-reports the shard (epoch 1, stored up to exchange time 42): adopted as it is.
+        let adopted = core.handle(
+            .workerJoined(
+                Self.hello("a", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1, lastEventTime: 42)])),
+            now: Self.at(0))
+        #expect(Self.assigns(adopted).isEmpty && Self.revokes(adopted).isEmpty)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1000))
+        // b beats, a does not: at a's lease expiry (5 s) the shard moves to b.
+        for t in stride(from: Int64(1000), through: 5000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "b", sequence: UInt64(t)), now: Self.at(t))
+        }
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(4999))).isEmpty, "a's lease still holds")
+        let moved = Self.assigns(core.handle(.tick, now: Self.at(5000)))
+        #expect(moved.map(\.0) == ["b"])
+        #expect((moved.first?.1.epoch ?? 0) > 1, "a newer epoch")
+        #expect(moved.first?.1.resumeFrom == ResumePoint(time: 42), "the new owner backfills from a's last event")
+        #expect(core.workers["a"] == nil)
+    }
+
+    @Test func afterARestartReportedShardsAreAdoptedAndTheHighestEpochWins() {
+        var core = Self.core(persisted: 2000)
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0))
+        // No worker yet: nothing placed. Then two workers both claim it.
+        _ = core.handle(
+            .workerJoined(
+                Self.hello("a", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1500, lastEventTime: 7)])),
+            now: Self.at(0))
+        let second = core.handle(
+            .workerJoined(
+                Self.hello("b", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1700, lastEventTime: 9)])),
+            now: Self.at(1))
+        #expect(Self.revokes(second).map { "\($0.0) \($0.2)" } == ["a 1500"], "the lower epoch is revoked")
+        #expect(core.shards["okx/trades/BTC-USDT"]?.owners.map(\.workerID) == ["b"])
+        #expect(core.shards["okx/trades/BTC-USDT"]?.lastEventTime == 9)
+        #expect(core.nextEpoch == 2001, "epochs continue above the persisted mark")
+        // A shard no longer desired is revoked where it is reported.
+        let stale = core.handle(
+            .workerJoined(
+                Self.hello("c", shards: [ReportedShard(shard: "okx/trades/GONE-USDT", epoch: 3, lastEventTime: nil)])),
+            now: Self.at(2))
+        #expect(Self.revokes(stale).map(\.1) == ["okx/trades/GONE-USDT"])
+    }
+
+    @Test func aPermanentFailureIsRejectedAndNotMovedAround() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0))
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0))
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: "okx/candles:1m/NOPE-USDT", weight: 1)]), now: Self.at(0)))
+        let owner = placed.first
+        let after = core.handle(
+            .shardFailed(
+                workerID: owner?.0 ?? "", shard: "okx/candles:1m/NOPE-USDT", epoch: owner?.1.epoch ?? 0,
+                permanent: true,
+                code: "60018", reason: "doesn't exist"),
+            now: Self.at(10))
+        #expect(Self.assigns(after).isEmpty, "not moved to the other worker")
+        #expect(core.shards["okx/candles:1m/NOPE-USDT"]?.rejected?.code == "60018")
+        // A transient failure is placed again.
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/X-USDT", weight: 10)]), now: Self.at(11))
+        let x = core.shards["okx/trades/X-USDT"]?.owners.first
+        let retried = core.handle(
+            .shardFailed(
+                workerID: x?.workerID ?? "", shard: "okx/trades/X-USDT", epoch: x?.epoch ?? 0, permanent: false,
+                code: "", reason: "timeout"),
+            now: Self.at(12))
+        #expect(Self.assigns(retried).count == 1)
+    }
+
+    /// Epochs come from durable blocks: the next block is asked for at half use, and nothing is
+    /// assigned beyond what is durable.
+    @Test func epochsAreIssuedOnlyFromDurableBlocksAskedForAhead() {
+        var cfg = CoordinatorCore.Configuration()
+        cfg.epochBlock = 4
+        var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 1000)), now: Self.at(0))
+        let cold = core.handle(
+            .subscribe((0..<3).map { .init(shard: "okx/trades/S\($0)", weight: 1) }), now: Self.at(0))
+        #expect(Self.assigns(cold).isEmpty, "nothing is durable yet")
+        #expect(cold.contains(.persistEpochs(upTo: 4)))
+        let warm = core.handle(.epochsPersisted(upTo: 4), now: Self.at(1))
+        #expect(Self.assigns(warm).map(\.1.epoch) == [1, 2, 3])
+        #expect(warm.contains(.persistEpochs(upTo: 8)), "the next block is asked for at half use")
+    }
+}
