@@ -11,6 +11,9 @@ public enum ClusterMessage: Hashable, Sendable {
     case heartbeatAck(term: UInt64, sequence: UInt64, leaseMilliseconds: Int64)
     case assign(Assignment)
     case revoke(term: UInt64, shard: String, epoch: UInt64)
+    /// Coordinator → the old owner of a moved shard: store rows with event time before `until` (the
+    /// move's cutover, µs), then stop; the new owner stores from `until` on.
+    case handOver(term: UInt64, shard: String, epoch: UInt64, until: Int64)
     /// Worker → coordinator: an assign or revoke was applied.
     case acknowledged(shard: String, epoch: UInt64, revoked: Bool)
     /// The exchange confirmed the subscription (books: synchronised).
@@ -109,6 +112,12 @@ extension ClusterMessage {
             w.number("term", term)
             w.string("shard", shard)
             w.number("epoch", epoch)
+        case .handOver(let term, let shard, let epoch, let until):
+            index = 7
+            w.number("term", term)
+            w.string("shard", shard)
+            w.number("epoch", epoch)
+            w.number("until", until)
         case .acknowledged(let shard, let epoch, let revoked):
             index = 4
             w.string("shard", shard)
@@ -131,7 +140,7 @@ extension ClusterMessage {
 
     /// Decodes a post-handshake frame; an unknown type, a malformed body or a missing field throws.
     public static func decode(_ frame: ControlFrame) throws(HandshakeDecodeError) -> ClusterMessage {
-        guard frame.type >= typeBase, frame.type <= typeBase + 6 else {
+        guard frame.type >= typeBase, frame.type <= typeBase + 7 else {
             throw HandshakeDecodeError("unknown message type \(frame.type)")
         }
         let f = try BodyFields.parse(frame.body, what: "message type \(frame.type)")
@@ -155,6 +164,11 @@ extension ClusterMessage {
                 shard: try f.string("shard"), epoch: try f.unsigned("epoch"), revoked: try f.bool("revoked"))
         case 5:
             return .shardLive(shard: try f.string("shard"), epoch: try f.unsigned("epoch"))
+        case 7:
+            guard let until = f.numbers["until"] else { throw HandshakeDecodeError("missing integer field 'until'") }
+            return .handOver(
+                term: try f.unsigned("term"), shard: try f.string("shard"), epoch: try f.unsigned("epoch"), until: until
+            )
         default:
             return .shardFailed(
                 shard: try f.string("shard"), epoch: try f.unsigned("epoch"), permanent: try f.bool("permanent"),

@@ -13,6 +13,9 @@ public struct CoordinatorCore: Sendable {
         public var epochBlock: UInt64 = 1000
         /// Bound on desired shards.
         public var maxShards = 1_000_000
+        /// How far ahead (exchange time) a move's cutover is set: time for the new owner to subscribe
+        /// and report live while the old one still stores.
+        public var cutoverLead: Duration = .seconds(10)
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -51,6 +54,11 @@ public struct CoordinatorCore: Sendable {
         case unsubscribe([String])
         case shardLive(workerID: String, shard: String, epoch: UInt64)
         case shardFailed(workerID: String, shard: String, epoch: UInt64, permanent: Bool, code: String, reason: String)
+        /// No new shards go to the worker; what it runs stays.
+        case cordon(workerID: String)
+        case uncordon(workerID: String)
+        /// Cordon, and move everything it runs elsewhere, make-before-break.
+        case drain(workerID: String)
         /// The epoch block up to `upTo` is durable.
         case epochsPersisted(upTo: UInt64)
         /// Time passed (lease expiries, placement).
@@ -85,12 +93,24 @@ public struct CoordinatorCore: Sendable {
         public var hello: Hello
         public var leaseUntil: Instant
         public var load = 0
+        public var cordoned = false
+        public var draining = false
+    }
+
+    /// A make-before-break move: `to` runs the shard from `cutoverAt` (exchange time, µs), `from`
+    /// until then; `from` is handed over once `to` is live and the cutover has passed.
+    public struct Move: Hashable, Sendable {
+        public var shard: String
+        public var from: Owner
+        public var to: Owner
+        public var cutoverAt: Int64
     }
 
     public let configuration: Configuration
     public let term: UInt64
     public private(set) var shards: [String: Shard] = [:]
     public private(set) var workers: [String: Worker] = [:]
+    public private(set) var moves: [String: Move] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
@@ -105,7 +125,9 @@ public struct CoordinatorCore: Sendable {
         reservedUpTo = persistedEpochs
     }
 
-    public mutating func handle(_ event: Event, now: Instant) -> [Action] {
+    /// `wallClock`: the current exchange-comparable time (µs since the epoch), used for cutovers only;
+    /// every rule about leases and timing uses the monotonic `now`.
+    public mutating func handle(_ event: Event, now: Instant, wallClock: Int64) -> [Action] {
         var actions: [Action] = []
         switch event {
         case .workerJoined(let hello):
@@ -143,6 +165,8 @@ public struct CoordinatorCore: Sendable {
                 let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch })
             else { break }
             shard.owners.remove(at: i)
+            // A failed move side ends the move: the other side keeps (or takes) the shard.
+            if let move = moves[name], move.to.epoch == epoch || move.from.epoch == epoch { moves[name] = nil }
             workers[id]?.load -= shard.spec.weight
             if permanent {
                 // Every owner would get the same answer: the shard waits, rejected, for an operator.
@@ -156,6 +180,14 @@ public struct CoordinatorCore: Sendable {
                 actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
             }
             shards[name] = shard
+        case .cordon(let id):
+            workers[id]?.cordoned = true
+        case .uncordon(let id):
+            workers[id]?.cordoned = false
+            workers[id]?.draining = false
+        case .drain(let id):
+            workers[id]?.cordoned = true
+            workers[id]?.draining = true
         case .epochsPersisted(let upTo):
             reservedUpTo = max(reservedUpTo, upTo)
             reservationPending = false
@@ -163,7 +195,64 @@ public struct CoordinatorCore: Sendable {
             expireLeases(now: now, into: &actions)
         }
         place(now: now, into: &actions)
+        startMoves(now: now, wallClock: wallClock, into: &actions)
+        completeMoves(wallClock: wallClock, into: &actions)
         return actions
+    }
+
+    /// The worker that takes a shard of `weight`: leased, not cordoned, with room, not one of
+    /// `excluded`, lowest load per capacity (ties by id).
+    private func bestWorker(for weight: Int, excluding excluded: [Owner], now: Instant) -> Worker? {
+        workers.values.filter { w in
+            w.leaseUntil > now && !w.cordoned && !excluded.contains { $0.workerID == w.hello.workerID }
+                && w.load + weight <= w.hello.capacity
+        }.min(by: {
+            (Double($0.load) / Double($0.hello.capacity), $0.hello.workerID)
+                < (Double($1.load) / Double($1.hello.capacity), $1.hello.workerID)
+        })
+    }
+
+    /// Draining workers' shards get a second owner whose window starts at a cutover ahead.
+    private mutating func startMoves(now: Instant, wallClock: Int64, into actions: inout [Action]) {
+        let draining = Set(workers.values.filter(\.draining).map(\.hello.workerID))
+        guard !draining.isEmpty else { return }
+        for name in shards.keys.sorted() where moves[name] == nil {
+            guard let shard = shards[name], let from = shard.owners.first(where: { draining.contains($0.workerID) }),
+                let target = bestWorker(for: shard.spec.weight, excluding: shard.owners, now: now)
+            else { continue }
+            guard let epoch = issueEpoch(into: &actions) else { return }
+            let cutover = wallClock + configuration.cutoverLead.microseconds
+            let to = Owner(workerID: target.hello.workerID, epoch: epoch, state: .assigned)
+            shards[name]?.owners.append(to)
+            workers[to.workerID]?.load += shard.spec.weight
+            moves[name] = Move(shard: name, from: from, to: to, cutoverAt: cutover)
+            actions.append(
+                .send(
+                    workerID: to.workerID,
+                    .assign(
+                        Assignment(
+                            term: term, shard: name, epoch: epoch, cutoverAt: cutover,
+                            resumeFrom: shard.lastEventTime.map { ResumePoint(time: $0) }))))
+        }
+    }
+
+    /// A move whose new owner is live and whose cutover has passed hands the old owner over.
+    private mutating func completeMoves(wallClock: Int64, into actions: inout [Action]) {
+        for name in moves.keys.sorted() {
+            guard let move = moves[name], wallClock >= move.cutoverAt,
+                shards[name]?.owners.contains(where: { $0.epoch == move.to.epoch && $0.state == .live }) == true
+            else { continue }
+            moves[name] = nil
+            shards[name]?.owners.removeAll { $0.epoch == move.from.epoch }
+            workers[move.from.workerID]?.load -= shards[name]?.spec.weight ?? 0
+            actions.append(
+                .send(
+                    workerID: move.from.workerID,
+                    .handOver(term: term, shard: name, epoch: move.from.epoch, until: move.cutoverAt)))
+            if let w = workers[move.from.workerID], w.draining, w.load <= 0 {
+                actions.append(.log("worker drained", ["worker": move.from.workerID]))
+            }
+        }
     }
 
     /// A (re)joining worker's report: shards it runs with the newest epoch stay its own; older
@@ -201,6 +290,8 @@ public struct CoordinatorCore: Sendable {
             for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
                 shards[name]?.owners.removeAll { $0.workerID == id }
             }
+            // A move with the dead worker on either side ends: what remains is the shard's owner.
+            for (name, move) in moves where move.from.workerID == id || move.to.workerID == id { moves[name] = nil }
         }
     }
 
@@ -213,16 +304,7 @@ public struct CoordinatorCore: Sendable {
         for shard in short {
             var owners = shard.owners
             while owners.count < shard.spec.replicas {
-                let candidates = workers.values.filter { w in
-                    w.leaseUntil > now && !owners.contains { $0.workerID == w.hello.workerID }
-                        && w.load + shard.spec.weight <= w.hello.capacity
-                }
-                guard
-                    let best = candidates.min(by: {
-                        (Double($0.load) / Double($0.hello.capacity), $0.hello.workerID)
-                            < (Double($1.load) / Double($1.hello.capacity), $1.hello.workerID)
-                    })
-                else { break }
+                guard let best = bestWorker(for: shard.spec.weight, excluding: owners, now: now) else { break }
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 owners.append(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned))
                 workers[best.hello.workerID]?.load += shard.spec.weight
@@ -247,5 +329,13 @@ public struct CoordinatorCore: Sendable {
         guard nextEpoch <= reservedUpTo else { return nil }
         defer { nextEpoch += 1 }
         return nextEpoch
+    }
+}
+
+extension Duration {
+    /// Whole microseconds.
+    var microseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
     }
 }

@@ -20,6 +20,7 @@ import Testing
         .assign(
             Assignment(term: 3, shard: "okx/candles:1m/BTC-USDT", epoch: 11, resumeFrom: ResumePoint(time: 60_000_000))),
         .revoke(term: 3, shard: "okx/trades/BTC-USDT", epoch: 9),
+        .handOver(term: 3, shard: "okx/trades/BTC-USDT", epoch: 9, until: 1_700_000_060_000_000),
         .acknowledged(shard: "okx/trades/BTC-USDT", epoch: 9, revoked: true),
         .shardLive(shard: "okx/book/ETH-USDT", epoch: 8),
         .shardFailed(
@@ -37,7 +38,7 @@ import Testing
 
     @Test(arguments: [
         (ControlFrame(type: 1, body: []), "unknown message type 1"),
-        (ControlFrame(type: 17, body: Array("{}".utf8)), "unknown message type 17"),
+        (ControlFrame(type: 18, body: Array("{}".utf8)), "unknown message type 18"),
         (ControlFrame(type: 10, body: Array("{".utf8)), "malformed"),
         (ControlFrame(type: 10, body: Array(#"{"seq":1}"#.utf8)), "missing boolean field 'full'"),
         (
@@ -67,7 +68,7 @@ import Testing
         var rng = SeededRNG(seed: 10)
         for _ in 0..<3000 {
             let body = (0..<Int(rng.next() % 80)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            let frame = ControlFrame(type: UInt8(10 + rng.next() % 7), body: body)
+            let frame = ControlFrame(type: UInt8(10 + rng.next() % 8), body: body)
             if let decoded = try? ClusterMessage.decode(frame) {
                 // Whatever decodes must encode back to a frame that decodes to the same message.
                 #expect(try ClusterMessage.decode(decoded.frame()) == decoded)

@@ -19,18 +19,18 @@ import Testing
     /// A core whose first epoch block is already durable.
     static func core(persisted: UInt64 = 0) -> CoordinatorCore {
         var core = CoordinatorCore(term: 1, persistedEpochs: persisted)
-        _ = core.handle(.epochsPersisted(upTo: persisted + 1000), now: at(0))
+        _ = core.handle(.epochsPersisted(upTo: persisted + 1000), now: at(0), wallClock: 0)
         return core
     }
 
     @Test func shardsArePlacedByLoadPerCapacityWithReplicasOnDistinctWorkers() {
         var core = Self.core()
-        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0))
-        _ = core.handle(.workerJoined(Self.hello("b", capacity: 200)), now: Self.at(0))
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b", capacity: 200)), now: Self.at(0), wallClock: 0)
         let shards =
             (0..<6).map { CoordinatorCore.DesiredShard(shard: "okx/trades/S\($0)-USDT", weight: 10) }
             + [CoordinatorCore.DesiredShard(shard: "okx/book/BTC-USDT", replicas: 2, weight: 50)]
-        let actions = core.handle(.subscribe(shards), now: Self.at(1))
+        let actions = core.handle(.subscribe(shards), now: Self.at(1), wallClock: 0)
         let placed = Self.assigns(actions)
         #expect(placed.count == 8, "six trades and two book replicas")
         let book = placed.filter { $0.1.shard == "okx/book/BTC-USDT" }.map(\.0)
@@ -46,20 +46,20 @@ import Testing
 
     @Test func aWorkerWhoseLeaseRunsOutLosesItsShardsToTheOthersWithNewerEpochsAndTheResumePoint() {
         var core = Self.core()
-        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0))
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: 0)
         // a re-reports the shard (epoch 1, stored up to exchange time 42): adopted as it is.
         let adopted = core.handle(
             .workerJoined(
                 Self.hello("a", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1, lastEventTime: 42)])),
-            now: Self.at(0))
+            now: Self.at(0), wallClock: 0)
         #expect(Self.assigns(adopted).isEmpty && Self.revokes(adopted).isEmpty)
-        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1000))
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1000), wallClock: 0)
         // b beats, a does not: at a's lease expiry (5 s) the shard moves to b.
         for t in stride(from: Int64(1000), through: 5000, by: 1000) {
-            _ = core.handle(.heartbeat(workerID: "b", sequence: UInt64(t)), now: Self.at(t))
+            _ = core.handle(.heartbeat(workerID: "b", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
         }
-        #expect(Self.assigns(core.handle(.tick, now: Self.at(4999))).isEmpty, "a's lease still holds")
-        let moved = Self.assigns(core.handle(.tick, now: Self.at(5000)))
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(4999), wallClock: 0)).isEmpty, "a's lease still holds")
+        let moved = Self.assigns(core.handle(.tick, now: Self.at(5000), wallClock: 0))
         #expect(moved.map(\.0) == ["b"])
         #expect((moved.first?.1.epoch ?? 0) > 1, "a newer epoch")
         #expect(moved.first?.1.resumeFrom == ResumePoint(time: 42), "the new owner backfills from a's last event")
@@ -68,16 +68,16 @@ import Testing
 
     @Test func afterARestartReportedShardsAreAdoptedAndTheHighestEpochWins() {
         var core = Self.core(persisted: 2000)
-        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0))
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: 0)
         // No worker yet: nothing placed. Then two workers both claim it.
         _ = core.handle(
             .workerJoined(
                 Self.hello("a", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1500, lastEventTime: 7)])),
-            now: Self.at(0))
+            now: Self.at(0), wallClock: 0)
         let second = core.handle(
             .workerJoined(
                 Self.hello("b", shards: [ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 1700, lastEventTime: 9)])),
-            now: Self.at(1))
+            now: Self.at(1), wallClock: 0)
         #expect(Self.revokes(second).map { "\($0.0) \($0.2)" } == ["a 1500"], "the lower epoch is revoked")
         #expect(core.shards["okx/trades/BTC-USDT"]?.owners.map(\.workerID) == ["b"])
         #expect(core.shards["okx/trades/BTC-USDT"]?.lastEventTime == 9)
@@ -86,33 +86,34 @@ import Testing
         let stale = core.handle(
             .workerJoined(
                 Self.hello("c", shards: [ReportedShard(shard: "okx/trades/GONE-USDT", epoch: 3, lastEventTime: nil)])),
-            now: Self.at(2))
+            now: Self.at(2), wallClock: 0)
         #expect(Self.revokes(stale).map(\.1) == ["okx/trades/GONE-USDT"])
     }
 
     @Test func aPermanentFailureIsRejectedAndNotMovedAround() {
         var core = Self.core()
-        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0))
-        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0))
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
         let placed = Self.assigns(
-            core.handle(.subscribe([.init(shard: "okx/candles:1m/NOPE-USDT", weight: 1)]), now: Self.at(0)))
+            core.handle(
+                .subscribe([.init(shard: "okx/candles:1m/NOPE-USDT", weight: 1)]), now: Self.at(0), wallClock: 0))
         let owner = placed.first
         let after = core.handle(
             .shardFailed(
                 workerID: owner?.0 ?? "", shard: "okx/candles:1m/NOPE-USDT", epoch: owner?.1.epoch ?? 0,
                 permanent: true,
                 code: "60018", reason: "doesn't exist"),
-            now: Self.at(10))
+            now: Self.at(10), wallClock: 0)
         #expect(Self.assigns(after).isEmpty, "not moved to the other worker")
         #expect(core.shards["okx/candles:1m/NOPE-USDT"]?.rejected?.code == "60018")
         // A transient failure is placed again.
-        _ = core.handle(.subscribe([.init(shard: "okx/trades/X-USDT", weight: 10)]), now: Self.at(11))
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/X-USDT", weight: 10)]), now: Self.at(11), wallClock: 0)
         let x = core.shards["okx/trades/X-USDT"]?.owners.first
         let retried = core.handle(
             .shardFailed(
                 workerID: x?.workerID ?? "", shard: "okx/trades/X-USDT", epoch: x?.epoch ?? 0, permanent: false,
                 code: "", reason: "timeout"),
-            now: Self.at(12))
+            now: Self.at(12), wallClock: 0)
         #expect(Self.assigns(retried).count == 1)
     }
 
@@ -122,13 +123,71 @@ import Testing
         var cfg = CoordinatorCore.Configuration()
         cfg.epochBlock = 4
         var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
-        _ = core.handle(.workerJoined(Self.hello("a", capacity: 1000)), now: Self.at(0))
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 1000)), now: Self.at(0), wallClock: 0)
         let cold = core.handle(
-            .subscribe((0..<3).map { .init(shard: "okx/trades/S\($0)", weight: 1) }), now: Self.at(0))
+            .subscribe((0..<3).map { .init(shard: "okx/trades/S\($0)", weight: 1) }), now: Self.at(0), wallClock: 0)
         #expect(Self.assigns(cold).isEmpty, "nothing is durable yet")
         #expect(cold.contains(.persistEpochs(upTo: 4)))
-        let warm = core.handle(.epochsPersisted(upTo: 4), now: Self.at(1))
+        let warm = core.handle(.epochsPersisted(upTo: 4), now: Self.at(1), wallClock: 0)
         #expect(Self.assigns(warm).map(\.1.epoch) == [1, 2, 3])
         #expect(warm.contains(.persistEpochs(upTo: 8)), "the next block is asked for at half use")
+    }
+
+    /// Drain is make-before-break: the new owner is assigned with a cutover ahead, both run until
+    /// it, and the old owner is handed over (rows before the cutover are its) only once the new one
+    /// is live and the cutover passed. A cordoned worker gets nothing new.
+    @Test func aDrainMovesEveryShardMakeBeforeBreakAtItsCutover() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe([
+                    .init(shard: "okx/trades/BTC-USDT", weight: 10), .init(shard: "okx/ticker/BTC-USDT", weight: 5),
+                ]),
+                now: Self.at(0), wallClock: wall))
+        #expect(placed.map(\.0) == ["a", "a"])
+        for (_, a) in placed {
+            _ = core.handle(.shardLive(workerID: "a", shard: a.shard, epoch: a.epoch), now: Self.at(1), wallClock: wall)
+        }
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(2), wallClock: wall)
+        _ = core.handle(.workerJoined(Self.hello("c")), now: Self.at(2), wallClock: wall)
+        _ = core.handle(.cordon(workerID: "c"), now: Self.at(3), wallClock: wall)
+        let started = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(4), wallClock: wall))
+        #expect(started.map(\.0) == ["b", "b"], "not to the cordoned worker")
+        #expect(started.allSatisfy { $0.1.cutoverAt == wall + 10_000_000 })
+        #expect(core.moves.count == 2 && core.shards["okx/trades/BTC-USDT"]?.owners.count == 2)
+        // b goes live before the cutover: nothing is handed over yet.
+        for (_, a) in started {
+            let early = core.handle(
+                .shardLive(workerID: "b", shard: a.shard, epoch: a.epoch), now: Self.at(5), wallClock: wall + 1)
+            #expect(!early.contains { if case .send(_, .handOver) = $0 { true } else { false } })
+        }
+        let done = core.handle(.tick, now: Self.at(6), wallClock: wall + 10_000_000)
+        let handed = done.compactMap { action -> (String, Int64)? in
+            if case .send("a", .handOver(_, let shard, _, let until)) = action { (shard, until) } else { nil }
+        }
+        #expect(Set(handed.map(\.0)) == ["okx/trades/BTC-USDT", "okx/ticker/BTC-USDT"])
+        #expect(handed.allSatisfy { $0.1 == wall + 10_000_000 })
+        #expect(done.contains(.log("worker drained", ["worker": "a"])))
+        #expect(core.moves.isEmpty && core.shards.values.allSatisfy { $0.owners.map(\.workerID) == ["b"] })
+    }
+
+    /// If the new owner dies mid-move, the old one keeps the shard: no move leaves it ownerless.
+    @Test func aMoveWhoseNewOwnerDiesLeavesTheOldOwnerInPlace() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.drain(workerID: "a"), now: Self.at(1), wallClock: 0)
+        #expect(core.moves.count == 1)
+        // a keeps beating; b never does: at b's lease expiry the move ends and a still owns it.
+        for t in stride(from: Int64(1000), through: 5000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "a", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+        }
+        _ = core.handle(.tick, now: Self.at(5001), wallClock: 20_000_000)
+        #expect(core.workers["b"] == nil)
+        #expect(core.shards["okx/trades/BTC-USDT"]?.owners.map(\.workerID) == ["a"])
+        #expect(core.moves.isEmpty, "no other worker to move to")
     }
 }
