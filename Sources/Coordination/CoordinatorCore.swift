@@ -16,6 +16,12 @@ public struct CoordinatorCore: Sendable {
         /// How far ahead (exchange time) a move's cutover is set: time for the new owner to subscribe
         /// and report live while the old one still stores.
         public var cutoverLead: Duration = .seconds(10)
+        /// Balanced: every worker's load per capacity within this fraction of the mean.
+        public var balanceTolerance = 0.10
+        /// Rebalancing moves in flight at once.
+        public var maxConcurrentMoves = 8
+        /// A shard is not moved again (to rebalance) within this long of its last move.
+        public var minDwell: Duration = .seconds(60)
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -87,6 +93,8 @@ public struct CoordinatorCore: Sendable {
         public var rejected: (code: String, message: String)?
         /// The last stored event time any owner reported (where the next owner resumes).
         public var lastEventTime: Int64?
+        /// When the shard last got an owner by a move (hysteresis).
+        public var lastMovedAt: Instant?
     }
 
     public struct Worker: Sendable {
@@ -196,6 +204,7 @@ public struct CoordinatorCore: Sendable {
         }
         place(now: now, into: &actions)
         startMoves(now: now, wallClock: wallClock, into: &actions)
+        rebalance(now: now, wallClock: wallClock, into: &actions)
         completeMoves(wallClock: wallClock, into: &actions)
         return actions
     }
@@ -212,7 +221,8 @@ public struct CoordinatorCore: Sendable {
         })
     }
 
-    /// Draining workers' shards get a second owner whose window starts at a cutover ahead.
+    /// Draining workers' shards get a second owner whose window starts at a cutover ahead (drains
+    /// are not limited by `maxConcurrentMoves`: the worker is leaving).
     private mutating func startMoves(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         let draining = Set(workers.values.filter(\.draining).map(\.hello.workerID))
         guard !draining.isEmpty else { return }
@@ -220,20 +230,92 @@ public struct CoordinatorCore: Sendable {
             guard let shard = shards[name], let from = shard.owners.first(where: { draining.contains($0.workerID) }),
                 let target = bestWorker(for: shard.spec.weight, excluding: shard.owners, now: now)
             else { continue }
-            guard let epoch = issueEpoch(into: &actions) else { return }
-            let cutover = wallClock + configuration.cutoverLead.microseconds
-            let to = Owner(workerID: target.hello.workerID, epoch: epoch, state: .assigned)
-            shards[name]?.owners.append(to)
-            workers[to.workerID]?.load += shard.spec.weight
-            moves[name] = Move(shard: name, from: from, to: to, cutoverAt: cutover)
-            actions.append(
-                .send(
-                    workerID: to.workerID,
-                    .assign(
-                        Assignment(
-                            term: term, shard: name, epoch: epoch, cutoverAt: cutover,
-                            resumeFrom: shard.lastEventTime.map { ResumePoint(time: $0) }))))
+            guard beginMove(name, from: from, to: target.hello.workerID, now: now, wallClock: wallClock, into: &actions)
+            else { return }
         }
+    }
+
+    /// A worker's load once the moves away from it complete (both owners count until then).
+    private func settledLoad(_ w: Worker) -> Int {
+        w.load
+            - moves.values.filter { $0.from.workerID == w.hello.workerID }.reduce(0) {
+                $0 + (shards[$1.shard]?.spec.weight ?? 0)
+            }
+    }
+
+    /// Settled load per capacity.
+    private func utilisation(_ w: Worker) -> Double { Double(settledLoad(w)) / Double(w.hello.capacity) }
+
+    /// Scale-up balance (DESIGN.md §3): while a worker is more than `balanceTolerance` above the mean
+    /// load per capacity and another below it, a shard moves from the first to the second — the
+    /// heaviest that does not overshoot, not moved within `minDwell` — at most `maxConcurrentMoves`
+    /// moves at a time.
+    private mutating func rebalance(now: Instant, wallClock: Int64, into actions: inout [Action]) {
+        while moves.count < configuration.maxConcurrentMoves {
+            let eligible = workers.values.filter { $0.leaseUntil > now && !$0.cordoned }
+            guard eligible.count >= 2 else { return }
+            var util: [String: Double] = [:]
+            for w in eligible { util[w.hello.workerID] = utilisation(w) }
+            let mean = util.values.reduce(0, +) / Double(eligible.count)
+            let order: (Worker, Worker) -> Bool = { a, b in
+                (util[a.hello.workerID] ?? 0, a.hello.workerID) < (util[b.hello.workerID] ?? 0, b.hello.workerID)
+            }
+            guard let low = eligible.min(by: order),
+                (util[low.hello.workerID] ?? 0) < mean * (1 - configuration.balanceTolerance) - 1e-9
+            else { return }
+            // The fullest sender that has a shard free to move (one just moved stays for `minDwell`).
+            let senders = eligible.filter {
+                (util[$0.hello.workerID] ?? 0) > mean * (1 + configuration.balanceTolerance) + 1e-9
+            }
+            .sorted { order($1, $0) }
+            var chosen: (shard: Shard, from: Owner)?
+            for high in senders {
+                let candidates = shards.values.filter { shard in
+                    moves[shard.spec.shard] == nil
+                        && shard.owners.contains { $0.workerID == high.hello.workerID && $0.state == .live }
+                        && !shard.owners.contains { $0.workerID == low.hello.workerID }
+                        && (shard.lastMovedAt.map {
+                            now.nanoseconds - $0.nanoseconds >= configuration.minDwell.nanosecondsValue
+                        } ?? true)
+                        && low.load + shard.spec.weight <= low.hello.capacity
+                        // No overshoot: afterwards the receiver is not fuller than the sender.
+                        && Double(settledLoad(low) + shard.spec.weight) / Double(low.hello.capacity)
+                            <= Double(settledLoad(high) - shard.spec.weight) / Double(high.hello.capacity) + 1e-9
+                }.sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
+                if let shard = candidates.first,
+                    let from = shard.owners.first(where: { $0.workerID == high.hello.workerID })
+                {
+                    chosen = (shard, from)
+                    break
+                }
+            }
+            guard let chosen,
+                beginMove(
+                    chosen.shard.spec.shard, from: chosen.from, to: low.hello.workerID, now: now, wallClock: wallClock,
+                    into: &actions)
+            else { return }
+        }
+    }
+
+    /// Assigns `name` to `to` with a cutover ahead, beside `from`; false when no epoch is durable.
+    private mutating func beginMove(
+        _ name: String, from: Owner, to workerID: String, now: Instant, wallClock: Int64, into actions: inout [Action]
+    ) -> Bool {
+        guard let shard = shards[name], let epoch = issueEpoch(into: &actions) else { return false }
+        let cutover = wallClock + configuration.cutoverLead.microseconds
+        let to = Owner(workerID: workerID, epoch: epoch, state: .assigned)
+        shards[name]?.owners.append(to)
+        shards[name]?.lastMovedAt = now
+        workers[workerID]?.load += shard.spec.weight
+        moves[name] = Move(shard: name, from: from, to: to, cutoverAt: cutover)
+        actions.append(
+            .send(
+                workerID: workerID,
+                .assign(
+                    Assignment(
+                        term: term, shard: name, epoch: epoch, cutoverAt: cutover,
+                        resumeFrom: shard.lastEventTime.map { ResumePoint(time: $0) }))))
+        return true
     }
 
     /// A move whose new owner is live and whose cutover has passed hands the old owner over.
@@ -337,5 +419,13 @@ extension Duration {
     var microseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (durations here are seconds to minutes: no overflow).
+    var nanosecondsValue: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -137,7 +137,10 @@ import Testing
     /// it, and the old owner is handed over (rows before the cutover are its) only once the new one
     /// is live and the cutover passed. A cordoned worker gets nothing new.
     @Test func aDrainMovesEveryShardMakeBeforeBreakAtItsCutover() {
-        var core = Self.core()
+        var cfg = CoordinatorCore.Configuration()
+        cfg.maxConcurrentMoves = 0  // no rebalancing: the drain alone moves shards here
+        var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: Self.at(0), wallClock: 0)
         let wall: Int64 = 1_700_000_000_000_000
         _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
         let placed = Self.assigns(
@@ -189,5 +192,58 @@ import Testing
         #expect(core.workers["b"] == nil)
         #expect(core.shards["okx/trades/BTC-USDT"]?.owners.map(\.workerID) == ["a"])
         #expect(core.moves.isEmpty, "no other worker to move to")
+    }
+
+    /// A worker joining an unbalanced cluster takes shards until every load is within ±10 % of the
+    /// mean, at most `maxConcurrentMoves` in flight, without overshoot, and a shard just moved stays
+    /// put for `minDwell`.
+    @Test func aJoiningWorkerIsFilledToTheMeanWithBoundedConcurrentMoves() {
+        var cfg = CoordinatorCore.Configuration()
+        cfg.maxConcurrentMoves = 3
+        var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe((0..<10).map { .init(shard: "okx/trades/S\($0)", weight: 10) }), now: Self.at(0),
+                wallClock: 0))
+        for (_, a) in placed {
+            _ = core.handle(.shardLive(workerID: "a", shard: a.shard, epoch: a.epoch), now: Self.at(0), wallClock: 0)
+        }
+        var t: Int64 = 1
+        var wall: Int64 = 0
+        var inFlightMax = 0
+        let joined = core.handle(.workerJoined(Self.hello("b", capacity: 100)), now: Self.at(t), wallClock: wall)
+        var pending = Self.assigns(joined)
+        inFlightMax = max(inFlightMax, core.moves.count)
+        #expect(pending.count == 3, "at most three moves at once")
+        while !pending.isEmpty {
+            var next: [(String, Assignment)] = []
+            for (w, a) in pending {
+                next += Self.assigns(
+                    core.handle(
+                        .shardLive(workerID: w, shard: a.shard, epoch: a.epoch), now: Self.at(t), wallClock: wall))
+            }
+            t += 1
+            wall += 10_000_001  // past the cutover
+            for id in ["a", "b"] {
+                next += Self.assigns(
+                    core.handle(.heartbeat(workerID: id, sequence: UInt64(t)), now: Self.at(t), wallClock: wall))
+            }
+            inFlightMax = max(inFlightMax, core.moves.count)
+            next += Self.assigns(core.handle(.tick, now: Self.at(t), wallClock: wall))
+            inFlightMax = max(inFlightMax, core.moves.count)
+            pending = next
+        }
+        #expect(inFlightMax <= 3)
+        #expect(core.workers["a"]?.load == 50 && core.workers["b"]?.load == 50, "balanced, no overshoot")
+        #expect(core.shards.values.allSatisfy { $0.owners.count == 1 })
+        // c joins at once: the shards just moved to b are within min_dwell; a's unmoved ones may go.
+        _ = core.handle(.workerJoined(Self.hello("c", capacity: 100)), now: Self.at(t), wallClock: wall)
+        let movedAgain = core.moves.keys.filter { name in
+            core.shards[name]?.owners.contains { $0.workerID == "b" } == true && core.moves[name]?.from.workerID == "b"
+        }
+        #expect(movedAgain.isEmpty, "nothing moved twice within min_dwell")
+        #expect(!core.moves.isEmpty, "a's shards start moving to c")
     }
 }
