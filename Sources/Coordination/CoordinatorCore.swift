@@ -139,7 +139,15 @@ public struct CoordinatorCore: Sendable {
         var actions: [Action] = []
         switch event {
         case .workerJoined(let hello):
-            workers[hello.workerID] = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
+            // A (re)joining worker runs exactly what it reports: ownerships the map still gives it
+            // (from a previous incarnation, or lost while it was cut off) are gone, as are moves
+            // involving it; a drain or cordon in force stays.
+            let previous = workers[hello.workerID]
+            forgetOwnerships(of: hello.workerID)
+            var worker = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
+            worker.cordoned = previous?.cordoned ?? false
+            worker.draining = previous?.draining ?? false
+            workers[hello.workerID] = worker
             adopt(hello, into: &actions)
         case .heartbeat(let id, let sequence):
             guard workers[id] != nil else { break }
@@ -363,6 +371,15 @@ public struct CoordinatorCore: Sendable {
             }
             shards[reported.shard] = shard
         }
+    }
+
+    /// Removes `id` from every shard's owners and every move.
+    private mutating func forgetOwnerships(of id: String) {
+        for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
+            shards[name]?.owners.removeAll { $0.workerID == id }
+        }
+        for (name, move) in moves where move.from.workerID == id || move.to.workerID == id { moves[name] = nil }
+        workers[id]?.load = 0
     }
 
     private mutating func expireLeases(now: Instant, into actions: inout [Action]) {
