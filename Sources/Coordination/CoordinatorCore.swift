@@ -22,6 +22,10 @@ public struct CoordinatorCore: Sendable {
         public var maxConcurrentMoves = 8
         /// A shard is not moved again (to rebalance) within this long of its last move.
         public var minDwell: Duration = .seconds(60)
+        /// New assignments (each a subscribe, and after a failover a backfill) per exchange per egress
+        /// group per second: workers behind one address share the exchange's per-IP budgets, so a
+        /// failover never makes a whole group subscribe and backfill at once. The rest wait a second.
+        public var assignmentsPerGroupPerSecond = 20
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -119,16 +123,27 @@ public struct CoordinatorCore: Sendable {
     public private(set) var shards: [String: Shard] = [:]
     public private(set) var workers: [String: Worker] = [:]
     public private(set) var moves: [String: Move] = [:]
+    /// Assignments made this second, by egress group and exchange (only the current second is kept).
+    private var groupBudget: [String: (second: Int64, used: Int)] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
     private var reservationPending = false
 
+    /// After a restart nothing is placed or moved for one lease length from the first event, so the
+    /// workers that are alive re-register with what they run first (DESIGN.md §3).
+    private var recovering: Bool
+    private var placementHeldUntil: Instant?
+
     /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
-    /// epochs continue above it, so they only increase across restarts.
-    public init(configuration: Configuration = Configuration(), term: UInt64, persistedEpochs: UInt64) {
+    /// epochs continue above it, so they only increase across restarts. `recovering`: a restart of an
+    /// existing cluster (placement waits one lease length for workers to re-report).
+    public init(
+        configuration: Configuration = Configuration(), term: UInt64, persistedEpochs: UInt64, recovering: Bool = false
+    ) {
         self.configuration = configuration
         self.term = term
+        self.recovering = recovering
         nextEpoch = persistedEpochs + 1
         reservedUpTo = persistedEpochs
     }
@@ -209,20 +224,67 @@ public struct CoordinatorCore: Sendable {
             reservationPending = false
         case .tick:
             expireLeases(now: now, into: &actions)
+            let second = now.nanoseconds / 1_000_000_000
+            groupBudget = groupBudget.filter { $0.value.second == second }
         }
+        if recovering {
+            let until = placementHeldUntil ?? now.advanced(by: configuration.leaseTTL)
+            placementHeldUntil = until
+            if now < until { return actions }
+            recovering = false
+        }
+        switch event {
+        case .heartbeat:
+            // A heartbeat only renews a lease: nothing in the map changed.
+            return actions
+        case .shardLive:
+            completeMoves(wallClock: wallClock, into: &actions)
+            return actions
+        default:
+            break
+        }
+        // Moves due complete first, so their slots are free for the moves started below.
+        completeMoves(wallClock: wallClock, into: &actions)
         place(now: now, into: &actions)
         startMoves(now: now, wallClock: wallClock, into: &actions)
-        rebalance(now: now, wallClock: wallClock, into: &actions)
-        completeMoves(wallClock: wallClock, into: &actions)
+        // Balance is judged on ticks and joins only (a scan of the map), not on every message.
+        switch event {
+        case .tick, .workerJoined: rebalance(now: now, wallClock: wallClock, into: &actions)
+        default: break
+        }
         return actions
     }
 
-    /// The worker that takes a shard of `weight`: leased, not cordoned, with room, not one of
+    /// The budget key of `shard` on worker `w`.
+    private static func budgetKey(_ w: Worker, _ shard: String) -> String {
+        w.hello.egressGroup + "|" + (shard.split(separator: "/").first.map(String.init) ?? "")
+    }
+
+    /// Whether `w`'s egress group may take another assignment of `shard`'s exchange this second.
+    private func hasBudget(_ w: Worker, _ shard: String, now: Instant) -> Bool {
+        let second = now.nanoseconds / 1_000_000_000
+        guard let entry = groupBudget[Self.budgetKey(w, shard)], entry.second == second else { return true }
+        return entry.used < configuration.assignmentsPerGroupPerSecond
+    }
+
+    private mutating func spendBudget(_ workerID: String, _ shard: String, now: Instant) {
+        guard let w = workers[workerID] else { return }
+        let second = now.nanoseconds / 1_000_000_000
+        let key = Self.budgetKey(w, shard)
+        if let entry = groupBudget[key], entry.second == second {
+            groupBudget[key] = (second, entry.used + 1)
+        } else {
+            groupBudget[key] = (second, 1)
+        }
+    }
+
+    /// The worker that takes `shard`: leased, not cordoned, with room and group budget, not one of
     /// `excluded`, lowest load per capacity (ties by id).
-    private func bestWorker(for weight: Int, excluding excluded: [Owner], now: Instant) -> Worker? {
-        workers.values.filter { w in
+    private func bestWorker(for shard: Shard, excluding excluded: [Owner], now: Instant) -> Worker? {
+        let weight = shard.spec.weight
+        return workers.values.filter { w in
             w.leaseUntil > now && !w.cordoned && !excluded.contains { $0.workerID == w.hello.workerID }
-                && w.load + weight <= w.hello.capacity
+                && w.load + weight <= w.hello.capacity && hasBudget(w, shard.spec.shard, now: now)
         }.min(by: {
             (Double($0.load) / Double($0.hello.capacity), $0.hello.workerID)
                 < (Double($1.load) / Double($1.hello.capacity), $1.hello.workerID)
@@ -236,7 +298,7 @@ public struct CoordinatorCore: Sendable {
         guard !draining.isEmpty else { return }
         for name in shards.keys.sorted() where moves[name] == nil {
             guard let shard = shards[name], let from = shard.owners.first(where: { draining.contains($0.workerID) }),
-                let target = bestWorker(for: shard.spec.weight, excluding: shard.owners, now: now)
+                let target = bestWorker(for: shard, excluding: shard.owners, now: now)
             else { continue }
             guard beginMove(name, from: from, to: target.hello.workerID, now: now, wallClock: wallClock, into: &actions)
             else { return }
@@ -286,6 +348,7 @@ public struct CoordinatorCore: Sendable {
                             now.nanoseconds - $0.nanoseconds >= configuration.minDwell.nanosecondsValue
                         } ?? true)
                         && low.load + shard.spec.weight <= low.hello.capacity
+                        && hasBudget(low, shard.spec.shard, now: now)
                         // No overshoot: afterwards the receiver is not fuller than the sender.
                         && Double(settledLoad(low) + shard.spec.weight) / Double(low.hello.capacity)
                             <= Double(settledLoad(high) - shard.spec.weight) / Double(high.hello.capacity) + 1e-9
@@ -310,6 +373,7 @@ public struct CoordinatorCore: Sendable {
         _ name: String, from: Owner, to workerID: String, now: Instant, wallClock: Int64, into actions: inout [Action]
     ) -> Bool {
         guard let shard = shards[name], let epoch = issueEpoch(into: &actions) else { return false }
+        spendBudget(workerID, name, now: now)
         let cutover = wallClock + configuration.cutoverLead.microseconds
         let to = Owner(workerID: workerID, epoch: epoch, state: .assigned)
         shards[name]?.owners.append(to)
@@ -403,7 +467,8 @@ public struct CoordinatorCore: Sendable {
         for shard in short {
             var owners = shard.owners
             while owners.count < shard.spec.replicas {
-                guard let best = bestWorker(for: shard.spec.weight, excluding: owners, now: now) else { break }
+                guard let best = bestWorker(for: shard, excluding: owners, now: now) else { break }
+                spendBudget(best.hello.workerID, shard.spec.shard, now: now)
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 owners.append(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned))
                 workers[best.hello.workerID]?.load += shard.spec.weight

@@ -30,6 +30,9 @@ import Testing
         var nextWorker = 0
         var desired: [CoordinatorCore.DesiredShard] = []
         var highestIssued: UInt64 = 0
+        /// Assignments per (egress group, exchange, second), to check the budget.
+        var assignedPerSecond: [String: Int] = [:]
+        static let groupBudget = CoordinatorCore.Configuration().assignmentsPerGroupPerSecond
         var log: [String] = []
 
         init(seed: UInt64) {
@@ -61,6 +64,11 @@ import Testing
                                 throw SimFailure("epoch \(a.epoch) issued after \(highestIssued)")
                             }
                             highestIssued = a.epoch
+                            let key = "\(Self.group(of: id))|\(a.shard.split(separator: "/")[0])|\(now / 1000)"
+                            assignedPerSecond[key, default: 0] += 1
+                            guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
+                                throw SimFailure("egress group budget exceeded: \(key)")
+                            }
                             w.running[a.shard] = a.epoch
                             w.pendingLive.append((a.shard, a.epoch, now + 1 + Int64(random(300))))
                         case .revoke(_, let shard, let epoch), .handOver(_, let shard, let epoch, _):
@@ -73,9 +81,13 @@ import Testing
             }
         }
 
+        /// Workers share two egress addresses.
+        static func group(of id: String) -> String { "g\((Int(id.dropFirst()) ?? 0) % 2)" }
+
         mutating func hello(_ w: SimWorker) -> Hello {
             Hello(
-                workerID: w.id, incarnation: w.incarnation, capacity: 10_000, nonce: [UInt8](repeating: 0, count: 32),
+                workerID: w.id, incarnation: w.incarnation, capacity: 10_000, egressGroup: Self.group(of: w.id),
+                nonce: [UInt8](repeating: 0, count: 32),
                 shards: w.running.map { ReportedShard(shard: $0.key, epoch: $0.value, lastEventTime: now * 1000) }
                     .sorted { $0.shard < $1.shard })
         }
@@ -144,18 +156,22 @@ import Testing
                 let id = ids[random(ids.count)]
                 log.append("\(now) drain \(id)")
                 try send(.drain(workerID: id))
-            case 6:
-                let n = desired.count
-                let spec = CoordinatorCore.DesiredShard(
-                    shard: "okx/\(["trades", "book", "ticker"][random(3)])/S\(n)", replicas: 1 + random(2),
-                    weight: 1 + random(50))
-                desired.append(spec)
-                log.append("\(now) subscribe \(spec.shard) x\(spec.replicas)")
-                try send(.subscribe([spec]))
+            case 6:  // a subscription of 1–40 streams (a burst the egress budget must pace)
+                var specs: [CoordinatorCore.DesiredShard] = []
+                for _ in 0..<(1 + random(40)) {
+                    let n = desired.count + specs.count
+                    specs.append(
+                        CoordinatorCore.DesiredShard(
+                            shard: "okx/\(["trades", "book", "ticker"][random(3)])/S\(n)", replicas: 1 + random(2),
+                            weight: 1 + random(50)))
+                }
+                desired += specs
+                log.append("\(now) subscribe \(specs.count) from \(specs[0].shard)")
+                try send(.subscribe(specs))
             default:  // coordinator restart: new term, epochs above the persisted mark, workers re-report
                 term += 1
                 log.append("\(now) coordinator restart term \(term)")
-                core = CoordinatorCore(term: term, persistedEpochs: persisted)
+                core = CoordinatorCore(term: term, persistedEpochs: persisted, recovering: true)
                 try send(.subscribe(desired))
                 for id in ids where workers[id]?.alive == true && workers[id]?.connected == true {
                     if let w = workers[id] { try send(.workerJoined(hello(w))) }

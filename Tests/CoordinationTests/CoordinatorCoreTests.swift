@@ -66,6 +66,38 @@ import Testing
         #expect(core.workers["a"] == nil)
     }
 
+    /// A restarted coordinator places nothing for one lease length: live workers re-report first.
+    @Test func aRecoveringCoordinatorWaitsOneLeaseBeforePlacing() {
+        var core = CoordinatorCore(term: 2, persistedEpochs: 1000, recovering: true)
+        _ = core.handle(.epochsPersisted(upTo: 2000), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/A", weight: 10)]), now: Self.at(0), wallClock: 0)
+        let early = core.handle(.workerJoined(Self.hello("a")), now: Self.at(100), wallClock: 0)
+        #expect(Self.assigns(early).isEmpty)
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(4999), wallClock: 0)).isEmpty)
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(5000), wallClock: 0)).map(\.0) == ["a"])
+    }
+
+    /// Placement is paced per egress group and exchange: a burst waits for the next second.
+    @Test func assignmentsArePacedPerEgressGroup() {
+        var cfg = CoordinatorCore.Configuration()
+        cfg.assignmentsPerGroupPerSecond = 4
+        var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: Self.at(0), wallClock: 0)
+        for id in ["a", "b"] {
+            _ = core.handle(
+                .workerJoined(
+                    Hello(
+                        workerID: id, incarnation: 1, capacity: 1000, egressGroup: "nat-1",
+                        nonce: [UInt8](repeating: 0, count: 32))), now: Self.at(0), wallClock: 0)
+        }
+        let burst = core.handle(
+            .subscribe((0..<10).map { .init(shard: "okx/trades/S\($0)", weight: 1) }), now: Self.at(0), wallClock: 0)
+        #expect(Self.assigns(burst).count == 4, "one group shares one budget")
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(999), wallClock: 0)).isEmpty)
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(1000), wallClock: 0)).count == 4)
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(2000), wallClock: 0)).count == 2)
+    }
+
     @Test func afterARestartReportedShardsAreAdoptedAndTheHighestEpochWins() {
         var core = Self.core(persisted: 2000)
         _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: 0)
