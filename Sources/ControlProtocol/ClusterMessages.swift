@@ -1,3 +1,4 @@
+import Crypto
 import WireCore
 
 /// Messages after the handshake (DESIGN.md §3). Every coordinator message carries its term; a worker
@@ -146,7 +147,7 @@ extension ClusterMessage {
         let f = try BodyFields.parse(frame.body, what: "message type \(frame.type)")
         switch frame.type - typeBase {
         case 0:
-            return .heartbeat(sequence: try f.unsigned("seq"), full: try f.bool("full"), shards: f.reports)
+            return .heartbeat(sequence: try f.unsigned("seq"), full: try f.bool("full"), shards: try f.reports())
         case 1:
             return .heartbeatAck(
                 term: try f.unsigned("term"), sequence: try f.unsigned("seq"),
@@ -207,12 +208,22 @@ struct JSONObjectWriter {
     var result: String { text + "}" }
 }
 
-/// The flat fields of a message body, and its `shards` reports.
+/// The flat fields of a control message body (strings, integers, booleans) and its `shards` array,
+/// read once; the decoders of the handshake and of the steady-state messages share it.
 struct BodyFields {
+    /// One element of `shards`, as sent (each decoder requires what its message needs).
+    struct ShardEntry {
+        var shard: String
+        var epoch: UInt64
+        var state: String?
+        var events: Int64
+        var lastEventTime: Int64?
+    }
+
     var strings: [String: String] = [:]
     var numbers: [String: Int64] = [:]
     var bools: [String: Bool] = [:]
-    var reports: [ShardReport] = []
+    var shards: [ShardEntry] = []
 
     static func parse(_ body: [UInt8], what: String) throws(HandshakeDecodeError) -> BodyFields {
         let result = body.withUnsafeBytes { raw -> Result<BodyFields, JSONError> in
@@ -224,7 +235,7 @@ struct BodyFields {
                     switch s2.peek() {
                     case UInt8(ascii: "\"")?: f.strings[name] = try s2.readString()
                     case UInt8(ascii: "t")?, UInt8(ascii: "f")?: f.bools[name] = try s2.readBool()
-                    case UInt8(ascii: "[")? where name == "shards": f.reports = try readReports(&s2)
+                    case UInt8(ascii: "[")? where name == "shards": f.shards = try readShards(&s2)
                     case let b? where b == UInt8(ascii: "-") || (b >= 48 && b <= 57):
                         f.numbers[name] = try s2.readInt64()
                     default: try s2.skipValue()
@@ -242,44 +253,69 @@ struct BodyFields {
         }
     }
 
-    private static func readReports(_ s: inout JSONScanner) throws(JSONError) -> [ShardReport] {
-        var reports: [ShardReport] = []
+    private static func readShards(_ s: inout JSONScanner) throws(JSONError) -> [ShardEntry] {
+        var entries: [ShardEntry] = []
         try s.readArray { index, s2 throws(JSONError) in
             guard index < HandshakeLimits.maxReportedShards else {
                 throw JSONError(offset: s2.offset, reason: "more than \(HandshakeLimits.maxReportedShards) shards")
             }
-            var shard = ""
+            var entry = ShardEntry(shard: "", epoch: 0, state: nil, events: 0, lastEventTime: nil)
             var epoch: Int64 = -1
-            var state: ShardReport.State?
-            var events: Int64 = 0
-            var last: Int64?
             try s2.readObject { k, s3 throws(JSONError) in
                 if s3.equals(k, "shard") {
-                    shard = try s3.readString()
+                    entry.shard = try s3.readString()
                 } else if s3.equals(k, "epoch") {
                     epoch = try s3.readInt64()
                 } else if s3.equals(k, "state") {
-                    state = ShardReport.State(rawValue: try s3.readString())
+                    entry.state = try s3.readString()
                 } else if s3.equals(k, "events") {
-                    events = try s3.readInt64()
+                    entry.events = try s3.readInt64()
                 } else if s3.equals(k, "last_event_time") {
-                    last = try s3.readInt64()
+                    entry.lastEventTime = try s3.readInt64()
                 } else {
                     try s3.skipValue()
                 }
             }
-            guard !shard.isEmpty, epoch >= 0, let state else {
-                throw JSONError(offset: s2.offset, reason: "a shard report needs shard, epoch and a known state")
+            guard !entry.shard.isEmpty, epoch >= 0 else {
+                throw JSONError(offset: s2.offset, reason: "a shard needs a name and an epoch")
             }
-            reports.append(
-                ShardReport(shard: shard, epoch: UInt64(epoch), state: state, eventsDelta: events, lastEventTime: last))
+            entry.epoch = UInt64(epoch)
+            entries.append(entry)
         }
-        return reports
+        return entries
     }
 
-    func string(_ name: String) throws(HandshakeDecodeError) -> String {
-        guard let v = strings[name], !v.isEmpty else { throw HandshakeDecodeError("missing string field '\(name)'") }
+    /// The heartbeat's reports: each needs a known state.
+    func reports() throws(HandshakeDecodeError) -> [ShardReport] {
+        var out: [ShardReport] = []
+        for e in shards {
+            guard let state = e.state.flatMap(ShardReport.State.init(rawValue:)) else {
+                throw HandshakeDecodeError("a shard report needs shard, epoch and a known state (\(e.shard))")
+            }
+            out.append(
+                ShardReport(
+                    shard: e.shard, epoch: e.epoch, state: state, eventsDelta: e.events, lastEventTime: e.lastEventTime)
+            )
+        }
+        return out
+    }
+
+    /// A `Hello`'s shards.
+    var reported: [ReportedShard] {
+        shards.map { ReportedShard(shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime) }
+    }
+
+    func string(_ name: String, allowEmpty: Bool = false) throws(HandshakeDecodeError) -> String {
+        guard let v = strings[name], allowEmpty || !v.isEmpty else {
+            throw HandshakeDecodeError("missing string field '\(name)'")
+        }
         return v
+    }
+    func int(_ name: String) throws(HandshakeDecodeError) -> Int {
+        guard let v = numbers[name], let i = Int(exactly: v) else {
+            throw HandshakeDecodeError("missing integer field '\(name)'")
+        }
+        return i
     }
     func unsigned(_ name: String) throws(HandshakeDecodeError) -> UInt64 {
         guard let v = numbers[name], v >= 0 else { throw HandshakeDecodeError("missing non-negative field '\(name)'") }
@@ -292,5 +328,11 @@ struct BodyFields {
     func bool(_ name: String) throws(HandshakeDecodeError) -> Bool {
         guard let v = bools[name] else { throw HandshakeDecodeError("missing boolean field '\(name)'") }
         return v
+    }
+    func hexBytes(_ name: String, count: Int) throws(HandshakeDecodeError) -> [UInt8] {
+        guard let text = strings[name], let bytes = Hex.decode(text), bytes.count == count else {
+            throw HandshakeDecodeError("field '\(name)' must be \(count) bytes in hex")
+        }
+        return bytes
     }
 }

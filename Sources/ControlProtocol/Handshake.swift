@@ -127,22 +127,7 @@ extension HandshakeMessage {
         guard let type = ControlMessageType(rawValue: frame.type) else {
             throw HandshakeDecodeError("unknown message type \(frame.type)")
         }
-        let parsed = frame.body.withUnsafeBytes { raw -> Result<Fields, JSONError> in
-            var s = JSONScanner(raw)
-            var fields = Fields()
-            do throws(JSONError) {
-                try fields.read(&s)
-                try s.expectEnd()
-            } catch {
-                return .failure(error)
-            }
-            return .success(fields)
-        }
-        let fields: Fields
-        switch parsed {
-        case .success(let f): fields = f
-        case .failure(let error): throw HandshakeDecodeError("malformed \(type) body: \(error.reason)")
-        }
+        let fields = try BodyFields.parse(frame.body, what: "\(type)")
         switch type {
         case .hello:
             let version = try fields.int("version")
@@ -159,12 +144,15 @@ extension HandshakeMessage {
             return .hello(
                 Hello(
                     version: version, workerID: id, incarnation: try fields.unsigned("incarnation"), capacity: capacity,
-                    egressGroup: group, nonce: try fields.nonce("nonce"), shards: fields.shards))
+                    egressGroup: group, nonce: try fields.hexBytes("nonce", count: HandshakeLimits.nonceBytes),
+                    shards: fields.reported))
         case .challenge:
             return .challenge(
-                version: try fields.int("version"), nonce: try fields.nonce("nonce"), proof: try fields.mac("proof"))
+                version: try fields.int("version"),
+                nonce: try fields.hexBytes("nonce", count: HandshakeLimits.nonceBytes),
+                proof: try fields.hexBytes("proof", count: 32))
         case .proof:
-            return .proof(try fields.mac("proof"))
+            return .proof(try fields.hexBytes("proof", count: 32))
         case .welcome:
             let lease = try fields.int("lease_ms")
             let heartbeat = try fields.int("heartbeat_ms")
@@ -174,89 +162,9 @@ extension HandshakeMessage {
                 heartbeatMilliseconds: Int64(heartbeat))
         case .reject:
             let reason = RejectReason(rawValue: try fields.string("reason")) ?? .unexpected
-            return .reject(reason, message: try fields.string("message"))
+            return .reject(reason, message: try fields.string("message", allowEmpty: true))
         }
     }
-}
-
-/// The flat fields of a handshake body (and `shards`), read once.
-private struct Fields {
-    var strings: [String: String] = [:]
-    var numbers: [String: Int64] = [:]
-    var shards: [ReportedShard] = []
-
-    mutating func read(_ s: inout JSONScanner) throws(JSONError) {
-        var shardList: [ReportedShard] = []
-        var collected: (strings: [String: String], numbers: [String: Int64]) = ([:], [:])
-        try s.readObject { key, s2 throws(JSONError) in
-            let name = s2.string(key)
-            if name == "shards" {
-                try s2.readArray { index, s3 throws(JSONError) in
-                    guard index < HandshakeLimits.maxReportedShards else {
-                        throw JSONError(
-                            offset: s3.offset, reason: "more than \(HandshakeLimits.maxReportedShards) shards")
-                    }
-                    var shard = ""
-                    var epoch: Int64?
-                    var last: Int64?
-                    try s3.readObject { k, s4 throws(JSONError) in
-                        if s4.equals(k, "shard") {
-                            shard = try s4.readString()
-                        } else if s4.equals(k, "epoch") {
-                            epoch = try s4.readInt64()
-                        } else if s4.equals(k, "last_event_time") {
-                            last = try s4.readInt64()
-                        } else {
-                            try s4.skipValue()
-                        }
-                    }
-                    guard !shard.isEmpty, let epoch, epoch >= 0 else {
-                        throw JSONError(offset: s3.offset, reason: "a shard needs a name and an epoch")
-                    }
-                    shardList.append(ReportedShard(shard: shard, epoch: UInt64(epoch), lastEventTime: last))
-                }
-            } else if s2.peek() == UInt8(ascii: "\"") {
-                collected.strings[name] = try s2.readString()
-            } else if s2.peek() == UInt8(ascii: "-") || (s2.peek().map { $0 >= 48 && $0 <= 57 } ?? false) {
-                collected.numbers[name] = try s2.readInt64()
-            } else {
-                try s2.skipValue()
-            }
-        }
-        strings = collected.strings
-        numbers = collected.numbers
-        shards = shardList
-    }
-
-    func string(_ name: String) throws(HandshakeDecodeError) -> String {
-        guard let v = strings[name] else { throw HandshakeDecodeError("missing string field '\(name)'") }
-        return v
-    }
-
-    func int(_ name: String) throws(HandshakeDecodeError) -> Int {
-        guard let v = numbers[name], let i = Int(exactly: v) else {
-            throw HandshakeDecodeError("missing integer field '\(name)'")
-        }
-        return i
-    }
-
-    func unsigned(_ name: String) throws(HandshakeDecodeError) -> UInt64 {
-        guard let v = numbers[name], v >= 0 else { throw HandshakeDecodeError("missing non-negative field '\(name)'") }
-        return UInt64(v)
-    }
-
-    func hexBytes(_ name: String, count: Int) throws(HandshakeDecodeError) -> [UInt8] {
-        guard let text = strings[name], let bytes = Hex.decode(text), bytes.count == count else {
-            throw HandshakeDecodeError("field '\(name)' must be \(count) bytes in hex")
-        }
-        return bytes
-    }
-
-    func nonce(_ name: String) throws(HandshakeDecodeError) -> [UInt8] {
-        try hexBytes(name, count: HandshakeLimits.nonceBytes)
-    }
-
-    func mac(_ name: String) throws(HandshakeDecodeError) -> [UInt8] { try hexBytes(name, count: 32) }
 }
 
 /// The mutual proof: HMAC-SHA256 under the cluster secret over the role, the worker's id and both
