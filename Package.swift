@@ -101,7 +101,7 @@ let package = Package(
             name: "collector-bench",
             dependencies: [
                 "Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore", "Exchanges",
-                "MarketData", "Collector", "PostgresClient",
+                "MarketData", "Collector", "PostgresClient", "Coordination", "ControlProtocol",
             ],
             swiftSettings: strictSettings
         ),

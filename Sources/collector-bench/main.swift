@@ -6,7 +6,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first else {
     FileHandle.standardError.write(
         Data(
-            "usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades|book-sync [options]\n"
+            "usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades|book-sync|failover [options]\n"
                 .utf8))
     exit(64)
 }
@@ -20,6 +20,7 @@ case "parse-trades": TradeParseBench.run(options)
 case "pg-upsert": UpsertBench.run(options)
 case "pg-trades": TradesBench.run(options)
 case "book-sync": BookSyncBench.run(options)
+case "failover": FailoverBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)
