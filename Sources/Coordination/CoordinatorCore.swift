@@ -464,10 +464,19 @@ public struct CoordinatorCore: Sendable {
     private mutating func place(now: Instant, into actions: inout [Action]) {
         let short = shards.values.filter { $0.rejected == nil && $0.owners.count < $0.spec.replicas }
             .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
+        // Per exchange, the lightest weight no worker had room or budget for this call: shards as
+        // heavy wait for the next tick, so a burst costs one failed search per weight, not per shard.
+        var blocked: [Substring: Int] = [:]
         for shard in short {
+            let exchange = shard.spec.shard.split(separator: "/").first ?? ""
+            if let limit = blocked[exchange], shard.spec.weight >= limit { continue }
             var owners = shard.owners
             while owners.count < shard.spec.replicas {
-                guard let best = bestWorker(for: shard, excluding: owners, now: now) else { break }
+                guard let best = bestWorker(for: shard, excluding: owners, now: now) else {
+                    // Only a first replica blocks the exchange: a second may just lack a distinct worker.
+                    if owners.isEmpty { blocked[exchange] = min(blocked[exchange] ?? .max, shard.spec.weight) }
+                    break
+                }
                 spendBudget(best.hello.workerID, shard.spec.shard, now: now)
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 owners.append(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned))

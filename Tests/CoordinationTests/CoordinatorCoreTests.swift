@@ -98,6 +98,20 @@ import Testing
         #expect(Self.assigns(core.handle(.tick, now: Self.at(2000), wallClock: 0)).count == 2)
     }
 
+    /// A heavy shard with no room left does not hold back lighter ones that fit.
+    @Test func aShardTooHeavyForAnyWorkerDoesNotBlockLighterOnes() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 60)), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe(
+                    [.init(shard: "okx/book/A", weight: 50), .init(shard: "okx/book/B", weight: 50)]
+                        + (0..<5).map { .init(shard: "okx/candles:1m/C\($0)", weight: 1) }), now: Self.at(0),
+                wallClock: 0))
+        #expect(placed.count == 6, "one book and all five candles: \(placed.map(\.1.shard))")
+        #expect(core.shards["okx/book/B"]?.owners.isEmpty == true)
+    }
+
     @Test func afterARestartReportedShardsAreAdoptedAndTheHighestEpochWins() {
         var core = Self.core(persisted: 2000)
         _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: 0)
