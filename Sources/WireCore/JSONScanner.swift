@@ -186,30 +186,34 @@ public struct JSONScanner {
         return true
     }
 
+    /// The offset of the first byte at or after `start` that ends or interrupts a plain string — `"`,
+    /// a backslash or a control character — or `count`: eight bytes a word, then byte by byte.
+    @inlinable @inline(__always)
+    func plainRunEnd(from start: Int) -> Int {
+        var i = start
+        while i + 8 <= count {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            let stops = stringStopLanes(word)
+            if stops != 0 { return i + stops.trailingZeroBitCount >> 3 }
+            i += 8
+        }
+        while i < count {
+            let b = base[i]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { return i }
+            i += 1
+        }
+        return count
+    }
+
     /// With the cursor just past an opening quote: the string's bytes up to the closing quote, which is
     /// consumed. Nil (cursor unchanged) if an escape, a control character or the end comes first: the
     /// general path then reads (or refuses) it.
     @inlinable @inline(__always)
     public mutating func readPlainString() -> RawString? {
-        var i = position
-        while i + 8 <= count {
-            let stops = stringStopLanes(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-            if stops != 0 {
-                i += stops.trailingZeroBitCount >> 3
-                break
-            }
-            i += 8
-        }
-        while i < count {
-            let b = base[i]
-            if b == UInt8(ascii: "\"") {
-                defer { position = i + 1 }
-                return RawString(range: position..<i, hasEscapes: false)
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
-            i += 1
-        }
-        return nil
+        let end = plainRunEnd(from: position)
+        guard end < count, base[end] == UInt8(ascii: "\"") else { return nil }
+        defer { position = end + 1 }
+        return RawString(range: position..<end, hasEscapes: false)
     }
 
     /// Moves the cursor back to `offset` (the start of a fast path that did not match). Nesting must
@@ -249,25 +253,12 @@ public struct JSONScanner {
     public mutating func readRawString() throws(JSONError) -> RawString {
         try consume(UInt8(ascii: "\""), "a string")
         let start = position
-        // Plain bytes up to the closing quote, the common case, eight at a time then one by one over a
-        // local index; an escape, a control character or the end of input goes to the general loop.
-        var i = start
-        while i + 8 <= count {
-            let stops = stringStopLanes(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-            if stops != 0 {
-                i += stops.trailingZeroBitCount >> 3
-                break
-            }
-            i += 8
-        }
-        while i < count {
-            let b = base[i]
-            if b == UInt8(ascii: "\"") {
-                position = i + 1
-                return RawString(range: start..<i, hasEscapes: false)
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { break }
-            i += 1
+        // Plain bytes up to the closing quote, the common case; an escape, a control character or the
+        // end of input goes to the general loop.
+        let i = plainRunEnd(from: start)
+        if i < count && base[i] == UInt8(ascii: "\"") {
+            position = i + 1
+            return RawString(range: start..<i, hasEscapes: false)
         }
         position = i
         return try readRawStringRest(start: start)
