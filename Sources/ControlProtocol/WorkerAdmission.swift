@@ -75,14 +75,3 @@ public struct WorkerAdmission: Sendable {
     /// The connection speaking for `workerID` now.
     public func connection(of workerID: String) -> ConnectionID? { sessions[workerID]?.connection }
 }
-
-extension Duration {
-    /// Whole nanoseconds, clamped to `Int64`.
-    var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
-        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return ns.addingReportingOverflow(attoseconds / 1_000_000_000).overflow
-            ? .max : ns + attoseconds / 1_000_000_000
-    }
-}
