@@ -29,10 +29,7 @@ public struct CoordinatorCore: Sendable {
         public init() {}
 
         /// The lease as sent: whole milliseconds.
-        public var leaseMilliseconds: Int64 {
-            let (seconds, attoseconds) = leaseTTL.components
-            return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        }
+        public var leaseMilliseconds: Int64 { leaseTTL.nanosecondsClamped / 1_000_000 }
     }
 
     /// A desired stream: its shard id, how many distinct workers run it, and what it costs.
@@ -178,13 +175,12 @@ public struct CoordinatorCore: Sendable {
                 shards[spec.shard] = Shard(spec: spec)
             }
         case .unsubscribe(let names):
-            for name in names {
-                guard let shard = shards.removeValue(forKey: name) else { continue }
-                for owner in shard.owners {
-                    workers[owner.workerID]?.load -= shard.spec.weight
+            for name in names where shards[name] != nil {
+                for owner in removeOwners(of: name, where: { _ in true }) {
                     actions.append(
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
+                shards[name] = nil
             }
         case .shardLive(let id, let name, let epoch):
             guard let i = shards[name]?.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch }) else {
@@ -192,25 +188,17 @@ public struct CoordinatorCore: Sendable {
             }
             shards[name]?.owners[i].state = .live
         case .shardFailed(let id, let name, let epoch, let permanent, let code, let reason):
-            guard var shard = shards[name],
-                let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch })
-            else { break }
-            shard.owners.remove(at: i)
-            // A failed move side ends the move: the other side keeps (or takes) the shard.
-            if let move = moves[name], move.to.epoch == epoch || move.from.epoch == epoch { moves[name] = nil }
-            workers[id]?.load -= shard.spec.weight
+            // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
+            guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { break }
             if permanent {
                 // Every owner would get the same answer: the shard waits, rejected, for an operator.
-                shard.rejected = (code, reason)
-                for owner in shard.owners {
-                    workers[owner.workerID]?.load -= shard.spec.weight
+                shards[name]?.rejected = (code, reason)
+                for owner in removeOwners(of: name, where: { _ in true }) {
                     actions.append(
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
-                shard.owners = []
                 actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
             }
-            shards[name] = shard
         case .cordon(let id):
             workers[id]?.cordoned = true
         case .uncordon(let id):
@@ -345,7 +333,7 @@ public struct CoordinatorCore: Sendable {
                         && shard.owners.contains { $0.workerID == high.hello.workerID && $0.state == .live }
                         && !shard.owners.contains { $0.workerID == low.hello.workerID }
                         && (shard.lastMovedAt.map {
-                            now.nanoseconds - $0.nanoseconds >= configuration.minDwell.nanosecondsValue
+                            now.nanoseconds - $0.nanoseconds >= configuration.minDwell.nanosecondsClamped
                         } ?? true)
                         && low.load + shard.spec.weight <= low.hello.capacity
                         && hasBudget(low, shard.spec.shard, now: now)
@@ -374,11 +362,10 @@ public struct CoordinatorCore: Sendable {
     ) -> Bool {
         guard let shard = shards[name], let epoch = issueEpoch(into: &actions) else { return false }
         spendBudget(workerID, name, now: now)
-        let cutover = wallClock + configuration.cutoverLead.microseconds
+        let cutover = wallClock + configuration.cutoverLead.nanosecondsClamped / 1000
         let to = Owner(workerID: workerID, epoch: epoch, state: .assigned)
-        shards[name]?.owners.append(to)
+        addOwner(to, to: name)
         shards[name]?.lastMovedAt = now
-        workers[workerID]?.load += shard.spec.weight
         moves[name] = Move(shard: name, from: from, to: to, cutoverAt: cutover)
         actions.append(
             .send(
@@ -397,8 +384,7 @@ public struct CoordinatorCore: Sendable {
                 shards[name]?.owners.contains(where: { $0.epoch == move.to.epoch && $0.state == .live }) == true
             else { continue }
             moves[name] = nil
-            shards[name]?.owners.removeAll { $0.epoch == move.from.epoch }
-            workers[move.from.workerID]?.load -= shards[name]?.spec.weight ?? 0
+            removeOwners(of: name, where: { $0.epoch == move.from.epoch })
             actions.append(
                 .send(
                     workerID: move.from.workerID,
@@ -413,48 +399,62 @@ public struct CoordinatorCore: Sendable {
     /// epochs, or shards no longer desired, are revoked there.
     private mutating func adopt(_ hello: Hello, into actions: inout [Action]) {
         for reported in hello.shards {
-            guard var shard = shards[reported.shard], shard.rejected == nil else {
-                actions.append(
-                    .send(workerID: hello.workerID, .revoke(term: term, shard: reported.shard, epoch: reported.epoch)))
+            let name = reported.shard
+            guard let shard = shards[name], shard.rejected == nil else {
+                actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
                 continue
             }
-            if let t = reported.lastEventTime { shard.lastEventTime = max(shard.lastEventTime ?? .min, t) }
+            if let t = reported.lastEventTime { shards[name]?.lastEventTime = max(shard.lastEventTime ?? .min, t) }
             // Epochs issued before a restart are below nextEpoch only if we issued them; a higher one
             // means our persisted mark is behind: never issue it again.
             if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
-            shard.owners.removeAll { $0.workerID == hello.workerID }
-            shard.owners.append(Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live))
-            workers[hello.workerID]?.load += shard.spec.weight
+            removeOwners(of: name, where: { $0.workerID == hello.workerID })
+            addOwner(Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live), to: name)
             // Where more claim it than its replicas, the highest epochs win; the rest are revoked.
-            shard.owners.sort { $0.epoch > $1.epoch }
-            while shard.owners.count > shard.spec.replicas {
-                let loser = shard.owners.removeLast()
-                workers[loser.workerID]?.load -= shard.spec.weight
-                actions.append(
-                    .send(workerID: loser.workerID, .revoke(term: term, shard: reported.shard, epoch: loser.epoch)))
+            let owners = (shards[name]?.owners ?? []).sorted { $0.epoch > $1.epoch }
+            for loser in owners.dropFirst(shard.spec.replicas) {
+                removeOwners(of: name, where: { $0.epoch == loser.epoch })
+                actions.append(.send(workerID: loser.workerID, .revoke(term: term, shard: name, epoch: loser.epoch)))
             }
-            shards[reported.shard] = shard
         }
     }
 
-    /// Removes `id` from every shard's owners and every move.
+    /// Removes `id` from every shard's owners (and so from every move).
     private mutating func forgetOwnerships(of id: String) {
         for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
-            shards[name]?.owners.removeAll { $0.workerID == id }
+            removeOwners(of: name, where: { $0.workerID == id })
         }
-        for (name, move) in moves where move.from.workerID == id || move.to.workerID == id { moves[name] = nil }
-        workers[id]?.load = 0
+    }
+
+    /// The one way an owner is added: the shard's weight counts on the worker.
+    private mutating func addOwner(_ owner: Owner, to name: String) {
+        guard let weight = shards[name]?.spec.weight else { return }
+        shards[name]?.owners.append(owner)
+        workers[owner.workerID]?.load += weight
+    }
+
+    /// The one way owners are removed: their weight stops counting on their workers, and a move one
+    /// of them was a side of ends (the other side, if still an owner, keeps the shard).
+    @discardableResult
+    private mutating func removeOwners(of name: String, where matches: (Owner) -> Bool) -> [Owner] {
+        guard let shard = shards[name] else { return [] }
+        let removed = shard.owners.filter(matches)
+        guard !removed.isEmpty else { return [] }
+        shards[name]?.owners.removeAll(where: matches)
+        for owner in removed { workers[owner.workerID]?.load -= shard.spec.weight }
+        if let move = moves[name], removed.contains(where: { $0.epoch == move.from.epoch || $0.epoch == move.to.epoch })
+        {
+            moves[name] = nil
+        }
+        return removed
     }
 
     private mutating func expireLeases(now: Instant, into actions: inout [Action]) {
         for (id, worker) in workers where worker.leaseUntil <= now {
+            // Its ownerships go (a move with it on either side ends: what remains is the shard's owner).
+            forgetOwnerships(of: id)
             workers[id] = nil
             actions.append(.log("worker lease expired", ["worker": id]))
-            for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
-                shards[name]?.owners.removeAll { $0.workerID == id }
-            }
-            // A move with the dead worker on either side ends: what remains is the shard's owner.
-            for (name, move) in moves where move.from.workerID == id || move.to.workerID == id { moves[name] = nil }
         }
     }
 
@@ -470,24 +470,24 @@ public struct CoordinatorCore: Sendable {
         for shard in short {
             let exchange = shard.spec.shard.split(separator: "/").first ?? ""
             if let limit = blocked[exchange], shard.spec.weight >= limit { continue }
-            var owners = shard.owners
-            while owners.count < shard.spec.replicas {
+            while true {
+                let owners = shards[shard.spec.shard]?.owners ?? []
+                guard owners.count < shard.spec.replicas else { break }
                 guard let best = bestWorker(for: shard, excluding: owners, now: now) else {
                     // Only a first replica blocks the exchange: a second may just lack a distinct worker.
                     if owners.isEmpty { blocked[exchange] = min(blocked[exchange] ?? .max, shard.spec.weight) }
                     break
                 }
-                spendBudget(best.hello.workerID, shard.spec.shard, now: now)
+                // No durable epoch left: the rest is placed once the next block is persisted.
                 guard let epoch = issueEpoch(into: &actions) else { return }
-                owners.append(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned))
-                workers[best.hello.workerID]?.load += shard.spec.weight
+                spendBudget(best.hello.workerID, shard.spec.shard, now: now)
+                addOwner(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned), to: shard.spec.shard)
                 let resume = shard.lastEventTime.map { ResumePoint(time: $0) }
                 actions.append(
                     .send(
                         workerID: best.hello.workerID,
                         .assign(Assignment(term: term, shard: shard.spec.shard, epoch: epoch, resumeFrom: resume))))
             }
-            shards[shard.spec.shard]?.owners = owners
         }
     }
 
@@ -502,21 +502,5 @@ public struct CoordinatorCore: Sendable {
         guard nextEpoch <= reservedUpTo else { return nil }
         defer { nextEpoch += 1 }
         return nextEpoch
-    }
-}
-
-extension Duration {
-    /// Whole microseconds.
-    var microseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds (durations here are seconds to minutes: no overflow).
-    var nanosecondsValue: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

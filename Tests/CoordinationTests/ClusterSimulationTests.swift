@@ -179,8 +179,16 @@ import Testing
             }
         }
 
-        /// The map never gives a shard more owners than its replicas, plus one during a move.
+        /// The map never gives a shard more owners than its replicas, plus one during a move, and each
+        /// worker's load is the weight of the shards it owns.
         func checkMap() throws {
+            var loads: [String: Int] = [:]
+            for shard in core.shards.values {
+                for owner in shard.owners { loads[owner.workerID, default: 0] += shard.spec.weight }
+            }
+            for (id, worker) in core.workers where worker.load != loads[id, default: 0] {
+                throw SimFailure("\(id) load \(worker.load), owns \(loads[id, default: 0])")
+            }
             for (name, shard) in core.shards {
                 let limit = shard.spec.replicas + (core.moves[name] == nil ? 0 : 1)
                 guard shard.owners.count <= limit else {
