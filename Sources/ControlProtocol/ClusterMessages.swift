@@ -61,13 +61,19 @@ public struct ShardReport: Hashable, Sendable {
     public var state: State
     public var eventsDelta: Int64
     public var lastEventTime: Int64?
+    /// The last stored event's trade id or sequence, where the feed has one.
+    public var lastEventID: String?
 
-    public init(shard: String, epoch: UInt64, state: State, eventsDelta: Int64, lastEventTime: Int64? = nil) {
+    public init(
+        shard: String, epoch: UInt64, state: State, eventsDelta: Int64, lastEventTime: Int64? = nil,
+        lastEventID: String? = nil
+    ) {
         self.shard = shard
         self.epoch = epoch
         self.state = state
         self.eventsDelta = eventsDelta
         self.lastEventTime = lastEventTime
+        self.lastEventID = lastEventID
     }
 }
 
@@ -91,6 +97,7 @@ extension ClusterMessage {
                         o.string("state", r.state.rawValue)
                         o.number("events", r.eventsDelta)
                         if let t = r.lastEventTime { o.number("last_event_time", t) }
+                        if let id = r.lastEventID { o.string("last_event_id", id) }
                         return o.result
                     }.joined(separator: ",") + "]")
         case .heartbeatAck(let term, let sequence, let lease):
@@ -218,6 +225,7 @@ struct BodyFields {
         var state: String?
         var events: Int64
         var lastEventTime: Int64?
+        var lastEventID: String?
     }
 
     var strings: [String: String] = [:]
@@ -259,7 +267,7 @@ struct BodyFields {
             guard index < HandshakeLimits.maxReportedShards else {
                 throw JSONError(offset: s2.offset, reason: "more than \(HandshakeLimits.maxReportedShards) shards")
             }
-            var entry = ShardEntry(shard: "", epoch: 0, state: nil, events: 0, lastEventTime: nil)
+            var entry = ShardEntry(shard: "", epoch: 0, state: nil, events: 0, lastEventTime: nil, lastEventID: nil)
             var epoch: Int64 = -1
             try s2.readObject { k, s3 throws(JSONError) in
                 if s3.equals(k, "shard") {
@@ -272,6 +280,8 @@ struct BodyFields {
                     entry.events = try s3.readInt64()
                 } else if s3.equals(k, "last_event_time") {
                     entry.lastEventTime = try s3.readInt64()
+                } else if s3.equals(k, "last_event_id") {
+                    entry.lastEventID = try s3.readString()
                 } else {
                     try s3.skipValue()
                 }
@@ -294,15 +304,18 @@ struct BodyFields {
             }
             out.append(
                 ShardReport(
-                    shard: e.shard, epoch: e.epoch, state: state, eventsDelta: e.events, lastEventTime: e.lastEventTime)
-            )
+                    shard: e.shard, epoch: e.epoch, state: state, eventsDelta: e.events, lastEventTime: e.lastEventTime,
+                    lastEventID: e.lastEventID))
         }
         return out
     }
 
     /// A `Hello`'s shards.
     var reported: [ReportedShard] {
-        shards.map { ReportedShard(shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime) }
+        shards.map {
+            ReportedShard(
+                shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime, lastEventID: $0.lastEventID)
+        }
     }
 
     func string(_ name: String, allowEmpty: Bool = false) throws(HandshakeDecodeError) -> String {

@@ -29,11 +29,14 @@ public struct ReportedShard: Hashable, Sendable {
     public var epoch: UInt64
     /// The last stored event's exchange time (µs), if any.
     public var lastEventTime: Int64?
+    /// The last stored event's trade id or sequence, where the feed has one.
+    public var lastEventID: String?
 
-    public init(shard: String, epoch: UInt64, lastEventTime: Int64?) {
+    public init(shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil) {
         self.shard = shard
         self.epoch = epoch
         self.lastEventTime = lastEventTime
+        self.lastEventID = lastEventID
     }
 }
 
@@ -99,7 +102,8 @@ extension HandshakeMessage {
             type = .hello
             let shards = h.shards.map { s in
                 "{\"shard\":\(JSONText.quoted(s.shard)),\"epoch\":\(s.epoch)"
-                    + (s.lastEventTime.map { ",\"last_event_time\":\($0)" } ?? "") + "}"
+                    + (s.lastEventTime.map { ",\"last_event_time\":\($0)" } ?? "")
+                    + (s.lastEventID.map { ",\"last_event_id\":\(JSONText.quoted($0))" } ?? "") + "}"
             }
             body =
                 "{\"version\":\(h.version),\"id\":\(JSONText.quoted(h.workerID)),\"incarnation\":\(h.incarnation),"

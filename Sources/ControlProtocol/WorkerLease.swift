@@ -13,8 +13,10 @@ public struct WorkerLease: Sendable {
     public private(set) var highestTerm: UInt64 = 0
     public private(set) var expiresAt: Instant?
 
-    public init(safetyMargin: Duration = .milliseconds(500)) {
+    /// `highestTerm`: carried over from a previous connection (terms are never forgotten).
+    public init(safetyMargin: Duration = .milliseconds(500), highestTerm: UInt64 = 0) {
         self.safetyMargin = safetyMargin
+        self.highestTerm = highestTerm
     }
 
     /// A heartbeat with `sequence` was sent at `now`.

@@ -26,6 +26,10 @@ public struct CoordinatorCore: Sendable {
         /// group per second: workers behind one address share the exchange's per-IP budgets, so a
         /// failover never makes a whole group subscribe and backfill at once. The rest wait a second.
         public var assignmentsPerGroupPerSecond = 20
+        /// Weights are replaced by measured events/s (DESIGN.md §2) over windows this long; a shard's
+        /// weight changes only when the measurement differs from it by more than 20 % (hysteresis).
+        /// `nil`: the configured weights stay.
+        public var weightWindow: Duration? = .seconds(60)
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -56,7 +60,8 @@ public struct CoordinatorCore: Sendable {
     public enum Event: Sendable {
         /// An authenticated worker (after `WorkerAdmission`), with what it runs now.
         case workerJoined(Hello)
-        case heartbeat(workerID: String, sequence: UInt64)
+        /// A beat: renews the lease; `reports` are the shards that changed (all of them when `full`).
+        case heartbeat(workerID: String, sequence: UInt64, full: Bool = false, reports: [ShardReport] = [])
         case subscribe([DesiredShard])
         case unsubscribe([String])
         case shardLive(workerID: String, shard: String, epoch: UInt64)
@@ -76,6 +81,8 @@ public struct CoordinatorCore: Sendable {
         case send(workerID: String, ClusterMessage)
         /// Persist that epochs up to `upTo` may be issued (a restart continues above it).
         case persistEpochs(upTo: UInt64)
+        /// The worker's lease ran out: its shards are gone from the map (close its connection).
+        case workerExpired(String)
         case log(String, [String: String])
     }
 
@@ -92,8 +99,18 @@ public struct CoordinatorCore: Sendable {
         public var owners: [Owner] = []
         /// A permanent failure: the exchange's code and message; not moved around.
         public var rejected: (code: String, message: String)?
-        /// The last stored event time any owner reported (where the next owner resumes).
+        /// The last stored event time any owner reported (where the next owner resumes), and that
+        /// event's trade id or sequence where the feed has one.
         public var lastEventTime: Int64?
+        public var lastEventID: String?
+        /// Events its owners reported stored, in all (restart-safe totals come from these deltas).
+        public var eventsTotal: Int64 = 0
+        /// Events reported in the current weight window, and the last measured rate (events/s).
+        var windowEvents: Int64 = 0
+        public internal(set) var measuredRate: Double?
+
+        /// Where a new owner resumes.
+        public var resumePoint: ResumePoint? { lastEventTime.map { ResumePoint(time: $0, id: lastEventID) } }
         /// When the shard last got an owner by a move (hysteresis).
         public var lastMovedAt: Instant?
     }
@@ -131,6 +148,7 @@ public struct CoordinatorCore: Sendable {
     /// workers that are alive re-register with what they run first (DESIGN.md §3).
     private var recovering: Bool
     private var placementHeldUntil: Instant?
+    private var weightWindowStart: Instant?
 
     /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
     /// epochs continue above it, so they only increase across restarts. `recovering`: a restart of an
@@ -161,9 +179,10 @@ public struct CoordinatorCore: Sendable {
             worker.draining = previous?.draining ?? false
             workers[hello.workerID] = worker
             adopt(hello, into: &actions)
-        case .heartbeat(let id, let sequence):
+        case .heartbeat(let id, let sequence, let full, let reports):
             guard workers[id] != nil else { break }
             workers[id]?.leaseUntil = now.advanced(by: configuration.leaseTTL)
+            record(reports, from: id, full: full, into: &actions)
             actions.append(
                 .send(
                     workerID: id,
@@ -212,6 +231,7 @@ public struct CoordinatorCore: Sendable {
             reservationPending = false
         case .tick:
             expireLeases(now: now, into: &actions)
+            measureWeights(now: now)
             let second = now.nanoseconds / 1_000_000_000
             groupBudget = groupBudget.filter { $0.value.second == second }
         }
@@ -241,6 +261,62 @@ public struct CoordinatorCore: Sendable {
         default: break
         }
         return actions
+    }
+
+    /// A beat's shard reports: where each shard's stored data ends, event counts, live states. A full
+    /// report naming a shard this worker does not own at that epoch (a revoke it has not applied, or
+    /// one lost with a connection) is revoked again.
+    private mutating func record(_ reports: [ShardReport], from id: String, full: Bool, into actions: inout [Action]) {
+        for report in reports {
+            let name = report.shard
+            guard let shard = shards[name],
+                let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == report.epoch })
+            else {
+                if full {
+                    actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
+                }
+                continue
+            }
+            noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
+            shards[name]?.eventsTotal += max(0, report.eventsDelta)
+            shards[name]?.windowEvents += max(0, report.eventsDelta)
+            if report.state == .live && shard.owners[i].state == .assigned { shards[name]?.owners[i].state = .live }
+        }
+    }
+
+    /// The newest stored event of a shard moves forward only.
+    private mutating func noteLastEvent(_ name: String, time: Int64?, id: String?) {
+        guard let time, let shard = shards[name] else { return }
+        if time >= (shard.lastEventTime ?? .min) {
+            shards[name]?.lastEventTime = time
+            if let id { shards[name]?.lastEventID = id }
+        }
+    }
+
+    /// At the end of each weight window, every owned shard's weight becomes its measured events/s
+    /// (per owner: replicas each report the same stream), where it moved by more than 20 %.
+    private mutating func measureWeights(now: Instant) {
+        guard let window = configuration.weightWindow else { return }
+        guard let start = weightWindowStart else {
+            weightWindowStart = now
+            return
+        }
+        let elapsed = now.duration(since: start)
+        guard elapsed >= window else { return }
+        weightWindowStart = now
+        let seconds = max(elapsed.secondsDouble, 0.001)
+        for name in shards.keys {
+            guard let shard = shards[name] else { continue }
+            shards[name]?.windowEvents = 0
+            guard !shard.owners.isEmpty, shard.windowEvents > 0 else { continue }
+            let rate = Double(shard.windowEvents) / seconds / Double(shard.owners.count)
+            shards[name]?.measuredRate = rate
+            let measured = max(1, Int(rate.rounded()))
+            let current = shard.spec.weight
+            guard abs(Double(measured - current)) > 0.2 * Double(current) else { continue }
+            shards[name]?.spec.weight = measured
+            for owner in shard.owners { workers[owner.workerID]?.load += measured - current }
+        }
     }
 
     /// The budget key of `shard` on worker `w`.
@@ -373,7 +449,7 @@ public struct CoordinatorCore: Sendable {
                 .assign(
                     Assignment(
                         term: term, shard: name, epoch: epoch, cutoverAt: cutover,
-                        resumeFrom: shard.lastEventTime.map { ResumePoint(time: $0) }))))
+                        resumeFrom: shard.resumePoint))))
         return true
     }
 
@@ -404,7 +480,7 @@ public struct CoordinatorCore: Sendable {
                 actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
                 continue
             }
-            if let t = reported.lastEventTime { shards[name]?.lastEventTime = max(shard.lastEventTime ?? .min, t) }
+            noteLastEvent(name, time: reported.lastEventTime, id: reported.lastEventID)
             // Epochs issued before a restart are below nextEpoch only if we issued them; a higher one
             // means our persisted mark is behind: never issue it again.
             if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
@@ -450,10 +526,11 @@ public struct CoordinatorCore: Sendable {
     }
 
     private mutating func expireLeases(now: Instant, into actions: inout [Action]) {
-        for (id, worker) in workers where worker.leaseUntil <= now {
+        for id in workers.compactMap({ $0.value.leaseUntil <= now ? $0.key : nil }).sorted() {
             // Its ownerships go (a move with it on either side ends: what remains is the shard's owner).
             forgetOwnerships(of: id)
             workers[id] = nil
+            actions.append(.workerExpired(id))
             actions.append(.log("worker lease expired", ["worker": id]))
         }
     }
@@ -482,7 +559,7 @@ public struct CoordinatorCore: Sendable {
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 spendBudget(best.hello.workerID, shard.spec.shard, now: now)
                 addOwner(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned), to: shard.spec.shard)
-                let resume = shard.lastEventTime.map { ResumePoint(time: $0) }
+                let resume = shard.resumePoint
                 actions.append(
                     .send(
                         workerID: best.hello.workerID,

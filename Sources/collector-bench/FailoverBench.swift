@@ -38,7 +38,7 @@ enum FailoverBench {
                         switch action {
                         case .persistEpochs(let upTo): queue.append(.epochsPersisted(upTo: upTo))
                         case .send(let w, let m): sends.append((w, m))
-                        case .log: break
+                        case .log, .workerExpired: break
                         }
                     }
                 }

@@ -4,184 +4,417 @@ import Coordination
 import Foundation
 import Testing
 
-/// A seeded simulation of the coordinator core and a set of workers on a simulated clock and
-/// network: crashes and restarts (new incarnations), partitions (a cut-off worker keeps running and
-/// re-reports on reconnect), scale-up, drains, new subscriptions with replicas, and coordinator
-/// restarts. Invariants are checked after every step; a failure names its seed, and `SIM_SEED=n`
-/// replays exactly that one. `SIM_SEEDS` sets how many seeds run (default 500).
+/// A seeded simulation of the whole control plane: the real `CoordinatorService` (handshakes,
+/// admission, the core) and real `WorkerSession` machines, exchanging encoded frames over a
+/// simulated network and clock. The network behaves like TCP: per-connection FIFO with random
+/// delay; a partition holds packets (delivered late after the heal unless the connection closed),
+/// and loss and duplication happen only across reconnects (what was in flight on a closed
+/// connection is gone; the worker re-reports what it runs when it rejoins).
+///
+/// Faults: worker crashes and restarts (new incarnations), a second process with a live worker's
+/// id, partitions and heals, scale-up, drains (the drained worker then exits: scale-down),
+/// cordons, subscription bursts with `replicas` 1–2 and instruments the exchange refuses,
+/// coordinator restarts with a down time. Invariants are checked after every step; a failure
+/// names its seed, and `SIM_SEED=n` replays exactly that one. `SIM_SEEDS` sets how many run.
 @Suite struct ClusterSimulationTests {
-    struct SimWorker {
+    /// One worker process: its session machine and what its data plane really runs.
+    struct Process {
+        var name: String
         var id: String
-        var incarnation: UInt64 = 1
+        var incarnation: UInt64
+        var session: WorkerSession
         var alive = true
-        var connected = true
-        /// Shard → epoch it runs, and whether it reported live yet.
-        var running: [String: UInt64] = [:]
+        var partitioned = false
+        /// Shard → epoch the data plane runs.
+        var runs: [String: UInt64] = [:]
         var pendingLive: [(shard: String, epoch: UInt64, at: Int64)] = []
+        var link: UInt64?
+        /// Since when the session has been established with the current coordinator (ms).
+        var establishedSince: Int64?
+        /// A duplicate-id process exits at this time.
+        var exitAt: Int64?
     }
+
+    enum Packet {
+        case frame([UInt8])
+        case fin
+    }
+
+    struct Link {
+        var process: String
+        var toCoordinator: [(at: Int64, packet: Packet)] = []
+        var toWorker: [(at: Int64, packet: Packet)] = []
+        var coordinatorDecoder = ControlFrameDecoder()
+        var workerDecoder = ControlFrameDecoder()
+    }
+
+    static let secret = Array("sim-cluster-secret".utf8)
+    static let heartbeatMs: Int64 = 1000
+    static let maxDelayMs: Int64 = 40
 
     struct World {
         var rng: SeededRNG
         var now: Int64 = 0  // ms
-        var core: CoordinatorCore
+        var service: CoordinatorService?
+        var downUntil: Int64?
         var term: UInt64 = 1
         var persisted: UInt64 = 0
-        var workers: [String: SimWorker] = [:]
+        var processes: [String: Process] = [:]
+        var links: [UInt64: Link] = [:]
+        var nextLink: UInt64 = 1
         var nextWorker = 0
         var desired: [CoordinatorCore.DesiredShard] = []
+        var weights: [String: Int] = [:]
+        /// Instruments the simulated exchange refuses (permanent failures).
+        var refused: Set<String> = []
         var highestIssued: UInt64 = 0
-        /// Assignments per (egress group, exchange, second), to check the budget.
         var assignedPerSecond: [String: Int] = [:]
-        static let groupBudget = CoordinatorCore.Configuration().assignmentsPerGroupPerSecond
+        /// (process, shard, epoch) → when the process was first seen running it without owning it.
+        var strays: [String: Int64] = [:]
         var log: [String] = []
+        static let groupBudget = CoordinatorCore.Configuration().assignmentsPerGroupPerSecond
 
         init(seed: UInt64) {
             rng = SeededRNG(seed: seed)
-            core = CoordinatorCore(term: 1, persistedEpochs: 0)
+            service = Self.makeService(term: 1, persisted: 0, recovering: false)
+        }
+
+        static func makeService(term: UInt64, persisted: UInt64, recovering: Bool) -> CoordinatorService {
+            CoordinatorService(
+                configuration: CoordinatorService.Configuration(), secret: ClusterSimulationTests.secret,
+                core: CoordinatorCore(term: term, persistedEpochs: persisted, recovering: recovering))
         }
 
         var instant: Instant { Instant(nanoseconds: now * 1_000_000) }
         var wall: Int64 { 1_700_000_000_000_000 + now * 1000 }
+        var core: CoordinatorCore? { service?.core }
 
         mutating func random(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
-
-        /// Feeds an event to the core and delivers what it sends (connected workers only).
-        mutating func send(_ event: CoordinatorCore.Event) throws {
-            var queue = [event]
-            while !queue.isEmpty {
-                let e = queue.removeFirst()
-                for action in core.handle(e, now: instant, wallClock: wall) {
-                    switch action {
-                    case .persistEpochs(let upTo):
-                        persisted = max(persisted, upTo)
-                        queue.append(.epochsPersisted(upTo: upTo))
-                    case .log: break
-                    case .send(let id, let message):
-                        guard var w = workers[id], w.alive, w.connected else { continue }
-                        switch message {
-                        case .assign(let a):
-                            guard a.epoch > highestIssued else {
-                                throw SimFailure("epoch \(a.epoch) issued after \(highestIssued)")
-                            }
-                            highestIssued = a.epoch
-                            let key = "\(Self.group(of: id))|\(a.shard.split(separator: "/")[0])|\(now / 1000)"
-                            assignedPerSecond[key, default: 0] += 1
-                            guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
-                                throw SimFailure("egress group budget exceeded: \(key)")
-                            }
-                            w.running[a.shard] = a.epoch
-                            w.pendingLive.append((a.shard, a.epoch, now + 1 + Int64(random(300))))
-                        case .revoke(_, let shard, let epoch), .handOver(_, let shard, let epoch, _):
-                            if w.running[shard] == epoch { w.running[shard] = nil }
-                        default: break
-                        }
-                        workers[id] = w
-                    }
-                }
-            }
-        }
+        mutating func nonce() -> [UInt8] { (0..<32).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+        mutating func delay() -> Int64 { 1 + Int64(random(Int(ClusterSimulationTests.maxDelayMs))) }
 
         /// Workers share two egress addresses.
         static func group(of id: String) -> String { "g\((Int(id.dropFirst()) ?? 0) % 2)" }
 
-        mutating func hello(_ w: SimWorker) -> Hello {
-            Hello(
-                workerID: w.id, incarnation: w.incarnation, capacity: 10_000, egressGroup: Self.group(of: w.id),
-                nonce: [UInt8](repeating: 0, count: 32),
-                shards: w.running.map { ReportedShard(shard: $0.key, epoch: $0.value, lastEventTime: now * 1000) }
-                    .sorted { $0.shard < $1.shard })
+        mutating func spawn(id: String, incarnation: UInt64, name: String) throws {
+            var configuration = WorkerSession.Configuration(
+                workerID: id, incarnation: incarnation, capacity: 10_000, egressGroup: Self.group(of: id))
+            configuration.fullSyncEvery = 5
+            processes[name] = Process(
+                name: name, id: id, incarnation: incarnation,
+                session: WorkerSession(
+                    configuration: configuration, secret: ClusterSimulationTests.secret, seed: rng.next(),
+                    now: instant))
+            try worker(name, .tick)
         }
 
-        mutating func addWorker() throws {
-            let w = SimWorker(id: "w\(nextWorker)")
-            nextWorker += 1
-            workers[w.id] = w
-            try send(.workerJoined(hello(w)))
-        }
+        // MARK: Coordinator side
 
-        /// 100 ms of time: live reports due, heartbeats each second, a tick.
-        mutating func advance() throws {
-            now += 100
-            for id in workers.keys.sorted() {
-                guard var w = workers[id], w.alive else { continue }
-                let due = w.pendingLive.filter { $0.at <= now }
-                w.pendingLive.removeAll { $0.at <= now }
-                workers[id] = w
-                guard w.connected else { continue }
-                for d in due where w.running[d.shard] == d.epoch {
-                    try send(.shardLive(workerID: id, shard: d.shard, epoch: d.epoch))
+        mutating func coordinator(_ input: CoordinatorService.Input) throws {
+            guard var service else { return }
+            let outputs = service.handle(input, now: instant, wallClock: wall)
+            self.service = service
+            for output in outputs {
+                switch output {
+                case .send(let c, let frame):
+                    try observe(frame, to: c)
+                    guard links[c] != nil else { continue }
+                    let at = max(links[c]!.toWorker.last?.at ?? 0, now + delay())
+                    links[c]!.toWorker.append((at, .frame(frame.encoded())))
+                case .close(let c):
+                    guard links[c] != nil else { continue }
+                    links[c]!.toCoordinator = []
+                    let at = max(links[c]!.toWorker.last?.at ?? 0, now + delay())
+                    links[c]!.toWorker.append((at, .fin))
+                    // The driver's close completes on its side at once.
+                    try coordinator(.closed(c))
+                case .persistEpochs(let upTo):
+                    persisted = max(persisted, upTo)
+                    try coordinator(.epochsPersisted(upTo: upTo))
+                case .log:
+                    break
                 }
-                if now % 1000 == 0 { try send(.heartbeat(workerID: id, sequence: UInt64(now))) }
             }
-            try send(.tick)
         }
+
+        /// What the coordinator sends, checked as it leaves: epochs only increase, the egress
+        /// budget holds, and a hand-over never leaves the stream without a live owner.
+        mutating func observe(_ frame: ControlFrame, to c: UInt64) throws {
+            guard frame.type >= ClusterMessage.typeBase, let message = try? ClusterMessage.decode(frame) else { return }
+            guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
+            switch message {
+            case .assign(let a):
+                guard a.epoch > highestIssued else {
+                    throw SimFailure("epoch \(a.epoch) issued after \(highestIssued)")
+                }
+                highestIssued = a.epoch
+                let key = "\(Self.group(of: process.id))|\(a.shard.split(separator: "/")[0])|\(now / 1000)"
+                assignedPerSecond[key, default: 0] += 1
+                guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
+                    throw SimFailure("egress group budget exceeded: \(key)")
+                }
+            case .handOver(_, let shard, let epoch, _):
+                let live = core?.shards[shard]?.owners.filter { $0.epoch != epoch && $0.state == .live } ?? []
+                guard !live.isEmpty else { throw SimFailure("hand-over of \(shard) leaves no live owner") }
+            default:
+                break
+            }
+        }
+
+        // MARK: Worker side
+
+        mutating func worker(_ name: String, _ input: WorkerSession.Input) throws {
+            guard var p = processes[name], p.alive else { return }
+            let actions = p.session.handle(input, now: instant)
+            processes[name] = p
+            for action in actions { try perform(action, by: name) }
+        }
+
+        mutating func perform(_ action: WorkerSession.Action, by name: String) throws {
+            guard var p = processes[name] else { return }
+            switch action {
+            case .connect:
+                guard service != nil, !p.partitioned else {
+                    try worker(name, .disconnected("connection refused"))
+                    return
+                }
+                let c = nextLink
+                nextLink += 1
+                links[c] = Link(process: name)
+                p.link = c
+                processes[name] = p
+                try coordinator(.opened(c, remote: name, nonce: nonce()))
+                try worker(name, .connected(nonce: nonce()))
+            case .send(let frame):
+                guard let c = p.link, links[c] != nil else { return }
+                let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
+                links[c]!.toCoordinator.append((at, .frame(frame.encoded())))
+            case .close:
+                guard let c = p.link else { return }
+                p.link = nil
+                processes[name] = p
+                guard links[c] != nil else { return }
+                links[c]!.toWorker = []
+                let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
+                links[c]!.toCoordinator.append((at, .fin))
+            case .start(let a):
+                p.runs[a.shard] = a.epoch
+                processes[name] = p
+                if refused.contains(a.shard) {
+                    try worker(
+                        name,
+                        .shardFailed(
+                            shard: a.shard, epoch: a.epoch, permanent: true, code: "51001",
+                            reason: "Instrument ID does not exist"))
+                    processes[name]?.runs[a.shard] = nil
+                } else {
+                    let at = now + 1 + Int64(random(300))
+                    processes[name]?.pendingLive.append((a.shard, a.epoch, at))
+                }
+            case .stop(let shard, let epoch, _):
+                if p.runs[shard] == epoch { processes[name]?.runs[shard] = nil }
+            case .orphaned, .log:
+                break
+            }
+        }
+
+        // MARK: Time
+
+        /// 100 ms: packets due are delivered, data planes report, machines tick, invariants checked.
+        mutating func advance() throws {
+            for _ in 0..<10 {
+                now += 10
+                try deliver()
+            }
+            if let until = downUntil, now >= until {
+                downUntil = nil
+                term += 1
+                log.append("\(now) coordinator up, term \(term)")
+                service = Self.makeService(term: term, persisted: persisted, recovering: true)
+                try coordinator(.request(.subscribe(desired)))
+            }
+            for name in processes.keys.sorted() {
+                guard let p = processes[name], p.alive else { continue }
+                if let exit = p.exitAt, now >= exit {
+                    try kill(name, "duplicate exits")
+                    processes[name] = nil
+                    continue
+                }
+                let due = p.pendingLive.filter { $0.at <= now }
+                processes[name]?.pendingLive.removeAll { $0.at <= now }
+                for d in due where processes[name]?.runs[d.shard] == d.epoch {
+                    try worker(name, .shardLive(shard: d.shard, epoch: d.epoch))
+                }
+                if now % 1000 == 0 {
+                    for (shard, epoch) in (processes[name]?.runs ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        try worker(
+                            name,
+                            .stored(
+                                shard: shard, epoch: epoch, events: Int64(weights[shard] ?? 1), lastEventTime: wall,
+                                lastEventID: "\(now)"))
+                    }
+                }
+                try worker(name, .tick)
+                // A drained worker has nothing left and exits (scale-down).
+                if let core, let w = core.workers[p.id], w.draining, w.load == 0, p.runs.isEmpty, p.exitAt == nil {
+                    log.append("\(now) \(name) drained, exits")
+                    try kill(name, "drained")
+                    processes[name] = nil
+                }
+            }
+            try coordinator(.tick)
+            try checkMap()
+            try checkStrays()
+        }
+
+        mutating func deliver() throws {
+            for c in links.keys.sorted() {
+                guard let link = links[c], let p = processes[link.process] else {
+                    links[c] = nil
+                    continue
+                }
+                guard !p.partitioned else { continue }
+                while let first = links[c]?.toCoordinator.first, first.at <= now {
+                    links[c]!.toCoordinator.removeFirst()
+                    switch first.packet {
+                    case .fin:
+                        try coordinator(.closed(c))
+                        links[c]!.toCoordinator = []
+                    case .frame(let bytes):
+                        do {
+                            for frame in try links[c]!.coordinatorDecoder.feed(bytes) {
+                                try coordinator(.frame(c, frame))
+                            }
+                        } catch let error as ControlFrameError {
+                            try coordinator(.invalid(c, error.description))
+                        }
+                    }
+                }
+                while let first = links[c]?.toWorker.first, first.at <= now {
+                    links[c]!.toWorker.removeFirst()
+                    guard processes[link.process]?.link == c else {
+                        links[c]!.toWorker = []
+                        break
+                    }
+                    switch first.packet {
+                    case .fin:
+                        processes[link.process]?.link = nil
+                        links[c]!.toWorker = []
+                        try worker(link.process, .disconnected("closed by the coordinator"))
+                    case .frame(let bytes):
+                        do {
+                            for frame in try links[c]!.workerDecoder.feed(bytes) {
+                                try worker(link.process, .frame(frame))
+                            }
+                        } catch let error as ControlFrameError {
+                            throw SimFailure("the coordinator sent a bad frame: \(error)")
+                        }
+                    }
+                }
+                if let l = links[c], l.toWorker.isEmpty, l.toCoordinator.isEmpty,
+                    processes[l.process]?.link != c
+                {
+                    // Both sides are done with it once nothing is in flight and the worker left it.
+                    if service == nil || !(service!.hasConnection(c)) { links[c] = nil }
+                }
+            }
+        }
+
+        /// The process dies: its socket closes (the coordinator sees it once the network delivers).
+        mutating func kill(_ name: String, _ why: String) throws {
+            guard var p = processes[name] else { return }
+            p.alive = false
+            p.runs = [:]
+            p.pendingLive = []
+            if let c = p.link, links[c] != nil {
+                links[c]!.toWorker = []
+                let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
+                links[c]!.toCoordinator.append((at, .fin))
+            }
+            p.link = nil
+            processes[name] = p
+        }
+
+        // MARK: Faults
 
         mutating func fault() throws {
-            let ids = workers.keys.sorted()
-            switch random(8) {
-            case 0 where !ids.isEmpty:  // crash: everything it ran is gone
-                let id = ids[random(ids.count)]
-                workers[id]?.alive = false
-                workers[id]?.running = [:]
-                workers[id]?.pendingLive = []
-                log.append("\(now) crash \(id)")
+            let names = processes.keys.sorted().filter { processes[$0]?.exitAt == nil }
+            switch random(10) {
+            case 0 where !names.isEmpty:
+                let name = names[random(names.count)]
+                guard processes[name]?.alive == true else { break }
+                log.append("\(now) crash \(name)")
+                try kill(name, "crash")
             case 1:  // a crashed worker comes back as a new incarnation
-                if let id = ids.first(where: { workers[$0]?.alive == false }), var w = workers[id] {
-                    w.alive = true
-                    w.connected = true
-                    w.incarnation += 1
-                    workers[id] = w
-                    log.append("\(now) restart \(id)")
-                    try send(.workerJoined(hello(w)))
+                if let name = names.first(where: { processes[$0]?.alive == false }), let p = processes[name] {
+                    log.append("\(now) restart \(name)")
+                    try spawn(id: p.id, incarnation: p.incarnation + 1, name: name)
                 }
-            case 2 where !ids.isEmpty:  // partition: keeps running, silent
-                let id = ids[random(ids.count)]
-                if workers[id]?.alive == true && workers[id]?.connected == true {
-                    workers[id]?.connected = false
-                    log.append("\(now) partition \(id)")
+            case 2 where !names.isEmpty:
+                let name = names[random(names.count)]
+                if processes[name]?.alive == true, processes[name]?.partitioned == false {
+                    processes[name]?.partitioned = true
+                    log.append("\(now) partition \(name)")
                 }
-            case 3:  // heal: re-reports what it runs
-                if let id = ids.first(where: { workers[$0]?.alive == true && workers[$0]?.connected == false }),
-                    var w = workers[id]
-                {
-                    w.connected = true
-                    workers[id] = w
-                    log.append("\(now) heal \(id)")
-                    try send(.workerJoined(hello(w)))
+            case 3:
+                if let name = names.first(where: { processes[$0]?.partitioned == true }) {
+                    processes[name]?.partitioned = false
+                    log.append("\(now) heal \(name)")
                 }
-            case 4 where workers.count < 8:
-                try addWorker()
-                log.append("\(now) join w\(nextWorker - 1)")
-            case 5 where !ids.isEmpty:
-                let id = ids[random(ids.count)]
-                log.append("\(now) drain \(id)")
-                try send(.drain(workerID: id))
-            case 6:  // a subscription of 1–40 streams (a burst the egress budget must pace)
+            case 4 where processes.count < 8:
+                let id = "w\(nextWorker)"
+                nextWorker += 1
+                log.append("\(now) join \(id)")
+                try spawn(id: id, incarnation: 1, name: id)
+            case 5 where !names.isEmpty:
+                let name = names[random(names.count)]
+                guard let id = processes[name]?.id else { break }
+                let request: CoordinatorCore.Event = [.drain(workerID: id), .cordon(workerID: id)][random(2)]
+                log.append("\(now) \(request) \(id)")
+                try coordinator(.request(request))
+                if random(3) == 0 { try coordinator(.request(.uncordon(workerID: id))) }
+            case 6:  // a subscription burst of 1–40 streams, one in ten refused by the exchange
                 var specs: [CoordinatorCore.DesiredShard] = []
                 for _ in 0..<(1 + random(40)) {
                     let n = desired.count + specs.count
-                    specs.append(
-                        CoordinatorCore.DesiredShard(
-                            shard: "okx/\(["trades", "book", "ticker"][random(3)])/S\(n)", replicas: 1 + random(2),
-                            weight: 1 + random(50)))
+                    let spec = CoordinatorCore.DesiredShard(
+                        shard: "okx/\(["trades", "book", "ticker"][random(3)])/S\(n)", replicas: 1 + random(2),
+                        weight: 1 + random(50))
+                    if random(10) == 0 { refused.insert(spec.shard) }
+                    weights[spec.shard] = spec.weight
+                    specs.append(spec)
                 }
                 desired += specs
                 log.append("\(now) subscribe \(specs.count) from \(specs[0].shard)")
-                try send(.subscribe(specs))
-            default:  // coordinator restart: new term, epochs above the persisted mark, workers re-report
-                term += 1
-                log.append("\(now) coordinator restart term \(term)")
-                core = CoordinatorCore(term: term, persistedEpochs: persisted, recovering: true)
-                try send(.subscribe(desired))
-                for id in ids where workers[id]?.alive == true && workers[id]?.connected == true {
-                    if let w = workers[id] { try send(.workerJoined(hello(w))) }
+                try coordinator(.request(.subscribe(specs)))
+            case 7 where !names.isEmpty:  // a second process with a live worker's id
+                let name = names[random(names.count)]
+                guard let p = processes[name], p.alive else { break }
+                let dup = "\(name)#\(now)"
+                log.append("\(now) duplicate of \(p.id)")
+                try spawn(id: p.id, incarnation: p.incarnation + 100, name: dup)
+                let exit = now + 3000 + Int64(random(5000))
+                processes[dup]?.exitAt = exit
+            case 8 where service != nil:  // the coordinator dies; a new term starts after a down time
+                log.append("\(now) coordinator down")
+                service = nil
+                downUntil = now + Int64(random(3000))
+                for c in links.keys {
+                    links[c]!.toCoordinator = []
+                    let at = max(links[c]!.toWorker.last?.at ?? 0, now + delay())
+                    links[c]!.toWorker.append((at, .fin))
                 }
+            default:
+                break
             }
         }
 
-        /// The map never gives a shard more owners than its replicas, plus one during a move, and each
-        /// worker's load is the weight of the shards it owns.
+        // MARK: Invariants
+
+        /// The map never gives a shard more owners than its replicas, plus one during a move, on
+        /// distinct workers; each worker's load is the weight of the shards it owns.
         func checkMap() throws {
+            guard let core else { return }
             var loads: [String: Int] = [:]
             for shard in core.shards.values {
                 for owner in shard.owners { loads[owner.workerID, default: 0] += shard.spec.weight }
@@ -200,23 +433,70 @@ import Testing
             }
         }
 
-        /// After quiet: every desired shard has exactly its replicas of live owners writing now, each
-        /// really running it with that epoch.
+        /// The orphan rule: a worker connected to the coordinator stops, within one heartbeat, every
+        /// shard the map does not give it at that epoch (a newer epoch owns it, or it is gone).
+        mutating func checkStrays() throws {
+            guard let core else {
+                strays = [:]
+                return
+            }
+            var seen: [String: Int64] = [:]
+            for name in processes.keys.sorted() {
+                guard var p = processes[name], p.alive else { continue }
+                // Connected: the session the coordinator speaks to for this id is this process's, and
+                // the network delivers (a partitioned or displaced process cannot learn anything).
+                let connected =
+                    p.session.isEstablished && p.session.term == core.term && !p.partitioned && p.link != nil
+                    && service?.connection(of: p.id) == p.link
+                if !connected {
+                    p.establishedSince = nil
+                } else if p.establishedSince == nil {
+                    p.establishedSince = now
+                }
+                processes[name] = p
+                guard let since = p.establishedSince else { continue }
+                for (shard, epoch) in p.runs {
+                    let owned =
+                        core.shards[shard]?.owners.contains { $0.workerID == p.id && $0.epoch == epoch } ?? false
+                    guard !owned else { continue }
+                    let key = "\(name)|\(shard)|\(epoch)"
+                    let first = strays[key] ?? max(now, since)
+                    seen[key] = first
+                    let limit = ClusterSimulationTests.heartbeatMs + 4 * ClusterSimulationTests.maxDelayMs + 100
+                    if now - first > limit {
+                        throw SimFailure(
+                            "\(name) still runs \(shard) epoch \(epoch) \(now - first) ms after the map stopped "
+                                + "giving it (owners: \(core.shards[shard]?.owners ?? []))")
+                    }
+                }
+            }
+            strays = seen
+        }
+
+        /// After quiet: every desired stream the exchange accepts has exactly its replicas of live
+        /// owners writing now, each really running it at that epoch; refused ones are rejected.
         func checkSettled() throws {
-            let live = workers.values.filter { $0.alive && $0.connected && !(core.workers[$0.id]?.cordoned ?? true) }
-            for spec in desired where spec.replicas <= live.count {
+            guard let core else { throw SimFailure("no coordinator after quiet") }
+            let usable = Set(
+                processes.values.filter { $0.alive && !(core.workers[$0.id]?.cordoned ?? true) }.map(\.id))
+            for spec in desired {
                 guard let shard = core.shards[spec.shard] else { throw SimFailure("\(spec.shard) not in the map") }
-                // During a move the old owner writes until the cutover and the new one from it: the
-                // owners writing now are the shard's owners less the move's new side.
+                if refused.contains(spec.shard) && !usable.isEmpty {
+                    guard shard.rejected != nil, shard.owners.isEmpty else {
+                        throw SimFailure("\(spec.shard) was refused but is not rejected: \(shard.owners)")
+                    }
+                    continue
+                }
+                guard spec.replicas <= usable.count, !refused.contains(spec.shard) else { continue }
                 let writing = shard.owners.filter { $0.epoch != core.moves[spec.shard]?.to.epoch }
                 let owners = writing.filter { $0.state == .live }
                 guard owners.count == spec.replicas else {
                     throw SimFailure(
                         "\(spec.shard): \(owners.count) live owners of \(spec.replicas) (\(shard.owners)); "
-                            + "move: \(String(describing: core.moves[spec.shard])); "
-                            + "draining: \(core.workers.values.filter(\.draining).map(\.hello.workerID))")
+                            + "move: \(String(describing: core.moves[spec.shard])); usable: \(usable.sorted())")
                 }
-                for o in owners where workers[o.workerID]?.running[spec.shard] != o.epoch {
+                for o in owners
+                where !processes.values.contains(where: { $0.id == o.workerID && $0.runs[spec.shard] == o.epoch }) {
                     throw SimFailure("\(spec.shard): \(o.workerID) is not running epoch \(o.epoch)")
                 }
             }
@@ -233,39 +513,41 @@ import Testing
         do {
             try run(&world)
         } catch {
-            throw SimFailure("\(error); last events: \(world.log.suffix(12).joined(separator: "; "))")
+            throw SimFailure(
+                "\(error); at \(world.now) ms; last events: \(world.log.suffix(12).joined(separator: "; "))")
         }
     }
 
     static func run(_ world: inout World) throws {
-        for _ in 0..<3 { try world.addWorker() }
+        for i in 0..<3 { try world.spawn(id: "w\(i)", incarnation: 1, name: "w\(i)") }
+        world.nextWorker = 3
         for _ in 0..<200 {
             if world.random(10) == 0 { try world.fault() }
             try world.advance()
-            try world.checkMap()
         }
-        // Quiet: heal everything, uncordon, then 2 × lease_ttl (and the cutover lead) with no faults.
-        for id in world.workers.keys.sorted() {
-            if world.workers[id]?.alive == true && world.workers[id]?.connected == false, var w = world.workers[id] {
-                w.connected = true
-                world.workers[id] = w
-                try world.send(.workerJoined(world.hello(w)))
+        // Quiet: duplicates exit, partitions heal, the coordinator is up, crashed workers stay down.
+        for name in world.processes.keys.sorted() {
+            if world.processes[name]?.exitAt != nil {
+                try world.kill(name, "duplicate exits")
+                world.processes[name] = nil
+            } else {
+                world.processes[name]?.partitioned = false
             }
         }
-        for _ in 0..<250 {
-            try world.advance()
-            try world.checkMap()
-        }
+        // 2 × lease_ttl, the cutover lead, the reconnect backoff cap and the coordinator's down time.
+        for _ in 0..<400 { try world.advance() }
         try world.checkSettled()
     }
 
-    @Test func invariantsHoldOnEverySeed() throws {
+    /// The seeds, split into four chunks that run in parallel.
+    @Test(arguments: 0..<4) func invariantsHoldOnEverySeed(chunk: Int) throws {
         let environment = ProcessInfo.processInfo.environment
         let seeds: [UInt64]
         if let one = environment["SIM_SEED"].flatMap(UInt64.init) {
-            seeds = [one]
+            seeds = chunk == 0 ? [one] : []
         } else {
-            seeds = Array(1...UInt64(environment["SIM_SEEDS"].flatMap(Int.init) ?? 500))
+            let count = UInt64(environment["SIM_SEEDS"].flatMap(Int.init) ?? 500)
+            seeds = (1...count).filter { $0 % 4 == UInt64(chunk) }
         }
         var failures: [String] = []
         for seed in seeds {

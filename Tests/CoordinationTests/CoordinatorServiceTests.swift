@@ -1,0 +1,240 @@
+import CollectorCore
+import ControlProtocol
+import Coordination
+import Testing
+
+/// Transcripts of the coordinator's connection machine and the worker session against it: the
+/// handshake, admission, the lease, assignments, the orphan rule, and bad input on one connection
+/// leaving every other peer served.
+@Suite struct CoordinatorServiceTests {
+    static let secret = Array("service-test-secret".utf8)
+    static func at(_ ms: Int64) -> Instant { Instant(nanoseconds: ms * 1_000_000) }
+    static func nonce(_ b: UInt8) -> [UInt8] { [UInt8](repeating: b, count: 32) }
+
+    /// A service and workers wired by hand: frames are handed across at once, in order.
+    struct Pair {
+        var service: CoordinatorService
+        var workers: [UInt64: WorkerSession] = [:]
+        var started: [UInt64: [Assignment]] = [:]
+        var stopped: [UInt64: [String]] = [:]
+        var closedByCoordinator: Set<UInt64> = []
+        var logs: [String] = []
+        var now: Int64 = 0
+        /// Connections the network has cut: nothing crosses in either direction.
+        var cut: Set<UInt64> = []
+
+        init(secret: [UInt8] = CoordinatorServiceTests.secret) {
+            var configuration = CoordinatorService.Configuration()
+            configuration.maxPendingHandshakes = 4
+            service = CoordinatorService(
+                configuration: configuration, secret: secret, core: CoordinatorCore(term: 7, persistedEpochs: 0))
+        }
+
+        mutating func coordinator(_ input: CoordinatorService.Input) {
+            for output in service.handle(input, now: CoordinatorServiceTests.at(now), wallClock: now * 1000) {
+                switch output {
+                case .send(let c, let frame):
+                    if workers[c] != nil && !cut.contains(c) { worker(c, .frame(frame)) }
+                case .close(let c):
+                    closedByCoordinator.insert(c)
+                    if workers[c] != nil && !cut.contains(c) { worker(c, .disconnected("closed by the coordinator")) }
+                    coordinator(.closed(c))
+                case .persistEpochs(let upTo):
+                    coordinator(.epochsPersisted(upTo: upTo))
+                case .log(_, let message, let fields):
+                    logs.append("\(message) \(fields.sorted { $0.key < $1.key })")
+                }
+            }
+        }
+
+        mutating func worker(_ c: UInt64, _ input: WorkerSession.Input) {
+            guard var session = workers[c] else { return }
+            let actions = session.handle(input, now: CoordinatorServiceTests.at(now))
+            workers[c] = session
+            for action in actions {
+                switch action {
+                case .connect where cut.contains(c):
+                    worker(c, .disconnected("network unreachable"))
+                case .connect:
+                    coordinator(.opened(c, remote: "10.0.0.\(c)", nonce: CoordinatorServiceTests.nonce(UInt8(c))))
+                    worker(c, .connected(nonce: CoordinatorServiceTests.nonce(UInt8(100 + c))))
+                case .send(let frame):
+                    if !cut.contains(c) { coordinator(.frame(c, frame)) }
+                case .close:
+                    if !cut.contains(c) { coordinator(.closed(c)) }
+                case .start(let a):
+                    started[c, default: []].append(a)
+                case .stop(let shard, _, _):
+                    stopped[c, default: []].append(shard)
+                case .orphaned, .log:
+                    break
+                }
+            }
+        }
+
+        /// A worker on connection `c` connects (its first tick).
+        mutating func join(
+            _ c: UInt64, id: String, incarnation: UInt64 = 1, secret: [UInt8] = CoordinatorServiceTests.secret
+        ) {
+            workers[c] = WorkerSession(
+                configuration: WorkerSession.Configuration(workerID: id, incarnation: incarnation, capacity: 1000),
+                secret: secret, seed: c, now: CoordinatorServiceTests.at(now))
+            worker(c, .tick)
+        }
+
+        mutating func advance(to ms: Int64, beating: [UInt64]) {
+            while now < ms {
+                now += 100
+                for c in beating { worker(c, .tick) }
+                coordinator(.tick)
+            }
+        }
+    }
+
+    @Test func aWorkerJoinsHeartbeatsAndRunsWhatItIsAssigned() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        #expect(pair.workers[1]?.isEstablished == true)
+        #expect(pair.workers[1]?.term == 7)
+        #expect(pair.service.core.workers["w1"] != nil)
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/BTC-USDT", weight: 10)])))
+        #expect(pair.started[1]?.map(\.shard) == ["okx/trades/BTC-USDT"])
+        pair.worker(1, .shardLive(shard: "okx/trades/BTC-USDT", epoch: pair.started[1]![0].epoch))
+        #expect(pair.service.core.shards["okx/trades/BTC-USDT"]?.owners.first?.state == .live)
+        // Heartbeats keep the lease for 30 s; stored events and the last trade id reach the map.
+        pair.worker(
+            1,
+            .stored(
+                shard: "okx/trades/BTC-USDT", epoch: pair.started[1]![0].epoch, events: 120, lastEventTime: 5_000,
+                lastEventID: "trade-991"))
+        pair.advance(to: 30_000, beating: [1])
+        #expect(pair.service.core.workers["w1"] != nil)
+        #expect(pair.workers[1]?.isOrphaned == false)
+        let shard = pair.service.core.shards["okx/trades/BTC-USDT"]
+        #expect(shard?.resumePoint == ResumePoint(time: 5_000, id: "trade-991"))
+        #expect(shard?.eventsTotal == 120)
+    }
+
+    @Test func aSilentWorkerIsOrphanedAndItsShardMovesWithTheResumePoint() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        pair.join(2, id: "w2")
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/ETH-USDT", weight: 10)])))
+        let first = pair.started[1]?.first ?? pair.started[2]!.first!
+        let owner: UInt64 = pair.started[1] != nil ? 1 : 2
+        let other: UInt64 = 3 - owner
+        pair.worker(owner, .shardLive(shard: first.shard, epoch: first.epoch))
+        pair.worker(
+            owner, .stored(shard: first.shard, epoch: first.epoch, events: 1, lastEventTime: 77, lastEventID: "t77"))
+        pair.advance(to: 2_000, beating: [1, 2])
+        // The network cuts the owner off; it keeps running, the other keeps beating.
+        pair.cut.insert(owner)
+        pair.advance(to: 9_000, beating: [1, 2])
+        #expect(pair.service.core.workers[owner == 1 ? "w1" : "w2"] == nil)
+        let moved = pair.started[other]?.first
+        #expect(moved?.shard == first.shard)
+        #expect(moved.map { $0.epoch > first.epoch } == true)
+        #expect(moved?.resumeFrom == ResumePoint(time: 77, id: "t77"))
+        // The cut-off worker still runs it, and knows it is orphaned.
+        #expect(pair.workers[owner]?.isOrphaned == true)
+        #expect(pair.workers[owner]?.running[first.shard] != nil)
+        // Healed: it reconnects, reports the stale epoch, and the coordinator revokes it at once.
+        pair.cut.remove(owner)
+        pair.advance(to: 30_000, beating: [1, 2])
+        #expect(pair.stopped[owner] == [first.shard])
+        #expect(pair.workers[owner]?.isOrphaned == false)
+        #expect(pair.service.core.shards[first.shard]?.owners.map(\.epoch) == [moved!.epoch])
+    }
+
+    @Test func aWrongSecretIsRefusedWithAReasonAndOthersAreServed() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        // A worker with another secret finds the coordinator's proof wrong and leaves; logged there.
+        pair.join(2, id: "intruder", secret: Array("not-the-secret".utf8))
+        #expect(pair.workers[2]?.isEstablished == false)
+        #expect(pair.service.core.workers["intruder"] == nil)
+        #expect(pair.logs.contains { $0.contains("control handshake abandoned") })
+        // A peer that answers the challenge with a forged proof is refused with bad-proof.
+        let hello = Hello(workerID: "forger", incarnation: 1, capacity: 10, nonce: Self.nonce(3))
+        pair.coordinator(.opened(3, remote: "10.0.0.3", nonce: Self.nonce(4)))
+        pair.coordinator(.frame(3, HandshakeMessage.hello(hello).frame()))
+        pair.coordinator(.frame(3, HandshakeMessage.proof([UInt8](repeating: 0, count: 32)).frame()))
+        #expect(pair.closedByCoordinator.contains(3))
+        #expect(pair.logs.contains { $0.contains("control handshake refused") && $0.contains("bad-proof") })
+        #expect(!pair.logs.joined().contains("not-the-secret"))
+        #expect(!pair.logs.joined().contains("service-test-secret"))
+        pair.advance(to: 10_000, beating: [1])
+        #expect(pair.service.core.workers["w1"] != nil)
+    }
+
+    @Test func aSecondLiveProcessWithTheSameIDIsRejectedUntilTheFirstFallsSilent() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        pair.advance(to: 1_000, beating: [1])
+        pair.join(2, id: "w1", incarnation: 2)
+        #expect(pair.workers[2]?.isEstablished == false)
+        #expect(pair.logs.contains { $0.contains("duplicate-id") })
+        #expect(pair.workers[1]?.isEstablished == true)
+        // The first one goes silent for more than a heartbeat and a half: the next attempt replaces it.
+        pair.advance(to: 4_000, beating: [])
+        pair.advance(to: 20_000, beating: [2])
+        #expect(pair.workers[2]?.isEstablished == true)
+        #expect(pair.closedByCoordinator.contains(1))
+        #expect(pair.logs.contains { $0.contains("worker session replaced") })
+    }
+
+    @Test func badFramesAndVersionsCloseOnlyTheirConnection() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        // Wrong version.
+        let hello = Hello(version: 9, workerID: "w9", incarnation: 1, capacity: 10, nonce: Self.nonce(9))
+        pair.coordinator(.opened(10, remote: "10.0.0.10", nonce: Self.nonce(1)))
+        pair.coordinator(.frame(10, HandshakeMessage.hello(hello).frame()))
+        #expect(pair.closedByCoordinator.contains(10))
+        #expect(pair.logs.contains { $0.contains("bad-version") })
+        // Bad framing (the driver's decoder failed) and a garbage body.
+        pair.coordinator(.opened(11, remote: "10.0.0.11", nonce: Self.nonce(1)))
+        pair.coordinator(.invalid(11, "frame length 0"))
+        #expect(pair.closedByCoordinator.contains(11))
+        pair.coordinator(.opened(12, remote: "10.0.0.12", nonce: Self.nonce(1)))
+        pair.coordinator(.frame(12, ControlFrame(type: 1, body: Array("{not json".utf8))))
+        #expect(pair.closedByCoordinator.contains(12))
+        #expect(pair.logs.contains { $0.contains("malformed") })
+        // A joined worker that sends a coordinator message is closed; the others stay.
+        pair.join(2, id: "w2")
+        pair.coordinator(.frame(2, ClusterMessage.revoke(term: 7, shard: "x", epoch: 1).frame()))
+        #expect(pair.closedByCoordinator.contains(2))
+        #expect(pair.workers[1]?.isEstablished == true)
+        #expect(!pair.closedByCoordinator.contains(1))
+    }
+
+    @Test func aFloodOfHandshakesIsBoundedAndTimesOut() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        for c in UInt64(20)..<30 { pair.coordinator(.opened(c, remote: "10.9.9.9", nonce: Self.nonce(2))) }
+        // Four may be in their handshake at once; the rest are closed at once.
+        #expect(pair.closedByCoordinator.filter { $0 >= 20 }.count == 6)
+        #expect(pair.logs.contains { $0.contains("too many handshakes in progress") })
+        pair.advance(to: 6_000, beating: [1])
+        #expect(pair.closedByCoordinator.filter { $0 >= 20 }.count == 10)
+        #expect(pair.logs.contains { $0.contains("control handshake timed out") })
+        #expect(pair.service.connectionCount == 1)
+        #expect(pair.service.core.workers["w1"] != nil)
+        // Slots are free again: a real worker joins.
+        pair.join(3, id: "w3")
+        #expect(pair.workers[3]?.isEstablished == true)
+    }
+
+    @Test func aWorkerIgnoresALowerTermAndAFullBeatRevokesStrays() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        // An assignment from a deposed coordinator (term 6 < 7) is not obeyed.
+        pair.worker(1, .frame(ClusterMessage.assign(Assignment(term: 6, shard: "okx/ticker/X", epoch: 99)).frame()))
+        #expect(pair.started[1] == nil)
+        // One from the current term is; the map does not give it, so the next full beat revokes it.
+        pair.worker(1, .frame(ClusterMessage.assign(Assignment(term: 7, shard: "okx/ticker/X", epoch: 99)).frame()))
+        #expect(pair.started[1]?.count == 1)
+        pair.advance(to: 40_000, beating: [1])
+        #expect(pair.stopped[1] == ["okx/ticker/X"])
+    }
+}
