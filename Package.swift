@@ -85,13 +85,21 @@ let package = Package(
                 "Crypto", "CollectorCore", "WireCore",
             ]
         ),
+        // The cluster's drivers: the coordinator's control listener (and, next, the worker's client).
+        library(
+            "Cluster",
+            [
+                "Runtime", "Coordination", "ControlProtocol", "Crypto", "CollectorCore", "Observability", "Gateway",
+                "Collector", "MarketData", "Exchanges",
+            ]
+        ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
         .executableTarget(
             name: "coordinator",
             dependencies: [
                 "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
-                "Configuration", "Gateway",
+                "Configuration", "Gateway", "Cluster", "Coordination", "ControlProtocol", "Crypto", "CollectorCore",
             ],
             swiftSettings: strictSettings),
         .executableTarget(

@@ -6,11 +6,14 @@ public struct Settings: Equatable, Sendable {
         public var symbols: [String]
         public var timeframes: [String]
         public var feeds: [String]
-        public init(exchange: String, symbols: [String], timeframes: [String], feeds: [String]) {
+        /// Distinct workers that collect each of these streams at once (cluster mode; 1...5).
+        public var replicas: Int
+        public init(exchange: String, symbols: [String], timeframes: [String], feeds: [String], replicas: Int = 1) {
             self.exchange = exchange
             self.symbols = symbols
             self.timeframes = timeframes
             self.feeds = feeds
+            self.replicas = replicas
         }
     }
 
@@ -189,7 +192,8 @@ extension Settings {
         case nil: break
         case .tableArray(let tables)?:
             for t in tables {
-                try reader.only(t, "markets", ["exchange", "symbols", "timeframes", "feeds"])
+                try reader.only(t, "markets", ["exchange", "symbols", "timeframes", "feeds", "replicas"])
+                let replicas = try reader.int(t, "markets", "replicas", 1...5) ?? 1
                 let exchange = try reader.string(t, "markets", "exchange") ?? "okx"
                 guard ["okx", "binance", "coinbase", "upbit", "bybit"].contains(exchange) else {
                     throw reader.error(t, "exchange", "unknown exchange '\(exchange)'")
@@ -207,7 +211,9 @@ extension Settings {
                 // Timeframes name candle streams: given beside other feeds, they add candles, as the
                 // API's subscribe does.
                 if givenTimeframes != nil && !feeds.contains("candles") { feeds.append("candles") }
-                markets.append(Market(exchange: exchange, symbols: symbols, timeframes: timeframes, feeds: feeds))
+                markets.append(
+                    Market(
+                        exchange: exchange, symbols: symbols, timeframes: timeframes, feeds: feeds, replicas: replicas))
             }
         case let other?:
             throw SettingsError(

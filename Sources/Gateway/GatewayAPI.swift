@@ -16,7 +16,7 @@ public final class GatewayAPI: Sendable {
     public static let maxLimit = 5000
     public static let defaultLimit = 500
 
-    public let engine: CollectorEngine
+    public let plane: any StreamPlane
     public let subscriptions: SubscriptionRegistry
     private let reader: (any MarketDataReader)?
     private let logger: Logger
@@ -25,7 +25,6 @@ public final class GatewayAPI: Sendable {
     private let isReady: @Sendable () -> (Bool, String?)
     private let router: HTTPRouter<Route>
     private let limiter: ClientRateLimiter?
-    private let workerID: String
     private let pages = PageCache(maxEntries: 2048, maxBytes: 128 << 20)
 
     enum Route: String, Sendable {
@@ -43,18 +42,17 @@ public final class GatewayAPI: Sendable {
     }
 
     public init(
-        engine: CollectorEngine, subscriptions: SubscriptionRegistry, reader: (any MarketDataReader)?,
-        apiToken: String?, registry: MetricsRegistry, workerID: String, requestsPerSecond: Double = 50,
+        plane: any StreamPlane, subscriptions: SubscriptionRegistry, reader: (any MarketDataReader)?,
+        apiToken: String?, registry: MetricsRegistry, requestsPerSecond: Double = 50,
         logger: Logger = .disabled, isReady: @escaping @Sendable () -> (Bool, String?)
     ) {
-        self.engine = engine
+        self.plane = plane
         self.subscriptions = subscriptions
         self.reader = reader
         self.logger = logger
         self.apiToken = apiToken
         self.registry = registry
         self.isReady = isReady
-        self.workerID = workerID
         self.limiter =
             requestsPerSecond > 0 ? ClientRateLimiter(perSecond: requestsPerSecond, burst: requestsPerSecond * 2) : nil
         var router = HTTPRouter<Route>()
@@ -139,28 +137,24 @@ public final class GatewayAPI: Sendable {
                 body: Array(registry.render().utf8))
         case .subscribe, .unsubscribe:
             try authorize(request)
-            let streams = try parseSubscription(request)
-            return route == .subscribe ? try await subscribe(streams) : try await unsubscribe(streams)
+            let (streams, replicas) = try parseSubscription(request, allowReplicas: route == .subscribe)
+            return route == .subscribe
+                ? try await subscribe(streams, replicas: replicas) : try await unsubscribe(streams)
         case .subscriptions:
-            let statuses = Dictionary(engine.status.all().map { ($0.stream, $0) }, uniquingKeysWith: { a, _ in a })
+            let statuses = Dictionary(await plane.statuses().map { ($0.stream, $0) }, uniquingKeysWith: { a, _ in a })
             let list: [[String: Any]] = subscriptions.all.map { entry in
-                Self.describe(entry.stream, pinned: entry.isPinned, state: statuses[entry.stream]?.state.rawValue)
+                var item = Self.describe(
+                    entry.stream, pinned: entry.isPinned, state: statuses[entry.stream]?.state.rawValue)
+                item["replicas"] = entry.replicas
+                return item
             }
             return Self.json(200, ["subscriptions": list, "count": list.count])
         case .data:
             return try await data(parameters, request)
         case .status:
-            return try status(parameters["symbol"] ?? "", request)
+            return try await status(parameters["symbol"] ?? "", request)
         case .cluster:
-            let all = engine.status.all()
-            let shards: [[String: Any]] = all.map {
-                ["shard": $0.stream.description, "owner": workerID, "state": $0.state.rawValue, "epoch": 1]
-            }
-            let worker: [String: Any] = [
-                "id": workerID, "state": "live", "shards": all.count, "weight": all.count,
-                "lease_expires_in_seconds": NSNull(),
-            ]
-            return Self.json(200, ["mode": "standalone", "workers": [worker], "shards": shards])
+            return HTTPResponse(status: 200, contentType: "application/json", body: await plane.clusterDocument())
         }
     }
 
@@ -178,7 +172,7 @@ public final class GatewayAPI: Sendable {
     }
 
     /// Validates the whole body before anything changes.
-    private func parseSubscription(_ request: HTTPRequest) throws -> [StreamID] {
+    private func parseSubscription(_ request: HTTPRequest, allowReplicas: Bool) throws -> ([StreamID], Int) {
         let type = (request.head.headers["Content-Type"] ?? "").lowercased()
         guard type.hasPrefix("application/json") else {
             throw Failure(status: 415, message: "Content-Type must be application/json", field: "Content-Type")
@@ -186,8 +180,20 @@ public final class GatewayAPI: Sendable {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
             throw Failure(status: 400, message: "body must be a JSON object", field: "body")
         }
-        for key in object.keys where !["symbols", "timeframes", "exchange", "feeds"].contains(key) {
+        for key in object.keys where !["symbols", "timeframes", "exchange", "feeds", "replicas"].contains(key) {
             throw Failure(status: 400, message: "unknown field '\(key)'", field: key)
+        }
+        var replicas = 1
+        if let value = object["replicas"] {
+            guard allowReplicas else {
+                throw Failure(status: 400, message: "replicas is not used when unsubscribing", field: "replicas")
+            }
+            guard let n = value as? Int, !(value is Bool), (1...Self.maxReplicas).contains(n) else {
+                throw Failure(
+                    status: 422, message: "replicas must be an integer from 1 to \(Self.maxReplicas)", field: "replicas"
+                )
+            }
+            replicas = n
         }
         func strings(_ key: String) throws -> [String]? {
             guard let value = object[key] else { return nil }
@@ -260,18 +266,21 @@ public final class GatewayAPI: Sendable {
                 throw Failure(status: 422, message: "\(stream): \(problem)", field: field)
             }
         }
-        return streams
+        return (streams, replicas)
     }
 
-    private func subscribe(_ streams: [StreamID]) async throws -> HTTPResponse {
+    /// The most distinct workers one stream may run on.
+    public static let maxReplicas = 5
+
+    private func subscribe(_ streams: [StreamID], replicas: Int) async throws -> HTTPResponse {
         let added: [StreamID]
         do {
-            added = try subscriptions.add(streams)
+            added = try subscriptions.add(streams, replicas: replicas)
         } catch {
             logger.error("cannot persist subscriptions", ["error": "\(error)"])
             throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
         }
-        if !added.isEmpty { await engine.subscribe(added) }
+        if !added.isEmpty { await plane.subscribe(added, replicas: replicas) }
         return Self.json(
             200,
             [
@@ -297,7 +306,7 @@ public final class GatewayAPI: Sendable {
             logger.error("cannot persist subscriptions", ["error": "\(error)"])
             throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
         }
-        await engine.unsubscribe(removed)
+        await plane.unsubscribe(removed)
         return Self.json(200, ["unsubscribed": removed.map(\.description)])
     }
 
@@ -371,14 +380,15 @@ public final class GatewayAPI: Sendable {
         return HTTPResponse(status: 200, contentType: "application/json", body: body)
     }
 
-    private func status(_ symbol: String, _ request: HTTPRequest) throws -> HTTPResponse {
+    private func status(_ symbol: String, _ request: HTTPRequest) async throws -> HTTPResponse {
         let query = try Self.query(request)
         let exchange = query["exchange"] ?? "okx"
         guard ExchangeName(rawValue: exchange) != nil else {
             throw Failure(status: 422, message: "unknown exchange '\(exchange)'", field: "exchange")
         }
         let now = WallClock.microseconds()
-        let matching = engine.status.all().filter {
+        let owners = await plane.owners()
+        let matching = await plane.statuses().filter {
             $0.stream.symbol == symbol && $0.stream.exchange.rawValue == exchange
         }
         guard !matching.isEmpty else {
@@ -386,7 +396,8 @@ public final class GatewayAPI: Sendable {
         }
         let streams: [[String: Any]] = matching.map { s in
             var item: [String: Any] = [
-                "stream": s.stream.description, "feed": s.stream.feed.description, "owner": workerID,
+                "stream": s.stream.description, "feed": s.stream.feed.description,
+                "owners": (owners[s.stream] ?? []).map { ["worker": $0.worker, "epoch": $0.epoch] },
                 "state": s.state.rawValue,
                 "messages": s.messages, "errors": s.errors, "reconnects": s.reconnects,
                 "backfilled_bars": s.backfilledBars,

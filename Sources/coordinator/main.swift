@@ -17,10 +17,13 @@ import Synchronization
 let version = "0.3.0-dev"
 
 let usage = """
-    usage: coordinator serve --standalone [options]
+    usage: coordinator serve --standalone [options]    collect in this process
+           coordinator serve [options]                 run the cluster's coordinator
            coordinator --version | --help
 
-    Collects OKX candles into PostgreSQL until SIGTERM/SIGINT, then flushes every batch and exits 0.
+    --standalone collects OKX streams into PostgreSQL until SIGTERM/SIGINT, then flushes every batch
+    and exits 0. Without it the process is the cluster's coordinator: it listens for workers on
+    CONTROL_PORT, places every subscribed stream on them and serves the API (GET /api/v1/cluster).
 
     options:
       --config FILE          TOML settings ([collector] [storage] [websocket] [exchanges.okx] [[markets]])
@@ -30,8 +33,12 @@ let usage = """
       --data-dir DIR         spool and dead letters (default ./data)    env DATA_DIR
       --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
       --http-port N          /health, /ready, /metrics (default 8000)  env HTTP_PORT
+      --control-port N       coordinator: the workers' port (default 7070)  env CONTROL_PORT
     environment:
-      DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
+      DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (standalone: required for now;
+                                                                        coordinator: for data queries)
+      CLUSTER_SECRET or CLUSTER_SECRET_FILE (coordinator: required, at least 16 bytes),
+      LEASE_TTL seconds (default 5), HEARTBEAT_INTERVAL seconds (default 1)
       OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
       BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
       API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),
@@ -94,11 +101,10 @@ while !arguments.isEmpty {
     case "--markets": markets = value()
     case "--timeframes": timeframes = value()
     case "--config": configPath = value()
-    case "--data-dir", "--log-level", "--http-port": flags[String(flag.dropFirst(2))] = value()
+    case "--data-dir", "--log-level", "--http-port", "--control-port": flags[String(flag.dropFirst(2))] = value()
     default: usageError("unknown option \(flag)")
     }
 }
-guard standalone else { usageError("cluster mode is not available yet: use `serve --standalone`") }
 
 let settings: Settings
 do {
@@ -192,9 +198,12 @@ if apiToken == nil, let file = environment["API_TOKEN_FILE"] {
 }
 let token = apiToken
 let workerID = environment["WORKER_ID"] ?? ProcessInfo.processInfo.hostName
-guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
-    startupError(
-        log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
+var pinnedReplicas: [StreamID: Int] = [:]
+for market in settings.markets where market.replicas > 1 {
+    for stream in pinnedStreams
+    where stream.exchange.rawValue == market.exchange && market.symbols.contains(stream.symbol) {
+        pinnedReplicas[stream] = max(pinnedReplicas[stream] ?? 1, market.replicas)
+    }
 }
 
 // Signals: block them for every thread, then receive them through Dispatch sources.
@@ -225,6 +234,16 @@ do {
 }
 
 let finished = DispatchSemaphore(value: 0)
+if !standalone {
+    runClusterCoordinator(
+        ClusterCommand(
+            settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
+            pinnedReplicas: pinnedReplicas, apiToken: token, version: version, shutdownSignals: shutdownSignals))
+}
+guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
+    startupError(
+        log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
+}
 let dataDir = dataDirectory
 let collectorConfiguration = configuration
 Task.detached {
@@ -302,13 +321,13 @@ Task.detached {
         ])
     if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
-        engine: engine, subscriptions: subscriptions,
+        plane: StandalonePlane(engine: engine, workerID: workerID), subscriptions: subscriptions,
         reader: PostgresReader(
             executors: (0..<4).map { _ in
                 PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: databaseTimeouts)
             }, versions: versions),
         apiToken: token, registry: registry,
-        workerID: workerID, requestsPerSecond: settings.apiRateLimit, logger: log.logger.with(["component": "api"])
+        requestsPerSecond: settings.apiRateLimit, logger: log.logger.with(["component": "api"])
     ) {
         storage.readiness
     }

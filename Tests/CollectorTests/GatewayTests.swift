@@ -25,11 +25,11 @@ struct APIFixture {
         let registry = try SubscriptionRegistry(path: path, pinned: pinned)
         await harness.engine.subscribe(registry.all.map(\.stream))
         let api = GatewayAPI(
-            engine: harness.engine, subscriptions: registry,
+            plane: StandalonePlane(engine: harness.engine, workerID: "test-worker"), subscriptions: registry,
             reader: PostgresReader(
                 executors: [harness.executor, PGExecutor(conninfo: conninfo)], versions: harness.versions),
             apiToken: token,
-            registry: MetricsRegistry(), workerID: "test-worker", requestsPerSecond: requestsPerSecond
+            registry: MetricsRegistry(), requestsPerSecond: requestsPerSecond
         ) { (true, nil) }
         let server = try await HTTPServer.start(
             configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0), loop: harness.loop
@@ -97,7 +97,7 @@ struct APIFixture {
         let streams = status.body["streams"] as? [[String: Any]] ?? []
         #expect(
             status.status == 200 && streams.first?["state"] as? String == "live"
-                && streams.first?["owner"] as? String == "test-worker")
+                && (streams.first?["owners"] as? [[String: Any]])?.first?["worker"] as? String == "test-worker")
         let cluster = try await api.send("GET", "/api/v1/cluster")
         #expect(cluster.body["mode"] as? String == "standalone" && (cluster.body["shards"] as? [Any])?.count == 1)
         let removed = try await api.send("DELETE", "/api/v1/subscribe", json: body)
@@ -241,13 +241,13 @@ struct APIFixture {
         defer { database.drop() }
         let harness = try await Harness.start(conninfo: database.conninfo, symbols: ["BTC-USDT"])
         let api = GatewayAPI(
-            engine: harness.engine,
+            plane: StandalonePlane(engine: harness.engine, workerID: "w"),
             subscriptions: try SubscriptionRegistry(
                 path: harness.dataDirectory + "/subscriptions.json", pinned: []),
             reader: PostgresReader(
                 executors: [PGExecutor(conninfo: "postgresql://secretuser:pw@127.0.0.1:1/secretdb")],
                 versions: StreamVersions()),
-            apiToken: nil, registry: MetricsRegistry(), workerID: "w"
+            apiToken: nil, registry: MetricsRegistry()
         ) { (true, nil) }
         let response = await api.handle(
             HTTPRequest(head: HTTPRequestHead(method: "GET", target: "/api/v1/data/BTC-USDT/1m")))

@@ -1,0 +1,361 @@
+public import CollectorCore
+import ControlProtocol
+public import Coordination
+import Crypto
+import Dispatch
+public import Observability
+public import Runtime
+import Synchronization
+
+/// The coordinator's control listener (issue 10): the thin driver around `CoordinatorService`. It
+/// owns the sockets, the 100 ms tick, the clocks, handshake nonces (`SecureRandom`) and the state
+/// file; every decision is the service's. Connection state lives on the event loop; the state file
+/// is written on its own queue (file I/O never runs on the loop) and the service learns when the
+/// reserved epochs are durable.
+public final class ControlServer: Sendable {
+    public struct Settings: Sendable {
+        public var host = "0.0.0.0"
+        /// `CONTROL_PORT` (0 picks a free port).
+        public var port = 7070
+        public var service = CoordinatorService.Configuration()
+        public var tick: Duration = .milliseconds(100)
+        public init() {}
+    }
+
+    /// Counts for the metrics, refreshed every tick.
+    public struct Summary: Sendable {
+        public var workersByState: [String: Int] = [:]
+        public var shardsByState: [String: Int] = [:]
+        public var unowned = 0
+        public var moves = 0
+        public var leaseExpiries = 0
+        public var rejectedHandshakes = 0
+        public var connections = 0
+    }
+
+    private let state: LoopBound<ServerState>
+    public let port: Int
+    public let term: UInt64
+    private let summaryBox: SummaryBox
+
+    final class SummaryBox: Sendable {
+        let value = Mutex(Summary())
+    }
+
+    private init(state: LoopBound<ServerState>, port: Int, term: UInt64, summary: SummaryBox) {
+        self.state = state
+        self.port = port
+        self.term = term
+        self.summaryBox = summary
+    }
+
+    public var summary: Summary { summaryBox.value.withLock { $0 } }
+
+    /// Reads the state file (a restart continues the term and the epochs above what was reserved),
+    /// writes the new term durably, then listens.
+    public static func start(
+        settings: Settings, secret: [UInt8], stateFile: CoordinatorStateFile, loop: EventLoop, logger: Logger
+    ) async throws -> ControlServer {
+        let previous = try stateFile.load()
+        let term = (previous?.term ?? 0) + 1
+        let reserved = previous?.epochsReserved ?? 0
+        try stateFile.store(CoordinatorStateFile.Contents(term: term, epochsReserved: reserved))
+        let configuration = settings.service
+        let core = CoordinatorCore(
+            configuration: configuration.core, term: term, persistedEpochs: reserved, recovering: previous != nil)
+        let service = CoordinatorService(configuration: configuration, secret: secret, core: core)
+        let summary = SummaryBox()
+        let result: Result<(LoopBound<ServerState>, Int), any Error> = await withCheckedContinuation { continuation in
+            loop.execute {
+                do {
+                    let server = ServerState(
+                        service: service, loop: loop, logger: logger, stateFile: stateFile, term: term,
+                        tick: settings.tick, summary: summary)
+                    let port = try server.listen(host: settings.host, port: settings.port)
+                    continuation.resume(returning: .success((LoopBound(server, loop: loop), port)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        let (state, port) = try result.get()
+        logger.notice(
+            "control listening",
+            [
+                "control.port": "\(port)", "term": "\(term)", "epochs.reserved": "\(reserved)",
+                "recovering": "\(previous != nil)",
+            ])
+        return ControlServer(state: state, port: port, term: term, summary: summary)
+    }
+
+    /// The cluster gauges and counters (labels bounded: states only), read from the last tick's summary.
+    public func registerMetrics(in registry: MetricsRegistry) {
+        let box = summaryBox
+        let term = self.term
+        @Sendable func read() -> Summary { box.value.withLock { $0 } }
+        registry.registerCollector(
+            "collector_cluster_workers", help: "Workers holding a lease, by state.", kind: .gauge
+        ) {
+            let s = read()
+            return ["live", "cordoned", "draining"].map {
+                MetricsRegistry.Sample([("state", $0)], Double(s.workersByState[$0] ?? 0))
+            }
+        }
+        registry.registerCollector("collector_cluster_shards", help: "Desired shards, by state.", kind: .gauge) {
+            let s = read()
+            return ["live", "assigned", "unowned", "rejected"].map {
+                MetricsRegistry.Sample([("state", $0)], Double(s.shardsByState[$0] ?? 0))
+            }
+        }
+        registry.registerCollector(
+            "collector_cluster_unowned_shards", help: "Shards no worker runs (not counting rejected ones).",
+            kind: .gauge
+        ) { [MetricsRegistry.Sample([], Double(read().unowned))] }
+        registry.registerCollector(
+            "collector_cluster_moves", help: "Make-before-break moves in flight.", kind: .gauge
+        ) { [MetricsRegistry.Sample([], Double(read().moves))] }
+        registry.registerCollector(
+            "collector_cluster_lease_expiries_total", help: "Worker leases that ran out (their shards moved).",
+            kind: .counter
+        ) { [MetricsRegistry.Sample([], Double(read().leaseExpiries))] }
+        registry.registerCollector(
+            "collector_cluster_handshakes_rejected_total",
+            help: "Control connections refused: bad proof, version or framing, duplicate id, timeout, flood.",
+            kind: .counter
+        ) { [MetricsRegistry.Sample([], Double(read().rejectedHandshakes))] }
+        registry.registerCollector(
+            "collector_cluster_control_connections", help: "Open control connections.", kind: .gauge
+        ) { [MetricsRegistry.Sample([], Double(read().connections))] }
+        registry.registerCollector("collector_cluster_term", help: "The coordinator's term.", kind: .gauge) {
+            [MetricsRegistry.Sample([], Double(term))]
+        }
+    }
+
+    /// An operator or API request (subscribe, unsubscribe, cordon, uncordon, drain).
+    public func request(_ event: CoordinatorCore.Event) async {
+        let state = self.state
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            state.loop.execute {
+                state.value.input(.request(event))
+                continuation.resume()
+            }
+        }
+    }
+
+    /// A consistent copy of the map (the core is a value: copying it on the loop is cheap; the
+    /// caller formats it elsewhere).
+    public func snapshot() async -> ClusterSnapshot {
+        let state = self.state
+        return await withCheckedContinuation { continuation in
+            state.loop.execute { continuation.resume(returning: state.value.snapshot()) }
+        }
+    }
+
+    /// Stops listening and closes every control connection.
+    public func shutdown() async {
+        let state = self.state
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            state.loop.execute {
+                state.value.shutdown()
+                continuation.resume()
+            }
+        }
+    }
+}
+
+/// What `GET /api/v1/cluster` and the gauges are made from.
+public struct ClusterSnapshot: Sendable {
+    public var core: CoordinatorCore
+    public var addresses: [String: String]
+    public var now: Instant
+    public var wallClock: Int64
+}
+
+/// The loop-confined half of `ControlServer`.
+final class ServerState {
+    private var service: CoordinatorService
+    let loop: EventLoop
+    private let logger: Logger
+    private let stateFile: CoordinatorStateFile
+    private let term: UInt64
+    private let tickInterval: Duration
+    private let summary: ControlServer.SummaryBox
+    typealias Summary = ControlServer.Summary
+    private var listener: TCPListener?
+    private var connections: [UInt64: ControlConnection] = [:]
+    private var nextID: UInt64 = 1
+    private var timer: TimerHandle?
+    private var stopped = false
+    private let writer = DispatchQueue(label: "coordinator.state-file")
+
+    init(
+        service: CoordinatorService, loop: EventLoop, logger: Logger, stateFile: CoordinatorStateFile, term: UInt64,
+        tick: Duration, summary: ControlServer.SummaryBox
+    ) {
+        self.service = service
+        self.loop = loop
+        self.logger = logger
+        self.stateFile = stateFile
+        self.term = term
+        self.tickInterval = tick
+        self.summary = summary
+    }
+
+    func listen(host: String, port: Int) throws(SystemError) -> Int {
+        let listener = try TCPListener(host: host, port: port, loop: loop) { [weak self] connection in
+            self?.accepted(connection)
+        }
+        self.listener = listener
+        scheduleTick()
+        return listener.port
+    }
+
+    private func scheduleTick() {
+        timer = loop.scheduleTimer(after: tickInterval) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.input(.tick)
+            self.publishSummary()
+            self.scheduleTick()
+        }
+    }
+
+    private func accepted(_ transport: TCPConnection) {
+        let id = nextID
+        nextID += 1
+        let remote = transport.remoteAddress.map { "\($0)" } ?? "unknown"
+        let connection = ControlConnection(
+            id: id, transport: transport, maxFrameBytes: ControlFrameDecoder.limit(forShards: 200_000), server: self)
+        transport.setHandler(connection)
+        connections[id] = connection
+        input(.opened(id, remote: remote, nonce: SecureRandom.bytes(HandshakeLimits.nonceBytes)))
+    }
+
+    func input(_ input: CoordinatorService.Input) {
+        let outputs = service.handle(input, now: loop.now(), wallClock: WallClock.microseconds())
+        for output in outputs { perform(output) }
+    }
+
+    private func perform(_ output: CoordinatorService.Output) {
+        switch output {
+        case .send(let id, let frame):
+            guard let connection = connections[id] else { return }
+            guard connection.transport.isWritable else {
+                // A peer that does not read its control messages cannot be led: it reconnects.
+                logger.warning(
+                    "control connection closed: the peer does not read", ["connection": "\(id)"])
+                connection.transport.abort(error: nil)
+                return
+            }
+            connection.transport.write(frame.encoded())
+        case .close(let id):
+            connections[id]?.transport.close()
+        case .persistEpochs(let upTo):
+            persist(upTo: upTo)
+        case .log(let level, let message, let fields):
+            logger.log(LogLevel(name: level) ?? .notice, message, fields)
+        }
+    }
+
+    /// Writes the reserved epoch mark on the writer queue; the service hears when it is durable. A
+    /// failed write is retried every second (no epoch above the durable mark is issued meanwhile).
+    private func persist(upTo: UInt64) {
+        let file = stateFile
+        let contents = CoordinatorStateFile.Contents(term: term, epochsReserved: upTo)
+        let logger = self.logger
+        let loop = self.loop
+        let bound = LoopBound(self, loop: loop)
+        writer.async {
+            do {
+                try file.store(contents)
+                loop.execute { bound.value.input(.epochsPersisted(upTo: upTo)) }
+            } catch {
+                logger.error(
+                    "cannot persist the epoch reservation; assignments wait",
+                    ["file": file.path, "error": "\(error)", "retry.seconds": "1"])
+                loop.execute {
+                    _ = loop.scheduleTimer(after: .seconds(1)) { bound.value.persist(upTo: upTo) }
+                }
+            }
+        }
+    }
+
+    func received(_ frames: [ControlFrame], on id: UInt64) {
+        for frame in frames { input(.frame(id, frame)) }
+    }
+
+    func failed(_ id: UInt64, _ error: ControlFrameError) {
+        input(.invalid(id, error.description))
+    }
+
+    func closed(_ id: UInt64) {
+        guard connections.removeValue(forKey: id) != nil else { return }
+        input(.closed(id))
+    }
+
+    func snapshot() -> ClusterSnapshot {
+        var addresses: [String: String] = [:]
+        for id in service.core.workers.keys { addresses[id] = service.address(of: id) }
+        return ClusterSnapshot(
+            core: service.core, addresses: addresses, now: loop.now(), wallClock: WallClock.microseconds())
+    }
+
+    private func publishSummary() {
+        let core = service.core
+        var s = Summary()
+        for w in core.workers.values {
+            let state = w.draining ? "draining" : w.cordoned ? "cordoned" : "live"
+            s.workersByState[state, default: 0] += 1
+        }
+        for shard in core.shards.values {
+            let state =
+                shard.rejected != nil
+                ? "rejected"
+                : shard.owners.isEmpty ? "unowned" : shard.owners.contains { $0.state == .live } ? "live" : "assigned"
+            s.shardsByState[state, default: 0] += 1
+            if shard.rejected == nil && shard.owners.isEmpty { s.unowned += 1 }
+        }
+        s.moves = core.moves.count
+        s.leaseExpiries = service.leaseExpiries
+        s.rejectedHandshakes = service.rejectedHandshakes
+        s.connections = service.connectionCount
+        summary.value.withLock { $0 = s }
+    }
+
+    func shutdown() {
+        stopped = true
+        if let timer { loop.cancelTimer(timer) }
+        listener?.close()
+        listener = nil
+        for connection in connections.values { connection.transport.close() }
+    }
+}
+
+/// One control connection's bytes → frames (bounded; the decoder stays failed after bad framing).
+final class ControlConnection: TransportHandler {
+    let id: UInt64
+    let transport: TCPConnection
+    private var decoder: ControlFrameDecoder
+    private weak var server: ServerState?
+
+    init(id: UInt64, transport: TCPConnection, maxFrameBytes: Int, server: ServerState) {
+        self.id = id
+        self.transport = transport
+        self.decoder = ControlFrameDecoder(maxFrameBytes: maxFrameBytes)
+        self.server = server
+    }
+
+    func transportDidReceive(_ bytes: UnsafeRawBufferPointer) {
+        guard decoder.error == nil else { return }
+        do {
+            let frames = try decoder.feed(bytes)
+            server?.received(frames, on: id)
+        } catch {
+            transport.pauseReading()
+            server?.failed(id, error)
+        }
+    }
+
+    func transportDidClose(error: (any Error)?) {
+        server?.closed(id)
+    }
+}

@@ -1,0 +1,69 @@
+public import Collector
+import Exchanges
+import Foundation
+public import MarketData
+import Runtime
+
+/// What runs the subscribed streams behind the API: the in-process engine (standalone) or the
+/// cluster's coordinator, which places them on workers. The API validates and persists requests;
+/// the plane runs them.
+public protocol StreamPlane: Sendable {
+    /// Starts collecting `streams`, each on `replicas` distinct workers where the plane has several;
+    /// returns the streams refused, with why.
+    @discardableResult
+    func subscribe(_ streams: [StreamID], replicas: Int) async -> [StreamID: String]
+    func unsubscribe(_ streams: [StreamID]) async
+    /// Each stream's status, for `/api/v1/subscriptions` and `/api/v1/status/{symbol}`.
+    func statuses() async -> [StreamStatus]
+    /// Who runs each stream: worker id(s) and epoch, by stream.
+    func owners() async -> [StreamID: [(worker: String, epoch: UInt64)]]
+    /// The `GET /api/v1/cluster` document (JSON).
+    func clusterDocument() async -> [UInt8]
+}
+
+/// The standalone plane: one process runs every stream itself, as its only worker, at epoch 1.
+public struct StandalonePlane: StreamPlane {
+    public let engine: CollectorEngine
+    public let workerID: String
+
+    public init(engine: CollectorEngine, workerID: String) {
+        self.engine = engine
+        self.workerID = workerID
+    }
+
+    public func subscribe(_ streams: [StreamID], replicas: Int) async -> [StreamID: String] {
+        await engine.subscribe(streams)
+    }
+
+    public func unsubscribe(_ streams: [StreamID]) async { await engine.unsubscribe(streams) }
+
+    public func statuses() async -> [StreamStatus] { engine.status.all() }
+
+    public func owners() async -> [StreamID: [(worker: String, epoch: UInt64)]] {
+        Dictionary(uniqueKeysWithValues: engine.status.all().map { ($0.stream, [(workerID, UInt64(1))]) })
+    }
+
+    public func clusterDocument() async -> [UInt8] {
+        let all = engine.status.all()
+        let now = WallClock.microseconds()
+        let shards: [[String: Any]] = all.map {
+            [
+                "id": $0.stream.description, "exchange": $0.stream.exchange.rawValue,
+                "feed": $0.stream.feed.description, "symbol": $0.stream.symbol, "owners": [workerID],
+                "epoch": 1, "state": $0.state.rawValue,
+                "last_event_age_ms": $0.lastEventTime.map { max(0, (now - $0) / 1000) } ?? NSNull(),
+            ]
+        }
+        let worker: [String: Any] = [
+            "id": workerID, "address": "in-process", "state": "live", "shards": all.count, "weight": all.count,
+            "lease_expires_in_ms": NSNull(), "events_per_second": NSNull(),
+        ]
+        let document: [String: Any] = [
+            "mode": "standalone", "healthy": true, "term": 1, "workers": [worker], "shards": shards,
+        ]
+        // try?: every value is a JSON type, so serialization cannot fail.
+        return Array(
+            (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data("{}".utf8))
+    }
+}

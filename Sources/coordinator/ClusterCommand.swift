@@ -1,0 +1,123 @@
+import Cluster
+import Collector
+import Configuration
+import Coordination
+import Dispatch
+import Foundation
+import Gateway
+import HTTP1Protocol
+import MarketData
+import Observability
+import PostgresClient
+import Runtime
+
+/// What `coordinator serve` (cluster mode) needs from the command line.
+struct ClusterCommand: Sendable {
+    var settings: Settings
+    var environment: [String: String]
+    var log: Log
+    var loop: EventLoop
+    var pinned: [StreamID]
+    var pinnedReplicas: [StreamID: Int]
+    var apiToken: String?
+    var version: String
+    var shutdownSignals: DispatchSemaphore
+}
+
+/// Runs the coordinator until SIGTERM/SIGINT, then exits.
+func runClusterCoordinator(_ command: ClusterCommand) -> Never {
+    let log = command.log
+    let secret: [UInt8]
+    do {
+        secret = try ClusterSecret.load(from: command.environment)
+    } catch {
+        startupError(log, error.description)
+    }
+    let settings = command.settings
+    let finished = DispatchSemaphore(value: 0)
+    Task.detached {
+        do {
+            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            startupError(log, "cannot create the data directory", ["data.dir": settings.dataDirectory])
+        }
+        var control = ControlServer.Settings()
+        control.port = settings.controlPort
+        control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
+        control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
+        let server: ControlServer
+        do {
+            server = try await ControlServer.start(
+                settings: control, secret: secret,
+                stateFile: CoordinatorStateFile(path: settings.dataDirectory + "/coordinator.json"),
+                loop: command.loop, logger: log.logger.with(["component": "control"]))
+        } catch {
+            startupError(
+                log, "cannot start the control listener",
+                ["control.port": "\(settings.controlPort)", "error": "\(error)"])
+        }
+        let subscriptions: SubscriptionRegistry
+        do {
+            subscriptions = try SubscriptionRegistry(
+                path: settings.dataDirectory + "/subscriptions.json", pinned: command.pinned)
+        } catch {
+            startupError(
+                log, "cannot read the saved subscriptions", ["data.dir": settings.dataDirectory, "error": "\(error)"])
+        }
+        let plane = ClusterPlane(server: server)
+        // Desired shards, grouped by replicas (pinned ones may ask for more in the file).
+        var byReplicas: [Int: [StreamID]] = [:]
+        for entry in subscriptions.all {
+            byReplicas[max(entry.replicas, command.pinnedReplicas[entry.stream] ?? 1), default: []].append(entry.stream)
+        }
+        for (replicas, streams) in byReplicas.sorted(by: { $0.key < $1.key }) {
+            _ = await plane.subscribe(streams, replicas: replicas)
+        }
+        let registry = MetricsRegistry()
+        server.registerMetrics(in: registry)
+        // Data queries read PostgreSQL where one is configured; without it they answer 501.
+        var reader: PostgresReader?
+        if let conninfo = PostgresConfiguration.conninfo(from: command.environment) {
+            let timeouts = PGTimeouts(operation: .milliseconds(Int64(settings.databaseTimeout * 1000)))
+            reader = PostgresReader(
+                executors: (0..<2).map { _ in
+                    PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: timeouts)
+                }, versions: StreamVersions())
+        }
+        if command.apiToken == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
+        let api = GatewayAPI(
+            plane: plane, subscriptions: subscriptions, reader: reader, apiToken: command.apiToken,
+            registry: registry, requestsPerSecond: settings.apiRateLimit,
+            logger: log.logger.with(["component": "api"])
+        ) { (true, nil) }
+        let http: HTTPServer
+        do {
+            http = try await HTTPServer.start(
+                configuration: HTTPServerConfiguration(port: settings.httpPort), loop: command.loop
+            ) { request in await api.handle(request) }
+        } catch {
+            startupError(log, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
+        }
+        log.write(
+            "notice", "coordinating",
+            [
+                "version": command.version, "term": "\(server.term)", "control.port": "\(server.port)",
+                "http.port": "\(http.port)", "streams": "\(subscriptions.all.count)",
+                "lease.seconds": "\(settings.leaseTTL)", "heartbeat.seconds": "\(settings.heartbeatInterval)",
+            ])
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { @Sendable in
+                command.shutdownSignals.wait()
+                continuation.resume()
+            }
+        }
+        log.write("notice", "shutting down the coordinator")
+        await http.shutdown(deadline: .seconds(2))
+        await server.shutdown()
+        log.write("notice", "stopped")
+        finished.signal()
+    }
+    finished.wait()
+    command.loop.shutdown()
+    exit(0)
+}
