@@ -119,6 +119,9 @@ let package = Package(
         tests("CoordinationTests", ["Coordination", "ControlProtocol", "CollectorCore"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
+            "ClusterTests",
+            ["Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Runtime", "Observability", "TestSupport"]),
+        tests(
             "CollectorTests",
             [
                 "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",

@@ -1,0 +1,243 @@
+import Cluster
+import CollectorCore
+import ControlProtocol
+import Coordination
+import Foundation
+import Observability
+import Runtime
+import Synchronization
+import Testing
+
+/// The control protocol over real loopback TCP: `ControlServer` (the coordinator's driver) and
+/// `ControlClient`s (the worker's), and hostile peers that send bad frames, wrong secrets and
+/// versions, random bytes and a flood of idle connections, while every honest peer is served.
+@Suite struct ControlOverTCPTests {
+    static let secret = Array("tcp-test-cluster-secret".utf8)
+
+    /// A coordinator on a free port with short leases, and what it logged.
+    struct Fixture {
+        let loop: EventLoop
+        let server: ControlServer
+        let logs: InMemoryLogHandler
+        let directory: String
+
+        static func start(leaseMilliseconds: Int64 = 1500, maxPendingHandshakes: Int = 256) async throws -> Fixture {
+            let loop = try EventLoop.start(name: "control-test")
+            let logs = InMemoryLogHandler()
+            let directory = NSTemporaryDirectory() + "control-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var settings = ControlServer.Settings()
+            settings.host = "127.0.0.1"
+            settings.port = 0
+            settings.service.core.leaseTTL = .milliseconds(leaseMilliseconds)
+            settings.service.core.heartbeatInterval = .milliseconds(200)
+            settings.service.core.weightWindow = nil
+            settings.service.handshakeTimeout = .seconds(1)
+            settings.service.maxPendingHandshakes = maxPendingHandshakes
+            let server = try await ControlServer.start(
+                settings: settings, secret: ControlOverTCPTests.secret,
+                stateFile: CoordinatorStateFile(path: directory + "/coordinator.json"), loop: loop,
+                logger: Logger(label: "control", handler: logs, minimumLevel: .debug))
+            return Fixture(loop: loop, server: server, logs: logs, directory: directory)
+        }
+
+        var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: server.port) }
+
+        /// A worker whose data plane reports every started shard live at once.
+        func worker(_ id: String, secret: [UInt8] = ControlOverTCPTests.secret) async -> ControlClient {
+            let box = ClientBox()
+            let client = await ControlClient.start(
+                endpoint: endpoint,
+                configuration: WorkerSession.Configuration(workerID: id, incarnation: 1, capacity: 1000),
+                secret: secret, loop: loop, logger: .disabled
+            ) { action in
+                if case .start(let a) = action { box.client?.report(.shardLive(shard: a.shard, epoch: a.epoch)) }
+            }
+            box.client = client
+            return client
+        }
+
+        func stop() async {
+            await server.shutdown()
+            await loop.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)  // try?: a leftover temp dir is harmless
+        }
+
+        func logged(_ text: String) -> Bool { logs.all.contains { "\($0.message) \($0.metadata)".contains(text) } }
+    }
+
+    final class ClientBox: @unchecked Sendable {
+        var client: ControlClient?
+    }
+
+    /// Polls `condition` every 20 ms until it holds or `timeout` passes.
+    static func eventually(
+        _ what: String, timeout: Duration = .seconds(20), _ condition: () async -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("timed out waiting until \(what)")
+        throw CancellationError()
+    }
+
+    @Test func workersJoinRunShardsAndTakeOverWhenOneDies() async throws {
+        let f = try await Fixture.start()
+        let a = await f.worker("a")
+        let b = await f.worker("b")
+        try await Self.eventually("both workers joined") { await f.server.snapshot().core.workers.count == 2 }
+        let names = (0..<6).map { "okx/trades/S\($0)-USDT" }
+        await f.server.request(.subscribe(names.map { CoordinatorCore.DesiredShard(shard: $0, weight: 10) }))
+        try await Self.eventually("every shard live") {
+            let core = await f.server.snapshot().core
+            return names.allSatisfy { core.shards[$0]?.owners.first?.state == .live }
+        }
+        let before = await f.server.snapshot().core
+        #expect(Set(names.compactMap { before.shards[$0]?.owners.first?.workerID }) == ["a", "b"])
+        // The document the API serves names both workers and every shard.
+        let document = ClusterPlane.document(await f.server.snapshot())
+        #expect(document.contains("\"healthy\":true"))
+        #expect(document.contains("\"id\":\"a\"") && document.contains("okx/trades/S5-USDT"))
+        // `a` dies (its connection closes; its lease runs out): `b` runs everything with new epochs.
+        await a.stop()
+        try await Self.eventually("b runs every shard") {
+            let core = await f.server.snapshot().core
+            return names.allSatisfy { core.shards[$0]?.owners.map(\.workerID) == ["b"] }
+                && core.shards.values.allSatisfy { $0.owners.first?.state == .live }
+        }
+        let status = await b.status()
+        #expect(Set(status.running.keys) == Set(names))
+        #expect(f.logged("worker lease expired"))
+        #expect(f.server.summary.leaseExpiries == 1)
+        await b.stop()
+        await f.stop()
+    }
+
+    @Test func aRestartedCoordinatorContinuesTheTermAndEpochs() async throws {
+        let f = try await Fixture.start()
+        let w = await f.worker("w")
+        await f.server.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/ticker/X-USDT", weight: 5)]))
+        try await Self.eventually("the shard is live") {
+            await f.server.snapshot().core.shards["okx/ticker/X-USDT"]?.owners.first?.state == .live
+        }
+        let epoch = await f.server.snapshot().core.shards["okx/ticker/X-USDT"]?.owners.first?.epoch ?? 0
+        await w.stop()
+        await f.server.shutdown()
+        let stored = try CoordinatorStateFile(path: f.directory + "/coordinator.json").load()
+        #expect(stored?.term == 1)
+        #expect((stored?.epochsReserved ?? 0) >= epoch)
+        var settings = ControlServer.Settings()
+        settings.host = "127.0.0.1"
+        settings.port = 0
+        let second = try await ControlServer.start(
+            settings: settings, secret: Self.secret,
+            stateFile: CoordinatorStateFile(path: f.directory + "/coordinator.json"), loop: f.loop, logger: .disabled)
+        #expect(second.term == 2)
+        #expect(await second.snapshot().core.nextEpoch > (stored?.epochsReserved ?? 0))
+        await second.shutdown()
+        await f.loop.shutdown()
+    }
+
+    /// A raw peer: writes bytes, records whether the server closed on it and what it sent.
+    final class RawPeer: TransportHandler, @unchecked Sendable {
+        let received = Mutex<[UInt8]>([])
+        let closed = Atomic<Bool>(false)
+        var transport: (any Transport)?
+
+        func transportDidReceive(_ bytes: UnsafeRawBufferPointer) { received.withLock { $0 += Array(bytes) } }
+        func transportDidClose(error: (any Error)?) { closed.store(true, ordering: .relaxed) }
+
+        static func connect(_ f: Fixture) async throws -> RawPeer {
+            let peer = RawPeer()
+            let failure: String? = await withCheckedContinuation { continuation in
+                f.loop.execute {
+                    Connector.connect(to: f.endpoint, loop: f.loop, timeout: .seconds(5)) { result in
+                        switch result {
+                        case .success(let t):
+                            t.handler = peer
+                            peer.transport = t
+                            continuation.resume(returning: nil)
+                        case .failure(let error):
+                            continuation.resume(returning: "\(error)")
+                        }
+                    }
+                }
+            }
+            if let failure { throw TransportError(failure) }
+            return peer
+        }
+
+        func send(_ bytes: [UInt8], loop: EventLoop) {
+            loop.execute { self.transport?.write(bytes) }
+        }
+
+        func close(loop: EventLoop) {
+            loop.execute { self.transport?.close() }
+        }
+
+        var isClosed: Bool { closed.load(ordering: .relaxed) }
+    }
+
+    @Test func hostilePeersAreRefusedWithReasonsWhileAnHonestWorkerIsServed() async throws {
+        let f = try await Fixture.start(leaseMilliseconds: 3000, maxPendingHandshakes: 64)
+        let honest = await f.worker("honest")
+        try await Self.eventually("the honest worker joined") { await honest.status().established }
+
+        // A zero-length frame, an oversize length, random bytes, a hello of an unknown version.
+        let zero = try await RawPeer.connect(f)
+        zero.send([0, 0, 0, 0, 1], loop: f.loop)
+        let oversize = try await RawPeer.connect(f)
+        oversize.send([0x7f, 0xff, 0xff, 0xff, 1], loop: f.loop)
+        let random = try await RawPeer.connect(f)
+        var rng = SeededRNG(seed: 42)
+        random.send((0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, loop: f.loop)
+        let version = try await RawPeer.connect(f)
+        version.send(
+            HandshakeMessage.hello(
+                Hello(
+                    version: 99, workerID: "future", incarnation: 1, capacity: 1,
+                    nonce: [UInt8](repeating: 1, count: 32))
+            ).frame().encoded(), loop: f.loop)
+        // A truncated frame: the length says 100 bytes, 10 arrive, then the peer closes.
+        let truncated = try await RawPeer.connect(f)
+        truncated.send([0, 0, 0, 100, 1] + [UInt8](repeating: 65, count: 10), loop: f.loop)
+        truncated.close(loop: f.loop)
+        // A worker with the wrong secret.
+        let intruder = await f.worker("intruder", secret: Array("the-wrong-cluster-secret".utf8))
+        // A flood of idle connections, more than may handshake at once.
+        var flood: [RawPeer] = []
+        for _ in 0..<100 { flood.append(try await RawPeer.connect(f)) }
+
+        try await Self.eventually("each hostile peer is closed") {
+            zero.isClosed && oversize.isClosed && random.isClosed && version.isClosed
+                && flood.allSatisfy(\.isClosed)
+        }
+        #expect(f.logged("bad framing") && f.logged("of length 0"))
+        #expect(f.logged("above the limit"))
+        #expect(f.logged("bad-version"))
+        #expect(f.logged("too many handshakes in progress"))
+        #expect(f.logged("control handshake timed out"))
+        #expect(f.logged("control handshake abandoned"))
+        // The version peer got a Reject frame that says why.
+        let answer = version.received.withLock { $0 }
+        #expect(String(decoding: answer, as: UTF8.self).contains("bad-version"))
+        let intruderStatus = await intruder.status()
+        #expect(!intruderStatus.established)
+        #expect(await f.server.snapshot().core.workers["intruder"] == nil)
+        // No log line carries either secret.
+        let everything = f.logs.all.map { "\($0.message) \($0.metadata)" }.joined()
+        #expect(!everything.contains("tcp-test-cluster-secret") && !everything.contains("the-wrong-cluster-secret"))
+        // Through all of it the honest worker kept its lease, and a new one can join.
+        #expect(await honest.status().established)
+        #expect(await f.server.snapshot().core.workers["honest"] != nil)
+        let late = await f.worker("late")
+        try await Self.eventually("a new worker joins after the flood") { await late.status().established }
+        #expect(f.server.summary.rejectedHandshakes >= 100)
+        await intruder.stop()
+        await honest.stop()
+        await late.stop()
+        await f.stop()
+    }
+}
