@@ -119,6 +119,11 @@ public enum Resolver {
         host: String, port: Int, loop: EventLoop, completion: @escaping (Result<[SocketAddress], ResolverError>) -> Void
     ) {
         let bound = LoopBound(completion, loop: loop)
+        // A numeric address needs no lookup: answered on the loop, never queued behind busy threads.
+        if let numeric = SocketAddress(ip: host.trimmingBrackets(), port: port) {
+            loop.execute { bound.value(.success([numeric])) }
+            return
+        }
         queue.async {
             let result = resolveBlocking(host: host, port: port)
             loop.execute { bound.value(result) }

@@ -111,9 +111,9 @@ import Testing
         // MARK: Coordinator side
 
         mutating func coordinator(_ input: CoordinatorService.Input) throws {
-            guard var service else { return }
-            let outputs = service.handle(input, now: instant, wallClock: wall)
-            self.service = service
+            guard service != nil else { return }
+            // In place: a copy of the service would make the core copy its whole map on write.
+            let outputs = service!.handle(input, now: instant, wallClock: wall)
             for output in outputs {
                 switch output {
                 case .send(let c, let frame):
@@ -164,9 +164,9 @@ import Testing
         // MARK: Worker side
 
         mutating func worker(_ name: String, _ input: WorkerSession.Input) throws {
-            guard var p = processes[name], p.alive else { return }
-            let actions = p.session.handle(input, now: instant)
-            processes[name] = p
+            guard processes[name]?.alive == true else { return }
+            let now = instant
+            let actions = processes[name]!.session.handle(input, now: now)
             for action in actions { try perform(action, by: name) }
         }
 
