@@ -9,7 +9,7 @@ public import Runtime
 /// plane (start, stop, orphaned) goes to `dataPlane`, on the loop; the data plane's reports come
 /// back through `report`.
 public final class ControlClient: Sendable {
-    /// Called on the loop with every `.start`, `.stop` and `.orphaned` action.
+    /// Called on the loop with every `.start`, `.stop`, `.orphaned` and `.egressShare` action.
     public typealias DataPlane = @Sendable (WorkerSession.Action) -> Void
 
     public struct Status: Sendable {
@@ -148,7 +148,7 @@ final class ClientState: TransportHandler {
                 t.close()
                 logger.info("control connection closed", ["reason": reason])
             }
-        case .start, .stop, .orphaned:
+        case .start, .stop, .orphaned, .egressShare:
             dataPlane(action)
         case .log(let level, let message, let fields):
             logger.log(LogLevel(name: level) ?? .info, message, fields)

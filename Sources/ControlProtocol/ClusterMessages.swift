@@ -8,8 +8,10 @@ public enum ClusterMessage: Hashable, Sendable {
     /// Worker → coordinator, every heartbeat interval: renews the lease; `shards` holds only what
     /// changed since the last beat, or everything when `full`.
     case heartbeat(sequence: UInt64, full: Bool, shards: [ShardReport])
-    /// Coordinator → worker: the lease, renewed for `leaseMilliseconds` from when the beat was sent.
-    case heartbeatAck(term: UInt64, sequence: UInt64, leaseMilliseconds: Int64)
+    /// Coordinator → worker: the lease, renewed for `leaseMilliseconds` from when the beat was sent,
+    /// and how many workers share its egress group (it takes that share of each exchange's per-IP
+    /// budgets; absent from older coordinators: 1).
+    case heartbeatAck(term: UInt64, sequence: UInt64, leaseMilliseconds: Int64, groupSize: Int = 1)
     case assign(Assignment)
     case revoke(term: UInt64, shard: String, epoch: UInt64)
     /// Coordinator → the old owner of a moved shard: store rows with event time before `until` (the
@@ -100,11 +102,12 @@ extension ClusterMessage {
                         if let id = r.lastEventID { o.string("last_event_id", id) }
                         return o.result
                     }.joined(separator: ",") + "]")
-        case .heartbeatAck(let term, let sequence, let lease):
+        case .heartbeatAck(let term, let sequence, let lease, let groupSize):
             index = 1
             w.number("term", term)
             w.number("seq", sequence)
             w.number("lease_ms", lease)
+            w.number("group_size", groupSize)
         case .assign(let a):
             index = 2
             w.number("term", a.term)
@@ -156,9 +159,13 @@ extension ClusterMessage {
         case 0:
             return .heartbeat(sequence: try f.unsigned("seq"), full: try f.bool("full"), shards: try f.reports())
         case 1:
+            let groupSize = f.numbers["group_size"] ?? 1
+            guard groupSize >= 1, groupSize <= 1_000_000 else {
+                throw HandshakeDecodeError("group_size must be 1…1000000")
+            }
             return .heartbeatAck(
                 term: try f.unsigned("term"), sequence: try f.unsigned("seq"),
-                leaseMilliseconds: try f.positive("lease_ms"))
+                leaseMilliseconds: try f.positive("lease_ms"), groupSize: Int(groupSize))
         case 2:
             let resume = f.numbers["resume_time"].map { ResumePoint(time: $0, id: f.strings["resume_id"]) }
             return .assign(

@@ -59,6 +59,9 @@ public struct WorkerSession: Sendable {
         case stop(shard: String, epoch: UInt64, until: Int64?)
         /// Whether the worker runs shards without a lease (cut off: `/ready` false, a gauge).
         case orphaned(Bool)
+        /// The workers sharing this one's egress group changed: take 1/`groupSize` of each
+        /// exchange's per-IP connection, subscribe and REST budgets.
+        case egressShare(groupSize: Int)
         case log(level: String, String, [String: String])
     }
 
@@ -90,6 +93,8 @@ public struct WorkerSession: Sendable {
     private var pendingFailures: [ClusterMessage] = []
     public private(set) var running: [String: Running] = [:]
     public private(set) var isOrphaned = false
+    /// Workers in this one's egress group, as the coordinator last said (1 until it says).
+    public private(set) var egressGroupSize = 1
     /// The coordinator's term once welcomed.
     public private(set) var term: UInt64?
 
@@ -294,8 +299,14 @@ public struct WorkerSession: Sendable {
 
     private mutating func obey(_ message: ClusterMessage, now: Instant, into actions: inout [Action]) {
         switch message {
-        case .heartbeatAck(let term, let sequence, let leaseMilliseconds):
-            lease.acknowledged(term: term, sequence: sequence, lease: .milliseconds(leaseMilliseconds))
+        case .heartbeatAck(let term, let sequence, let leaseMilliseconds, let groupSize):
+            guard lease.acknowledged(term: term, sequence: sequence, lease: .milliseconds(leaseMilliseconds)) else {
+                return
+            }
+            if groupSize != egressGroupSize {
+                egressGroupSize = groupSize
+                actions.append(.egressShare(groupSize: groupSize))
+            }
         case .assign(let a):
             guard lease.admits(term: a.term) else { return ignoredTerm(a.term, into: &actions) }
             if let current = running[a.shard] {

@@ -149,6 +149,8 @@ public struct CoordinatorCore: Sendable {
     private var recovering: Bool
     private var placementHeldUntil: Instant?
     private var weightWindowStart: Instant?
+    /// Leased workers per egress group (kept on join and expiry: heartbeats read it).
+    public private(set) var groupSizes: [String: Int] = [:]
 
     /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
     /// epochs continue above it, so they only increase across restarts. `recovering`: a restart of an
@@ -173,6 +175,8 @@ public struct CoordinatorCore: Sendable {
             // (from a previous incarnation, or lost while it was cut off) are gone, as are moves
             // involving it; a drain or cordon in force stays.
             let previous = workers[hello.workerID]
+            if let old = previous?.hello.egressGroup { leaveGroup(old) }
+            groupSizes[hello.egressGroup, default: 0] += 1
             forgetOwnerships(of: hello.workerID)
             var worker = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
             worker.cordoned = previous?.cordoned ?? false
@@ -180,15 +184,15 @@ public struct CoordinatorCore: Sendable {
             workers[hello.workerID] = worker
             adopt(hello, into: &actions)
         case .heartbeat(let id, let sequence, let full, let reports):
-            guard workers[id] != nil else { break }
+            guard let worker = workers[id] else { break }
             workers[id]?.leaseUntil = now.advanced(by: configuration.leaseTTL)
             record(reports, from: id, full: full, into: &actions)
             actions.append(
                 .send(
                     workerID: id,
                     .heartbeatAck(
-                        term: term, sequence: sequence,
-                        leaseMilliseconds: configuration.leaseMilliseconds)))
+                        term: term, sequence: sequence, leaseMilliseconds: configuration.leaseMilliseconds,
+                        groupSize: groupSizes[worker.hello.egressGroup] ?? 1)))
         case .subscribe(let desired):
             for spec in desired where shards[spec.shard] == nil && shards.count < configuration.maxShards {
                 shards[spec.shard] = Shard(spec: spec)
@@ -261,6 +265,11 @@ public struct CoordinatorCore: Sendable {
         default: break
         }
         return actions
+    }
+
+    private mutating func leaveGroup(_ group: String) {
+        let n = (groupSizes[group] ?? 1) - 1
+        groupSizes[group] = n > 0 ? n : nil
     }
 
     /// A beat's shard reports: where each shard's stored data ends, event counts, live states. A full
@@ -529,6 +538,7 @@ public struct CoordinatorCore: Sendable {
         for id in workers.compactMap({ $0.value.leaseUntil <= now ? $0.key : nil }).sorted() {
             // Its ownerships go (a move with it on either side ends: what remains is the shard's owner).
             forgetOwnerships(of: id)
+            if let group = workers[id]?.hello.egressGroup { leaveGroup(group) }
             workers[id] = nil
             actions.append(.workerExpired(id))
             actions.append(.log("worker lease expired", ["worker": id]))

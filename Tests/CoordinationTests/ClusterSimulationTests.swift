@@ -213,7 +213,7 @@ import Testing
                 }
             case .stop(let shard, let epoch, _):
                 if p.runs[shard] == epoch { processes[name]?.runs[shard] = nil }
-            case .orphaned, .log:
+            case .orphaned, .log, .egressShare:
                 break
             }
         }
@@ -477,6 +477,20 @@ import Testing
         /// owners writing now, each really running it at that epoch; refused ones are rejected.
         func checkSettled() throws {
             guard let core else { throw SimFailure("no coordinator after quiet") }
+            // Every connected worker knows how many share its egress group (its budget share).
+            for p in processes.values where p.alive && p.session.isEstablished {
+                let group = Self.group(of: p.id)
+                guard p.session.egressGroupSize == core.groupSizes[group] ?? 0 else {
+                    throw SimFailure(
+                        "\(p.name) thinks \(p.session.egressGroupSize) share \(group), the map says \(core.groupSizes[group] ?? 0)"
+                    )
+                }
+                let leased = core.workers.values.filter { $0.hello.egressGroup == group }.count
+                guard leased == core.groupSizes[group] else {
+                    throw SimFailure(
+                        "group \(group): \(leased) leased workers, groupSizes \(core.groupSizes[group] ?? 0)")
+                }
+            }
             let usable = Set(
                 processes.values.filter { $0.alive && !(core.workers[$0.id]?.cordoned ?? true) }.map(\.id))
             for spec in desired {

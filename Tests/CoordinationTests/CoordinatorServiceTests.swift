@@ -66,7 +66,7 @@ import Testing
                     started[c, default: []].append(a)
                 case .stop(let shard, _, _):
                     stopped[c, default: []].append(shard)
-                case .orphaned, .log:
+                case .orphaned, .log, .egressShare:
                     break
                 }
             }
@@ -74,10 +74,12 @@ import Testing
 
         /// A worker on connection `c` connects (its first tick).
         mutating func join(
-            _ c: UInt64, id: String, incarnation: UInt64 = 1, secret: [UInt8] = CoordinatorServiceTests.secret
+            _ c: UInt64, id: String, incarnation: UInt64 = 1, secret: [UInt8] = CoordinatorServiceTests.secret,
+            group: String? = nil
         ) {
             workers[c] = WorkerSession(
-                configuration: WorkerSession.Configuration(workerID: id, incarnation: incarnation, capacity: 1000),
+                configuration: WorkerSession.Configuration(
+                    workerID: id, incarnation: incarnation, capacity: 1000, egressGroup: group),
                 secret: secret, seed: c, now: CoordinatorServiceTests.at(now))
             worker(c, .tick)
         }
@@ -236,5 +238,21 @@ import Testing
         #expect(pair.started[1]?.count == 1)
         pair.advance(to: 40_000, beating: [1])
         #expect(pair.stopped[1] == ["okx/ticker/X"])
+    }
+
+    @Test func workersBehindOneEgressAddressLearnTheirShareOfTheBudgets() {
+        var pair = Pair()
+        pair.join(1, id: "w1", group: "nat-a")
+        pair.join(2, id: "w2", group: "nat-a")
+        pair.join(3, id: "w3", group: "nat-b")
+        pair.advance(to: 2_000, beating: [1, 2, 3])
+        #expect(pair.workers[1]?.egressGroupSize == 2)
+        #expect(pair.workers[2]?.egressGroupSize == 2)
+        #expect(pair.workers[3]?.egressGroupSize == 1)
+        // w2 is cut off and its lease runs out: w1 has the whole address's budgets again.
+        pair.cut.insert(2)
+        pair.advance(to: 9_000, beating: [1, 2, 3])
+        #expect(pair.service.core.groupSizes["nat-a"] == 1)
+        #expect(pair.workers[1]?.egressGroupSize == 1)
     }
 }
