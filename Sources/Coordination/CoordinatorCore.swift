@@ -30,6 +30,11 @@ public struct CoordinatorCore: Sendable {
         /// weight changes only when the measurement differs from it by more than 20 % (hysteresis).
         /// `nil`: the configured weights stay.
         public var weightWindow: Duration? = .seconds(60)
+        /// A transient shard failure is retried after this, doubling per failure in a row up to
+        /// `maxRetryDelay`; after `failuresBeforeMove` on one worker the shard goes elsewhere.
+        public var retryDelay: Duration = .seconds(1)
+        public var maxRetryDelay: Duration = .seconds(60)
+        public var failuresBeforeMove = 3
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -113,6 +118,11 @@ public struct CoordinatorCore: Sendable {
         public var resumePoint: ResumePoint? { lastEventTime.map { ResumePoint(time: $0, id: lastEventID) } }
         /// When the shard last got an owner by a move (hysteresis).
         public var lastMovedAt: Instant?
+        /// Transient failures in a row (reset when an owner goes live), when it may be placed again,
+        /// and the workers it failed on `failuresBeforeMove` times (avoided while others can take it).
+        public var failures = 0
+        public var retryAt: Instant?
+        public var failedOn: [String: Int] = [:]
     }
 
     public struct Worker: Sendable {
@@ -210,6 +220,9 @@ public struct CoordinatorCore: Sendable {
                 break
             }
             shards[name]?.owners[i].state = .live
+            shards[name]?.failures = 0
+            shards[name]?.retryAt = nil
+            shards[name]?.failedOn = [:]
         case .shardFailed(let id, let name, let epoch, let permanent, let code, let reason):
             // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
             guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { break }
@@ -221,6 +234,14 @@ public struct CoordinatorCore: Sendable {
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
                 actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
+            } else if var shard = shards[name] {
+                // Transient: retried with backoff; after repeated failures on one worker, elsewhere.
+                shard.failures += 1
+                let exponent = min(shard.failures - 1, 20)
+                let delay = min(configuration.retryDelay * (1 << exponent), configuration.maxRetryDelay)
+                shard.retryAt = now.advanced(by: delay)
+                if shard.failedOn.count < 64 || shard.failedOn[id] != nil { shard.failedOn[id, default: 0] += 1 }
+                shards[name] = shard
             }
         case .cordon(let id):
             workers[id]?.cordoned = true
@@ -355,10 +376,14 @@ public struct CoordinatorCore: Sendable {
     /// `excluded`, lowest load per capacity (ties by id).
     private func bestWorker(for shard: Shard, excluding excluded: [Owner], now: Instant) -> Worker? {
         let weight = shard.spec.weight
-        return workers.values.filter { w in
+        let avoided = Set(shard.failedOn.filter { $0.value >= configuration.failuresBeforeMove }.keys)
+        let candidates = workers.values.filter { w in
             w.leaseUntil > now && !w.cordoned && !excluded.contains { $0.workerID == w.hello.workerID }
                 && w.load + weight <= w.hello.capacity && hasBudget(w, shard.spec.shard, now: now)
-        }.min(by: {
+        }
+        // A worker the shard keeps failing on is used only when no other one can take it.
+        let preferred = candidates.filter { !avoided.contains($0.hello.workerID) }
+        return (preferred.isEmpty ? candidates : preferred).min(by: {
             (Double($0.load) / Double($0.hello.capacity), $0.hello.workerID)
                 < (Double($1.load) / Double($1.hello.capacity), $1.hello.workerID)
         })
@@ -549,7 +574,9 @@ public struct CoordinatorCore: Sendable {
     /// capacity that can still fit it and does not already run it. Shards are taken heaviest first,
     /// ties by name, so placement is deterministic.
     private mutating func place(now: Instant, into actions: inout [Action]) {
-        let short = shards.values.filter { $0.rejected == nil && $0.owners.count < $0.spec.replicas }
+        let short = shards.values.filter {
+            $0.rejected == nil && $0.owners.count < $0.spec.replicas && ($0.retryAt.map { now >= $0 } ?? true)
+        }
             .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
         // Per exchange, the lightest weight no worker had room or budget for this call: shards as
         // heavy wait for the next tick, so a burst costs one failed search per weight, not per shard.

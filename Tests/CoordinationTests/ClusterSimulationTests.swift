@@ -13,7 +13,8 @@ import Testing
 ///
 /// Faults: worker crashes and restarts (new incarnations), a second process with a live worker's
 /// id, partitions and heals, scale-up, drains (the drained worker then exits: scale-down),
-/// cordons, subscription bursts with `replicas` 1–2 and instruments the exchange refuses,
+/// cordons, subscription bursts with `replicas` 1–2, instruments the exchange refuses (for good,
+/// and one start in twenty transiently),
 /// coordinator restarts with a down time. Invariants are checked after every step; a failure
 /// names its seed, and `SIM_SEED=n` replays exactly that one. `SIM_SEEDS` sets how many run.
 @Suite struct ClusterSimulationTests {
@@ -206,6 +207,14 @@ import Testing
                         .shardFailed(
                             shard: a.shard, epoch: a.epoch, permanent: true, code: "51001",
                             reason: "Instrument ID does not exist"))
+                    processes[name]?.runs[a.shard] = nil
+                } else if random(20) == 0 {
+                    // A transient refusal (the exchange is busy): retried with backoff, maybe elsewhere.
+                    try worker(
+                        name,
+                        .shardFailed(
+                            shard: a.shard, epoch: a.epoch, permanent: false, code: "50011", reason: "Too Many Requests"
+                        ))
                     processes[name]?.runs[a.shard] = nil
                 } else {
                     let at = now + 1 + Int64(random(300))

@@ -152,14 +152,15 @@ import Testing
             now: Self.at(10), wallClock: 0)
         #expect(Self.assigns(after).isEmpty, "not moved to the other worker")
         #expect(core.shards["okx/candles:1m/NOPE-USDT"]?.rejected?.code == "60018")
-        // A transient failure is placed again.
+        // A transient failure is placed again (after the first retry delay, 1 s).
         _ = core.handle(.subscribe([.init(shard: "okx/trades/X-USDT", weight: 10)]), now: Self.at(11), wallClock: 0)
         let x = core.shards["okx/trades/X-USDT"]?.owners.first
-        let retried = core.handle(
+        _ = core.handle(
             .shardFailed(
                 workerID: x?.workerID ?? "", shard: "okx/trades/X-USDT", epoch: x?.epoch ?? 0, permanent: false,
                 code: "", reason: "timeout"),
             now: Self.at(12), wallClock: 0)
+        let retried = core.handle(.tick, now: Self.at(1012), wallClock: 0)
         #expect(Self.assigns(retried).count == 1)
     }
 
@@ -291,5 +292,39 @@ import Testing
         }
         #expect(movedAgain.isEmpty, "nothing moved twice within min_dwell")
         #expect(!core.moves.isEmpty, "a's shards start moving to c")
+    }
+
+    @Test func transientFailuresAreRetriedWithBackoffAndMoveAfterThreeOnOneWorker() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b", capacity: 50)), now: Self.at(0), wallClock: 0)
+        let name = "okx/trades/BTC-USDT"
+        var placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(1), wallClock: 0))
+        #expect(placed.map(\.0) == ["a"], "a has the lower load per capacity")
+        var t: Int64 = 1
+        // Three transient failures on a: each waits longer (1 s, 2 s, 4 s) before the next try.
+        for (attempt, delay) in [(1, Int64(1000)), (2, 2000), (3, 4000)] {
+            let failed = core.handle(
+                .shardFailed(
+                    workerID: "a", shard: name, epoch: placed[0].1.epoch, permanent: false, code: "503",
+                    reason: "exchange busy"), now: Self.at(t), wallClock: 0)
+            #expect(Self.assigns(failed).isEmpty, "attempt \(attempt): not retried at once")
+            #expect(core.shards[name]?.failures == attempt)
+            let early = core.handle(.tick, now: Self.at(t + delay - 1), wallClock: 0)
+            #expect(Self.assigns(early).isEmpty, "attempt \(attempt): held for \(delay) ms")
+            t += delay
+            for w in ["a", "b"] {
+                _ = core.handle(.heartbeat(workerID: w, sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+            }
+            placed = Self.assigns(core.handle(.tick, now: Self.at(t), wallClock: 0))
+            #expect(placed.count == 1)
+            if attempt < 3 { #expect(placed.first?.0 == "a", "attempt \(attempt): still the best worker") }
+        }
+        // After three failures on a it goes to b, although b is smaller; live there, the count resets.
+        #expect(placed.first?.0 == "b")
+        _ = core.handle(.shardLive(workerID: "b", shard: name, epoch: placed[0].1.epoch), now: Self.at(t), wallClock: 0)
+        #expect(core.shards[name]?.failures == 0)
+        #expect(core.shards[name]?.rejected == nil)
     }
 }
