@@ -577,7 +577,7 @@ public struct CoordinatorCore: Sendable {
         let short = shards.values.filter {
             $0.rejected == nil && $0.owners.count < $0.spec.replicas && ($0.retryAt.map { now >= $0 } ?? true)
         }
-            .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
+        .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
         // Per exchange, the lightest weight no worker had room or budget for this call: shards as
         // heavy wait for the next tick, so a burst costs one failed search per weight, not per shard.
         var blocked: [Substring: Int] = [:]
