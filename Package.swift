@@ -109,7 +109,7 @@ let package = Package(
             name: "collector-bench",
             dependencies: [
                 "Runtime", "WebSocketProtocol", "HTTP1Protocol", "TLS", "Crypto", "CollectorCore", "Exchanges",
-                "MarketData", "Collector", "PostgresClient", "Coordination", "ControlProtocol",
+                "MarketData", "Collector", "PostgresClient", "Coordination", "ControlProtocol", "Cluster",
             ],
             swiftSettings: strictSettings
         ),

@@ -6,7 +6,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first else {
     FileHandle.standardError.write(
         Data(
-            "usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades|book-sync|failover [options]\n"
+            "usage: collector-bench ws-sender|ws-receive|parse-okx|ws-parse|pg-upsert|pg-trades|book-sync|failover|cluster-load [options]\n"
                 .utf8))
     exit(64)
 }
@@ -21,6 +21,7 @@ case "pg-upsert": UpsertBench.run(options)
 case "pg-trades": TradesBench.run(options)
 case "book-sync": BookSyncBench.run(options)
 case "failover": FailoverBench.run(options)
+case "cluster-load": ClusterLoadBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)

@@ -169,6 +169,32 @@ import Testing
             return peer
         }
 
+        /// `count` peers whose connects all start at once (so they arrive in one burst).
+        static func connectMany(_ f: Fixture, _ count: Int) async throws -> [RawPeer] {
+            let peers = (0..<count).map { _ in RawPeer() }
+            let failures: Int = await withCheckedContinuation { continuation in
+                f.loop.execute {
+                    var pending = count
+                    var failed = 0
+                    for peer in peers {
+                        Connector.connect(to: f.endpoint, loop: f.loop, timeout: .seconds(10)) { result in
+                            switch result {
+                            case .success(let t):
+                                t.handler = peer
+                                peer.transport = t
+                            case .failure:
+                                failed += 1
+                            }
+                            pending -= 1
+                            if pending == 0 { continuation.resume(returning: failed) }
+                        }
+                    }
+                }
+            }
+            if failures > 0 { throw TransportError("\(failures) of \(count) connects failed") }
+            return peers
+        }
+
         func send(_ bytes: [UInt8], loop: EventLoop) {
             loop.execute { self.transport?.write(bytes) }
         }
@@ -206,9 +232,8 @@ import Testing
         truncated.close(loop: f.loop)
         // A worker with the wrong secret.
         let intruder = await f.worker("intruder", secret: Array("the-wrong-cluster-secret".utf8))
-        // A flood of idle connections, more than may handshake at once.
-        var flood: [RawPeer] = []
-        for _ in 0..<100 { flood.append(try await RawPeer.connect(f)) }
+        // A flood of idle connections at once, more than may handshake at once.
+        let flood = try await RawPeer.connectMany(f, 100)
 
         try await Self.eventually("each hostile peer is closed") {
             zero.isClosed && oversize.isClosed && random.isClosed && version.isClosed
