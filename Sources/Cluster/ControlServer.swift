@@ -185,6 +185,7 @@ final class ServerState {
     private var connections: [UInt64: ControlConnection] = [:]
     private var nextID: UInt64 = 1
     private var timer: TimerHandle?
+    private var summaryAt: Instant?
     private var stopped = false
     private let writer = DispatchQueue(label: "coordinator.state-file")
 
@@ -214,7 +215,11 @@ final class ServerState {
         timer = loop.scheduleTimer(after: tickInterval) { [weak self] in
             guard let self, !self.stopped else { return }
             self.input(.tick)
-            self.publishSummary()
+            // Shard states are a pass over the whole map: once a second is fresh enough for gauges.
+            let now = self.loop.now()
+            let countShards = self.summaryAt.map { now.duration(since: $0) >= .seconds(1) } ?? true
+            if countShards { self.summaryAt = now }
+            self.publishSummary(countingShards: countShards)
             self.scheduleTick()
         }
     }
@@ -299,14 +304,20 @@ final class ServerState {
             core: service.core, addresses: addresses, now: loop.now(), wallClock: WallClock.microseconds())
     }
 
-    private func publishSummary() {
+    /// Workers and counters every tick; shard states when `countingShards` (else the last count).
+    private func publishSummary(countingShards: Bool) {
         let core = service.core
         var s = Summary()
+        if !countingShards {
+            let last = summary.value.withLock { $0 }
+            s.shardsByState = last.shardsByState
+            s.unowned = last.unowned
+        }
         for w in core.workers.values {
             let state = w.draining ? "draining" : w.cordoned ? "cordoned" : "live"
             s.workersByState[state, default: 0] += 1
         }
-        for shard in core.shards.values {
+        for shard in core.shards.values where countingShards {
             let state =
                 shard.rejected != nil
                 ? "rejected"

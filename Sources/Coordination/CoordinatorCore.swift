@@ -161,6 +161,14 @@ public struct CoordinatorCore: Sendable {
     private var weightWindowStart: Instant?
     /// Leased workers per egress group (kept on join and expiry: heartbeats read it).
     public private(set) var groupSizes: [String: Int] = [:]
+    /// Indices kept by `addOwner`, `removeOwners` and `reindex`, so no event scans the whole map:
+    /// the shards each worker owns, and the shards short of their replicas (not rejected).
+    private var ownedBy: [String: Set<String>] = [:]
+    private var unplaced: Set<String> = []
+    /// `unplaced` in placement order (heaviest first, ties by name), possibly with names since
+    /// placed; sorted again only after a shard joins `unplaced` or changes weight (`orderStale`).
+    private var placementOrder: [String] = []
+    private var orderStale = false
 
     /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
     /// epochs continue above it, so they only increase across restarts. `recovering`: a restart of an
@@ -206,6 +214,7 @@ public struct CoordinatorCore: Sendable {
         case .subscribe(let desired):
             for spec in desired where shards[spec.shard] == nil && shards.count < configuration.maxShards {
                 shards[spec.shard] = Shard(spec: spec)
+                reindex(spec.shard)
             }
         case .unsubscribe(let names):
             for name in names where shards[name] != nil {
@@ -214,6 +223,7 @@ public struct CoordinatorCore: Sendable {
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
                 shards[name] = nil
+                reindex(name)
             }
         case .shardLive(let id, let name, let epoch):
             guard let i = shards[name]?.owners.firstIndex(where: { $0.workerID == id && $0.epoch == epoch }) else {
@@ -233,6 +243,7 @@ public struct CoordinatorCore: Sendable {
                     actions.append(
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
+                reindex(name)
                 actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
             } else if var shard = shards[name] {
                 // Transient: retried with backoff; after repeated failures on one worker, elsewhere.
@@ -345,6 +356,7 @@ public struct CoordinatorCore: Sendable {
             let current = shard.spec.weight
             guard abs(Double(measured - current)) > 0.2 * Double(current) else { continue }
             shards[name]?.spec.weight = measured
+            if unplaced.contains(name) { orderStale = true }
             for owner in shard.owners { workers[owner.workerID]?.load += measured - current }
         }
     }
@@ -373,7 +385,8 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// The worker that takes `shard`: leased, not cordoned, with room and group budget, not one of
-    /// `excluded`, lowest load per capacity (ties by id).
+    /// `excluded`, lowest load per capacity (ties by id). One search costs a pass over the workers:
+    /// `place` uses a `PlacementQueue` instead.
     private func bestWorker(for shard: Shard, excluding excluded: [Owner], now: Instant) -> Worker? {
         let weight = shard.spec.weight
         let avoided = Set(shard.failedOn.filter { $0.value >= configuration.failuresBeforeMove }.keys)
@@ -394,7 +407,8 @@ public struct CoordinatorCore: Sendable {
     private mutating func startMoves(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         let draining = Set(workers.values.filter(\.draining).map(\.hello.workerID))
         guard !draining.isEmpty else { return }
-        for name in shards.keys.sorted() where moves[name] == nil {
+        let leaving = draining.reduce(into: Set<String>()) { $0.formUnion(ownedBy[$1] ?? []) }
+        for name in leaving.sorted() where moves[name] == nil {
             guard let shard = shards[name], let from = shard.owners.first(where: { draining.contains($0.workerID) }),
                 let target = bestWorker(for: shard, excluding: shard.owners, now: now)
             else { continue }
@@ -403,27 +417,23 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    /// A worker's load once the moves away from it complete (both owners count until then).
-    private func settledLoad(_ w: Worker) -> Int {
-        w.load
-            - moves.values.filter { $0.from.workerID == w.hello.workerID }.reduce(0) {
-                $0 + (shards[$1.shard]?.spec.weight ?? 0)
-            }
+    /// The weight each worker sends away in moves under way (both owners count until they complete).
+    private func movingOut() -> [String: Int] {
+        moves.values.reduce(into: [:]) { $0[$1.from.workerID, default: 0] += shards[$1.shard]?.spec.weight ?? 0 }
     }
-
-    /// Settled load per capacity.
-    private func utilisation(_ w: Worker) -> Double { Double(settledLoad(w)) / Double(w.hello.capacity) }
 
     /// Scale-up balance (DESIGN.md §3): while a worker is more than `balanceTolerance` above the mean
     /// load per capacity and another below it, a shard moves from the first to the second — the
     /// heaviest that does not overshoot, not moved within `minDwell` — at most `maxConcurrentMoves`
-    /// moves at a time.
+    /// moves at a time. Loads are judged settled: as they are once the moves under way complete.
     private mutating func rebalance(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         while moves.count < configuration.maxConcurrentMoves {
             let eligible = workers.values.filter { $0.leaseUntil > now && !$0.cordoned }
             guard eligible.count >= 2 else { return }
+            let away = movingOut()
+            let settled: (Worker) -> Int = { $0.load - (away[$0.hello.workerID] ?? 0) }
             var util: [String: Double] = [:]
-            for w in eligible { util[w.hello.workerID] = utilisation(w) }
+            for w in eligible { util[w.hello.workerID] = Double(settled(w)) / Double(w.hello.capacity) }
             let mean = util.values.reduce(0, +) / Double(eligible.count)
             let order: (Worker, Worker) -> Bool = { a, b in
                 (util[a.hello.workerID] ?? 0, a.hello.workerID) < (util[b.hello.workerID] ?? 0, b.hello.workerID)
@@ -436,9 +446,11 @@ public struct CoordinatorCore: Sendable {
                 (util[$0.hello.workerID] ?? 0) > mean * (1 + configuration.balanceTolerance) + 1e-9
             }
             .sorted { order($1, $0) }
+            let lowSettled = settled(low)
             var chosen: (shard: Shard, from: Owner)?
             for high in senders {
-                let candidates = shards.values.filter { shard in
+                let highSettled = settled(high)
+                let candidates = (ownedBy[high.hello.workerID] ?? []).compactMap { shards[$0] }.filter { shard in
                     moves[shard.spec.shard] == nil
                         && shard.owners.contains { $0.workerID == high.hello.workerID && $0.state == .live }
                         && !shard.owners.contains { $0.workerID == low.hello.workerID }
@@ -448,10 +460,12 @@ public struct CoordinatorCore: Sendable {
                         && low.load + shard.spec.weight <= low.hello.capacity
                         && hasBudget(low, shard.spec.shard, now: now)
                         // No overshoot: afterwards the receiver is not fuller than the sender.
-                        && Double(settledLoad(low) + shard.spec.weight) / Double(low.hello.capacity)
-                            <= Double(settledLoad(high) - shard.spec.weight) / Double(high.hello.capacity) + 1e-9
-                }.sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
-                if let shard = candidates.first,
+                        && Double(lowSettled + shard.spec.weight) / Double(low.hello.capacity)
+                            <= Double(highSettled - shard.spec.weight) / Double(high.hello.capacity) + 1e-9
+                }
+                if let shard = candidates.min(by: {
+                    ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard)
+                }),
                     let from = shard.owners.first(where: { $0.workerID == high.hello.workerID })
                 {
                     chosen = (shard, from)
@@ -531,7 +545,7 @@ public struct CoordinatorCore: Sendable {
 
     /// Removes `id` from every shard's owners (and so from every move).
     private mutating func forgetOwnerships(of id: String) {
-        for name in shards.keys where shards[name]?.owners.contains(where: { $0.workerID == id }) == true {
+        for name in ownedBy[id] ?? [] {
             removeOwners(of: name, where: { $0.workerID == id })
         }
     }
@@ -541,6 +555,8 @@ public struct CoordinatorCore: Sendable {
         guard let weight = shards[name]?.spec.weight else { return }
         shards[name]?.owners.append(owner)
         workers[owner.workerID]?.load += weight
+        ownedBy[owner.workerID, default: []].insert(name)
+        reindex(name)
     }
 
     /// The one way owners are removed: their weight stops counting on their workers, and a move one
@@ -551,7 +567,15 @@ public struct CoordinatorCore: Sendable {
         let removed = shard.owners.filter(matches)
         guard !removed.isEmpty else { return [] }
         shards[name]?.owners.removeAll(where: matches)
-        for owner in removed { workers[owner.workerID]?.load -= shard.spec.weight }
+        for owner in removed {
+            workers[owner.workerID]?.load -= shard.spec.weight
+            // A worker may own a shard once only (a rejoin or a second replica replaces, never adds).
+            if shards[name]?.owners.contains(where: { $0.workerID == owner.workerID }) != true {
+                ownedBy[owner.workerID]?.remove(name)
+                if ownedBy[owner.workerID]?.isEmpty == true { ownedBy[owner.workerID] = nil }
+            }
+        }
+        reindex(name)
         if let move = moves[name], removed.contains(where: { $0.epoch == move.from.epoch || $0.epoch == move.to.epoch })
         {
             moves[name] = nil
@@ -574,35 +598,86 @@ public struct CoordinatorCore: Sendable {
     /// capacity that can still fit it and does not already run it. Shards are taken heaviest first,
     /// ties by name, so placement is deterministic.
     private mutating func place(now: Instant, into actions: inout [Action]) {
-        let short = shards.values.filter {
-            $0.rejected == nil && $0.owners.count < $0.spec.replicas && ($0.retryAt.map { now >= $0 } ?? true)
+        guard !unplaced.isEmpty else { return }
+        var queue = PlacementQueue(workers.values.filter { $0.leaseUntil > now && !$0.cordoned })
+        guard !queue.entries.isEmpty else { return }
+        if orderStale {
+            placementOrder = unplaced.map { (shards[$0]?.spec.weight ?? 0, $0) }.sorted { ($0.0, $1.1) > ($1.0, $0.1) }
+                .map(\.1)
+            orderStale = false
+        } else if placementOrder.count > 2 * unplaced.count + 64 {
+            placementOrder.removeAll { !unplaced.contains($0) }
         }
-        .sorted { ($0.spec.weight, $1.spec.shard) > ($1.spec.weight, $0.spec.shard) }
         // Per exchange, the lightest weight no worker had room or budget for this call: shards as
         // heavy wait for the next tick, so a burst costs one failed search per weight, not per shard.
         var blocked: [Substring: Int] = [:]
-        for shard in short {
+        for name in placementOrder where unplaced.contains(name) {
+            guard let shard = shards[name], shard.retryAt.map({ now >= $0 }) ?? true else { continue }
             let exchange = shard.spec.shard.split(separator: "/").first ?? ""
             if let limit = blocked[exchange], shard.spec.weight >= limit { continue }
             while true {
                 let owners = shards[shard.spec.shard]?.owners ?? []
                 guard owners.count < shard.spec.replicas else { break }
-                guard let best = bestWorker(for: shard, excluding: owners, now: now) else {
+                guard let best = bestWorker(for: shard, excluding: owners, in: queue, now: now) else {
                     // Only a first replica blocks the exchange: a second may just lack a distinct worker.
                     if owners.isEmpty { blocked[exchange] = min(blocked[exchange] ?? .max, shard.spec.weight) }
                     break
                 }
                 // No durable epoch left: the rest is placed once the next block is persisted.
                 guard let epoch = issueEpoch(into: &actions) else { return }
-                spendBudget(best.hello.workerID, shard.spec.shard, now: now)
-                addOwner(Owner(workerID: best.hello.workerID, epoch: epoch, state: .assigned), to: shard.spec.shard)
+                spendBudget(best, shard.spec.shard, now: now)
+                addOwner(Owner(workerID: best, epoch: epoch, state: .assigned), to: shard.spec.shard)
+                if let w = workers[best] { queue.update(w) }
                 let resume = shard.resumePoint
                 actions.append(
                     .send(
-                        workerID: best.hello.workerID,
+                        workerID: best,
                         .assign(Assignment(term: term, shard: shard.spec.shard, epoch: epoch, resumeFrom: resume))))
             }
         }
+    }
+
+    /// `bestWorker(for:excluding:now:)` over a placement queue: the first worker in load order that
+    /// can take the shard (one it keeps failing on only when no other can).
+    private func bestWorker(for shard: Shard, excluding excluded: [Owner], in queue: PlacementQueue, now: Instant)
+        -> String?
+    {
+        let weight = shard.spec.weight
+        var fallback: String?
+        for entry in queue.entries {
+            guard entry.load + weight <= entry.capacity, !excluded.contains(where: { $0.workerID == entry.id }),
+                let w = workers[entry.id], hasBudget(w, shard.spec.shard, now: now)
+            else { continue }
+            guard (shard.failedOn[entry.id] ?? 0) < configuration.failuresBeforeMove else {
+                if fallback == nil { fallback = entry.id }
+                continue
+            }
+            return entry.id
+        }
+        return fallback
+    }
+
+    /// Keeps a shard in `unplaced` exactly while it is desired, not rejected and short of replicas.
+    private mutating func reindex(_ name: String) {
+        if let shard = shards[name], shard.rejected == nil, shard.owners.count < shard.spec.replicas {
+            if unplaced.insert(name).inserted { orderStale = true }
+        } else {
+            unplaced.remove(name)
+        }
+    }
+
+    /// Where the indices disagree with the map (nil when they agree): for tests of the rules.
+    public func indexProblem() -> String? {
+        var owned: [String: Set<String>] = [:]
+        var short: Set<String> = []
+        for (name, shard) in shards {
+            for owner in shard.owners { owned[owner.workerID, default: []].insert(name) }
+            if shard.rejected == nil && shard.owners.count < shard.spec.replicas { short.insert(name) }
+        }
+        if owned != ownedBy { return "ownedBy \(ownedBy) but the map says \(owned)" }
+        if short != unplaced { return "unplaced \(unplaced.sorted()) but the map says \(short.sorted())" }
+        if !orderStale && !unplaced.isSubset(of: placementOrder) { return "placement order misses unplaced shards" }
+        return nil
     }
 
     /// The next epoch, if one is reserved; asks for the next block when half of this one is used, so
@@ -616,5 +691,45 @@ public struct CoordinatorCore: Sendable {
         guard nextEpoch <= reservedUpTo else { return nil }
         defer { nextEpoch += 1 }
         return nextEpoch
+    }
+}
+
+/// The eligible workers of one `place` call in the order placement prefers them (load per capacity,
+/// then id): a search stops at the first that fits, and an assignment moves one entry.
+struct PlacementQueue {
+    struct Entry {
+        var utilisation: Double
+        var id: String
+        var load: Int
+        var capacity: Int
+
+        init(_ w: CoordinatorCore.Worker) {
+            id = w.hello.workerID
+            load = w.load
+            capacity = w.hello.capacity
+            utilisation = Double(w.load) / Double(w.hello.capacity)
+        }
+
+        func precedes(_ other: Entry) -> Bool { (utilisation, id) < (other.utilisation, other.id) }
+    }
+
+    private(set) var entries: [Entry]
+
+    init(_ workers: [CoordinatorCore.Worker]) {
+        entries = workers.map(Entry.init).sorted { $0.precedes($1) }
+    }
+
+    /// `w`'s load changed: its entry moves to its new place (a worker not queued stays out).
+    mutating func update(_ w: CoordinatorCore.Worker) {
+        guard let i = entries.firstIndex(where: { $0.id == w.hello.workerID }) else { return }
+        entries.remove(at: i)
+        let entry = Entry(w)
+        var lo = 0
+        var hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].precedes(entry) { lo = mid + 1 } else { hi = mid }
+        }
+        entries.insert(entry, at: lo)
     }
 }

@@ -117,10 +117,13 @@ public struct CoordinatorService: Sendable {
             case .closing?, nil: break
             }
         case .tick:
-            for (c, connection) in connections.sorted(by: { $0.key < $1.key }) {
+            let overdue = connections.compactMap { c, connection -> (ConnectionID, String)? in
                 guard case .handshaking(_, let openedAt, let remote) = connection,
                     now.duration(since: openedAt) >= configuration.handshakeTimeout
-                else { continue }
+                else { return nil }
+                return (c, remote)
+            }
+            for (c, remote) in overdue.sorted(by: { $0.0 < $1.0 }) {
                 rejectedHandshakes += 1
                 drop(c, level: "warning", "control handshake timed out", ["remote": remote], into: &out)
             }

@@ -424,6 +424,7 @@ import Testing
         /// distinct workers; each worker's load is the weight of the shards it owns.
         func checkMap() throws {
             guard let core else { return }
+            if let problem = core.indexProblem() { throw SimFailure(problem) }
             var loads: [String: Int] = [:]
             for shard in core.shards.values {
                 for owner in shard.owners { loads[owner.workerID, default: 0] += shard.spec.weight }
