@@ -639,7 +639,9 @@ public struct CoordinatorCore: Sendable {
 
     /// `bestWorker(for:excluding:now:)` over a placement queue: the first worker in load order that
     /// can take the shard (one it keeps failing on only when no other can).
-    private func bestWorker(for shard: Shard, excluding excluded: [Owner], in queue: PlacementQueue, now: Instant)
+    private func bestWorker(
+        for shard: Shard, excluding excluded: [Owner], in queue: PlacementQueue, now: Instant
+    )
         -> String?
     {
         let weight = shard.spec.weight

@@ -100,6 +100,10 @@ import Testing
         let document = ClusterPlane.document(await f.server.snapshot())
         #expect(document.contains("\"healthy\":true"))
         #expect(document.contains("\"id\":\"a\"") && document.contains("okx/trades/S5-USDT"))
+        let parsed = try #require(
+            try JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any], "the document is JSON")
+        #expect((parsed["shards"] as? [[String: Any]])?.count == names.count)
+        #expect((parsed["workers"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["a", "b"])
         // `a` dies (its connection closes; its lease runs out): `b` runs everything with new epochs.
         await a.stop()
         try await Self.eventually("b runs every shard") {
