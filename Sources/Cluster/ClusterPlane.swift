@@ -1,7 +1,7 @@
 public import Collector
 import CollectorCore
 import ControlProtocol
-import Coordination
+public import Coordination
 import Exchanges
 public import Gateway
 public import MarketData
@@ -15,14 +15,17 @@ public struct ClusterPlane: StreamPlane {
     public init(server: ControlServer) { self.server = server }
 
     public func subscribe(_ streams: [StreamID], replicas: Int) async -> [StreamID: String] {
-        await server.request(
-            .subscribe(
-                streams.map {
-                    CoordinatorCore.DesiredShard(
-                        shard: $0.description, replicas: replicas,
-                        weight: CoordinatorCore.DesiredShard.defaultWeight(ofShard: $0.description))
-                }))
+        await server.request(.subscribe(Self.desired(streams, replicas: replicas)))
         return [:]
+    }
+
+    /// The shards the map wants for `streams`, at their default weights.
+    public static func desired(_ streams: [StreamID], replicas: Int) -> [CoordinatorCore.DesiredShard] {
+        streams.map {
+            CoordinatorCore.DesiredShard(
+                shard: $0.description, replicas: replicas,
+                weight: CoordinatorCore.DesiredShard.defaultWeight(ofShard: $0.description))
+        }
     }
 
     public func unsubscribe(_ streams: [StreamID]) async {

@@ -54,7 +54,8 @@ public final class ControlServer: Sendable {
     /// Reads the state file (a restart continues the term and the epochs above what was reserved),
     /// writes the new term durably, then listens.
     public static func start(
-        settings: Settings, secret: [UInt8], stateFile: CoordinatorStateFile, loop: EventLoop, logger: Logger
+        settings: Settings, secret: [UInt8], stateFile: CoordinatorStateFile, loop: EventLoop, logger: Logger,
+        desired: [CoordinatorCore.DesiredShard] = []
     ) async throws -> ControlServer {
         let previous = try stateFile.load()
         let term = (previous?.term ?? 0) + 1
@@ -71,6 +72,9 @@ public final class ControlServer: Sendable {
                     let server = ServerState(
                         service: service, loop: loop, logger: logger, stateFile: stateFile, term: term,
                         tick: settings.tick, summary: summary)
+                    // The saved subscriptions are in the map before any worker can report: a shard a
+                    // returning worker runs is never revoked as unknown.
+                    if !desired.isEmpty { server.input(.request(.subscribe(desired))) }
                     let port = try server.listen(host: settings.host, port: settings.port)
                     continuation.resume(returning: .success((LoopBound(server, loop: loop), port)))
                 } catch {
@@ -229,7 +233,7 @@ final class ServerState {
         nextID += 1
         let remote = transport.remoteAddress.map { "\($0)" } ?? "unknown"
         let connection = ControlConnection(
-            id: id, transport: transport, maxFrameBytes: ControlFrameDecoder.limit(forShards: 200_000), server: self)
+            id: id, transport: transport, maxFrameBytes: ControlFrameDecoder.minimumLimit, server: self)
         transport.setHandler(connection)
         connections[id] = connection
         input(.opened(id, remote: remote, nonce: SecureRandom.bytes(HandshakeLimits.nonceBytes)))
@@ -256,6 +260,8 @@ final class ServerState {
             connections[id]?.transport.close()
         case .persistEpochs(let upTo):
             persist(upTo: upTo)
+        case .admitted(let id):
+            connections[id]?.raiseLimit(to: ControlFrameDecoder.limit(forShards: service.core.configuration.maxShards))
         case .log(let level, let message, let fields):
             logger.log(LogLevel(name: level) ?? .notice, message, fields)
         }
@@ -354,6 +360,8 @@ final class ControlConnection: TransportHandler {
         self.decoder = ControlFrameDecoder(maxFrameBytes: maxFrameBytes)
         self.server = server
     }
+
+    func raiseLimit(to limit: Int) { decoder.raiseLimit(to: limit) }
 
     func transportDidReceive(_ bytes: UnsafeRawBufferPointer) {
         guard decoder.error == nil else { return }

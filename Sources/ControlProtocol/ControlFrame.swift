@@ -45,7 +45,7 @@ public struct ControlFrameDecoder: Sendable {
     public static let minimumLimit = 1 << 20
 
     /// The largest `N` accepted.
-    public let maxFrameBytes: Int
+    public private(set) var maxFrameBytes: Int
     private var buffer: [UInt8] = []
     private var start = 0
     private var failure: ControlFrameError?
@@ -60,6 +60,10 @@ public struct ControlFrameDecoder: Sendable {
     public static func limit(forShards shards: Int, bytesPerShard: Int = 512) -> Int {
         max(minimumLimit, shards.multipliedReportingOverflow(by: bytesPerShard).partialValue)
     }
+
+    /// A peer that proved itself may send larger frames (a full sync of many shards) than one that
+    /// has not (its `Hello`): the limit only grows.
+    public mutating func raiseLimit(to limit: Int) { maxFrameBytes = max(maxFrameBytes, limit) }
 
     /// Bytes held, not yet returned as frames.
     public var bufferedByteCount: Int { buffer.count - start }

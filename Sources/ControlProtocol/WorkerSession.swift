@@ -267,6 +267,18 @@ public struct WorkerSession: Sendable {
             case .fail(let reason, let text):
                 actions.append(
                     .log(level: "error", "control handshake failed", ["reason": reason.rawValue, "error": text]))
+                if reason == .duplicateID && !running.isEmpty {
+                    // Another live process holds this id, and the map gives its shards to that one (or
+                    // has moved them): collecting on would be a second writer with no end. Stop all.
+                    actions.append(
+                        .log(
+                            level: "warning", "another process holds this worker id: stopping every shard",
+                            ["shards": "\(running.count)"]))
+                    for (shard, r) in running.sorted(by: { $0.key < $1.key }) {
+                        actions.append(.stop(shard: shard, epoch: r.epoch, until: nil))
+                    }
+                    running = [:]
+                }
                 actions.append(.close(text))
                 scheduleReconnect(now: now)
             case .welcomed(let term, let leaseMilliseconds, let heartbeatMilliseconds):

@@ -39,6 +39,9 @@ public struct CoordinatorService: Sendable {
         /// Close after what was sent is flushed.
         case close(ConnectionID)
         case persistEpochs(upTo: UInt64)
+        /// The connection proved the secret: its frames may now be as large as a full sync
+        /// (before, `ControlFrameDecoder.minimumLimit`, so unproven peers hold little memory).
+        case admitted(ConnectionID)
         case log(level: String, String, [String: String])
     }
 
@@ -183,6 +186,7 @@ public struct CoordinatorService: Sendable {
                     }
                     pendingHandshakes -= 1
                     connections[c] = .worker(id: hello.workerID, remote: remote)
+                    out.append(.admitted(c))
                     out.append(
                         .log(
                             level: "notice", "worker joined",

@@ -41,6 +41,20 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         } catch {
             startupError(log, "cannot create the data directory", ["data.dir": settings.dataDirectory])
         }
+        let subscriptions: SubscriptionRegistry
+        do {
+            subscriptions = try SubscriptionRegistry(
+                path: settings.dataDirectory + "/subscriptions.json", pinned: command.pinned)
+        } catch {
+            startupError(
+                log, "cannot read the saved subscriptions", ["data.dir": settings.dataDirectory, "error": "\(error)"])
+        }
+        // Desired shards (pinned ones may ask for more replicas in the file), in the map before the
+        // control port opens.
+        let desired = subscriptions.all.flatMap { entry in
+            ClusterPlane.desired(
+                [entry.stream], replicas: max(entry.replicas, command.pinnedReplicas[entry.stream] ?? 1))
+        }
         var control = ControlServer.Settings()
         control.port = settings.controlPort
         control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
@@ -50,29 +64,13 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
             server = try await ControlServer.start(
                 settings: control, secret: secret,
                 stateFile: CoordinatorStateFile(path: settings.dataDirectory + "/coordinator.json"),
-                loop: command.loop, logger: log.logger.with(["component": "control"]))
+                loop: command.loop, logger: log.logger.with(["component": "control"]), desired: desired)
         } catch {
             startupError(
                 log, "cannot start the control listener",
                 ["control.port": "\(settings.controlPort)", "error": "\(error)"])
         }
-        let subscriptions: SubscriptionRegistry
-        do {
-            subscriptions = try SubscriptionRegistry(
-                path: settings.dataDirectory + "/subscriptions.json", pinned: command.pinned)
-        } catch {
-            startupError(
-                log, "cannot read the saved subscriptions", ["data.dir": settings.dataDirectory, "error": "\(error)"])
-        }
         let plane = ClusterPlane(server: server)
-        // Desired shards, grouped by replicas (pinned ones may ask for more in the file).
-        var byReplicas: [Int: [StreamID]] = [:]
-        for entry in subscriptions.all {
-            byReplicas[max(entry.replicas, command.pinnedReplicas[entry.stream] ?? 1), default: []].append(entry.stream)
-        }
-        for (replicas, streams) in byReplicas.sorted(by: { $0.key < $1.key }) {
-            _ = await plane.subscribe(streams, replicas: replicas)
-        }
         let registry = MetricsRegistry()
         server.registerMetrics(in: registry)
         // Data queries read PostgreSQL where one is configured; without it they answer 501.

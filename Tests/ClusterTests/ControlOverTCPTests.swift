@@ -137,8 +137,12 @@ import Testing
         settings.port = 0
         let second = try await ControlServer.start(
             settings: settings, secret: Self.secret,
-            stateFile: CoordinatorStateFile(path: f.directory + "/coordinator.json"), loop: f.loop, logger: .disabled)
+            stateFile: CoordinatorStateFile(path: f.directory + "/coordinator.json"), loop: f.loop, logger: .disabled,
+            desired: [CoordinatorCore.DesiredShard(shard: "okx/ticker/X-USDT", weight: 5)])
         #expect(second.term == 2)
+        // The saved subscriptions are in the map before the port opens: a worker that comes back
+        // running the shard keeps it rather than being told it is unknown.
+        #expect(await second.snapshot().core.shards["okx/ticker/X-USDT"] != nil)
         #expect(await second.snapshot().core.nextEpoch > (stored?.epochsReserved ?? 0))
         await second.shutdown()
         await f.loop.shutdown()
@@ -220,6 +224,12 @@ import Testing
         zero.send([0, 0, 0, 0, 1], loop: f.loop)
         let oversize = try await RawPeer.connect(f)
         oversize.send([0x7f, 0xff, 0xff, 0xff, 1], loop: f.loop)
+        // Just over 1 MiB before proving the secret: refused at the length, nothing buffered (a
+        // proven worker may send frames as large as a full sync of every shard).
+        let unproven = try await RawPeer.connect(f)
+        let big = UInt32(ControlFrameDecoder.minimumLimit + 1)
+        unproven.send(
+            [UInt8(big >> 24), UInt8(big >> 16 & 0xff), UInt8(big >> 8 & 0xff), UInt8(big & 0xff), 1], loop: f.loop)
         let random = try await RawPeer.connect(f)
         var rng = SeededRNG(seed: 42)
         random.send((0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, loop: f.loop)
@@ -240,11 +250,17 @@ import Testing
         let flood = try await RawPeer.connectMany(f, 100)
 
         try await Self.eventually("each hostile peer is closed") {
-            zero.isClosed && oversize.isClosed && random.isClosed && version.isClosed
+            zero.isClosed && oversize.isClosed && unproven.isClosed && random.isClosed && version.isClosed
                 && flood.allSatisfy(\.isClosed)
         }
-        #expect(f.logged("bad framing") && f.logged("of length 0"))
+        #expect(
+            f.logged("bad framing") && f.logged("of length 0"),
+            "\(f.logs.all.filter { !$0.message.contains("handshake") }.map { "\($0.message) \($0.metadata)" })")
         #expect(f.logged("above the limit"))
+        #expect(
+            f.logged(
+                "of \(ControlFrameDecoder.minimumLimit + 1) bytes is above the limit of \(ControlFrameDecoder.minimumLimit)"
+            ))
         #expect(f.logged("bad-version"))
         #expect(f.logged("too many handshakes in progress"))
         #expect(f.logged("control handshake timed out"))

@@ -132,8 +132,8 @@ import Testing
                 case .persistEpochs(let upTo):
                     persisted = max(persisted, upTo)
                     try coordinator(.epochsPersisted(upTo: upTo))
-                case .log:
-                    break
+                case .admitted, .log:
+                    break  // the frame limit lives in the TCP driver; logs are not checked here
                 }
             }
         }
@@ -141,7 +141,13 @@ import Testing
         /// What the coordinator sends, checked as it leaves: epochs only increase, the egress
         /// budget holds, and a hand-over never leaves the stream without a live owner.
         mutating func observe(_ frame: ControlFrame, to c: UInt64) throws {
-            guard frame.type >= ClusterMessage.typeBase, let message = try? ClusterMessage.decode(frame) else { return }
+            guard frame.type >= ClusterMessage.typeBase else { return }  // a handshake frame
+            let message: ClusterMessage
+            do {
+                message = try ClusterMessage.decode(frame)
+            } catch {
+                throw SimFailure("the coordinator sent a message that does not decode: \(error)")
+            }
             guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
             switch message {
             case .assign(let a):
@@ -408,7 +414,7 @@ import Testing
                 log.append("\(now) coordinator down")
                 service = nil
                 downUntil = now + Int64(random(3000))
-                for c in links.keys {
+                for c in links.keys.sorted() {
                     links[c]!.toCoordinator = []
                     let at = max(links[c]!.toWorker.last?.at ?? 0, now + delay())
                     links[c]!.toWorker.append((at, .fin))

@@ -18,6 +18,7 @@ import Testing
         var started: [UInt64: [Assignment]] = [:]
         var stopped: [UInt64: [String]] = [:]
         var closedByCoordinator: Set<UInt64> = []
+        var admitted: Set<UInt64> = []
         var logs: [String] = []
         var now: Int64 = 0
         /// Connections the network has cut: nothing crosses in either direction.
@@ -41,6 +42,8 @@ import Testing
                     coordinator(.closed(c))
                 case .persistEpochs(let upTo):
                     coordinator(.epochsPersisted(upTo: upTo))
+                case .admitted(let c):
+                    admitted.insert(c)
                 case .log(_, let message, let fields):
                     logs.append("\(message) \(fields.sorted { $0.key < $1.key })")
                 }
@@ -99,6 +102,8 @@ import Testing
         #expect(pair.workers[1]?.isEstablished == true)
         #expect(pair.workers[1]?.term == 7)
         #expect(pair.service.core.workers["w1"] != nil)
+        // Only now may its frames exceed the unproven limit.
+        #expect(pair.admitted == [1])
         pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/BTC-USDT", weight: 10)])))
         #expect(pair.started[1]?.map(\.shard) == ["okx/trades/BTC-USDT"])
         pair.worker(1, .shardLive(shard: "okx/trades/BTC-USDT", epoch: pair.started[1]![0].epoch))
@@ -162,6 +167,7 @@ import Testing
         pair.coordinator(.frame(3, HandshakeMessage.hello(hello).frame()))
         pair.coordinator(.frame(3, HandshakeMessage.proof([UInt8](repeating: 0, count: 32)).frame()))
         #expect(pair.closedByCoordinator.contains(3))
+        #expect(!pair.admitted.contains(2) && !pair.admitted.contains(3))
         #expect(pair.logs.contains { $0.contains("control handshake refused") && $0.contains("bad-proof") })
         #expect(!pair.logs.joined().contains("not-the-secret"))
         #expect(!pair.logs.joined().contains("service-test-secret"))
@@ -183,6 +189,30 @@ import Testing
         #expect(pair.workers[2]?.isEstablished == true)
         #expect(pair.closedByCoordinator.contains(1))
         #expect(pair.logs.contains { $0.contains("worker session replaced") })
+    }
+
+    @Test func aDisplacedProcessRefusedAsADuplicateStopsEveryShard() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/SOL-USDT", weight: 10)])))
+        let a = pair.started[1]![0]
+        pair.worker(1, .shardLive(shard: a.shard, epoch: a.epoch))
+        pair.advance(to: 1_000, beating: [1])
+        // Cut off; a new process with the same id (the rescheduled pod) takes the id over.
+        pair.cut.insert(1)
+        pair.advance(to: 3_000, beating: [1])
+        pair.join(2, id: "w1", incarnation: 2)
+        pair.advance(to: 12_000, beating: [1, 2])
+        #expect(pair.workers[2]?.isEstablished == true)
+        #expect(pair.workers[1]?.running[a.shard] != nil)  // orphaned, still collecting
+        #expect(pair.stopped[1] == nil)
+        // Healed: the old process is refused as a duplicate and stops what it ran.
+        pair.cut.remove(1)
+        pair.advance(to: 30_000, beating: [1, 2])
+        #expect(pair.logs.contains { $0.contains("duplicate-id") })
+        #expect(pair.stopped[1] == [a.shard])
+        #expect(pair.workers[1]?.running.isEmpty == true)
+        #expect(pair.workers[2]?.isEstablished == true)
     }
 
     @Test func badFramesAndVersionsCloseOnlyTheirConnection() {
