@@ -35,6 +35,10 @@ public struct CoordinatorCore: Sendable {
         public var retryDelay: Duration = .seconds(1)
         public var maxRetryDelay: Duration = .seconds(60)
         public var failuresBeforeMove = 3
+        /// An assigned owner that has not reported live within this long (a subscription the exchange
+        /// never confirmed, a book that never synchronised) is revoked and counted as a transient
+        /// failure, so the shard is retried and, after `failuresBeforeMove`, placed elsewhere.
+        public var liveDeadline: Duration = .seconds(30)
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -169,6 +173,10 @@ public struct CoordinatorCore: Sendable {
     /// placed; sorted again only after a shard joins `unplaced` or changes weight (`orderStale`).
     private var placementOrder: [String] = []
     private var orderStale = false
+    /// The instant of the event being handled (deadlines of owners added while handling it).
+    private var lastNow = Instant(nanoseconds: 0)
+    /// Owners not yet live, by epoch (unique per assignment): when each must be live by.
+    private var awaitingLive: [UInt64: (shard: String, workerID: String, deadline: Instant)] = [:]
 
     /// `persistedEpochs`: the reserved high-water mark read back at start-up (0 for a new cluster);
     /// epochs continue above it, so they only increase across restarts. `recovering`: a restart of an
@@ -186,6 +194,7 @@ public struct CoordinatorCore: Sendable {
     /// `wallClock`: the current exchange-comparable time (µs since the epoch), used for cutovers only;
     /// every rule about leases and timing uses the monotonic `now`.
     public mutating func handle(_ event: Event, now: Instant, wallClock: Int64) -> [Action] {
+        lastNow = now
         var actions: [Action] = []
         switch event {
         case .workerJoined(let hello):
@@ -230,30 +239,13 @@ public struct CoordinatorCore: Sendable {
                 break
             }
             shards[name]?.owners[i].state = .live
+            awaitingLive[epoch] = nil
             shards[name]?.failures = 0
             shards[name]?.retryAt = nil
             shards[name]?.failedOn = [:]
         case .shardFailed(let id, let name, let epoch, let permanent, let code, let reason):
-            // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
-            guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { break }
-            if permanent {
-                // Every owner would get the same answer: the shard waits, rejected, for an operator.
-                shards[name]?.rejected = (code, reason)
-                for owner in removeOwners(of: name, where: { _ in true }) {
-                    actions.append(
-                        .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
-                }
-                reindex(name)
-                actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
-            } else if var shard = shards[name] {
-                // Transient: retried with backoff; after repeated failures on one worker, elsewhere.
-                shard.failures += 1
-                let exponent = min(shard.failures - 1, 20)
-                let delay = min(configuration.retryDelay * (1 << exponent), configuration.maxRetryDelay)
-                shard.retryAt = now.advanced(by: delay)
-                if shard.failedOn.count < 64 || shard.failedOn[id] != nil { shard.failedOn[id, default: 0] += 1 }
-                shards[name] = shard
-            }
+            failed(
+                name, on: id, epoch: epoch, permanent: permanent, code: code, reason: reason, now: now, into: &actions)
         case .cordon(let id):
             workers[id]?.cordoned = true
         case .uncordon(let id):
@@ -267,6 +259,7 @@ public struct CoordinatorCore: Sendable {
             reservationPending = false
         case .tick:
             expireLeases(now: now, into: &actions)
+            expireAssignments(now: now, into: &actions)
             measureWeights(now: now)
             let second = now.nanoseconds / 1_000_000_000
             groupBudget = groupBudget.filter { $0.value.second == second }
@@ -299,6 +292,34 @@ public struct CoordinatorCore: Sendable {
         return actions
     }
 
+    /// An owner could not run the shard: a permanent failure rejects it everywhere; a transient one
+    /// is retried with backoff, elsewhere after repeated failures on one worker.
+    private mutating func failed(
+        _ name: String, on id: String, epoch: UInt64, permanent: Bool, code: String, reason: String, now: Instant,
+        into actions: inout [Action]
+    ) {
+        // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
+        guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { return }
+        if permanent {
+            // Every owner would get the same answer: the shard waits, rejected, for an operator.
+            shards[name]?.rejected = (code, reason)
+            for owner in removeOwners(of: name, where: { _ in true }) {
+                actions.append(
+                    .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+            }
+            reindex(name)
+            actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
+        } else if var shard = shards[name] {
+            // Transient: retried with backoff; after repeated failures on one worker, elsewhere.
+            shard.failures += 1
+            let exponent = min(shard.failures - 1, 20)
+            let delay = min(configuration.retryDelay * (1 << exponent), configuration.maxRetryDelay)
+            shard.retryAt = now.advanced(by: delay)
+            if shard.failedOn.count < 64 || shard.failedOn[id] != nil { shard.failedOn[id, default: 0] += 1 }
+            shards[name] = shard
+        }
+    }
+
     private mutating func leaveGroup(_ group: String) {
         let n = (groupSizes[group] ?? 1) - 1
         groupSizes[group] = n > 0 ? n : nil
@@ -321,7 +342,10 @@ public struct CoordinatorCore: Sendable {
             noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
             shards[name]?.eventsTotal += max(0, report.eventsDelta)
             shards[name]?.windowEvents += max(0, report.eventsDelta)
-            if report.state == .live && shard.owners[i].state == .assigned { shards[name]?.owners[i].state = .live }
+            if report.state == .live && shard.owners[i].state == .assigned {
+                shards[name]?.owners[i].state = .live
+                awaitingLive[report.epoch] = nil
+            }
         }
     }
 
@@ -556,7 +580,29 @@ public struct CoordinatorCore: Sendable {
         shards[name]?.owners.append(owner)
         workers[owner.workerID]?.load += weight
         ownedBy[owner.workerID, default: []].insert(name)
+        if owner.state == .assigned {
+            awaitingLive[owner.epoch] = (name, owner.workerID, lastNow.advanced(by: configuration.liveDeadline))
+        }
         reindex(name)
+    }
+
+    /// Assigned owners past `liveDeadline`: revoked there, and handled as a transient failure.
+    private mutating func expireAssignments(now: Instant, into actions: inout [Action]) {
+        let overdue = awaitingLive.filter { $0.value.deadline <= now }.sorted { $0.key < $1.key }
+        for (epoch, pending) in overdue {
+            actions.append(.send(workerID: pending.workerID, .revoke(term: term, shard: pending.shard, epoch: epoch)))
+            actions.append(
+                .log(
+                    "assignment not live in time",
+                    [
+                        "shard": pending.shard, "worker": pending.workerID, "epoch": "\(epoch)",
+                        "deadline.seconds": "\(Int(configuration.liveDeadline.secondsDouble))",
+                    ]))
+            failed(
+                pending.shard, on: pending.workerID, epoch: epoch, permanent: false, code: "live-timeout",
+                reason: "not live within \(Int(configuration.liveDeadline.secondsDouble)) s of the assignment",
+                now: now, into: &actions)
+        }
     }
 
     /// The one way owners are removed: their weight stops counting on their workers, and a move one
@@ -568,6 +614,7 @@ public struct CoordinatorCore: Sendable {
         guard !removed.isEmpty else { return [] }
         shards[name]?.owners.removeAll(where: matches)
         for owner in removed {
+            awaitingLive[owner.epoch] = nil
             workers[owner.workerID]?.load -= shard.spec.weight
             // A worker may own a shard once only (a rejoin or a second replica replaces, never adds).
             if shards[name]?.owners.contains(where: { $0.workerID == owner.workerID }) != true {
@@ -679,6 +726,10 @@ public struct CoordinatorCore: Sendable {
         if owned != ownedBy { return "ownedBy \(ownedBy) but the map says \(owned)" }
         if short != unplaced { return "unplaced \(unplaced.sorted()) but the map says \(short.sorted())" }
         if !orderStale && !unplaced.isSubset(of: placementOrder) { return "placement order misses unplaced shards" }
+        let assigned = shards.values.flatMap { $0.owners.filter { $0.state == .assigned }.map(\.epoch) }
+        if Set(assigned) != Set(awaitingLive.keys) {
+            return "awaitingLive \(awaitingLive.keys.sorted()) but the assigned owners are \(assigned.sorted())"
+        }
         return nil
     }
 

@@ -327,4 +327,31 @@ import Testing
         #expect(core.shards[name]?.failures == 0)
         #expect(core.shards[name]?.rejected == nil)
     }
+
+    @Test func anAssignmentThatNeverGoesLiveIsRevokedAndRetried() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        let name = "okx/books/BTC-USDT"
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0))
+        #expect(placed.map(\.0) == ["a"])
+        // Heartbeats go on, but the book never synchronises: at 30 s the assignment is revoked.
+        var t: Int64 = 0
+        var revoked: [(String, String, UInt64)] = []
+        var retried: [(String, Assignment)] = []
+        while t < 32_000 && retried.isEmpty {
+            t += 100
+            _ = core.handle(.heartbeat(workerID: "a", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+            let out = core.handle(.tick, now: Self.at(t), wallClock: 0)
+            revoked += Self.revokes(out)
+            retried += Self.assigns(out)
+            if t < 30_000 { #expect(revoked.isEmpty, "revoked at \(t) ms, before the deadline") }
+        }
+        #expect(revoked.map(\.2) == [placed[0].1.epoch])
+        #expect(core.shards[name]?.failures == 1)
+        // Retried after the first backoff step with a new epoch.
+        #expect(retried.first.map { $0.1.epoch > placed[0].1.epoch } == true)
+        #expect(t >= 30_000 && t <= 31_100)
+        #expect(core.indexProblem() == nil)
+    }
 }
