@@ -120,7 +120,10 @@ let package = Package(
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "ClusterTests",
-            ["Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Runtime", "Observability", "TestSupport"]),
+            [
+                "Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Gateway", "HTTP1Protocol", "MarketData",
+                "Runtime", "Observability", "TestSupport",
+            ]),
         tests(
             "CollectorTests",
             [

@@ -15,8 +15,12 @@ public struct ClusterPlane: StreamPlane {
     public init(server: ControlServer) { self.server = server }
 
     public func subscribe(_ streams: [StreamID], replicas: Int) async -> [StreamID: String] {
-        await server.request(.subscribe(Self.desired(streams, replicas: replicas)))
-        return [:]
+        let refused = Set(await server.subscribe(Self.desired(streams, replicas: replicas)))
+        var out: [StreamID: String] = [:]
+        for stream in streams where refused.contains(stream.description) {
+            out[stream] = "the cluster map holds its maximum of shards"
+        }
+        return out
     }
 
     /// The shards the map wants for `streams`, at their default weights.

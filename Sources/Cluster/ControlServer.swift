@@ -146,6 +146,15 @@ public final class ControlServer: Sendable {
         }
     }
 
+    /// Adds desired shards to the map; returns the new ones refused because the map holds
+    /// `maxShards` (the rest are placed). Shards already desired are not refused.
+    public func subscribe(_ desired: [CoordinatorCore.DesiredShard]) async -> [String] {
+        let state = self.state
+        return await withCheckedContinuation { continuation in
+            state.loop.execute { continuation.resume(returning: state.value.subscribe(desired)) }
+        }
+    }
+
     /// A consistent copy of the map (the core is a value: copying it on the loop is cheap; the
     /// caller formats it elsewhere).
     public func snapshot() async -> ClusterSnapshot {
@@ -237,6 +246,26 @@ final class ServerState {
         transport.setHandler(connection)
         connections[id] = connection
         input(.opened(id, remote: remote, nonce: SecureRandom.bytes(HandshakeLimits.nonceBytes)))
+    }
+
+    func subscribe(_ desired: [CoordinatorCore.DesiredShard]) -> [String] {
+        let core = service.core
+        var room = core.configuration.maxShards - core.shards.count
+        var accepted: [CoordinatorCore.DesiredShard] = []
+        var refused: [String] = []
+        var seen: Set<String> = []
+        for spec in desired where seen.insert(spec.shard).inserted {
+            if core.shards[spec.shard] != nil {
+                accepted.append(spec)
+            } else if room > 0 {
+                room -= 1
+                accepted.append(spec)
+            } else {
+                refused.append(spec.shard)
+            }
+        }
+        if !accepted.isEmpty { input(.request(.subscribe(accepted))) }
+        return refused
     }
 
     func input(_ input: CoordinatorService.Input) {

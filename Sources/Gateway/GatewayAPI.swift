@@ -280,7 +280,24 @@ public final class GatewayAPI: Sendable {
             logger.error("cannot persist subscriptions", ["error": "\(error)"])
             throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
         }
-        if !added.isEmpty { await plane.subscribe(added, replicas: replicas) }
+        if !added.isEmpty {
+            let refused = await plane.subscribe(added, replicas: replicas)
+            if !refused.isEmpty {
+                // All or nothing: the accepted ones are withdrawn and the registry is as before.
+                let accepted = added.filter { refused[$0] == nil }
+                if !accepted.isEmpty { await plane.unsubscribe(accepted) }
+                do {
+                    _ = try subscriptions.remove(added)
+                } catch {
+                    logger.error("cannot persist subscriptions", ["error": "\(error)"])
+                    throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
+                }
+                let reasons = refused.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+                throw Failure(
+                    status: 422, message: "refused, nothing subscribed: " + reasons.joined(separator: "; "),
+                    field: "symbols")
+            }
+        }
         return Self.json(
             200,
             [

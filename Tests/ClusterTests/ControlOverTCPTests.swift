@@ -3,6 +3,9 @@ import CollectorCore
 import ControlProtocol
 import Coordination
 import Foundation
+import Gateway
+import HTTP1Protocol
+import MarketData
 import Observability
 import Runtime
 import Synchronization
@@ -21,7 +24,9 @@ import Testing
         let logs: InMemoryLogHandler
         let directory: String
 
-        static func start(leaseMilliseconds: Int64 = 1500, maxPendingHandshakes: Int = 256) async throws -> Fixture {
+        static func start(
+            leaseMilliseconds: Int64 = 1500, maxPendingHandshakes: Int = 256, maxShards: Int = 1_000_000
+        ) async throws -> Fixture {
             let loop = try EventLoop.start(name: "control-test")
             let logs = InMemoryLogHandler()
             let directory = NSTemporaryDirectory() + "control-\(UUID().uuidString)"
@@ -34,6 +39,7 @@ import Testing
             settings.service.core.weightWindow = nil
             settings.service.handshakeTimeout = .seconds(1)
             settings.service.maxPendingHandshakes = maxPendingHandshakes
+            settings.service.core.maxShards = maxShards
             let server = try await ControlServer.start(
                 settings: settings, secret: ControlOverTCPTests.secret,
                 stateFile: CoordinatorStateFile(path: directory + "/coordinator.json"), loop: loop,
@@ -146,6 +152,38 @@ import Testing
         #expect(await second.snapshot().core.nextEpoch > (stored?.epochsReserved ?? 0))
         await second.shutdown()
         await f.loop.shutdown()
+    }
+
+    @Test func aSubscriptionBeyondTheMapsBoundIsRefusedWholeAndNothingChanges() async throws {
+        let f = try await Fixture.start(maxShards: 3)
+        let registry = try SubscriptionRegistry(path: f.directory + "/subscriptions.json", pinned: [])
+        let api = GatewayAPI(
+            plane: ClusterPlane(server: f.server), subscriptions: registry, reader: nil, apiToken: nil,
+            registry: MetricsRegistry()
+        ) { (true, nil) }
+        func subscribe(_ symbols: [String]) async -> (Int, String) {
+            let body =
+                "{\"symbols\":[" + symbols.map { "\"\($0)\"" }.joined(separator: ",") + "],\"feeds\":[\"trades\"]}"
+            let response = await api.handle(
+                HTTPRequest(
+                    head: HTTPRequestHead(
+                        method: "POST", target: "/api/v1/subscribe", headers: ["Content-Type": "application/json"]),
+                    body: Array(body.utf8)))
+            return (response.status, String(decoding: response.body, as: UTF8.self))
+        }
+        let first = await subscribe(["A-USDT", "B-USDT"])
+        #expect(first.0 == 200, "\(first.1)")
+        // Two more do not fit in a map of three: neither is subscribed, saved or placed.
+        let over = await subscribe(["C-USDT", "D-USDT"])
+        #expect(over.0 == 422, "\(over.1)")
+        #expect(over.1.contains("okx/trades/D-USDT") && over.1.contains("maximum"), "\(over.1)")
+        #expect(Set(registry.all.map(\.stream.description)) == ["okx/trades/A-USDT", "okx/trades/B-USDT"])
+        #expect(Set(await f.server.snapshot().core.shards.keys) == ["okx/trades/A-USDT", "okx/trades/B-USDT"])
+        // One more fits.
+        let third = await subscribe(["C-USDT"])
+        #expect(third.0 == 200, "\(third.1)")
+        #expect(await f.server.snapshot().core.shards.count == 3)
+        await f.stop()
     }
 
     /// A raw peer: writes bytes, records whether the server closed on it and what it sent.
