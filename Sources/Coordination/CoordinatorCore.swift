@@ -16,6 +16,10 @@ public struct CoordinatorCore: Sendable {
         /// How far ahead (exchange time) a move's cutover is set: time for the new owner to subscribe
         /// and report live while the old one still stores.
         public var cutoverLead: Duration = .seconds(10)
+        /// A move's new owner must be live this long before the cutover, so the old owner learns
+        /// where to stop (`HandOver.until`) before its rows reach it; otherwise the move is abandoned
+        /// and the old owner keeps the shard.
+        public var handOverMargin: Duration = .seconds(2)
         /// Balanced: every worker's load per capacity within this fraction of the mean.
         public var balanceTolerance = 0.10
         /// Rebalancing moves in flight at once.
@@ -204,12 +208,16 @@ public struct CoordinatorCore: Sendable {
             let previous = workers[hello.workerID]
             if let old = previous?.hello.egressGroup { leaveGroup(old) }
             groupSizes[hello.egressGroup, default: 0] += 1
+            // A move with it on either side is abandoned first: the new owner would store only from
+            // the cutover, so the old one keeps the shard (the new one is revoked, even if it is this
+            // worker reporting it).
+            let abandoned = abandonMoves(involving: hello.workerID, into: &actions)
             forgetOwnerships(of: hello.workerID)
             var worker = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
             worker.cordoned = previous?.cordoned ?? false
             worker.draining = previous?.draining ?? false
             workers[hello.workerID] = worker
-            adopt(hello, into: &actions)
+            adopt(hello, skipping: abandoned, into: &actions)
         case .heartbeat(let id, let sequence, let full, let reports):
             guard let worker = workers[id] else { break }
             workers[id]?.leaseUntil = now.advanced(by: configuration.leaseTTL)
@@ -258,6 +266,7 @@ public struct CoordinatorCore: Sendable {
             reservedUpTo = max(reservedUpTo, upTo)
             reservationPending = false
         case .tick:
+            abandonLateMoves(wallClock: wallClock, into: &actions)
             expireLeases(now: now, into: &actions)
             expireAssignments(now: now, into: &actions)
             measureWeights(now: now)
@@ -298,6 +307,10 @@ public struct CoordinatorCore: Sendable {
         _ name: String, on id: String, epoch: UInt64, permanent: Bool, code: String, reason: String, now: Instant,
         into actions: inout [Action]
     ) {
+        // The old side of a move failing: the new one would store only from the cutover; revoke it.
+        if let move = moves[name], move.from.workerID == id, move.from.epoch == epoch {
+            abandonMove(name, move, reason: "the old owner failed mid-move", into: &actions)
+        }
         // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
         guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { return }
         if permanent {
@@ -525,10 +538,11 @@ public struct CoordinatorCore: Sendable {
         return true
     }
 
-    /// A move whose new owner is live and whose cutover has passed hands the old owner over.
+    /// A move whose new owner is live hands the old owner over at once, before the cutover: it
+    /// stores rows before `until` (the cutover), the new owner rows from it, so the overlap is exact.
     private mutating func completeMoves(wallClock: Int64, into actions: inout [Action]) {
         for name in moves.keys.sorted() {
-            guard let move = moves[name], wallClock >= move.cutoverAt,
+            guard let move = moves[name],
                 shards[name]?.owners.contains(where: { $0.epoch == move.to.epoch && $0.state == .live }) == true
             else { continue }
             moves[name] = nil
@@ -543,10 +557,43 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
+    /// Ends the moves with `id` on either side in favour of the old owner: the new owner, which would
+    /// store only from the cutover, is revoked. Returns the revoked epochs.
+    @discardableResult
+    private mutating func abandonMoves(involving id: String, into actions: inout [Action]) -> Set<UInt64> {
+        var revoked: Set<UInt64> = []
+        for (name, move) in moves.sorted(by: { $0.key < $1.key })
+        where move.from.workerID == id || move.to.workerID == id {
+            revoked.insert(move.to.epoch)
+            abandonMove(name, move, reason: "\(id) rejoined, failed or expired mid-move", into: &actions)
+        }
+        return revoked
+    }
+
+    /// Moves whose new owner is not live by `handOverMargin` before the cutover are abandoned.
+    private mutating func abandonLateMoves(wallClock: Int64, into actions: inout [Action]) {
+        let margin = configuration.handOverMargin.nanosecondsClamped / 1000
+        for (name, move) in moves.sorted(by: { $0.key < $1.key }) where wallClock >= move.cutoverAt - margin {
+            abandonMove(name, move, reason: "the new owner was not live before the cutover", into: &actions)
+        }
+    }
+
+    private mutating func abandonMove(_ name: String, _ move: Move, reason: String, into actions: inout [Action]) {
+        for owner in removeOwners(of: name, where: { $0.epoch == move.to.epoch }) {
+            actions.append(.send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+        }
+        moves[name] = nil
+        actions.append(
+            .log(
+                "move abandoned", ["shard": name, "from": move.from.workerID, "to": move.to.workerID, "reason": reason])
+        )
+    }
+
     /// A (re)joining worker's report: shards it runs with the newest epoch stay its own; older
-    /// epochs, or shards no longer desired, are revoked there.
-    private mutating func adopt(_ hello: Hello, into actions: inout [Action]) {
-        for reported in hello.shards {
+    /// epochs, shards no longer desired, or the new side of a move just abandoned (`skipping`, already
+    /// revoked) are revoked there.
+    private mutating func adopt(_ hello: Hello, skipping abandoned: Set<UInt64> = [], into actions: inout [Action]) {
+        for reported in hello.shards where !abandoned.contains(reported.epoch) {
             let name = reported.shard
             guard let shard = shards[name], shard.rejected == nil else {
                 actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
@@ -632,7 +679,9 @@ public struct CoordinatorCore: Sendable {
 
     private mutating func expireLeases(now: Instant, into actions: inout [Action]) {
         for id in workers.compactMap({ $0.value.leaseUntil <= now ? $0.key : nil }).sorted() {
-            // Its ownerships go (a move with it on either side ends: what remains is the shard's owner).
+            // Its ownerships go; a move with it on either side is abandoned (without the old owner,
+            // the shard is placed again from its resume point, with no cutover).
+            abandonMoves(involving: id, into: &actions)
             forgetOwnerships(of: id)
             if let group = workers[id]?.hello.egressGroup { leaveGroup(group) }
             workers[id] = nil

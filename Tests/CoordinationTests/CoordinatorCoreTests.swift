@@ -180,9 +180,10 @@ import Testing
         #expect(warm.contains(.persistEpochs(upTo: 8)), "the next block is asked for at half use")
     }
 
-    /// Drain is make-before-break: the new owner is assigned with a cutover ahead, both run until
-    /// it, and the old owner is handed over (rows before the cutover are its) only once the new one
-    /// is live and the cutover passed. A cordoned worker gets nothing new.
+    /// Drain is make-before-break: the new owner is assigned with a cutover ahead and stores from it;
+    /// once it is live the old owner is handed over at once with `until` = the cutover (rows before it
+    /// are the old owner's), so it knows where to stop before its rows get there. A cordoned worker
+    /// gets nothing new.
     @Test func aDrainMovesEveryShardMakeBeforeBreakAtItsCutover() {
         var cfg = CoordinatorCore.Configuration()
         cfg.maxConcurrentMoves = 0  // no rebalancing: the drain alone moves shards here
@@ -207,13 +208,12 @@ import Testing
         #expect(started.map(\.0) == ["b", "b"], "not to the cordoned worker")
         #expect(started.allSatisfy { $0.1.cutoverAt == wall + 10_000_000 })
         #expect(core.moves.count == 2 && core.shards["okx/trades/BTC-USDT"]?.owners.count == 2)
-        // b goes live before the cutover: nothing is handed over yet.
+        // b goes live well before the cutover: a learns at once where to stop.
+        var done: [CoordinatorCore.Action] = []
         for (_, a) in started {
-            let early = core.handle(
+            done += core.handle(
                 .shardLive(workerID: "b", shard: a.shard, epoch: a.epoch), now: Self.at(5), wallClock: wall + 1)
-            #expect(!early.contains { if case .send(_, .handOver) = $0 { true } else { false } })
         }
-        let done = core.handle(.tick, now: Self.at(6), wallClock: wall + 10_000_000)
         let handed = done.compactMap { action -> (String, Int64)? in
             if case .send("a", .handOver(_, let shard, _, let until)) = action { (shard, until) } else { nil }
         }
@@ -352,6 +352,68 @@ import Testing
         // Retried after the first backoff step with a new epoch.
         #expect(retried.first.map { $0.1.epoch > placed[0].1.epoch } == true)
         #expect(t >= 30_000 && t <= 31_100)
+        #expect(core.indexProblem() == nil)
+    }
+
+    /// A move whose new owner is not live by the margin before the cutover is abandoned: the old
+    /// owner keeps the shard (it never got `until`), the new one is revoked.
+    @Test func aMoveNotLiveBeforeTheCutoverIsAbandonedAndTheOldOwnerKeepsIt() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: "okx/books/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: wall))
+        _ = core.handle(
+            .shardLive(workerID: "a", shard: placed[0].1.shard, epoch: placed[0].1.epoch), now: Self.at(0),
+            wallClock: wall)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1), wallClock: wall)
+        let moved = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(1), wallClock: wall))
+        #expect(moved.map(\.0) == ["b"])
+        let cutover = moved[0].1.cutoverAt ?? 0
+        // Both keep beating; 7.9 s on, b is still not live: the move stands.
+        for t in stride(from: Int64(1_000), through: 8_000, by: 1_000) {
+            for w in ["a", "b"] {
+                _ = core.handle(.heartbeat(workerID: w, sequence: UInt64(t)), now: Self.at(t - 100), wallClock: wall)
+            }
+        }
+        let early = core.handle(.tick, now: Self.at(7_900), wallClock: cutover - 2_100_000)
+        #expect(Self.revokes(early).isEmpty && core.moves.count == 1)
+        // At the margin (2 s before the cutover) it is abandoned.
+        let late = core.handle(.tick, now: Self.at(8_000), wallClock: cutover - 2_000_000)
+        #expect(Self.revokes(late).map { [$0.0, "\($0.2)"] } == [["b", "\(moved[0].1.epoch)"]])
+        #expect(!late.contains { if case .send(_, .handOver) = $0 { true } else { false } })
+        let owners = core.shards["okx/books/BTC-USDT"]?.owners ?? []
+        #expect(owners.contains { $0.workerID == "a" && $0.epoch == placed[0].1.epoch }, "a keeps it")
+        // a is still draining: the drain tries again, with a new epoch and a new cutover.
+        let retry = Self.assigns(late)
+        #expect(retry.map(\.0) == ["b"] && retry.allSatisfy { $0.1.epoch > moved[0].1.epoch })
+        #expect(retry.allSatisfy { ($0.1.cutoverAt ?? 0) > cutover })
+        #expect(core.indexProblem() == nil)
+    }
+
+    /// The new side of a move reconnecting mid-move (it reports the shard at its epoch) does not make
+    /// the old owner be revoked: the move is abandoned, the old owner keeps the shard.
+    @Test func aRejoinMidMoveKeepsTheOldOwner() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: wall)
+        )
+        let old = placed[0].1
+        _ = core.handle(.shardLive(workerID: "a", shard: old.shard, epoch: old.epoch), now: Self.at(0), wallClock: wall)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1), wallClock: wall)
+        let moved = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(1), wallClock: wall))
+        #expect(moved.map(\.0) == ["b"])
+        let rejoin = core.handle(
+            .workerJoined(
+                Self.hello(
+                    "b", shards: [ReportedShard(shard: old.shard, epoch: moved[0].1.epoch, lastEventTime: nil)])),
+            now: Self.at(2), wallClock: wall + 1)
+        let revoked = Self.revokes(rejoin)
+        #expect(!revoked.contains { $0.0 == "a" }, "the old owner is not revoked")
+        #expect(revoked.contains { $0.0 == "b" && $0.2 == moved[0].1.epoch })
+        #expect(core.shards[old.shard]?.owners.contains { $0.workerID == "a" && $0.epoch == old.epoch } == true)
         #expect(core.indexProblem() == nil)
     }
 }
