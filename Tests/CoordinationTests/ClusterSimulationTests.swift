@@ -160,9 +160,13 @@ import Testing
                 guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
                     throw SimFailure("egress group budget exceeded: \(key)")
                 }
-            case .handOver(_, let shard, let epoch, _):
+            case .handOver(_, let shard, let epoch, let until):
                 let live = core?.shards[shard]?.owners.filter { $0.epoch != epoch && $0.state == .live } ?? []
                 guard !live.isEmpty else { throw SimFailure("hand-over of \(shard) leaves no live owner") }
+                // The old owner must learn where to stop before its rows get there (an exact overlap).
+                guard wall < until else {
+                    throw SimFailure("hand-over of \(shard) at \(wall) comes after its cutover \(until)")
+                }
             default:
                 break
             }
@@ -437,6 +441,11 @@ import Testing
             }
             for (id, worker) in core.workers where worker.load != loads[id, default: 0] {
                 throw SimFailure("\(id) load \(worker.load), owns \(loads[id, default: 0])")
+            }
+            // Write windows: a move's new owner stores from its cutover and the old one is handed over
+            // (told to stop there) before it, so no move may still stand once its cutover has come.
+            for (name, move) in core.moves.sorted(by: { $0.key < $1.key }) where wall >= move.cutoverAt {
+                throw SimFailure("\(name): the move to \(move.to.workerID) still stands at its cutover")
             }
             for (name, shard) in core.shards {
                 let limit = shard.spec.replicas + (core.moves[name] == nil ? 0 : 1)
