@@ -81,9 +81,9 @@ import Testing
             configuration: WorkerSession.Configuration(workerID: "w1", incarnation: 1, capacity: 100),
             secret: Array(secret.utf8), loop: loop, logger: .disabled
         ) { action in
-            if case .start(let a) = action { box.client?.report(.shardLive(shard: a.shard, epoch: a.epoch)) }
+            box.started(action)
         }
-        box.client = worker
+        box.attach(worker, on: loop)
         var document: [String: Any] = [:]
         try await ControlOverTCPTests.eventually("both streams live on w1") {
             let text = (try? await Self.curl(["http://127.0.0.1:\(http)/api/v1/cluster"])) ?? ""
