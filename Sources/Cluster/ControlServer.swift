@@ -199,6 +199,10 @@ final class ServerState {
     private var nextID: UInt64 = 1
     private var timer: TimerHandle?
     private var summaryAt: Instant?
+    /// The pending retry of a failed epoch-file write, and whether the failure was already logged
+    /// (once per outage: the retries go on every second without repeating it).
+    private var persistRetry: TimerHandle?
+    private var persistFailing = false
     private var stopped = false
     private let writer = DispatchQueue(label: "coordinator.state-file")
 
@@ -301,21 +305,39 @@ final class ServerState {
     private func persist(upTo: UInt64) {
         let file = stateFile
         let contents = CoordinatorStateFile.Contents(term: term, epochsReserved: upTo)
-        let logger = self.logger
         let loop = self.loop
         let bound = LoopBound(self, loop: loop)
         writer.async {
             do {
                 try file.store(contents)
-                loop.execute { bound.value.input(.epochsPersisted(upTo: upTo)) }
+                loop.execute { bound.value.persisted(upTo: upTo) }
             } catch {
-                logger.error(
-                    "cannot persist the epoch reservation; assignments wait",
-                    ["file": file.path, "error": "\(error)", "retry.seconds": "1"])
-                loop.execute {
-                    _ = loop.scheduleTimer(after: .seconds(1)) { bound.value.persist(upTo: upTo) }
-                }
+                loop.execute { bound.value.persistFailed(upTo: upTo, error: "\(error)") }
             }
+        }
+    }
+
+    private func persisted(upTo: UInt64) {
+        if persistFailing {
+            persistFailing = false
+            logger.notice("the epoch reservation is persisted again", ["file": stateFile.path])
+        }
+        input(.epochsPersisted(upTo: upTo))
+    }
+
+    /// Logged once per outage; retried every second until it succeeds or the server stops.
+    private func persistFailed(upTo: UInt64, error: String) {
+        guard !stopped else { return }
+        if !persistFailing {
+            persistFailing = true
+            logger.error(
+                "cannot persist the epoch reservation; assignments wait",
+                ["file": stateFile.path, "error": error, "retry.seconds": "1"])
+        }
+        persistRetry = loop.scheduleTimer(after: .seconds(1)) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.persistRetry = nil
+            self.persist(upTo: upTo)
         }
     }
 
@@ -370,6 +392,8 @@ final class ServerState {
     func shutdown() {
         stopped = true
         if let timer { loop.cancelTimer(timer) }
+        if let persistRetry { loop.cancelTimer(persistRetry) }
+        persistRetry = nil
         listener?.close()
         listener = nil
         for connection in connections.values { connection.transport.close() }

@@ -173,6 +173,34 @@ import Testing
         await f.loop.shutdown()
     }
 
+    /// The epoch file cannot be written: nothing is assigned (no epoch above the durable mark), the
+    /// error is logged once however long it lasts, and once the file can be written again the
+    /// shard is placed and the recovery logged.
+    @Test func anUnwritableEpochFileHoldsAssignmentsAndIsLoggedOnce() async throws {
+        let f = try await Fixture.start()
+        // The data directory becomes a file: every write of coordinator.json fails.
+        let moved = f.directory + ".away"
+        try FileManager.default.moveItem(atPath: f.directory, toPath: moved)
+        #expect(FileManager.default.createFile(atPath: f.directory, contents: Data("not a directory".utf8)))
+        let w = await f.worker("w")
+        try await Self.eventually("w joined") { await w.status().established }
+        await f.server.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/E-USDT", weight: 10)]))
+        try await Self.eventually("the failure is logged") { f.logged("cannot persist the epoch reservation") }
+        // Three retries later: still one error line, nothing assigned.
+        try await Task.sleep(for: .milliseconds(3200))
+        #expect(f.logs.all.filter { $0.message.contains("cannot persist the epoch reservation") }.count == 1)
+        #expect(await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.isEmpty == true)
+        // Writable again: the reservation lands, the shard is placed and goes live.
+        try FileManager.default.removeItem(atPath: f.directory)
+        try FileManager.default.moveItem(atPath: moved, toPath: f.directory)
+        try await Self.eventually("the shard is live") {
+            await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.first?.state == .live
+        }
+        #expect(f.logged("the epoch reservation is persisted again"))
+        await w.stop()
+        await f.stop()
+    }
+
     @Test func aSubscriptionBeyondTheMapsBoundIsRefusedWholeAndNothingChanges() async throws {
         let f = try await Fixture.start(maxShards: 3)
         let registry = try SubscriptionRegistry(path: f.directory + "/subscriptions.json", pinned: [])
