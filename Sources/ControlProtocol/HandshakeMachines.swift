@@ -77,7 +77,8 @@ public struct CoordinatorHandshake: Sendable {
                         term: term, leaseMilliseconds: leaseMilliseconds, heartbeatMilliseconds: heartbeatMilliseconds
                     ).frame()),
             ]
-        default:
+        case (.awaitingHello, _), (.awaitingProof, _), (.done, _):
+            // Every state listed (STYLE: no `default:` over state): a new one must be placed here.
             return reject(.unexpected, "unexpected \(message.kind) during the handshake")
         }
     }
@@ -139,7 +140,7 @@ public struct WorkerHandshake: Sendable {
         case (.awaitingWelcome, .welcome(let term, let lease, let heartbeat)):
             state = .done
             return [.welcomed(term: term, leaseMilliseconds: lease, heartbeatMilliseconds: heartbeat)]
-        default:
+        case (.awaitingChallenge, _), (.awaitingWelcome, _), (.done, _):
             return fail(.unexpected, "unexpected \(message.kind) during the handshake")
         }
     }

@@ -138,7 +138,7 @@ public struct WorkerSession: Sendable {
         case .disconnected(let reason):
             switch state {
             case .idle: break
-            default:
+            case .connecting, .handshaking, .established:
                 actions.append(.log(level: "warning", "control connection lost", ["reason": reason]))
                 scheduleReconnect(now: now)
             }
@@ -202,8 +202,8 @@ public struct WorkerSession: Sendable {
                 beat(now: now, into: &actions)
                 state = .established(heartbeat: heartbeat, lease: leaseLength, nextBeat: now.advanced(by: heartbeat))
             }
-        default:
-            break
+        case .idle:
+            break  // not yet time to reconnect
         }
     }
 
@@ -252,7 +252,7 @@ public struct WorkerSession: Sendable {
                 return
             }
             obey(message, now: now, into: &actions)
-        default:
+        case .idle, .connecting:
             actions.append(.close("a frame arrived while not connected"))
         }
     }
