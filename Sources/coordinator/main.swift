@@ -1,6 +1,6 @@
-// coordinator: the collector's process. This build runs the standalone data plane
-// (`coordinator serve --standalone`): OKX candles → PostgreSQL, with spool and backfill.
-// The gateway API, metrics, TOML configuration and cluster mode arrive with later issues.
+// coordinator: the collector's process. `coordinator serve --standalone` collects OKX streams into
+// PostgreSQL with spool, backfill, the gateway API and metrics; `coordinator serve` runs the
+// cluster's coordinator (ClusterCommand.swift). The worker process arrives with issue 11.
 import Collector
 import Configuration
 import Dispatch
@@ -110,8 +110,12 @@ let settings: Settings
 do {
     var file: (path: String, text: String)? = nil
     if let configPath {
-        guard let text = try? String(contentsOfFile: configPath, encoding: .utf8) else {
-            FileHandle.standardError.write(Data("coordinator: cannot read config file \(configPath)\n".utf8))
+        let text: String
+        do {
+            text = try String(contentsOfFile: configPath, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(
+                Data("coordinator: cannot read config file \(configPath): \(error.localizedDescription)\n".utf8))
             exit(1)
         }
         file = (configPath, text)
@@ -191,10 +195,11 @@ let pinnedStreams = requestedStreams
 // Secrets come from the environment or files, never from flags (DESIGN.md §7).
 var apiToken = environment["API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
 if apiToken == nil, let file = environment["API_TOKEN_FILE"] {
-    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-        startupError(log, "cannot read API_TOKEN_FILE", ["file": file])
+    do {
+        apiToken = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    } catch {
+        startupError(log, "cannot read API_TOKEN_FILE", ["file": file, "error": error.localizedDescription])
     }
-    apiToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 let token = apiToken
 let workerID = environment["WORKER_ID"] ?? ProcessInfo.processInfo.hostName

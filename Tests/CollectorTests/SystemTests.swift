@@ -90,6 +90,17 @@ import Testing
             environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
         #expect(feeds.status == 1, "\(feeds.stderr)")
         #expect(feeds.stderr.contains("stream cannot be collected") && feeds.stderr.contains("okx/book:50/BTC-USDT"))
+        // Unreadable files name the file and the reason.
+        let missing = try await ExternalProcess.run(
+            Self.binary, ["serve", "--standalone", "--config", directory + "/absent.toml"])
+        #expect(missing.status == 1 && missing.stderr.contains("absent.toml:"), "\(missing.stderr)")
+        let token = try await ExternalProcess.run(
+            Self.binary, ["serve", "--standalone"],
+            environment: [
+                "API_TOKEN_FILE": directory + "/no-token", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            ])
+        #expect(token.status == 1 && token.stderr.contains("cannot read API_TOKEN_FILE"), "\(token.stderr)")
+        #expect(token.stderr.contains("\"error\":"), "\(token.stderr)")
         let usage = try await ExternalProcess.run(Self.binary, ["serve", "--bogus"])
         #expect(usage.status == 64)
         let version = try await ExternalProcess.run(Self.binary, ["--version"])
