@@ -30,6 +30,15 @@ public struct CoordinatorCore: Sendable {
         /// group per second: workers behind one address share the exchange's per-IP budgets, so a
         /// failover never makes a whole group subscribe and backfill at once. The rest wait a second.
         public var assignmentsPerGroupPerSecond = 20
+        /// The same per exchange (keyed as shard names start: `okx`, …), where known; the coordinator
+        /// binary fills it from each adapter's per-IP limits (`AssignmentPacing`).
+        public var assignmentsPerGroupPerSecondByExchange: [String: Int] = [:]
+
+        /// The pace for `shard`'s exchange.
+        public func assignmentBudget(ofShard shard: String) -> Int {
+            let exchange = shard.split(separator: "/").first.map(String.init) ?? ""
+            return assignmentsPerGroupPerSecondByExchange[exchange] ?? assignmentsPerGroupPerSecond
+        }
         /// Weights are replaced by measured events/s (DESIGN.md §2) over windows this long; a shard's
         /// weight changes only when the measurement differs from it by more than 20 % (hysteresis).
         /// `nil`: the configured weights stay.
@@ -407,7 +416,7 @@ public struct CoordinatorCore: Sendable {
     private func hasBudget(_ w: Worker, _ shard: String, now: Instant) -> Bool {
         let second = now.nanoseconds / 1_000_000_000
         guard let entry = groupBudget[Self.budgetKey(w, shard)], entry.second == second else { return true }
-        return entry.used < configuration.assignmentsPerGroupPerSecond
+        return entry.used < configuration.assignmentBudget(ofShard: shard)
     }
 
     private mutating func spendBudget(_ workerID: String, _ shard: String, now: Instant) {

@@ -212,3 +212,27 @@ extension ExchangeAdapter {
 extension ExchangeAdapter where ConnectionState == NoConnectionState {
     public func makeConnectionState() -> NoConnectionState { NoConnectionState() }
 }
+
+/// How fast the cluster may hand one egress group (one IP) new shards of an exchange (issue 10).
+/// Each new owner subscribes and, after a failover, backfills from its resume point, so the pace is
+/// the slowest of the exchange's per-IP REST budgets (one request per shard at least), and never
+/// more than its new-connection budget fills with streams. At least 1 a second.
+public enum AssignmentPacing {
+    public static func perSecond(_ adapter: some ExchangeAdapter) -> Int {
+        let rest = adapter.restBudgets.values.map(\.refillPerSecond).min() ?? .infinity
+        let connections = adapter.limits.connections.refillPerSecond * Double(adapter.limits.maxStreamsPerConnection)
+        let pace = min(rest, connections)
+        return pace.isFinite ? max(1, Int(pace.rounded(.down))) : 20
+    }
+
+    /// Every exchange's pace, keyed as shard names start (`okx`, `binance`, …).
+    public static var all: [String: Int] {
+        [
+            ExchangeName.okx.rawValue: perSecond(OKXAdapter()),
+            ExchangeName.binance.rawValue: perSecond(BinanceAdapter()),
+            ExchangeName.coinbase.rawValue: perSecond(CoinbaseAdapter()),
+            ExchangeName.upbit.rawValue: perSecond(UpbitAdapter()),
+            ExchangeName.bybit.rawValue: perSecond(BybitAdapter()),
+        ]
+    }
+}

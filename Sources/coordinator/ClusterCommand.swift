@@ -3,6 +3,7 @@ import Collector
 import Configuration
 import Coordination
 import Dispatch
+import Exchanges
 import Foundation
 import Gateway
 import HTTP1Protocol
@@ -59,6 +60,8 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         control.port = settings.controlPort
         control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
         control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
+        // Each exchange's per-IP budgets pace what one egress group is handed per second.
+        control.service.core.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
         let server: ControlServer
         do {
             server = try await ControlServer.start(

@@ -1,7 +1,9 @@
 import CollectorCore
 import ControlProtocol
 import Coordination
+import Exchanges
 import Foundation
+import MarketData
 import Testing
 
 /// A seeded simulation of the whole control plane: the real `CoordinatorService` (handshakes,
@@ -73,7 +75,9 @@ import Testing
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
         var strays: [String: Int64] = [:]
         var log: [String] = []
-        static let groupBudget = CoordinatorCore.Configuration().assignmentsPerGroupPerSecond
+        /// OKX's per-IP budget that a burst of new owners spends: its slowest REST budget (each new
+        /// owner backfills with at least one request), read from the adapter's published limits.
+        static let groupBudget = Int(OKXAdapter.restBudgets.values.map(\.refillPerSecond).min() ?? 0)
 
         init(seed: UInt64) {
             rng = SeededRNG(seed: seed)
@@ -81,9 +85,12 @@ import Testing
         }
 
         static func makeService(term: UInt64, persisted: UInt64, recovering: Bool) -> CoordinatorService {
-            CoordinatorService(
+            var core = CoordinatorCore.Configuration()
+            core.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
+            return CoordinatorService(
                 configuration: CoordinatorService.Configuration(), secret: ClusterSimulationTests.secret,
-                core: CoordinatorCore(term: term, persistedEpochs: persisted, recovering: recovering))
+                core: CoordinatorCore(
+                    configuration: core, term: term, persistedEpochs: persisted, recovering: recovering))
         }
 
         var instant: Instant { Instant(nanoseconds: now * 1_000_000) }

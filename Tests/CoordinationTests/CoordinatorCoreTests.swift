@@ -1,6 +1,7 @@
 import CollectorCore
 import ControlProtocol
 import Coordination
+import Exchanges
 import Testing
 
 /// The coordinator core's first rules as transcripts on a simulated clock.
@@ -415,5 +416,30 @@ import Testing
         #expect(revoked.contains { $0.0 == "b" && $0.2 == moved[0].1.epoch })
         #expect(core.shards[old.shard]?.owners.contains { $0.workerID == "a" && $0.epoch == old.epoch } == true)
         #expect(core.indexProblem() == nil)
+    }
+}
+
+/// The pace of new shards per egress group comes from each exchange's published per-IP limits.
+@Suite struct AssignmentPacingTests {
+    @Test func eachExchangesPaceIsItsSlowestRESTBudgetAndTheCoreKeepsIt() {
+        // OKX: history-candles and history-trades 20 requests / 2 s per IP; Coinbase public 5/s.
+        // Binance klines 20/s, Bybit kline 50/s, Upbit candles 5/s.
+        #expect(AssignmentPacing.all == ["okx": 10, "binance": 20, "bybit": 50, "coinbase": 5, "upbit": 5])
+        var configuration = CoordinatorCore.Configuration()
+        configuration.assignmentsPerGroupPerSecondByExchange = ["okx": 2]
+        var core = CoordinatorCore(configuration: configuration, term: 1, persistedEpochs: 0)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: CoordinatorCoreTests.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(CoordinatorCoreTests.hello("a")), now: CoordinatorCoreTests.at(0), wallClock: 0)
+        let shards =
+            (0..<3).map { CoordinatorCore.DesiredShard(shard: "okx/trades/S\($0)-USDT", weight: 1) }
+            + [CoordinatorCore.DesiredShard(shard: "binance/trades/X", weight: 1)]
+        let first = CoordinatorCoreTests.assigns(
+            core.handle(.subscribe(shards), now: CoordinatorCoreTests.at(10), wallClock: 0))
+        // Two OKX shards this second (its pace here), Binance on its own default budget.
+        #expect(first.filter { $0.1.shard.hasPrefix("okx/") }.count == 2)
+        #expect(first.contains { $0.1.shard == "binance/trades/X" })
+        _ = core.handle(.heartbeat(workerID: "a", sequence: 1), now: CoordinatorCoreTests.at(1_000), wallClock: 0)
+        let next = CoordinatorCoreTests.assigns(core.handle(.tick, now: CoordinatorCoreTests.at(1_000), wallClock: 0))
+        #expect(next.map(\.1.shard).filter { $0.hasPrefix("okx/") }.count == 1)
     }
 }
