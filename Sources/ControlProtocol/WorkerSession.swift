@@ -20,7 +20,7 @@ public struct WorkerSession: Sendable {
         public var fullSyncEvery = 30
         /// Connecting plus the handshake must finish within this, or the attempt is abandoned.
         public var handshakeTimeout: Duration = .seconds(5)
-        public var reconnect = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        public var reconnect = Backoff(initial: .milliseconds(200), maximum: .seconds(2))
         /// Failures kept to report once connected again (the oldest are dropped, and logged).
         public var maxPendingFailures = 1024
 

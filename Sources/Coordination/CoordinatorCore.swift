@@ -46,7 +46,7 @@ public struct CoordinatorCore: Sendable {
         /// A transient shard failure is retried after this, doubling per failure in a row up to
         /// `maxRetryDelay`; after `failuresBeforeMove` on one worker the shard goes elsewhere.
         public var retryDelay: Duration = .seconds(1)
-        public var maxRetryDelay: Duration = .seconds(60)
+        public var maxRetryDelay: Duration = .seconds(5)
         public var failuresBeforeMove = 3
         /// An assigned owner that has not reported live within this long (a subscription the exchange
         /// never confirmed, a book that never synchronised) is revoked and counted as a transient

@@ -70,6 +70,11 @@ import Testing
         var weights: [String: Int] = [:]
         /// Instruments the simulated exchange refuses (permanent failures).
         var refused: Set<String> = []
+        /// Faults have stopped: no partitions, crashes, restarts or transient refusals from here on.
+        var quiet = false
+        /// Per egress group, the (shard, worker) placements made since quiet began: the part of
+        /// settling that the exchange's per-IP budget paces.
+        var quietPlacements: [String: Set<String>] = [:]
         var highestIssued: UInt64 = 0
         var assignedPerSecond: [String: Int] = [:]
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
@@ -167,6 +172,7 @@ import Testing
                 guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
                     throw SimFailure("egress group budget exceeded: \(key)")
                 }
+                if quiet { quietPlacements[Self.group(of: process.id), default: []].insert("\(a.shard)|\(process.id)") }
             case .handOver(_, let shard, let epoch, let until):
                 let live = core?.shards[shard]?.owners.filter { $0.epoch != epoch && $0.state == .live } ?? []
                 guard !live.isEmpty else { throw SimFailure("hand-over of \(shard) leaves no live owner") }
@@ -225,7 +231,7 @@ import Testing
                             shard: a.shard, epoch: a.epoch, permanent: true, code: "51001",
                             reason: "Instrument ID does not exist"))
                     processes[name]?.runs[a.shard] = nil
-                } else if random(20) == 0 {
+                } else if !quiet && random(20) == 0 {
                     // A transient refusal (the exchange is busy): retried with backoff, maybe elsewhere.
                     try worker(
                         name,
@@ -537,8 +543,21 @@ import Testing
                 let writing = shard.owners.filter { $0.epoch != core.moves[spec.shard]?.to.epoch }
                 let owners = writing.filter { $0.state == .live }
                 guard owners.count == spec.replicas else {
+                    // What each owner's process is doing with it, and how much else is unsettled.
+                    let behind = desired.filter { d in
+                        !refused.contains(d.shard)
+                            && (core.shards[d.shard]?.owners.filter { $0.state == .live }.count ?? 0) < d.replicas
+                    }
+                    let seen = shard.owners.map { o in
+                        let p = processes.values.first { $0.id == o.workerID }
+                        let pending = p?.pendingLive.contains { $0.shard == spec.shard } ?? false
+                        return "\(o.workerID): runs \(p?.runs[spec.shard].map(String.init) ?? "-"), live pending "
+                            + "\(pending), connected \(p?.session.isEstablished ?? false)"
+                    }
                     throw SimFailure(
-                        "\(spec.shard): \(owners.count) live owners of \(spec.replicas) (\(shard.owners)); "
+                        "\(behind.count) of \(desired.count) streams short; \(seen.joined(separator: ", ")); retry at "
+                            + "\(shard.retryAt.map { "\($0)" } ?? "-") after \(shard.failures) failures; "
+                            + "\(spec.shard): \(owners.count) live owners of \(spec.replicas) (\(shard.owners)); "
                             + "move: \(String(describing: core.moves[spec.shard])); usable: \(usable.sorted())")
                 }
                 for o in owners
@@ -571,7 +590,7 @@ import Testing
             if world.random(10) == 0 { try world.fault() }
             try world.advance()
         }
-        // Quiet: duplicates exit, partitions heal, the coordinator is up, crashed workers stay down.
+        // Quiet: duplicates exit, partitions heal, crashed workers stay down.
         for name in world.processes.keys.sorted() {
             if world.processes[name]?.exitAt != nil {
                 try world.kill(name, "duplicate exits")
@@ -580,8 +599,22 @@ import Testing
                 world.processes[name]?.partitioned = false
             }
         }
-        // 2 × lease_ttl, the cutover lead, the reconnect backoff cap and the coordinator's down time.
-        for _ in 0..<400 { try world.advance() }
+        // A coordinator that is down comes up now: quiet is the end of every fault.
+        world.quiet = true
+        if world.downUntil != nil { world.downUntil = world.now }
+        // 2 × lease_ttl (DESIGN.md §3): every desired stream is whole again, plus the seconds the
+        // exchange's per-IP budget needs for what a group had to place (none if nothing was lost):
+        // pacing is the one wait the rule allows, and it is bounded.
+        let start = world.now
+        let settle = 2 * CoordinatorCore.Configuration().leaseMilliseconds
+        func deadline() -> Int64 {
+            let backlog = world.quietPlacements.values.map(\.count).max() ?? 0
+            return start + settle + Int64((backlog + World.groupBudget - 1) / World.groupBudget) * 1000
+        }
+        while world.now < deadline() {
+            guard world.now - start < 60_000 else { throw SimFailure("not settled 60 s after quiet") }
+            try world.advance()
+        }
         try world.checkSettled()
     }
 
