@@ -54,6 +54,8 @@ public struct Settings: Equatable, Sendable {
     public var leaseTTL = 5.0
     /// Seconds.
     public var heartbeatInterval = 1.0
+    /// Control handshakes in progress at once from one address (0: no bound per address).
+    public var handshakesPerAddress = 32
     public var okxPublicURL = "wss://ws.okx.com/ws/v5/public"
     public var okxBusinessURL = "wss://ws.okx.com/ws/v5/business"
     public var okxRESTURL = "https://www.okx.com"
@@ -165,7 +167,8 @@ extension Settings {
             if let v = try reader.seconds(t, "websocket", "connect_timeout", 0.1...600) { connectTimeout = v }
         }
         if let t = try reader.table(root, "cluster") {
-            try reader.only(t, "cluster", ["lease_ttl", "heartbeat_interval"])
+            try reader.only(t, "cluster", ["lease_ttl", "heartbeat_interval", "handshakes_per_address"])
+            if let v = try reader.int(t, "cluster", "handshakes_per_address", 0...100_000) { handshakesPerAddress = v }
             if let v = try reader.seconds(t, "cluster", "lease_ttl", 0.1...3600) { leaseTTL = v }
             if let v = try reader.seconds(t, "cluster", "heartbeat_interval", 0.05...600) { heartbeatInterval = v }
         }
@@ -339,6 +342,7 @@ extension Settings {
                 ("LOG_LEVEL", env["LOG_LEVEL"]), ("BATCH_SIZE", env["BATCH_SIZE"]),
                 ("BATCH_TIMEOUT", env["BATCH_TIMEOUT"]),
                 ("LEASE_TTL", env["LEASE_TTL"]), ("HEARTBEAT_INTERVAL", env["HEARTBEAT_INTERVAL"]),
+                ("HANDSHAKES_PER_ADDRESS", env["HANDSHAKES_PER_ADDRESS"]),
                 ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
                 ("OKX_REST_URL", env["OKX_REST_URL"]), ("API_RATE_LIMIT", env["API_RATE_LIMIT"]),
                 ("SHUTDOWN_DEADLINE", env["SHUTDOWN_DEADLINE"]), ("DATABASE_TIMEOUT", env["DATABASE_TIMEOUT"]),
@@ -399,6 +403,7 @@ extension Settings {
             case "BATCH_TIMEOUT": batchTimeout = try seconds(0.001...60)
             case "LEASE_TTL": leaseTTL = try seconds(0.1...3600)
             case "HEARTBEAT_INTERVAL": heartbeatInterval = try seconds(0.05...600)
+            case "HANDSHAKES_PER_ADDRESS": handshakesPerAddress = try integer(0...100_000)
             case "SHUTDOWN_DEADLINE": shutdownDeadline = try seconds(1...3600)
             case "DATABASE_TIMEOUT": databaseTimeout = try seconds(1...600)
             case "BOOK_SNAPSHOT_INTERVAL": bookSnapshotInterval = try seconds(0...86_400)

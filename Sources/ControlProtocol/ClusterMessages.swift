@@ -233,6 +233,7 @@ struct BodyFields {
         var events: Int64
         var lastEventTime: Int64?
         var lastEventID: String?
+        var handingOverUntil: Int64?
     }
 
     var strings: [String: String] = [:]
@@ -289,6 +290,8 @@ struct BodyFields {
                     entry.lastEventTime = try s3.readInt64()
                 } else if s3.equals(k, "last_event_id") {
                     entry.lastEventID = try s3.readString()
+                } else if s3.equals(k, "handing_over_until") {
+                    entry.handingOverUntil = try s3.readInt64()
                 } else {
                     try s3.skipValue()
                 }
@@ -321,7 +324,8 @@ struct BodyFields {
     var reported: [ReportedShard] {
         shards.map {
             ReportedShard(
-                shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime, lastEventID: $0.lastEventID)
+                shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime, lastEventID: $0.lastEventID,
+                handingOverUntil: $0.handingOverUntil)
         }
     }
 

@@ -31,12 +31,18 @@ public struct ReportedShard: Hashable, Sendable {
     public var lastEventTime: Int64?
     /// The last stored event's trade id or sequence, where the feed has one.
     public var lastEventID: String?
+    /// Handed over: the worker no longer owns it but still stores it up to this cutover (wall µs),
+    /// so a coordinator that restarted mid-move does not place a second writer before then.
+    public var handingOverUntil: Int64?
 
-    public init(shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil) {
+    public init(
+        shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil, handingOverUntil: Int64? = nil
+    ) {
         self.shard = shard
         self.epoch = epoch
         self.lastEventTime = lastEventTime
         self.lastEventID = lastEventID
+        self.handingOverUntil = handingOverUntil
     }
 }
 
@@ -103,7 +109,8 @@ extension HandshakeMessage {
             let shards = h.shards.map { s in
                 "{\"shard\":\(JSONText.quoted(s.shard)),\"epoch\":\(s.epoch)"
                     + (s.lastEventTime.map { ",\"last_event_time\":\($0)" } ?? "")
-                    + (s.lastEventID.map { ",\"last_event_id\":\(JSONText.quoted($0))" } ?? "") + "}"
+                    + (s.lastEventID.map { ",\"last_event_id\":\(JSONText.quoted($0))" } ?? "")
+                    + (s.handingOverUntil.map { ",\"handing_over_until\":\($0)" } ?? "") + "}"
             }
             body =
                 "{\"version\":\(h.version),\"id\":\(JSONText.quoted(h.workerID)),\"incarnation\":\(h.incarnation),"

@@ -21,6 +21,8 @@ public struct WorkerSession: Sendable {
         /// Connecting plus the handshake must finish within this, or the attempt is abandoned.
         public var handshakeTimeout: Duration = .seconds(5)
         public var reconnect = Backoff(initial: .milliseconds(200), maximum: .seconds(2))
+        /// How long a hand-over is remembered for `Hello`: longer than any cutover lead.
+        public var handOverMemory: Duration = .seconds(60)
         /// Failures kept to report once connected again (the oldest are dropped, and logged).
         public var maxPendingFailures = 1024
 
@@ -92,6 +94,16 @@ public struct WorkerSession: Sendable {
     private var beatsSinceFull = 0
     private var pendingFailures: [ClusterMessage] = []
     public private(set) var running: [String: Running] = [:]
+    /// Shards handed over and still stored up to their cutover: reported in `Hello` (so a restarted
+    /// coordinator places no second writer before the cutover), forgotten `handOverMemory` after.
+    public private(set) var handingOver: [String: HandingOver] = [:]
+
+    public struct HandingOver: Hashable, Sendable {
+        public var epoch: UInt64
+        /// The cutover (wall µs) the data plane stores up to.
+        public var until: Int64
+        public var since: Instant
+    }
     public private(set) var isOrphaned = false
     /// Workers in this one's egress group, as the coordinator last said (1 until it says).
     public private(set) var egressGroupSize = 1
@@ -129,7 +141,12 @@ public struct WorkerSession: Sendable {
                     let r = running[$0]!
                     return ReportedShard(
                         shard: $0, epoch: r.epoch, lastEventTime: r.lastEventTime, lastEventID: r.lastEventID)
-                })
+                }
+                    + handingOver.keys.sorted().filter { running[$0] == nil }.map {
+                        ReportedShard(
+                            shard: $0, epoch: handingOver[$0]!.epoch, lastEventTime: nil,
+                            handingOverUntil: handingOver[$0]!.until)
+                    })
             let handshake = WorkerHandshake(secret: secret, hello: hello)
             state = .handshaking(handshake, since: now)
             apply(handshake.start(), now: now, into: &actions)
@@ -177,6 +194,9 @@ public struct WorkerSession: Sendable {
     }
 
     private mutating func tick(now: Instant, into actions: inout [Action]) {
+        if !handingOver.isEmpty {
+            handingOver = handingOver.filter { now.duration(since: $0.value.since) < configuration.handOverMemory }
+        }
         switch state {
         case .idle(let retryAt) where now >= retryAt:
             state = .connecting(since: now)
@@ -277,7 +297,11 @@ public struct WorkerSession: Sendable {
                     for (shard, r) in running.sorted(by: { $0.key < $1.key }) {
                         actions.append(.stop(shard: shard, epoch: r.epoch, until: nil))
                     }
+                    for (shard, h) in handingOver.sorted(by: { $0.key < $1.key }) {
+                        actions.append(.stop(shard: shard, epoch: h.epoch, until: nil))
+                    }
                     running = [:]
+                    handingOver = [:]
                 }
                 actions.append(.close(text))
                 scheduleReconnect(now: now)
@@ -332,15 +356,27 @@ public struct WorkerSession: Sendable {
                 }
                 actions.append(.stop(shard: a.shard, epoch: current.epoch, until: nil))
             }
+            // A shard it is handing over and gets again: the data plane keeps it running (a start
+            // replaces the pending stop at the cutover).
+            handingOver[a.shard] = nil
             running[a.shard] = Running(
                 epoch: a.epoch, lastEventTime: a.resumeFrom?.time, lastEventID: a.resumeFrom?.id)
             actions.append(.start(a))
             actions.append(.send(ClusterMessage.acknowledged(shard: a.shard, epoch: a.epoch, revoked: false).frame()))
         case .revoke(let term, let shard, let epoch):
             guard lease.admits(term: term) else { return ignoredTerm(term, into: &actions) }
+            if let h = handingOver[shard], h.epoch == epoch {
+                // Revoked while handing over: stop now rather than at the cutover.
+                handingOver[shard] = nil
+                actions.append(.stop(shard: shard, epoch: epoch, until: nil))
+                actions.append(.send(ClusterMessage.acknowledged(shard: shard, epoch: epoch, revoked: true).frame()))
+                return
+            }
             stop(shard, epoch: epoch, until: nil, into: &actions)
         case .handOver(let term, let shard, let epoch, let until):
             guard lease.admits(term: term) else { return ignoredTerm(term, into: &actions) }
+            guard running[shard]?.epoch == epoch else { return }
+            handingOver[shard] = HandingOver(epoch: epoch, until: until, since: now)
             stop(shard, epoch: epoch, until: until, into: &actions)
         case .heartbeat, .acknowledged, .shardLive, .shardFailed:
             actions.append(.log(level: "warning", "worker message from the coordinator ignored", [:]))

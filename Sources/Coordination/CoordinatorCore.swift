@@ -114,6 +114,8 @@ public struct CoordinatorCore: Sendable {
         public var workerID: String
         public var epoch: UInt64
         public var state: OwnerState
+        /// Where it stores from (wall µs), when told to start at a cutover; `nil`: at once.
+        public var storesFrom: Int64? = nil
     }
 
     public struct Shard: Sendable {
@@ -151,7 +153,7 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// A make-before-break move: `to` runs the shard from `cutoverAt` (exchange time, µs), `from`
-    /// until then; `from` is handed over once `to` is live and the cutover has passed.
+    /// until then; `from` is handed over (told to stop at the cutover) as soon as `to` is live.
     public struct Move: Hashable, Sendable {
         public var shard: String
         public var from: Owner
@@ -164,6 +166,18 @@ public struct CoordinatorCore: Sendable {
     public private(set) var shards: [String: Shard] = [:]
     public private(set) var workers: [String: Worker] = [:]
     public private(set) var moves: [String: Move] = [:]
+    /// Old owners handed over and still storing up to their cutover (wall µs), per shard: a new owner
+    /// placed before then (the move's new owner failed) stores only from that cutover, so the write
+    /// windows never exceed the replicas.
+    public private(set) var leaving: [String: [Leaving]] = [:]
+
+    public struct Leaving: Hashable, Sendable {
+        public var workerID: String
+        /// The process (a new incarnation with the same id is another one, still storing or not).
+        public var incarnation: UInt64
+        public var epoch: UInt64
+        public var until: Int64
+    }
     /// Assignments made this second, by egress group and exchange (only the current second is kept).
     private var groupBudget: [String: (second: Int64, used: Int)] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
@@ -226,7 +240,7 @@ public struct CoordinatorCore: Sendable {
             worker.cordoned = previous?.cordoned ?? false
             worker.draining = previous?.draining ?? false
             workers[hello.workerID] = worker
-            adopt(hello, skipping: abandoned, into: &actions)
+            adopt(hello, skipping: abandoned, wallClock: wallClock, into: &actions)
         case .heartbeat(let id, let sequence, let full, let reports):
             guard let worker = workers[id] else { break }
             workers[id]?.leaseUntil = now.advanced(by: configuration.leaseTTL)
@@ -276,6 +290,9 @@ public struct CoordinatorCore: Sendable {
             reservationPending = false
         case .tick:
             abandonLateMoves(wallClock: wallClock, into: &actions)
+            if !leaving.isEmpty {
+                leaving = leaving.compactMapValues { l in l.filter { $0.until > wallClock }.nilIfEmpty }
+            }
             expireLeases(now: now, into: &actions)
             expireAssignments(now: now, into: &actions)
             measureWeights(now: now)
@@ -300,7 +317,7 @@ public struct CoordinatorCore: Sendable {
         }
         // Moves due complete first, so their slots are free for the moves started below.
         completeMoves(wallClock: wallClock, into: &actions)
-        place(now: now, into: &actions)
+        place(now: now, wallClock: wallClock, into: &actions)
         startMoves(now: now, wallClock: wallClock, into: &actions)
         // Balance is judged on ticks and joins only (a scan of the map), not on every message.
         switch event {
@@ -533,7 +550,7 @@ public struct CoordinatorCore: Sendable {
         guard let shard = shards[name], let epoch = issueEpoch(into: &actions) else { return false }
         spendBudget(workerID, name, now: now)
         let cutover = wallClock + configuration.cutoverLead.nanosecondsClamped / 1000
-        let to = Owner(workerID: workerID, epoch: epoch, state: .assigned)
+        let to = Owner(workerID: workerID, epoch: epoch, state: .assigned, storesFrom: cutover)
         addOwner(to, to: name)
         shards[name]?.lastMovedAt = now
         moves[name] = Move(shard: name, from: from, to: to, cutoverAt: cutover)
@@ -556,6 +573,12 @@ public struct CoordinatorCore: Sendable {
             else { continue }
             moves[name] = nil
             removeOwners(of: name, where: { $0.epoch == move.from.epoch })
+            if move.cutoverAt > wallClock {
+                leaving[name, default: []].append(
+                    Leaving(
+                        workerID: move.from.workerID, incarnation: workers[move.from.workerID]?.hello.incarnation ?? 0,
+                        epoch: move.from.epoch, until: move.cutoverAt))
+            }
             actions.append(
                 .send(
                     workerID: move.from.workerID,
@@ -601,9 +624,32 @@ public struct CoordinatorCore: Sendable {
     /// A (re)joining worker's report: shards it runs with the newest epoch stay its own; older
     /// epochs, shards no longer desired, or the new side of a move just abandoned (`skipping`, already
     /// revoked) are revoked there.
-    private mutating func adopt(_ hello: Hello, skipping abandoned: Set<UInt64> = [], into actions: inout [Action]) {
+    private mutating func adopt(
+        _ hello: Hello, skipping abandoned: Set<UInt64> = [], wallClock: Int64, into actions: inout [Action]
+    ) {
         for reported in hello.shards where !abandoned.contains(reported.epoch) {
             let name = reported.shard
+            if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
+            if let until = reported.handingOverUntil {
+                // No longer its shard, but stored up to the cutover: no second writer before then. A
+                // cutover further ahead than any move's lead is not ours: the worker is told to stop.
+                let latest = wallClock + configuration.cutoverLead.nanosecondsClamped / 1000
+                guard until <= latest else {
+                    actions.append(
+                        .send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
+                    continue
+                }
+                if until > wallClock, let shard = shards[name],
+                    !(leaving[name] ?? []).contains(where: { $0.epoch == reported.epoch })
+                {
+                    leaving[name, default: []].append(
+                        Leaving(
+                            workerID: hello.workerID, incarnation: hello.incarnation, epoch: reported.epoch,
+                            until: until))
+                    resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
+                }
+                continue
+            }
             guard let shard = shards[name], shard.rejected == nil else {
                 actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
                 continue
@@ -614,13 +660,28 @@ public struct CoordinatorCore: Sendable {
             if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
             removeOwners(of: name, where: { $0.workerID == hello.workerID })
             addOwner(Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live), to: name)
-            // Where more claim it than its replicas, the highest epochs win; the rest are revoked.
-            let owners = (shards[name]?.owners ?? []).sorted { $0.epoch > $1.epoch }
-            for loser in owners.dropFirst(shard.spec.replicas) {
-                removeOwners(of: name, where: { $0.epoch == loser.epoch })
-                actions.append(.send(workerID: loser.workerID, .revoke(term: term, shard: name, epoch: loser.epoch)))
-            }
+            resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
         }
+    }
+
+    /// Where more claim a shard than its replicas, the highest epochs win and the other owners are
+    /// revoked; an owner handed over and still storing to its cutover counts too, so an epoch older
+    /// than it is stale. A handed-over owner that loses stops now instead of at its cutover, but only
+    /// when enough owners store already (not a move's new owner, which stores from that cutover).
+    private mutating func resolveClaims(_ name: String, replicas: Int, wallClock: Int64, into actions: inout [Action]) {
+        let storing = (leaving[name] ?? []).filter { $0.until > wallClock }.map(\.epoch)
+        let owners = shards[name]?.owners ?? []
+        let winners = Set((owners.map(\.epoch) + storing).sorted(by: >).prefix(replicas))
+        for loser in owners where !winners.contains(loser.epoch) {
+            removeOwners(of: name, where: { $0.epoch == loser.epoch })
+            actions.append(.send(workerID: loser.workerID, .revoke(term: term, shard: name, epoch: loser.epoch)))
+        }
+        let storingNow = (shards[name]?.owners ?? []).filter { ($0.storesFrom ?? .min) <= wallClock }.count
+        guard storingNow >= replicas else { return }
+        for stale in (leaving[name] ?? []) where !winners.contains(stale.epoch) {
+            actions.append(.send(workerID: stale.workerID, .revoke(term: term, shard: name, epoch: stale.epoch)))
+        }
+        leaving[name] = leaving[name]?.filter { winners.contains($0.epoch) }.nilIfEmpty
     }
 
     /// Removes `id` from every shard's owners (and so from every move).
@@ -702,7 +763,7 @@ public struct CoordinatorCore: Sendable {
     /// Gives every shard short of its replicas an owner: the eligible worker with the lowest load per
     /// capacity that can still fit it and does not already run it. Shards are taken heaviest first,
     /// ties by name, so placement is deterministic.
-    private mutating func place(now: Instant, into actions: inout [Action]) {
+    private mutating func place(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         guard !unplaced.isEmpty else { return }
         var queue = PlacementQueue(workers.values.filter { $0.leaseUntil > now && !$0.cordoned })
         guard !queue.entries.isEmpty else { return }
@@ -731,13 +792,23 @@ public struct CoordinatorCore: Sendable {
                 // No durable epoch left: the rest is placed once the next block is persisted.
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 spendBudget(best, shard.spec.shard, now: now)
-                addOwner(Owner(workerID: best, epoch: epoch, state: .assigned), to: shard.spec.shard)
+                // A handed-over owner still storing: the new one starts where it stops (if it is the
+                // same process, its data plane keeps running instead of stopping at the cutover).
+                let incarnation = workers[best]?.hello.incarnation
+                let cutover = leaving[name]?.filter {
+                    $0.until > wallClock && ($0.workerID != best || $0.incarnation != incarnation)
+                }.map(\.until).max()
+                addOwner(
+                    Owner(workerID: best, epoch: epoch, state: .assigned, storesFrom: cutover), to: shard.spec.shard)
                 if let w = workers[best] { queue.update(w) }
                 let resume = shard.resumePoint
                 actions.append(
                     .send(
                         workerID: best,
-                        .assign(Assignment(term: term, shard: shard.spec.shard, epoch: epoch, resumeFrom: resume))))
+                        .assign(
+                            Assignment(
+                                term: term, shard: shard.spec.shard, epoch: epoch, cutoverAt: cutover,
+                                resumeFrom: resume))))
             }
         }
     }
@@ -843,4 +914,8 @@ struct PlacementQueue {
         }
         entries.insert(entry, at: lo)
     }
+}
+
+extension Array {
+    fileprivate var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

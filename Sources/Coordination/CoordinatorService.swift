@@ -16,6 +16,9 @@ public struct CoordinatorService: Sendable {
         public var handshakeTimeout: Duration = .seconds(5)
         /// Connections still in their handshake at once; more are closed at once (a flood).
         public var maxPendingHandshakes = 256
+        /// Of those, at most this many from one address (host, without the port), so one flooding
+        /// address cannot take every slot; `nil`: no bound per address (a load test from one host).
+        public var maxPendingHandshakesPerAddress: Int? = 32
         /// Bound on authenticated workers.
         public var maxWorkers = 10_000
         public init() {}
@@ -58,6 +61,8 @@ public struct CoordinatorService: Sendable {
     private var admission: WorkerAdmission
     private var connections: [ConnectionID: Connection] = [:]
     private var pendingHandshakes = 0
+    /// Handshakes in progress per remote host (entries at 0 are removed: at most one per handshake).
+    private var pendingByHost: [String: Int] = [:]
     /// Counters for the gauges (monotonic).
     public private(set) var rejectedHandshakes = 0
     public private(set) var leaseExpiries = 0
@@ -91,17 +96,26 @@ public struct CoordinatorService: Sendable {
         var out: [Output] = []
         switch input {
         case .opened(let c, let remote, let nonce):
-            guard pendingHandshakes < configuration.maxPendingHandshakes else {
+            let host = Self.host(of: remote)
+            var refusal: (String, Int)?
+            if pendingHandshakes >= configuration.maxPendingHandshakes {
+                refusal = ("too many handshakes in progress", configuration.maxPendingHandshakes)
+            } else if let limit = configuration.maxPendingHandshakesPerAddress, pendingByHost[host, default: 0] >= limit
+            {
+                refusal = ("too many handshakes from one address", limit)
+            }
+            if let (why, limit) = refusal {
                 rejectedHandshakes += 1
                 out.append(
                     .log(
-                        level: "warning", "control connection refused: too many handshakes in progress",
-                        ["remote": remote, "limit": "\(configuration.maxPendingHandshakes)"]))
+                        level: "warning", "control connection refused: \(why)", ["remote": remote, "limit": "\(limit)"])
+                )
                 connections[c] = .closing
                 out.append(.close(c))
                 break
             }
             pendingHandshakes += 1
+            pendingByHost[host, default: 0] += 1
             let handshake = CoordinatorHandshake(
                 secret: secret, nonce: nonce, term: core.term, leaseMilliseconds: configuration.core.leaseMilliseconds,
                 heartbeatMilliseconds: configuration.core.heartbeatInterval.millisecondsClamped)
@@ -113,7 +127,7 @@ public struct CoordinatorService: Sendable {
         case .closed(let c):
             switch connections.removeValue(forKey: c) {
             case .handshaking(_, _, let remote)?:
-                pendingHandshakes -= 1
+                handshakeEnded(remote)
                 out.append(
                     .log(level: "warning", "control handshake abandoned: the peer closed", ["remote": remote]))
             case .worker(let id, _)?: admission.closed(workerID: id, connection: c)
@@ -184,7 +198,7 @@ public struct CoordinatorService: Sendable {
                     case .admitted:
                         break
                     }
-                    pendingHandshakes -= 1
+                    handshakeEnded(remote)
                     connections[c] = .worker(id: hello.workerID, remote: remote)
                     out.append(.admitted(c))
                     out.append(
@@ -270,11 +284,28 @@ public struct CoordinatorService: Sendable {
         }
     }
 
+    private mutating func handshakeEnded(_ remote: String) {
+        pendingHandshakes -= 1
+        let host = Self.host(of: remote)
+        let left = pendingByHost[host, default: 1] - 1
+        pendingByHost[host] = left > 0 ? left : nil
+    }
+
+    /// The host part of a remote address as the driver writes it (`1.2.3.4:5`, `[::1]:5`, or bare).
+    public static func host(of remote: String) -> String {
+        if remote.hasPrefix("["), let end = remote.firstIndex(of: "]") {
+            return String(remote[remote.index(after: remote.startIndex)..<end])
+        }
+        let colons = remote.filter { $0 == ":" }.count
+        if colons == 1, let i = remote.lastIndex(of: ":") { return String(remote[..<i]) }
+        return remote
+    }
+
     private mutating func drop(
         _ c: ConnectionID, level: String, _ message: String, _ fields: [String: String], into out: inout [Output]
     ) {
         switch connections[c] {
-        case .handshaking?: pendingHandshakes -= 1
+        case .handshaking(_, _, let remote)?: handshakeEnded(remote)
         case .worker(let id, _)?: admission.closed(workerID: id, connection: c)
         case .closing?, nil: break
         }

@@ -60,6 +60,8 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         control.port = settings.controlPort
         control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
         control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
+        control.service.maxPendingHandshakesPerAddress =
+            settings.handshakesPerAddress > 0 ? settings.handshakesPerAddress : nil
         // Each exchange's per-IP budgets pace what one egress group is handed per second.
         control.service.core.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
         let server: ControlServer

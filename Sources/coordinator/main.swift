@@ -38,7 +38,8 @@ let usage = """
       DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (standalone: required for now;
                                                                         coordinator: for data queries)
       CLUSTER_SECRET or CLUSTER_SECRET_FILE (coordinator: required, at least 16 bytes),
-      LEASE_TTL seconds (default 5), HEARTBEAT_INTERVAL seconds (default 1)
+      LEASE_TTL seconds (default 5), HEARTBEAT_INTERVAL seconds (default 1),
+      HANDSHAKES_PER_ADDRESS control handshakes at once from one address (default 32; 0: no bound)
       OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
       BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
       API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),

@@ -26,7 +26,7 @@ import Testing
 
         static func start(
             leaseMilliseconds: Int64 = 1500, maxPendingHandshakes: Int = 256, maxShards: Int = 1_000_000,
-            handshakeTimeout: Duration = .seconds(1)
+            handshakeTimeout: Duration = .seconds(1), perAddress: Int? = nil
         ) async throws -> Fixture {
             let loop = try EventLoop.start(name: "control-test")
             let logs = InMemoryLogHandler()
@@ -40,6 +40,8 @@ import Testing
             settings.service.core.weightWindow = nil
             settings.service.handshakeTimeout = handshakeTimeout
             settings.service.maxPendingHandshakes = maxPendingHandshakes
+            // Every peer here is 127.0.0.1: the per-address bound has its own transcript test.
+            settings.service.maxPendingHandshakesPerAddress = perAddress
             settings.service.core.maxShards = maxShards
             let server = try await ControlServer.start(
                 settings: settings, secret: ControlOverTCPTests.secret,

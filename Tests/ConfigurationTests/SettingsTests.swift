@@ -56,6 +56,14 @@ import Testing
         #expect(settings.spoolMaxBytes == 1 << 30)
     }
 
+    @Test func theHandshakeBoundPerAddressComesFromTheFileAndTheEnvironment() throws {
+        #expect(try Settings.load(file: nil, environment: [:], flags: [:]).handshakesPerAddress == 32)
+        let file = "[cluster]\nhandshakes_per_address = 8"
+        #expect(try Settings.load(file: ("c.toml", file), environment: [:], flags: [:]).handshakesPerAddress == 8)
+        let env = try Settings.load(file: ("c.toml", file), environment: ["HANDSHAKES_PER_ADDRESS": "0"], flags: [:])
+        #expect(env.handshakesPerAddress == 0)
+    }
+
     @Test func storageAndShutdownSettingsComeFromTheFileAndTheEnvironment() throws {
         let file = """
             [collector]
@@ -169,6 +177,10 @@ import Testing
         (["SHUTDOWN_DEADLINE": "0"], [:], "SHUTDOWN_DEADLINE: expected seconds from 1.0 to 3600.0, got '0'"),
         (["SHUTDOWN_DEADLINE": "soon"], [:], "SHUTDOWN_DEADLINE: expected seconds from 1.0 to 3600.0, got 'soon'"),
         (["DATABASE_TIMEOUT": "1000"], [:], "DATABASE_TIMEOUT: expected seconds from 1.0 to 600.0, got '1000'"),
+        (
+            ["HANDSHAKES_PER_ADDRESS": "-1"], [:],
+            "HANDSHAKES_PER_ADDRESS: expected an integer from 0 to 100000, got '-1'"
+        ),
         ([:], ["http-port": "eighty"], "--http-port: expected an integer from 0 to 65535, got 'eighty'"),
         ([:], ["colour": "red"], "--colour: unknown option"),
     ])

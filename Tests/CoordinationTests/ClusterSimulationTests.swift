@@ -18,7 +18,8 @@ import Testing
 /// cordons, subscription bursts with `replicas` 1–2, instruments the exchange refuses (for good,
 /// and one start in twenty transiently),
 /// coordinator restarts with a down time. Invariants are checked after every step; a failure
-/// names its seed, and `SIM_SEED=n` replays exactly that one. `SIM_SEEDS` sets how many run.
+/// names its seed, and `SIM_SEED=n` replays exactly that one. `SIM_SEEDS` sets how many run;
+/// `SIM_TRACE=text` prints every coordinator message containing `text` (a shard's name) as it leaves.
 @Suite struct ClusterSimulationTests {
     /// One worker process: its session machine and what its data plane really runs.
     struct Process {
@@ -31,6 +32,10 @@ import Testing
         /// Shard → epoch the data plane runs.
         var runs: [String: UInt64] = [:]
         var pendingLive: [(shard: String, epoch: UInt64, at: Int64)] = []
+        /// Shard → where the data plane starts storing (a move's cutover, wall µs), if not at once.
+        var storesFrom: [String: Int64] = [:]
+        /// Shard → (epoch, cutover): handed over, the data plane stores up to the cutover, then stops.
+        var handedOver: [String: (epoch: UInt64, until: Int64)] = [:]
         var link: UInt64?
         /// Since when the session has been established with the current coordinator (ms).
         var establishedSince: Int64?
@@ -53,7 +58,8 @@ import Testing
 
     static let secret = Array("sim-cluster-secret".utf8)
     static let heartbeatMs: Int64 = 1000
-    static let maxDelayMs: Int64 = 40
+    static let maxDelayMs: Int64 = 150
+    static let trace = ProcessInfo.processInfo.environment["SIM_TRACE"]
 
     struct World {
         var rng: SeededRNG
@@ -75,6 +81,10 @@ import Testing
         /// Per egress group, the (shard, worker) placements made since quiet began: the part of
         /// settling that the exchange's per-IP budget paces.
         var quietPlacements: [String: Set<String>] = [:]
+        /// The egress group sizes the map last had, and when they last changed: workers hear a change
+        /// in their next heartbeat's answer, so agreement is checked a beat and a round trip after.
+        var groupSizes: [String: Int] = [:]
+        var groupsChangedAt: Int64 = 0
         var highestIssued: UInt64 = 0
         var assignedPerSecond: [String: Int] = [:]
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
@@ -161,6 +171,9 @@ import Testing
                 throw SimFailure("the coordinator sent a message that does not decode: \(error)")
             }
             guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
+            if let t = ClusterSimulationTests.trace, "\(message)".contains(t) {
+                print("TRACE \(now) -> \(process.name) \(message)")
+            }
             switch message {
             case .assign(let a):
                 guard a.epoch > highestIssued else {
@@ -223,6 +236,8 @@ import Testing
                 links[c]!.toCoordinator.append((at, .fin))
             case .start(let a):
                 p.runs[a.shard] = a.epoch
+                p.storesFrom[a.shard] = a.cutoverAt
+                p.handedOver[a.shard] = nil
                 processes[name] = p
                 if refused.contains(a.shard) {
                     try worker(
@@ -243,8 +258,15 @@ import Testing
                     let at = now + 1 + Int64(random(300))
                     processes[name]?.pendingLive.append((a.shard, a.epoch, at))
                 }
-            case .stop(let shard, let epoch, _):
-                if p.runs[shard] == epoch { processes[name]?.runs[shard] = nil }
+            case .stop(let shard, let epoch, let until):
+                guard p.runs[shard] == epoch else { return }
+                if let until, wall < until {
+                    // Handed over: rows keep being stored up to the cutover, as the real plane does.
+                    processes[name]?.handedOver[shard] = (epoch, until)
+                } else {
+                    processes[name]?.runs[shard] = nil
+                    processes[name]?.handedOver[shard] = nil
+                }
             case .orphaned, .log, .egressShare:
                 break
             }
@@ -272,6 +294,10 @@ import Testing
                     processes[name] = nil
                     continue
                 }
+                for (shard, h) in p.handedOver where wall >= h.until {
+                    processes[name]?.handedOver[shard] = nil
+                    if processes[name]?.runs[shard] == h.epoch { processes[name]?.runs[shard] = nil }
+                }
                 let due = p.pendingLive.filter { $0.at <= now }
                 processes[name]?.pendingLive.removeAll { $0.at <= now }
                 for d in due where processes[name]?.runs[d.shard] == d.epoch {
@@ -295,8 +321,13 @@ import Testing
                 }
             }
             try coordinator(.tick)
+            if let sizes = core?.groupSizes, sizes != groupSizes {
+                groupSizes = sizes
+                groupsChangedAt = now
+            }
             try checkMap()
             try checkStrays()
+            try checkWriters()
         }
 
         mutating func deliver() throws {
@@ -358,6 +389,8 @@ import Testing
             p.alive = false
             p.runs = [:]
             p.pendingLive = []
+            p.storesFrom = [:]
+            p.handedOver = [:]
             if let c = p.link, links[c] != nil {
                 links[c]!.toWorker = []
                 let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
@@ -471,6 +504,40 @@ import Testing
             }
         }
 
+        /// Write windows as the data planes hold them: at any instant, the processes storing a shard
+        /// at an epoch the map gives them, plus those handed over that the map knows are still storing
+        /// to their cutover, are never more than its replicas (a move's new owner stores only from the
+        /// cutover its old owner stops at). Any other run is a stray, which the orphan rule stops within
+        /// a heartbeat once connected (a hand-over from a deposed term the new one could not hear of,
+        /// the worker being cut off, is bounded by its cutover, which every data plane keeps).
+        func checkWriters() throws {
+            guard let core else { return }
+            var writers: [String: [String]] = [:]
+            for name in processes.keys.sorted() {
+                guard let p = processes[name], p.alive else { continue }
+                for (shard, epoch) in p.runs {
+                    if let h = p.handedOver[shard], h.epoch == epoch {
+                        guard wall < h.until else { throw SimFailure("\(name) stores \(shard) past its cutover") }
+                        // A move's new owner handed over again before its own cutover stores in between.
+                        let known = core.leaving[shard]?.contains { $0.workerID == p.id && $0.epoch == epoch } ?? false
+                        if wall >= p.storesFrom[shard] ?? .min, known {
+                            writers[shard, default: []].append("\(name)@\(epoch) until \(h.until)")
+                        }
+                    } else if core.shards[shard]?.owners.contains(where: { $0.workerID == p.id && $0.epoch == epoch })
+                        == true, wall >= p.storesFrom[shard] ?? .min
+                    {
+                        writers[shard, default: []].append("\(name)@\(epoch)")
+                    }
+                }
+            }
+            for (shard, list) in writers.sorted(by: { $0.key < $1.key }) {
+                let replicas = core.shards[shard]?.spec.replicas ?? desired.first { $0.shard == shard }?.replicas ?? 1
+                guard list.count <= replicas else {
+                    throw SimFailure("\(shard) is stored by \(list.count) writers, replicas \(replicas): \(list)")
+                }
+            }
+        }
+
         /// The orphan rule: a worker connected to the coordinator stops, within one heartbeat, every
         /// shard the map does not give it at that epoch (a newer epoch owns it, or it is gone).
         mutating func checkStrays() throws {
@@ -496,7 +563,9 @@ import Testing
                 for (shard, epoch) in p.runs {
                     let owned =
                         core.shards[shard]?.owners.contains { $0.workerID == p.id && $0.epoch == epoch } ?? false
-                    guard !owned else { continue }
+                    // A hand-over the map knows of runs to its cutover (checked in `checkWriters`).
+                    let leaving = core.leaving[shard]?.contains { $0.workerID == p.id && $0.epoch == epoch } ?? false
+                    guard !owned, !(leaving && p.handedOver[shard]?.epoch == epoch) else { continue }
                     let key = "\(name)|\(shard)|\(epoch)"
                     let first = strays[key] ?? max(now, since)
                     seen[key] = first
@@ -611,7 +680,8 @@ import Testing
             let backlog = world.quietPlacements.values.map(\.count).max() ?? 0
             return start + settle + Int64((backlog + World.groupBudget - 1) / World.groupBudget) * 1000
         }
-        while world.now < deadline() {
+        let heard = ClusterSimulationTests.heartbeatMs + 2 * ClusterSimulationTests.maxDelayMs + 100
+        while world.now < max(deadline(), world.groupsChangedAt + heard) {
             guard world.now - start < 60_000 else { throw SimFailure("not settled 60 s after quiet") }
             try world.advance()
         }

@@ -392,6 +392,62 @@ import Testing
         #expect(core.indexProblem() == nil)
     }
 
+    /// A move's new owner failing after the hand-over: the old owner still stores up to the cutover,
+    /// so the replacement is told to store only from there (no second writer, no gap).
+    @Test func aReplacementForAFailedNewOwnerStartsAtTheOldOwnersCutover() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: wall)
+        )
+        let name = placed[0].1.shard
+        _ = core.handle(
+            .shardLive(workerID: "a", shard: name, epoch: placed[0].1.epoch), now: Self.at(0), wallClock: wall)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1), wallClock: wall)
+        let moved = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(1), wallClock: wall))
+        let cutover = moved[0].1.cutoverAt ?? 0
+        let live = core.handle(
+            .shardLive(workerID: "b", shard: name, epoch: moved[0].1.epoch), now: Self.at(2), wallClock: wall + 1_000)
+        #expect(live.contains { if case .send("a", .handOver(_, _, _, cutover)) = $0 { true } else { false } })
+        #expect(core.leaving[name]?.map(\.workerID) == ["a"])
+        _ = core.handle(.workerJoined(Self.hello("c")), now: Self.at(3), wallClock: wall + 2_000)
+        let failed = core.handle(
+            .shardFailed(
+                workerID: "b", shard: name, epoch: moved[0].1.epoch, permanent: false, code: "50011", reason: "busy"),
+            now: Self.at(4), wallClock: wall + 3_000)
+        #expect(Self.assigns(failed).isEmpty, "retried after the retry delay")
+        let retry = Self.assigns(core.handle(.tick, now: Self.at(1_100), wallClock: wall + 100_000))
+        // b failed once (it may get it back); either way it stores from a's cutover.
+        #expect(retry.count == 1 && retry.allSatisfy { $0.1.cutoverAt == cutover })
+        // Past the cutover the old owner is forgotten: later placements start at once.
+        _ = core.handle(.tick, now: Self.at(1_200), wallClock: cutover)
+        #expect(core.leaving[name] == nil)
+        #expect(core.indexProblem() == nil)
+    }
+
+    /// A coordinator that restarted mid-move hears of the hand-over in the old owner's `Hello`; a
+    /// cutover further ahead than any move's lead is refused with a revoke.
+    @Test func aRestartedCoordinatorLearnsOfAHandOverFromHello() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        let until = wall + 5_000_000
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/BTC-USDT", weight: 10)]), now: Self.at(0), wallClock: wall)
+        let reported = [
+            ReportedShard(shard: "okx/trades/BTC-USDT", epoch: 7, lastEventTime: nil, handingOverUntil: until),
+            ReportedShard(
+                shard: "okx/trades/ETH-USDT", epoch: 8, lastEventTime: nil, handingOverUntil: wall + 60_000_000),
+        ]
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/ETH-USDT", weight: 10)]), now: Self.at(0), wallClock: wall)
+        let joined = core.handle(.workerJoined(Self.hello("a", shards: reported)), now: Self.at(1), wallClock: wall)
+        #expect(core.leaving["okx/trades/BTC-USDT"]?.map(\.until) == [until])
+        #expect(Self.revokes(joined).map(\.1) == ["okx/trades/ETH-USDT"], "a cutover 60 s ahead is not ours")
+        // a gets BTC-USDT again: it keeps storing (no cutover for itself); a second worker would wait.
+        let assigned = Self.assigns(joined)
+        #expect(assigned.first { $0.1.shard == "okx/trades/BTC-USDT" }.map { $0.1.cutoverAt == nil } == true)
+        #expect(assigned.allSatisfy { $0.1.epoch > 8 }, "epochs continue above what workers report")
+    }
+
     /// The new side of a move reconnecting mid-move (it reports the shard at its epoch) does not make
     /// the old owner be revoked: the move is abandoned, the old owner keeps the shard.
     @Test func aRejoinMidMoveKeepsTheOldOwner() {

@@ -24,9 +24,10 @@ import Testing
         /// Connections the network has cut: nothing crosses in either direction.
         var cut: Set<UInt64> = []
 
-        init(secret: [UInt8] = CoordinatorServiceTests.secret) {
+        init(secret: [UInt8] = CoordinatorServiceTests.secret, perAddress: Int? = 32) {
             var configuration = CoordinatorService.Configuration()
             configuration.maxPendingHandshakes = 4
+            configuration.maxPendingHandshakesPerAddress = perAddress
             service = CoordinatorService(
                 configuration: configuration, secret: secret, core: CoordinatorCore(term: 7, persistedEpochs: 0))
         }
@@ -94,6 +95,34 @@ import Testing
                 coordinator(.tick)
             }
         }
+    }
+
+    /// A handed-over worker stores to the cutover and says so when it reconnects (so a restarted
+    /// coordinator places no second writer before then), and forgets it after any cutover lead.
+    @Test func aHandedOverShardIsReportedInHelloUntilForgotten() {
+        var pair = Pair()
+        let name = "okx/trades/BTC-USDT"
+        pair.join(1, id: "w1")
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: name, weight: 10)])))
+        pair.worker(1, .shardLive(shard: name, epoch: pair.started[1]![0].epoch))
+        pair.join(2, id: "w2")
+        pair.coordinator(.request(.drain(workerID: "w1")))
+        let moved = pair.started[2]?.first
+        #expect(moved?.cutoverAt != nil)
+        pair.worker(2, .shardLive(shard: name, epoch: moved?.epoch ?? 0))
+        #expect(pair.stopped[1] == [name], "the hand-over reaches the data plane with its cutover")
+        #expect(pair.workers[1]?.handingOver[name]?.until == moved?.cutoverAt)
+        #expect(pair.workers[1]?.running[name] == nil)
+        // Reconnecting (on connection 3), w1's Hello names the shard as handed over, with the cutover.
+        pair.worker(1, .disconnected("reset"))
+        pair.coordinator(.closed(1))
+        pair.workers[3] = pair.workers.removeValue(forKey: 1)
+        pair.advance(to: 3_000, beating: [2, 3])
+        #expect(pair.workers[3]?.isEstablished == true, "\(pair.logs.suffix(3))")
+        #expect(pair.service.core.leaving[name]?.map(\.workerID) == ["w1"])
+        // Forgotten once remembered longer than any cutover lead.
+        pair.advance(to: 62_000, beating: [2, 3])
+        #expect(pair.workers[3]?.handingOver.isEmpty == true)
     }
 
     @Test func aWorkerJoinsHeartbeatsAndRunsWhatItIsAssigned() {
@@ -255,6 +284,26 @@ import Testing
         // Slots are free again: a real worker joins.
         pair.join(3, id: "w3")
         #expect(pair.workers[3]?.isEstablished == true)
+    }
+
+    /// One address cannot take every handshake slot: past its own bound it is refused, and a worker
+    /// from another address still joins; ports do not make addresses distinct.
+    @Test func handshakesFromOneAddressAreBoundedApart() {
+        var pair = Pair(perAddress: 2)
+        for c in UInt64(20)..<25 {
+            pair.coordinator(.opened(c, remote: "10.9.9.9:\(40_000 + c)", nonce: Self.nonce(2)))
+        }
+        #expect(pair.closedByCoordinator.sorted() == [22, 23, 24])
+        #expect(pair.logs.filter { $0.contains("too many handshakes from one address") }.count == 3)
+        pair.join(1, id: "w1")
+        #expect(pair.workers[1]?.isEstablished == true, "another address is served")
+        // The flood's slots free as its handshakes time out; then that address may connect again.
+        pair.advance(to: 6_000, beating: [1])
+        pair.coordinator(.opened(30, remote: "10.9.9.9:50000", nonce: Self.nonce(2)))
+        #expect(!pair.closedByCoordinator.contains(30))
+        #expect(CoordinatorService.host(of: "[::1]:7070") == "::1")
+        #expect(CoordinatorService.host(of: "10.1.2.3:7070") == "10.1.2.3")
+        #expect(CoordinatorService.host(of: "unknown") == "unknown")
     }
 
     @Test func aWorkerIgnoresALowerTermAndAFullBeatRevokesStrays() {

@@ -41,7 +41,7 @@ TICKS=$(getconf CLK_TCK)
 
 # The coordinator alone on CPU 0; no database (data queries answer 501), no rate limit on the API.
 env -u DATABASE_URL -u DB_HOST -u CLUSTER_SECRET_FILE -u API_TOKEN_FILE \
-    CLUSTER_SECRET="$SECRET" API_TOKEN="$TOKEN" API_RATE_LIMIT=0 HEARTBEAT_INTERVAL=1 LEASE_TTL=5 \
+    CLUSTER_SECRET="$SECRET" API_TOKEN="$TOKEN" API_RATE_LIMIT=0 HEARTBEAT_INTERVAL=1 LEASE_TTL=5 HANDSHAKES_PER_ADDRESS=0 \
     taskset -c 0 "$BUILD/release/coordinator" serve --data-dir "$WORK/data" --http-port "$HTTP_PORT" \
     --control-port "$CONTROL_PORT" >"$WORK/coordinator.log" 2>&1 &
 COORD_PID=$!
