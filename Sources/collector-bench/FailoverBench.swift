@@ -2,6 +2,7 @@ import CollectorCore
 import ControlProtocol
 import Coordination
 import Dispatch
+import Exchanges
 
 /// Failover in the deterministic simulation (issue 10): one coordinator core, `--workers` simulated
 /// workers (their own egress groups), `--shards` shards (candles, trades, tickers, books), `--lease-ms`
@@ -22,6 +23,8 @@ enum FailoverBench {
         for _ in 0..<reps {
             var cfg = CoordinatorCore.Configuration()
             cfg.leaseTTL = .milliseconds(leaseMs)
+            // The pace the coordinator binary uses: each exchange's per-IP limits.
+            cfg.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
             var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
             var now: Int64 = 0
             var pendingLive: [(at: Int64, worker: String, shard: String, epoch: UInt64)] = []
