@@ -287,7 +287,7 @@ public struct WorkerSession: Sendable {
             case .fail(let reason, let text):
                 actions.append(
                     .log(level: "error", "control handshake failed", ["reason": reason.rawValue, "error": text]))
-                if reason == .duplicateID && !running.isEmpty {
+                if reason == .duplicateID && !(running.isEmpty && handingOver.isEmpty) {
                     // Another live process holds this id, and the map gives its shards to that one (or
                     // has moved them): collecting on would be a second writer with no end. Stop all.
                     actions.append(

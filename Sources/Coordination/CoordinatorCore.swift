@@ -753,6 +753,11 @@ public struct CoordinatorCore: Sendable {
             // the shard is placed again from its resume point, with no cutover).
             abandonMoves(involving: id, into: &actions)
             forgetOwnerships(of: id)
+            // Its hand-overs too: a dead worker stores nothing, so its replacement must not wait for
+            // a cutover (one cut off but storing overlaps, which at-least-once tolerates).
+            if !leaving.isEmpty {
+                leaving = leaving.compactMapValues { l in l.filter { $0.workerID != id }.nilIfEmpty }
+            }
             if let group = workers[id]?.hello.egressGroup { leaveGroup(group) }
             workers[id] = nil
             actions.append(.workerExpired(id))
