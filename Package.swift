@@ -116,7 +116,7 @@ let package = Package(
 
         tests("CryptoTests", ["Crypto"]),
         tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
-        tests("CoordinationTests", ["Coordination", "ControlProtocol", "CollectorCore", "Exchanges", "MarketData"]),
+        tests("CoordinationTests", ["Coordination", "ControlProtocol", "CollectorCore", "Exchanges", "MarketData", "Crypto"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "ClusterTests",

@@ -1,6 +1,7 @@
 import CollectorCore
 import ControlProtocol
 import Coordination
+import Crypto
 import Testing
 
 /// Today's coordinator serving a version-1 worker from frozen bytes: the worker's side is the frozen
@@ -23,24 +24,7 @@ import Testing
 
         /// From hex; whitespace is ignored. Not hex: no bytes (`everyFrozenFrameIsWellFormed` says so).
         init(hex: String) {
-            let digits = hex.utf8.filter { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }.map { c -> UInt8? in
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-                default: nil
-                }
-            }
-            var out: [UInt8] = []
-            if digits.count % 2 == 0 {
-                for i in stride(from: 0, to: digits.count, by: 2) {
-                    guard let high = digits[i], let low = digits[i + 1] else {
-                        out = []
-                        break
-                    }
-                    out.append(high << 4 | low)
-                }
-            }
-            bytes = out
+            bytes = Hex.decode(String(hex.filter { !$0.isWhitespace })) ?? []
         }
 
         /// Whether the length prefix covers exactly the type byte and a JSON object body.
