@@ -234,6 +234,7 @@ struct BodyFields {
         var lastEventTime: Int64?
         var lastEventID: String?
         var handingOverUntil: Int64?
+        var storesFrom: Int64?
     }
 
     var strings: [String: String] = [:]
@@ -292,6 +293,8 @@ struct BodyFields {
                     entry.lastEventID = try s3.readString()
                 } else if s3.equals(k, "handing_over_until") {
                     entry.handingOverUntil = try s3.readInt64()
+                } else if s3.equals(k, "stores_from") {
+                    entry.storesFrom = try s3.readInt64()
                 } else {
                     try s3.skipValue()
                 }
@@ -325,7 +328,7 @@ struct BodyFields {
         shards.map {
             ReportedShard(
                 shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime, lastEventID: $0.lastEventID,
-                handingOverUntil: $0.handingOverUntil)
+                handingOverUntil: $0.handingOverUntil, storesFrom: $0.storesFrom)
         }
     }
 

@@ -34,15 +34,20 @@ public struct ReportedShard: Hashable, Sendable {
     /// Handed over: the worker no longer owns it but still stores it up to this cutover (wall µs),
     /// so a coordinator that restarted mid-move does not place a second writer before then.
     public var handingOverUntil: Int64?
+    /// Running as a move's new owner: it stores only from this cutover (wall µs), its old owner up to
+    /// it, so a coordinator hearing of it again does not count it as storing before then.
+    public var storesFrom: Int64?
 
     public init(
-        shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil, handingOverUntil: Int64? = nil
+        shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil, handingOverUntil: Int64? = nil,
+        storesFrom: Int64? = nil
     ) {
         self.shard = shard
         self.epoch = epoch
         self.lastEventTime = lastEventTime
         self.lastEventID = lastEventID
         self.handingOverUntil = handingOverUntil
+        self.storesFrom = storesFrom
     }
 }
 
@@ -110,7 +115,8 @@ extension HandshakeMessage {
                 "{\"shard\":\(JSONText.quoted(s.shard)),\"epoch\":\(s.epoch)"
                     + (s.lastEventTime.map { ",\"last_event_time\":\($0)" } ?? "")
                     + (s.lastEventID.map { ",\"last_event_id\":\(JSONText.quoted($0))" } ?? "")
-                    + (s.handingOverUntil.map { ",\"handing_over_until\":\($0)" } ?? "") + "}"
+                    + (s.handingOverUntil.map { ",\"handing_over_until\":\($0)" } ?? "")
+                    + (s.storesFrom.map { ",\"stores_from\":\($0)" } ?? "") + "}"
             }
             body =
                 "{\"version\":\(h.version),\"id\":\(JSONText.quoted(h.workerID)),\"incarnation\":\(h.incarnation),"

@@ -74,6 +74,8 @@ public struct WorkerSession: Sendable {
         public var eventsDelta: Int64 = 0
         public var lastEventTime: Int64?
         public var lastEventID: String?
+        /// A move's new owner stores from the cutover (wall µs): reported in `Hello`.
+        public var storesFrom: Int64?
         /// Changed since the last beat.
         var dirty = true
     }
@@ -140,7 +142,8 @@ public struct WorkerSession: Sendable {
                 shards: running.keys.sorted().map {
                     let r = running[$0]!
                     return ReportedShard(
-                        shard: $0, epoch: r.epoch, lastEventTime: r.lastEventTime, lastEventID: r.lastEventID)
+                        shard: $0, epoch: r.epoch, lastEventTime: r.lastEventTime, lastEventID: r.lastEventID,
+                        storesFrom: r.storesFrom)
                 }
                     + handingOver.keys.sorted().filter { running[$0] == nil }.map {
                         ReportedShard(
@@ -360,7 +363,8 @@ public struct WorkerSession: Sendable {
             // replaces the pending stop at the cutover).
             handingOver[a.shard] = nil
             running[a.shard] = Running(
-                epoch: a.epoch, lastEventTime: a.resumeFrom?.time, lastEventID: a.resumeFrom?.id)
+                epoch: a.epoch, lastEventTime: a.resumeFrom?.time, lastEventID: a.resumeFrom?.id,
+                storesFrom: a.cutoverAt)
             actions.append(.start(a))
             actions.append(.send(ClusterMessage.acknowledged(shard: a.shard, epoch: a.epoch, revoked: false).frame()))
         case .revoke(let term, let shard, let epoch):

@@ -27,17 +27,17 @@ public struct CoordinatorCore: Sendable {
         /// A shard is not moved again (to rebalance) within this long of its last move.
         public var minDwell: Duration = .seconds(60)
         /// New assignments (each a subscribe, and after a failover a backfill) per exchange per egress
-        /// group per second: workers behind one address share the exchange's per-IP budgets, so a
-        /// failover never makes a whole group subscribe and backfill at once. The rest wait a second.
-        public var assignmentsPerGroupPerSecond = 20
+        /// group, as a token bucket: workers behind one address share the exchange's per-IP budgets,
+        /// so a failover never makes a whole group subscribe and backfill at once. The rest wait.
+        public var assignmentPace = AssignmentPace(burst: 20, perSecond: 20)
         /// The same per exchange (keyed as shard names start: `okx`, …), where known; the coordinator
         /// binary fills it from each adapter's per-IP limits (`AssignmentPacing`).
-        public var assignmentsPerGroupPerSecondByExchange: [String: Int] = [:]
+        public var assignmentPaceByExchange: [String: AssignmentPace] = [:]
 
         /// The pace for `shard`'s exchange.
-        public func assignmentBudget(ofShard shard: String) -> Int {
+        public func pace(ofShard shard: String) -> AssignmentPace {
             let exchange = shard.split(separator: "/").first.map(String.init) ?? ""
-            return assignmentsPerGroupPerSecondByExchange[exchange] ?? assignmentsPerGroupPerSecond
+            return assignmentPaceByExchange[exchange] ?? assignmentPace
         }
         /// Weights are replaced by measured events/s (DESIGN.md §2) over windows this long; a shard's
         /// weight changes only when the measurement differs from it by more than 20 % (hysteresis).
@@ -177,9 +177,12 @@ public struct CoordinatorCore: Sendable {
         public var incarnation: UInt64
         public var epoch: UInt64
         public var until: Int64
+        /// The owner storing from `until` (the move's new owner, or one placed when that one failed):
+        /// the two hold one replica slot between them. `nil`, or an epoch no longer an owner: none.
+        public var successor: UInt64? = nil
     }
-    /// Assignments made this second, by egress group and exchange (only the current second is kept).
-    private var groupBudget: [String: (second: Int64, used: Int)] = [:]
+    /// Assignment tokens by egress group and exchange, as of an instant (a full bucket is dropped).
+    private var paceBuckets: [String: (tokens: Double, at: Instant)] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
@@ -296,8 +299,11 @@ public struct CoordinatorCore: Sendable {
             expireLeases(now: now, into: &actions)
             expireAssignments(now: now, into: &actions)
             measureWeights(now: now)
-            let second = now.nanoseconds / 1_000_000_000
-            groupBudget = groupBudget.filter { $0.value.second == second }
+            if !paceBuckets.isEmpty {
+                paceBuckets = paceBuckets.filter { key, _ in
+                    tokens(key, now: now) < Double(configuration.pace(ofShard: Self.exchange(ofKey: key)).burst)
+                }
+            }
         }
         if recovering {
             let until = placementHeldUntil ?? now.advanced(by: configuration.leaseTTL)
@@ -373,7 +379,9 @@ public struct CoordinatorCore: Sendable {
             guard let shard = shards[name],
                 let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == report.epoch })
             else {
-                if full {
+                // A hand-over it has not heard of yet (in flight) stays: it stops at its cutover.
+                let handingOver = leaving[name]?.contains { $0.workerID == id && $0.epoch == report.epoch } ?? false
+                if full && !handingOver {
                     actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
                 }
                 continue
@@ -429,22 +437,27 @@ public struct CoordinatorCore: Sendable {
         w.hello.egressGroup + "|" + (shard.split(separator: "/").first.map(String.init) ?? "")
     }
 
-    /// Whether `w`'s egress group may take another assignment of `shard`'s exchange this second.
+    private static func exchange(ofKey key: String) -> String {
+        key.split(separator: "|", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+    }
+
+    /// The tokens in a budget bucket at `now` (full when unused).
+    private func tokens(_ key: String, now: Instant) -> Double {
+        let pace = configuration.pace(ofShard: Self.exchange(ofKey: key))
+        guard let entry = paceBuckets[key] else { return Double(pace.burst) }
+        let elapsed = max(0, now.duration(since: entry.at).secondsDouble)
+        return min(Double(pace.burst), entry.tokens + elapsed * pace.perSecond)
+    }
+
+    /// Whether `w`'s egress group may take another assignment of `shard`'s exchange now.
     private func hasBudget(_ w: Worker, _ shard: String, now: Instant) -> Bool {
-        let second = now.nanoseconds / 1_000_000_000
-        guard let entry = groupBudget[Self.budgetKey(w, shard)], entry.second == second else { return true }
-        return entry.used < configuration.assignmentBudget(ofShard: shard)
+        tokens(Self.budgetKey(w, shard), now: now) >= 1 - 1e-9
     }
 
     private mutating func spendBudget(_ workerID: String, _ shard: String, now: Instant) {
         guard let w = workers[workerID] else { return }
-        let second = now.nanoseconds / 1_000_000_000
         let key = Self.budgetKey(w, shard)
-        if let entry = groupBudget[key], entry.second == second {
-            groupBudget[key] = (second, entry.used + 1)
-        } else {
-            groupBudget[key] = (second, 1)
-        }
+        paceBuckets[key] = (tokens(key, now: now) - 1, now)
     }
 
     /// The worker that takes `shard`: leased, not cordoned, with room and group budget, not one of
@@ -470,10 +483,17 @@ public struct CoordinatorCore: Sendable {
     private mutating func startMoves(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         let draining = Set(workers.values.filter(\.draining).map(\.hello.workerID))
         guard !draining.isEmpty else { return }
-        let leaving = draining.reduce(into: Set<String>()) { $0.formUnion(ownedBy[$1] ?? []) }
-        for name in leaving.sorted() where moves[name] == nil {
-            guard let shard = shards[name], let from = shard.owners.first(where: { draining.contains($0.workerID) }),
-                let target = bestWorker(for: shard, excluding: shard.owners, now: now)
+        let outgoing = draining.reduce(into: Set<String>()) { $0.formUnion(ownedBy[$1] ?? []) }
+        for name in outgoing.sorted() where moves[name] == nil {
+            // Not to a worker still handing the shard over: it would store from two cutovers at once.
+            let handing = (leaving[name] ?? []).map { Owner(workerID: $0.workerID, epoch: $0.epoch, state: .live) }
+            // An owner that stores only from a cutover still to come moves once it has passed, so
+            // hand-overs never chain (each slot has at most one predecessor storing for it).
+            guard let shard = shards[name],
+                let from = shard.owners.first(where: {
+                    draining.contains($0.workerID) && ($0.storesFrom ?? .min) <= wallClock
+                }),
+                let target = bestWorker(for: shard, excluding: shard.owners + handing, now: now)
             else { continue }
             guard beginMove(name, from: from, to: target.hello.workerID, now: now, wallClock: wallClock, into: &actions)
             else { return }
@@ -515,8 +535,12 @@ public struct CoordinatorCore: Sendable {
                 let highSettled = settled(high)
                 let candidates = (ownedBy[high.hello.workerID] ?? []).compactMap { shards[$0] }.filter { shard in
                     moves[shard.spec.shard] == nil
-                        && shard.owners.contains { $0.workerID == high.hello.workerID && $0.state == .live }
+                        && shard.owners.contains {
+                            $0.workerID == high.hello.workerID && $0.state == .live
+                                && ($0.storesFrom ?? .min) <= wallClock
+                        }
                         && !shard.owners.contains { $0.workerID == low.hello.workerID }
+                        && !(leaving[shard.spec.shard] ?? []).contains { $0.workerID == low.hello.workerID }
                         && (shard.lastMovedAt.map {
                             now.nanoseconds - $0.nanoseconds >= configuration.minDwell.nanosecondsClamped
                         } ?? true)
@@ -577,7 +601,7 @@ public struct CoordinatorCore: Sendable {
                 leaving[name, default: []].append(
                     Leaving(
                         workerID: move.from.workerID, incarnation: workers[move.from.workerID]?.hello.incarnation ?? 0,
-                        epoch: move.from.epoch, until: move.cutoverAt))
+                        epoch: move.from.epoch, until: move.cutoverAt, successor: move.to.epoch))
             }
             actions.append(
                 .send(
@@ -642,10 +666,14 @@ public struct CoordinatorCore: Sendable {
                 if until > wallClock, let shard = shards[name],
                     !(leaving[name] ?? []).contains(where: { $0.epoch == reported.epoch })
                 {
+                    // Its successor, if already known: an owner storing from exactly this cutover
+                    // that no other hand-over precedes.
+                    let taken = Set(handOvers(of: name, wallClock: wallClock).compactMap(\.successor))
+                    let successor = shard.owners.first { $0.storesFrom == until && !taken.contains($0.epoch) }?.epoch
                     leaving[name, default: []].append(
                         Leaving(
                             workerID: hello.workerID, incarnation: hello.incarnation, epoch: reported.epoch,
-                            until: until))
+                            until: until, successor: successor))
                     resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
                 }
                 continue
@@ -655,33 +683,133 @@ public struct CoordinatorCore: Sendable {
                 continue
             }
             noteLastEvent(name, time: reported.lastEventTime, id: reported.lastEventID)
+            // Handed over while it was cut off (the message was lost with the connection): told again,
+            // it stores up to the cutover its successor starts at.
+            if let h = leaving[name]?.first(where: { $0.workerID == hello.workerID && $0.epoch == reported.epoch }) {
+                if h.until > wallClock {
+                    actions.append(
+                        .send(
+                            workerID: hello.workerID, .handOver(term: term, shard: name, epoch: h.epoch, until: h.until)
+                        ))
+                } else {
+                    actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: h.epoch)))
+                }
+                continue
+            }
             // Epochs issued before a restart are below nextEpoch only if we issued them; a higher one
             // means our persisted mark is behind: never issue it again.
             if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
             removeOwners(of: name, where: { $0.workerID == hello.workerID })
-            addOwner(Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live), to: name)
+            // A move's new owner stores from its cutover only: it still needs the old owner until then.
+            let storesFrom = reported.storesFrom.flatMap { $0 > wallClock ? $0 : nil }
+            addOwner(
+                Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live, storesFrom: storesFrom), to: name)
+            if let storesFrom,
+                let i = leaving[name]?.firstIndex(where: {
+                    $0.until == storesFrom && !hasOwner(name, epoch: $0.successor)
+                })
+            {
+                leaving[name]?[i].successor = reported.epoch
+            }
             resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
         }
     }
 
-    /// Where more claim a shard than its replicas, the highest epochs win and the other owners are
-    /// revoked; an owner handed over and still storing to its cutover counts too, so an epoch older
-    /// than it is stale. A handed-over owner that loses stops now instead of at its cutover, but only
-    /// when enough owners store already (not a move's new owner, which stores from that cutover).
+    /// Hand-overs of `name` still storing.
+    private func handOvers(of name: String, wallClock: Int64) -> [Leaving] {
+        (leaving[name] ?? []).filter { $0.until > wallClock }
+    }
+
+    private func hasOwner(_ name: String, epoch: UInt64?) -> Bool {
+        guard let epoch else { return false }
+        return shards[name]?.owners.contains { $0.epoch == epoch } ?? false
+    }
+
+    /// Hand-overs still storing whose successor is no longer an owner: each holds a replica slot
+    /// until its cutover, and a new owner placed in that slot stores from there.
+    private func orphanHandOvers(of name: String, wallClock: Int64) -> [Leaving] {
+        handOvers(of: name, wallClock: wallClock).filter { !hasOwner(name, epoch: $0.successor) }
+    }
+
+    /// Where more claim a shard than its replicas, the highest epochs win and the rest stop. A claim
+    /// is one replica slot: an owner with the hand-over it succeeds (the old owner stores up to the
+    /// cutover, the new one from it), a move under way (both sides), or a hand-over whose successor
+    /// is gone. A winner that stores only from a cutover and has nothing storing its slot before it
+    /// keeps a loser as its predecessor: a hand-over ending at that cutover, else a live losing owner
+    /// handed over to stop there, else the hand-over ending closest before it. The others are revoked.
     private mutating func resolveClaims(_ name: String, replicas: Int, wallClock: Int64, into actions: inout [Action]) {
-        let storing = (leaving[name] ?? []).filter { $0.until > wallClock }.map(\.epoch)
+        struct Claim {
+            var epoch: UInt64
+            var owners: [Owner]
+            var handOver: Leaving?
+        }
         let owners = shards[name]?.owners ?? []
-        let winners = Set((owners.map(\.epoch) + storing).sorted(by: >).prefix(replicas))
-        for loser in owners where !winners.contains(loser.epoch) {
-            removeOwners(of: name, where: { $0.epoch == loser.epoch })
-            actions.append(.send(workerID: loser.workerID, .revoke(term: term, shard: name, epoch: loser.epoch)))
+        let move = moves[name]
+        let storing = handOvers(of: name, wallClock: wallClock)
+        var claims: [Claim] = []
+        for o in owners where o.epoch != move?.from.epoch {
+            let from = o.epoch == move?.to.epoch ? owners.filter { $0.epoch == move?.from.epoch } : []
+            claims.append(
+                Claim(epoch: o.epoch, owners: [o] + from, handOver: storing.first { $0.successor == o.epoch }))
         }
-        let storingNow = (shards[name]?.owners ?? []).filter { ($0.storesFrom ?? .min) <= wallClock }.count
-        guard storingNow >= replicas else { return }
-        for stale in (leaving[name] ?? []) where !winners.contains(stale.epoch) {
-            actions.append(.send(workerID: stale.workerID, .revoke(term: term, shard: name, epoch: stale.epoch)))
+        claims += storing.filter { !hasOwner(name, epoch: $0.successor) }.map {
+            Claim(epoch: $0.epoch, owners: [], handOver: $0)
         }
-        leaving[name] = leaving[name]?.filter { winners.contains($0.epoch) }.nilIfEmpty
+        guard claims.count > replicas else { return }
+        claims.sort { $0.epoch > $1.epoch }
+        var losers = Array(claims.dropFirst(replicas))
+        // Predecessors for winners that would leave their slot unstored until their cutover.
+        var handOverTo: [UInt64: (until: Int64, successor: UInt64)] = [:]  // loser epoch →
+        for w in claims.prefix(replicas) where w.handOver == nil && w.owners.count == 1 {
+            let owner = w.owners[0]
+            guard owner.state == .live, let from = owner.storesFrom, from > wallClock else { continue }
+            let free = losers.indices.filter { handOverTo[losers[$0].epoch] == nil }
+            let storesNow: (Claim) -> Bool = { c in
+                c.owners.count == 1 && c.handOver == nil && (c.owners[0].storesFrom ?? .min) <= wallClock
+            }
+            let exact = free.first { losers[$0].owners.isEmpty && losers[$0].handOver?.until == from }
+            let live = free.first { storesNow(losers[$0]) }
+            let before = free.filter { losers[$0].owners.isEmpty && (losers[$0].handOver?.until ?? .max) <= from }
+                .max { (losers[$0].handOver?.until ?? 0) < (losers[$1].handOver?.until ?? 0) }
+            if let i = exact ?? live ?? before {
+                handOverTo[losers[i].epoch] = (min(from, losers[i].handOver?.until ?? from), owner.epoch)
+            }
+        }
+        var lost: Set<UInt64> = []
+        for i in losers.indices {
+            let loser = losers[i]
+            if let pick = handOverTo[loser.epoch], let owner = loser.owners.first {
+                // A live losing owner stops at the winner's cutover instead of now.
+                removeOwners(of: name, where: { $0.epoch == owner.epoch })
+                leaving[name, default: []].append(
+                    Leaving(
+                        workerID: owner.workerID, incarnation: workers[owner.workerID]?.hello.incarnation ?? 0,
+                        epoch: owner.epoch, until: pick.until, successor: pick.successor))
+                actions.append(
+                    .send(
+                        workerID: owner.workerID,
+                        .handOver(term: term, shard: name, epoch: owner.epoch, until: pick.until)))
+                continue
+            }
+            for owner in loser.owners {
+                removeOwners(of: name, where: { $0.epoch == owner.epoch })
+                actions.append(.send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+            }
+            if let h = loser.handOver, handOverTo[h.epoch] == nil {
+                actions.append(.send(workerID: h.workerID, .revoke(term: term, shard: name, epoch: h.epoch)))
+                lost.insert(h.epoch)
+            }
+            losers[i].owners = []
+        }
+        leaving[name] =
+            leaving[name]?.compactMap { l in
+                guard !lost.contains(l.epoch) else { return nil }
+                var l = l
+                if l.successor.map({ !hasOwner(name, epoch: $0) }) ?? true, let pick = handOverTo[l.epoch] {
+                    l.successor = pick.successor
+                }
+                return l
+            }.nilIfEmpty
     }
 
     /// Removes `id` from every shard's owners (and so from every move).
@@ -797,12 +925,7 @@ public struct CoordinatorCore: Sendable {
                 // No durable epoch left: the rest is placed once the next block is persisted.
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 spendBudget(best, shard.spec.shard, now: now)
-                // A handed-over owner still storing: the new one starts where it stops (if it is the
-                // same process, its data plane keeps running instead of stopping at the cutover).
-                let incarnation = workers[best]?.hello.incarnation
-                let cutover = leaving[name]?.filter {
-                    $0.until > wallClock && ($0.workerID != best || $0.incarnation != incarnation)
-                }.map(\.until).max()
+                let cutover = takeOrphanSlot(name, for: best, epoch: epoch, owners: owners.count, wallClock: wallClock)
                 addOwner(
                     Owner(workerID: best, epoch: epoch, state: .assigned, storesFrom: cutover), to: shard.spec.shard)
                 if let w = workers[best] { queue.update(w) }
@@ -816,6 +939,31 @@ public struct CoordinatorCore: Sendable {
                                 resumeFrom: resume))))
             }
         }
+    }
+
+    /// Where a new owner of `name` on `workerID` starts storing. A hand-over whose successor failed
+    /// still holds a slot until its cutover: if the new owner is that same process, its data plane
+    /// keeps running (the hand-over ends, no cutover); if every slot is held, it succeeds the hand-over
+    /// ending first and stores from that cutover; otherwise it stores at once.
+    private mutating func takeOrphanSlot(
+        _ name: String, for workerID: String, epoch: UInt64, owners: Int, wallClock: Int64
+    ) -> Int64? {
+        let incarnation = workers[workerID]?.hello.incarnation
+        let isSame: (Leaving) -> Bool = { $0.workerID == workerID && $0.incarnation == incarnation }
+        if let same = handOvers(of: name, wallClock: wallClock).first(where: isSame) {
+            // The same process: its hand-over ends, it stores on as this owner. Where it held a slot
+            // of its own (no successor), this is that slot.
+            let wasOrphan = !hasOwner(name, epoch: same.successor)
+            leaving[name] = leaving[name]?.filter { !isSame($0) }.nilIfEmpty
+            if wasOrphan { return nil }
+        }
+        let orphans = orphanHandOvers(of: name, wallClock: wallClock)
+        let replicas = shards[name]?.spec.replicas ?? 1
+        guard owners + orphans.count >= replicas, let first = orphans.min(by: { $0.until < $1.until }),
+            let i = leaving[name]?.firstIndex(where: { $0.epoch == first.epoch })
+        else { return nil }
+        leaving[name]?[i].successor = epoch
+        return first.until
     }
 
     /// `bestWorker(for:excluding:now:)` over a placement queue: the first worker in load order that

@@ -1,3 +1,4 @@
+public import CollectorCore
 public import MarketData
 
 /// What one exchange frame means.
@@ -215,24 +216,29 @@ extension ExchangeAdapter where ConnectionState == NoConnectionState {
 
 /// How fast the cluster may hand one egress group (one IP) new shards of an exchange (issue 10).
 /// Each new owner subscribes and, after a failover, backfills from its resume point, so the pace is
-/// the slowest of the exchange's per-IP REST budgets (one request per shard at least), and never
-/// more than its new-connection budget fills with streams. At least 1 a second.
+/// the exchange's tightest per-IP REST budget (one request per shard at least: its smallest burst and
+/// slowest refill), and never more than its new-connection budget fills with streams. Subscribe
+/// messages are budgeted per connection by each worker's session (Coinbase's 8/s per IP is above
+/// every pace here).
 public enum AssignmentPacing {
-    public static func perSecond(_ adapter: some ExchangeAdapter) -> Int {
-        let rest = adapter.restBudgets.values.map(\.refillPerSecond).min() ?? .infinity
-        let connections = adapter.limits.connections.refillPerSecond * Double(adapter.limits.maxStreamsPerConnection)
-        let pace = min(rest, connections)
-        return pace.isFinite ? max(1, Int(pace.rounded(.down))) : 20
+    public static func pace(_ adapter: some ExchangeAdapter) -> AssignmentPace {
+        let rest = adapter.restBudgets.values
+        let streams = Double(adapter.limits.maxStreamsPerConnection)
+        let connections = adapter.limits.connections
+        let burst = min(rest.map(\.capacity).min() ?? .infinity, connections.capacity * streams)
+        let rate = min(rest.map(\.refillPerSecond).min() ?? .infinity, connections.refillPerSecond * streams)
+        return AssignmentPace(
+            burst: burst.isFinite ? Int(burst.rounded(.down)) : 20, perSecond: rate.isFinite ? rate : 20)
     }
 
     /// Every exchange's pace, keyed as shard names start (`okx`, `binance`, …).
-    public static var all: [String: Int] {
+    public static var all: [String: AssignmentPace] {
         [
-            ExchangeName.okx.rawValue: perSecond(OKXAdapter()),
-            ExchangeName.binance.rawValue: perSecond(BinanceAdapter()),
-            ExchangeName.coinbase.rawValue: perSecond(CoinbaseAdapter()),
-            ExchangeName.upbit.rawValue: perSecond(UpbitAdapter()),
-            ExchangeName.bybit.rawValue: perSecond(BybitAdapter()),
+            ExchangeName.okx.rawValue: pace(OKXAdapter()),
+            ExchangeName.binance.rawValue: pace(BinanceAdapter()),
+            ExchangeName.coinbase.rawValue: pace(CoinbaseAdapter()),
+            ExchangeName.upbit.rawValue: pace(UpbitAdapter()),
+            ExchangeName.bybit.rawValue: pace(BybitAdapter()),
         ]
     }
 }

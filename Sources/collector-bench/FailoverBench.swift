@@ -24,7 +24,7 @@ enum FailoverBench {
             var cfg = CoordinatorCore.Configuration()
             cfg.leaseTTL = .milliseconds(leaseMs)
             // The pace the coordinator binary uses: each exchange's per-IP limits.
-            cfg.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
+            cfg.assignmentPaceByExchange = AssignmentPacing.all
             var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
             var now: Int64 = 0
             var pendingLive: [(at: Int64, worker: String, shard: String, epoch: UInt64)] = []

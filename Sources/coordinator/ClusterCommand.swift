@@ -63,7 +63,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         control.service.maxPendingHandshakesPerAddress =
             settings.handshakesPerAddress > 0 ? settings.handshakesPerAddress : nil
         // Each exchange's per-IP budgets pace what one egress group is handed per second.
-        control.service.core.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
+        control.service.core.assignmentPaceByExchange = AssignmentPacing.all
         let server: ControlServer
         do {
             server = try await ControlServer.start(

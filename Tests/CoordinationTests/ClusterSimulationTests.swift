@@ -78,21 +78,35 @@ import Testing
         var refused: Set<String> = []
         /// Faults have stopped: no partitions, crashes, restarts or transient refusals from here on.
         var quiet = false
-        /// Per egress group, the (shard, worker) placements made since quiet began: the part of
-        /// settling that the exchange's per-IP budget paces.
-        var quietPlacements: [String: Set<String>] = [:]
         /// The egress group sizes the map last had, and when they last changed: workers hear a change
         /// in their next heartbeat's answer, so agreement is checked a beat and a round trip after.
         var groupSizes: [String: Int] = [:]
         var groupsChangedAt: Int64 = 0
         var highestIssued: UInt64 = 0
-        var assignedPerSecond: [String: Int] = [:]
+        /// Per egress group and exchange, when its recent assignments were sent (ms; the last 256).
+        var assignedAt: [String: [Int64]] = [:]
+        /// The cutover each epoch was assigned with (a move's new owner, or a hand-over's successor).
+        var issuedCutover: [UInt64: Int64] = [:]
+        /// What each exchange had to place when quiet began (frozen: the settle allowance).
+        var backlog: [String: Int] = [:]
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
         var strays: [String: Int64] = [:]
         var log: [String] = []
-        /// OKX's per-IP budget that a burst of new owners spends: its slowest REST budget (each new
-        /// owner backfills with at least one request), read from the adapter's published limits.
-        static let groupBudget = Int(OKXAdapter.restBudgets.values.map(\.refillPerSecond).min() ?? 0)
+        /// The coordinator input being handled (for `SIM_TRACE`).
+        var cause = ""
+        /// The per-IP budget a burst of new owners spends, per exchange: its tightest REST bucket
+        /// (each new owner backfills with at least one request), from the adapters' published limits.
+        static let restBudget: [String: (burst: Double, perSecond: Double)] = {
+            func tightest(_ b: [String: TokenBucket]) -> (burst: Double, perSecond: Double) {
+                (b.values.map(\.capacity).min() ?? 0, b.values.map(\.refillPerSecond).min() ?? 0)
+            }
+            return [
+                "okx": tightest(OKXAdapter.restBudgets), "binance": tightest(BinanceAdapter.restBudgets),
+                "coinbase": tightest(CoinbaseAdapter.restBudgets), "upbit": tightest(UpbitAdapter.restBudgets),
+                "bybit": tightest(BybitAdapter.restBudgets),
+            ]
+        }()
+        static let exchanges = ["okx", "binance", "coinbase", "upbit", "bybit"]
 
         init(seed: UInt64) {
             rng = SeededRNG(seed: seed)
@@ -101,7 +115,7 @@ import Testing
 
         static func makeService(term: UInt64, persisted: UInt64, recovering: Bool) -> CoordinatorService {
             var core = CoordinatorCore.Configuration()
-            core.assignmentsPerGroupPerSecondByExchange = AssignmentPacing.all
+            core.assignmentPaceByExchange = AssignmentPacing.all
             return CoordinatorService(
                 configuration: CoordinatorService.Configuration(), secret: ClusterSimulationTests.secret,
                 core: CoordinatorCore(
@@ -137,6 +151,7 @@ import Testing
             guard service != nil else { return }
             // In place: a copy of the service would make the core copy its whole map on write.
             let outputs = service!.handle(input, now: instant, wallClock: wall)
+            cause = "\(input)".prefix(160).description
             for output in outputs {
                 switch output {
                 case .send(let c, let frame):
@@ -172,7 +187,7 @@ import Testing
             }
             guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
             if let t = ClusterSimulationTests.trace, "\(message)".contains(t) {
-                print("TRACE \(now) -> \(process.name) \(message)")
+                print("TRACE \(now) -> \(process.name) \(message) (on \(cause))")
             }
             switch message {
             case .assign(let a):
@@ -180,12 +195,24 @@ import Testing
                     throw SimFailure("epoch \(a.epoch) issued after \(highestIssued)")
                 }
                 highestIssued = a.epoch
-                let key = "\(Self.group(of: process.id))|\(a.shard.split(separator: "/")[0])|\(now / 1000)"
-                assignedPerSecond[key, default: 0] += 1
-                guard assignedPerSecond[key, default: 0] <= Self.groupBudget else {
-                    throw SimFailure("egress group budget exceeded: \(key)")
+                if let cutover = a.cutoverAt { issuedCutover[a.epoch] = cutover }
+                // The exchange's per-IP REST bucket never runs dry: in every window ending now, the
+                // assignments to one group are at most its burst plus what it refills.
+                let exchange = String(a.shard.split(separator: "/")[0])
+                let key = "\(Self.group(of: process.id))|\(exchange)"
+                guard let budget = Self.restBudget[exchange] else { throw SimFailure("no budget for \(exchange)") }
+                var times = assignedAt[key, default: []]
+                times.append(now)
+                if times.count > 256 { times.removeFirst() }
+                assignedAt[key] = times
+                for (i, start) in times.enumerated() {
+                    let count = Double(times.count - i)
+                    guard count <= budget.burst + budget.perSecond * Double(now - start) / 1000 + 1e-6 else {
+                        throw SimFailure("egress budget exceeded: \(key) sent \(Int(count)) since \(start) ms")
+                    }
                 }
-                if quiet { quietPlacements[Self.group(of: process.id), default: []].insert("\(a.shard)|\(process.id)") }
+            case .revoke(_, let shard, let epoch):
+                try checkCoverage(revoking: shard, epoch: epoch, of: process)
             case .handOver(_, let shard, let epoch, let until):
                 let live = core?.shards[shard]?.owners.filter { $0.epoch != epoch && $0.state == .live } ?? []
                 guard !live.isEmpty else { throw SimFailure("hand-over of \(shard) leaves no live owner") }
@@ -443,7 +470,8 @@ import Testing
                 for _ in 0..<(1 + random(40)) {
                     let n = desired.count + specs.count
                     let spec = CoordinatorCore.DesiredShard(
-                        shard: "okx/\(["trades", "book", "ticker"][random(3)])/S\(n)", replicas: 1 + random(2),
+                        shard: "\(Self.exchanges[random(5)])/\(["trades", "book", "ticker"][random(3)])/S\(n)",
+                        replicas: 1 + random(2),
                         weight: 1 + random(50))
                     if random(10) == 0 { refused.insert(spec.shard) }
                     weights[spec.shard] = spec.weight
@@ -580,10 +608,64 @@ import Testing
             strays = seen
         }
 
+        /// Whether `p`'s data plane stores `shard` at `epoch` now.
+        func stores(_ p: Process, _ shard: String, epoch: UInt64) -> Bool {
+            guard p.alive, p.runs[shard] == epoch, wall >= p.storesFrom[shard] ?? .min else { return false }
+            guard let h = p.handedOver[shard] else { return true }
+            return h.epoch == epoch && wall < h.until
+        }
+
+        /// Coverage: a revoke never stops the writer of a stream while every other owner the map has
+        /// stores only from a later cutover and no hand-over stores it until then (a gap nothing
+        /// backfills: an owner with a cutover does not). Cutovers are the ones really assigned.
+        func checkCoverage(revoking shard: String, epoch: UInt64, of p: Process) throws {
+            guard stores(p, shard, epoch: epoch), let core, let s = core.shards[shard], s.rejected == nil else {
+                return
+            }
+            let others = s.owners.filter { $0.epoch != epoch }
+            guard !others.isEmpty else { return }  // placed again, from the resume point
+            let ownerStores = others.contains { (issuedCutover[$0.epoch] ?? .min) <= wall }
+            let handOverStores = core.leaving[shard]?.contains { $0.epoch != epoch && $0.until > wall } ?? false
+            guard ownerStores || handOverStores else {
+                throw SimFailure(
+                    "revoking \(p.name)@\(epoch) leaves \(shard) unstored until a cutover: owners \(others), "
+                        + "cutovers \(others.map { issuedCutover[$0.epoch].map { "\($0 - wall) µs ahead" } ?? "none" })"
+                )
+            }
+        }
+
+        /// What each exchange must place for every accepted stream to have its replicas, as quiet
+        /// begins: owners the map has that a live process really runs, not draining, count as placed.
+        func backlogNow() -> [String: Int] {
+            let alive = Set(processes.values.filter(\.alive).map(\.id))
+            var backlog: [String: Int] = [:]
+            for spec in desired {
+                let exchange = String(spec.shard.split(separator: "/")[0])
+                if refused.contains(spec.shard) {
+                    if core?.shards[spec.shard]?.rejected == nil { backlog[exchange, default: 0] += 1 }
+                    continue
+                }
+                let placed = (core?.shards[spec.shard]?.owners ?? []).filter { o in
+                    core?.workers[o.workerID]?.draining != true
+                        && processes.values.contains {
+                            $0.alive && $0.id == o.workerID && $0.runs[spec.shard] == o.epoch
+                        }
+                }
+                backlog[exchange, default: 0] += max(0, min(spec.replicas, alive.count) - placed.count)
+            }
+            return backlog
+        }
+
         /// After quiet: every desired stream the exchange accepts has exactly its replicas of live
         /// owners writing now, each really running it at that epoch; refused ones are rejected.
         func checkSettled() throws {
             guard let core else { throw SimFailure("no coordinator after quiet") }
+            // Every process still running (partitions healed) holds a lease as itself.
+            for p in processes.values where p.alive {
+                guard p.session.isEstablished, core.workers[p.id]?.hello.incarnation == p.incarnation else {
+                    throw SimFailure("\(p.name) is alive but not leased (incarnation \(p.incarnation))")
+                }
+            }
             // Every connected worker knows how many share its egress group (its budget share).
             for p in processes.values where p.alive && p.session.isEstablished {
                 let group = Self.group(of: p.id)
@@ -608,10 +690,12 @@ import Testing
                     }
                     continue
                 }
-                guard spec.replicas <= usable.count, !refused.contains(spec.shard) else { continue }
+                guard !refused.contains(spec.shard) else { continue }
                 let writing = shard.owners.filter { $0.epoch != core.moves[spec.shard]?.to.epoch }
                 let owners = writing.filter { $0.state == .live }
-                guard owners.count == spec.replicas else {
+                // Its replicas; with fewer usable workers, at least one on each (a cordoned worker
+                // keeps what it has but takes nothing new).
+                guard owners.count <= spec.replicas, owners.count >= min(spec.replicas, usable.count) else {
                     // What each owner's process is doing with it, and how much else is unsettled.
                     let behind = desired.filter { d in
                         !refused.contains(d.shard)
@@ -671,17 +755,20 @@ import Testing
         // A coordinator that is down comes up now: quiet is the end of every fault.
         world.quiet = true
         if world.downUntil != nil { world.downUntil = world.now }
-        // 2 × lease_ttl (DESIGN.md §3): every desired stream is whole again, plus the seconds the
-        // exchange's per-IP budget needs for what a group had to place (none if nothing was lost):
-        // pacing is the one wait the rule allows, and it is bounded.
+        world.backlog = world.backlogNow()
+        // 2 × lease_ttl (DESIGN.md §3): every desired stream is whole again, plus the time the
+        // exchange's per-IP budget needs for what had to be placed when quiet began, as if one
+        // group placed it all (none if nothing was lost): pacing is the one wait the rule allows.
         let start = world.now
         let settle = 2 * CoordinatorCore.Configuration().leaseMilliseconds
-        func deadline() -> Int64 {
-            let backlog = world.quietPlacements.values.map(\.count).max() ?? 0
-            return start + settle + Int64((backlog + World.groupBudget - 1) / World.groupBudget) * 1000
-        }
+        let paced =
+            world.backlog.map { exchange, count -> Int64 in
+                let budget = AssignmentPacing.all[exchange] ?? AssignmentPace(burst: 1, perSecond: 1)
+                return Int64((Double(max(0, count - budget.burst)) / budget.perSecond * 1000).rounded(.up))
+            }.max() ?? 0
+        let deadline = start + settle + paced
         let heard = ClusterSimulationTests.heartbeatMs + 2 * ClusterSimulationTests.maxDelayMs + 100
-        while world.now < max(deadline(), world.groupsChangedAt + heard) {
+        while world.now < max(deadline, world.groupsChangedAt + heard) {
             guard world.now - start < 60_000 else { throw SimFailure("not settled 60 s after quiet") }
             try world.advance()
         }

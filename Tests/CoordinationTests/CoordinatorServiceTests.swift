@@ -120,8 +120,19 @@ import Testing
         pair.advance(to: 3_000, beating: [2, 3])
         #expect(pair.workers[3]?.isEstablished == true, "\(pair.logs.suffix(3))")
         #expect(pair.service.core.leaving[name]?.map(\.workerID) == ["w1"])
+        // The new owner reconnecting (on connection 4) reports that it stores from the cutover only,
+        // over the wire: the old owner is not revoked before it.
+        #expect(pair.workers[2]?.running[name]?.storesFrom == moved?.cutoverAt)
+        pair.worker(2, .disconnected("reset"))
+        pair.coordinator(.closed(2))
+        pair.workers[4] = pair.workers.removeValue(forKey: 2)
+        pair.advance(to: 4_000, beating: [3, 4])
+        #expect(pair.workers[4]?.isEstablished == true, "\(pair.logs.suffix(3))")
+        #expect(pair.service.core.shards[name]?.owners.map(\.storesFrom) == [moved?.cutoverAt])
+        #expect(pair.service.core.leaving[name]?.map(\.successor) == [moved?.epoch])
+        #expect(pair.workers[3]?.handingOver[name] != nil, "w1 still stores up to the cutover")
         // Forgotten once remembered longer than any cutover lead.
-        pair.advance(to: 62_000, beating: [2, 3])
+        pair.advance(to: 62_000, beating: [3, 4])
         #expect(pair.workers[3]?.handingOver.isEmpty == true)
     }
 
