@@ -235,6 +235,7 @@ struct BodyFields {
         var lastEventID: String?
         var handingOverUntil: Int64?
         var storesFrom: Int64?
+        var live: Bool?
     }
 
     var strings: [String: String] = [:]
@@ -295,6 +296,8 @@ struct BodyFields {
                     entry.handingOverUntil = try s3.readInt64()
                 } else if s3.equals(k, "stores_from") {
                     entry.storesFrom = try s3.readInt64()
+                } else if s3.equals(k, "live") {
+                    entry.live = try s3.readBool()
                 } else {
                     try s3.skipValue()
                 }
@@ -328,7 +331,7 @@ struct BodyFields {
         shards.map {
             ReportedShard(
                 shard: $0.shard, epoch: $0.epoch, lastEventTime: $0.lastEventTime, lastEventID: $0.lastEventID,
-                handingOverUntil: $0.handingOverUntil, storesFrom: $0.storesFrom)
+                handingOverUntil: $0.handingOverUntil, storesFrom: $0.storesFrom, live: $0.live)
         }
     }
 

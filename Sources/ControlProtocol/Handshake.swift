@@ -37,10 +37,13 @@ public struct ReportedShard: Hashable, Sendable {
     /// Running as a move's new owner: it stores only from this cutover (wall µs), its old owner up to
     /// it, so a coordinator hearing of it again does not count it as storing before then.
     public var storesFrom: Int64?
+    /// Whether the exchange confirmed it (books: synchronised); `nil` from a version-1 worker, which
+    /// reports only what is live.
+    public var live: Bool?
 
     public init(
         shard: String, epoch: UInt64, lastEventTime: Int64?, lastEventID: String? = nil, handingOverUntil: Int64? = nil,
-        storesFrom: Int64? = nil
+        storesFrom: Int64? = nil, live: Bool? = nil
     ) {
         self.shard = shard
         self.epoch = epoch
@@ -48,6 +51,7 @@ public struct ReportedShard: Hashable, Sendable {
         self.lastEventID = lastEventID
         self.handingOverUntil = handingOverUntil
         self.storesFrom = storesFrom
+        self.live = live
     }
 }
 
@@ -116,7 +120,8 @@ extension HandshakeMessage {
                     + (s.lastEventTime.map { ",\"last_event_time\":\($0)" } ?? "")
                     + (s.lastEventID.map { ",\"last_event_id\":\(JSONText.quoted($0))" } ?? "")
                     + (s.handingOverUntil.map { ",\"handing_over_until\":\($0)" } ?? "")
-                    + (s.storesFrom.map { ",\"stores_from\":\($0)" } ?? "") + "}"
+                    + (s.storesFrom.map { ",\"stores_from\":\($0)" } ?? "")
+                    + (s.live.map { ",\"live\":\($0)" } ?? "") + "}"
             }
             body =
                 "{\"version\":\(h.version),\"id\":\(JSONText.quoted(h.workerID)),\"incarnation\":\(h.incarnation),"

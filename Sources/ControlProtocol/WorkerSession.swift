@@ -135,6 +135,8 @@ public struct WorkerSession: Sendable {
                 actions.append(.close("connected while not connecting"))
                 break
             }
+            // Version 1 reported running shards only, without these fields (the frozen transcript).
+            let v2 = configuration.version >= 2
             let hello = Hello(
                 version: configuration.version, workerID: configuration.workerID,
                 incarnation: configuration.incarnation, capacity: configuration.capacity,
@@ -143,9 +145,9 @@ public struct WorkerSession: Sendable {
                     let r = running[$0]!
                     return ReportedShard(
                         shard: $0, epoch: r.epoch, lastEventTime: r.lastEventTime, lastEventID: r.lastEventID,
-                        storesFrom: r.storesFrom)
+                        storesFrom: v2 ? r.storesFrom : nil, live: v2 ? r.live : nil)
                 }
-                    + handingOver.keys.sorted().filter { running[$0] == nil }.map {
+                    + handingOver.keys.sorted().filter { v2 && running[$0] == nil }.map {
                         ReportedShard(
                             shard: $0, epoch: handingOver[$0]!.epoch, lastEventTime: nil,
                             handingOverUntil: handingOver[$0]!.until)

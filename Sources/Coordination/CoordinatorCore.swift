@@ -116,6 +116,9 @@ public struct CoordinatorCore: Sendable {
         public var state: OwnerState
         /// Where it stores from (wall µs), when told to start at a cutover; `nil`: at once.
         public var storesFrom: Int64? = nil
+        /// Reported by a version-1 worker, which does not say where it stores from: it may be a
+        /// move's new owner waiting for a cutover up to `cutoverLead` ahead.
+        public var startUnknown = false
     }
 
     public struct Shard: Sendable {
@@ -135,6 +138,9 @@ public struct CoordinatorCore: Sendable {
 
         /// Where a new owner resumes.
         public var resumePoint: ResumePoint? { lastEventTime.map { ResumePoint(time: $0, id: lastEventID) } }
+        /// An earlier point the next owner placed backfills from instead (an owner that had to be
+        /// assigned again to backfill, when no epoch was durable to do it at once).
+        public var backfillFrom: ResumePoint?
         /// When the shard last got an owner by a move (hysteresis).
         public var lastMovedAt: Instant?
         /// Transient failures in a row (reset when an owner goes live), when it may be placed again,
@@ -171,6 +177,15 @@ public struct CoordinatorCore: Sendable {
     /// windows never exceed the replicas.
     public private(set) var leaving: [String: [Leaving]] = [:]
 
+    /// Hand-overs remembered per shard (each ends within `cutoverLead`; the earliest is dropped, and
+    /// logged, beyond this).
+    public static let maxHandOversPerShard = 16
+
+    /// Shards to check for stranded successors, with the hand-overs dropped because their process
+    /// died or restarted (an owner waiting for a cutover with nothing storing before it, or whose
+    /// predecessor died before its cutover, is assigned again to store at once and backfill).
+    private var successorCheck: [String: [Leaving]] = [:]
+
     public struct Leaving: Hashable, Sendable {
         public var workerID: String
         /// The process (a new incarnation with the same id is another one, still storing or not).
@@ -180,6 +195,11 @@ public struct CoordinatorCore: Sendable {
         /// The owner storing from `until` (the move's new owner, or one placed when that one failed):
         /// the two hold one replica slot between them. `nil`, or an epoch no longer an owner: none.
         public var successor: UInt64? = nil
+        /// Where the rows it stores up to the cutover begin to be at risk: the shard's resume point
+        /// when it was handed over. If it dies before the cutover, its successor backfills from here.
+        public var resume: ResumePoint? = nil
+        /// When it was handed over (wall µs).
+        public var since: Int64 = 0
     }
     /// Assignment tokens by egress group and exchange, as of an instant (a full bucket is dropped).
     private var paceBuckets: [String: (tokens: Double, at: Instant)] = [:]
@@ -239,6 +259,9 @@ public struct CoordinatorCore: Sendable {
             // worker reporting it).
             let abandoned = abandonMoves(involving: hello.workerID, into: &actions)
             forgetOwnerships(of: hello.workerID)
+            // Another incarnation's hand-overs: that process is gone (its session was replaced) and
+            // stores nothing; where a successor waits for one of its cutovers, it is placed again.
+            dropHandOvers { $0.workerID == hello.workerID && $0.incarnation != hello.incarnation }
             var worker = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
             worker.cordoned = previous?.cordoned ?? false
             worker.draining = previous?.draining ?? false
@@ -294,7 +317,9 @@ public struct CoordinatorCore: Sendable {
         case .tick:
             abandonLateMoves(wallClock: wallClock, into: &actions)
             if !leaving.isEmpty {
-                leaving = leaving.compactMapValues { l in l.filter { $0.until > wallClock }.nilIfEmpty }
+                // Kept a lease past the cutover: a worker found dead then may have stopped before it.
+                let kept = wallClock - configuration.leaseTTL.nanosecondsClamped / 1000
+                leaving = leaving.compactMapValues { l in l.filter { $0.until > kept }.nilIfEmpty }
             }
             expireLeases(now: now, into: &actions)
             expireAssignments(now: now, into: &actions)
@@ -305,11 +330,26 @@ public struct CoordinatorCore: Sendable {
                 }
             }
         }
+        var recovered = false
         if recovering {
             let until = placementHeldUntil ?? now.advanced(by: configuration.leaseTTL)
             placementHeldUntil = until
             if now < until { return actions }
             recovering = false
+            // Re-reports are in: a new owner whose old owner did not come back (it may have died
+            // before the cutover, unseen) stores at once and backfills the hand-over's span.
+            let recent = wallClock - 2 * configuration.leaseTTL.nanosecondsClamped / 1000
+            for (name, shard) in shards where shard.owners.contains(where: { ($0.storesFrom ?? .min) > recent }) {
+                successorCheck[name, default: []] += []
+            }
+            recovered = true
+        }
+        if !successorCheck.isEmpty {
+            for (name, dropped) in successorCheck.sorted(by: { $0.key < $1.key }) {
+                replaceStrandedSuccessors(
+                    name, dropped: dropped, afterRecovery: recovered, now: now, wallClock: wallClock, into: &actions)
+            }
+            successorCheck = [:]
         }
         switch event {
         case .heartbeat:
@@ -379,8 +419,13 @@ public struct CoordinatorCore: Sendable {
             guard let shard = shards[name],
                 let i = shard.owners.firstIndex(where: { $0.workerID == id && $0.epoch == report.epoch })
             else {
-                // A hand-over it has not heard of yet (in flight) stays: it stops at its cutover.
-                let handingOver = leaving[name]?.contains { $0.workerID == id && $0.epoch == report.epoch } ?? false
+                // A hand-over it has not heard of yet (in flight) stays: it stops at its cutover. What it
+                // reports stored moves where its successor would backfill from if it died.
+                let i = leaving[name]?.firstIndex { $0.workerID == id && $0.epoch == report.epoch }
+                let handingOver = i != nil
+                if let i, let time = report.lastEventTime, time >= leaving[name]?[i].resume?.time ?? .min {
+                    leaving[name]?[i].resume = ResumePoint(time: time, id: report.lastEventID)
+                }
                 if full && !handingOver {
                     actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
                 }
@@ -487,11 +532,13 @@ public struct CoordinatorCore: Sendable {
         for name in outgoing.sorted() where moves[name] == nil {
             // Not to a worker still handing the shard over: it would store from two cutovers at once.
             let handing = (leaving[name] ?? []).map { Owner(workerID: $0.workerID, epoch: $0.epoch, state: .live) }
-            // An owner that stores only from a cutover still to come moves once it has passed, so
+            // An owner that stores only from a cutover still to come moves once it has passed, and
+            // its old owner is forgotten (a lease later: its death would mean a backfill here), so
             // hand-overs never chain (each slot has at most one predecessor storing for it).
             guard let shard = shards[name],
-                let from = shard.owners.first(where: {
-                    draining.contains($0.workerID) && ($0.storesFrom ?? .min) <= wallClock
+                let from = shard.owners.first(where: { o in
+                    draining.contains(o.workerID) && (o.storesFrom ?? .min) <= wallClock
+                        && !(leaving[name] ?? []).contains { $0.successor == o.epoch }
                 }),
                 let target = bestWorker(for: shard, excluding: shard.owners + handing, now: now)
             else { continue }
@@ -535,9 +582,10 @@ public struct CoordinatorCore: Sendable {
                 let highSettled = settled(high)
                 let candidates = (ownedBy[high.hello.workerID] ?? []).compactMap { shards[$0] }.filter { shard in
                     moves[shard.spec.shard] == nil
-                        && shard.owners.contains {
-                            $0.workerID == high.hello.workerID && $0.state == .live
-                                && ($0.storesFrom ?? .min) <= wallClock
+                        && shard.owners.contains { o in
+                            o.workerID == high.hello.workerID && o.state == .live
+                                && (o.storesFrom ?? .min) <= wallClock
+                                && !(leaving[shard.spec.shard] ?? []).contains { $0.successor == o.epoch }
                         }
                         && !shard.owners.contains { $0.workerID == low.hello.workerID }
                         && !(leaving[shard.spec.shard] ?? []).contains { $0.workerID == low.hello.workerID }
@@ -598,10 +646,11 @@ public struct CoordinatorCore: Sendable {
             moves[name] = nil
             removeOwners(of: name, where: { $0.epoch == move.from.epoch })
             if move.cutoverAt > wallClock {
-                leaving[name, default: []].append(
+                addHandOver(
                     Leaving(
                         workerID: move.from.workerID, incarnation: workers[move.from.workerID]?.hello.incarnation ?? 0,
-                        epoch: move.from.epoch, until: move.cutoverAt, successor: move.to.epoch))
+                        epoch: move.from.epoch, until: move.cutoverAt, successor: move.to.epoch,
+                        resume: shards[name]?.resumePoint), to: name, at: wallClock, into: &actions)
             }
             actions.append(
                 .send(
@@ -663,17 +712,20 @@ public struct CoordinatorCore: Sendable {
                         .send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
                     continue
                 }
-                if until > wallClock, let shard = shards[name],
+                // Kept a lease past its cutover too (its successor needs no backfill then).
+                let kept = wallClock - configuration.leaseTTL.nanosecondsClamped / 1000
+                if until > kept, let shard = shards[name],
                     !(leaving[name] ?? []).contains(where: { $0.epoch == reported.epoch })
                 {
                     // Its successor, if already known: an owner storing from exactly this cutover
                     // that no other hand-over precedes.
                     let taken = Set(handOvers(of: name, wallClock: wallClock).compactMap(\.successor))
                     let successor = shard.owners.first { $0.storesFrom == until && !taken.contains($0.epoch) }?.epoch
-                    leaving[name, default: []].append(
+                    addHandOver(
                         Leaving(
                             workerID: hello.workerID, incarnation: hello.incarnation, epoch: reported.epoch,
-                            until: until, successor: successor))
+                            until: until, successor: successor, resume: shard.resumePoint), to: name, at: wallClock,
+                        into: &actions)
                     resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
                 }
                 continue
@@ -701,9 +753,19 @@ public struct CoordinatorCore: Sendable {
             if reported.epoch >= nextEpoch { nextEpoch = reported.epoch + 1 }
             removeOwners(of: name, where: { $0.workerID == hello.workerID })
             // A move's new owner stores from its cutover only: it still needs the old owner until then.
-            let storesFrom = reported.storesFrom.flatMap { $0 > wallClock ? $0 : nil }
-            addOwner(
-                Owner(workerID: hello.workerID, epoch: reported.epoch, state: .live, storesFrom: storesFrom), to: name)
+            // A cutover further ahead than any move's lead is not ours.
+            let storesFrom = reported.storesFrom
+            if let storesFrom, storesFrom > wallClock + configuration.cutoverLead.nanosecondsClamped / 1000 {
+                actions.append(.send(workerID: hello.workerID, .revoke(term: term, shard: name, epoch: reported.epoch)))
+                continue
+            }
+            // Not yet confirmed by the exchange: it must go live within `liveDeadline` like any other.
+            var owner = Owner(
+                workerID: hello.workerID, epoch: reported.epoch, state: reported.live == false ? .assigned : .live,
+                storesFrom: storesFrom)
+            owner.startUnknown = hello.version < 2
+            addOwner(owner, to: name)
+            if storesFrom != nil { successorCheck[name, default: []] += [] }
             if let storesFrom,
                 let i = leaving[name]?.firstIndex(where: {
                     $0.until == storesFrom && !hasOwner(name, epoch: $0.successor)
@@ -723,6 +785,82 @@ public struct CoordinatorCore: Sendable {
     private func hasOwner(_ name: String, epoch: UInt64?) -> Bool {
         guard let epoch else { return false }
         return shards[name]?.owners.contains { $0.epoch == epoch } ?? false
+    }
+
+    /// Forgets the hand-overs matching `matches`, and checks their shards' successors.
+    private mutating func dropHandOvers(where matches: (Leaving) -> Bool) {
+        guard !leaving.isEmpty else { return }
+        for (name, list) in leaving where list.contains(where: matches) {
+            leaving[name] = list.filter { !matches($0) }.nilIfEmpty
+            successorCheck[name, default: []] += list.filter(matches)
+        }
+    }
+
+    /// Remembers a hand-over, within `maxHandOversPerShard`.
+    private mutating func addHandOver(_ h: Leaving, to name: String, at wallClock: Int64, into actions: inout [Action])
+    {
+        var h = h
+        h.since = wallClock
+        var list = leaving[name] ?? []
+        if list.count >= Self.maxHandOversPerShard, let i = list.indices.min(by: { list[$0].until < list[$1].until }) {
+            actions.append(
+                .log("hand-over forgotten: too many for one shard", ["shard": name, "worker": list[i].workerID]))
+            list.remove(at: i)
+        }
+        list.append(h)
+        leaving[name] = list
+    }
+
+    /// An owner told to store from a cutover with no hand-over storing before it (its old owner
+    /// died, restarted or never re-reported), or whose old owner died less than a lease before the
+    /// cutover (it may have stopped storing any time since its last beat), or — when a restarted
+    /// coordinator's re-reports are in — whose recent cutover no old owner re-reported: an owner with
+    /// a cutover does not backfill, so it is assigned again at a new epoch to store at once and
+    /// backfill from where the old owner's rows were at risk (at the latest, the move's start).
+    private mutating func replaceStrandedSuccessors(
+        _ name: String, dropped: [Leaving], afterRecovery: Bool, now: Instant, wallClock: Int64,
+        into actions: inout [Action]
+    ) {
+        guard let shard = shards[name] else { return }
+        let preceded = Set(handOvers(of: name, wallClock: wallClock).compactMap(\.successor))
+        let heardOf = Set((leaving[name] ?? []).compactMap(\.successor))
+        let lease = configuration.leaseTTL.nanosecondsClamped / 1000
+        let lead = configuration.cutoverLead.nanosecondsClamped / 1000
+        for owner in shard.owners where owner.epoch != moves[name]?.to.epoch && !preceded.contains(owner.epoch) {
+            let died = dropped.first { $0.successor == owner.epoch && $0.until > wallClock - lease }
+            let from = owner.storesFrom ?? .min
+            let stranded = from > wallClock
+            let unheard = afterRecovery && from > wallClock - 2 * lease && !heardOf.contains(owner.epoch)
+            guard stranded || unheard || died != nil else { continue }
+            // A dead old owner: from where it last reported (never: from a lease before it was handed
+            // over). Otherwise the old owner may have died unseen up to a lease before the move began
+            // (a cutover's lead before the cutover), so from then, or the shard's resume point if older.
+            let unseen = from == .min ? nil : ResumePoint(time: from - lead - lease, id: nil)
+            let resume =
+                died.map { $0.resume ?? ResumePoint(time: $0.since - lease, id: nil) }
+                ?? [shard.resumePoint, unseen].compactMap { $0 }.min { $0.time < $1.time }
+            removeOwners(of: name, where: { $0.epoch == owner.epoch })
+            guard let w = workers[owner.workerID], hasBudget(w, name, now: now), let epoch = issueEpoch(into: &actions)
+            else {
+                // Placed again, backfilling from there, once an epoch is durable.
+                actions.append(.send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
+                if let resume {
+                    let earlier = shards[name]?.backfillFrom.map { $0.time < resume.time ? $0 : resume } ?? resume
+                    shards[name]?.backfillFrom = earlier
+                }
+                continue
+            }
+            spendBudget(owner.workerID, name, now: now)
+            addOwner(Owner(workerID: owner.workerID, epoch: epoch, state: .assigned), to: name)
+            actions.append(
+                .send(
+                    workerID: owner.workerID,
+                    .assign(Assignment(term: term, shard: name, epoch: epoch, cutoverAt: nil, resumeFrom: resume))))
+            actions.append(
+                .log(
+                    "owner assigned again to backfill: its old owner may have stopped before the cutover",
+                    ["shard": name, "worker": owner.workerID, "epoch": "\(epoch)"]))
+        }
     }
 
     /// Hand-overs still storing whose successor is no longer an owner: each holds a replica slot
@@ -762,7 +900,10 @@ public struct CoordinatorCore: Sendable {
         var handOverTo: [UInt64: (until: Int64, successor: UInt64)] = [:]  // loser epoch →
         for w in claims.prefix(replicas) where w.handOver == nil && w.owners.count == 1 {
             let owner = w.owners[0]
-            guard owner.state == .live, let from = owner.storesFrom, from > wallClock else { continue }
+            // A version-1 owner may be waiting for a cutover as far as a move's lead ahead: its
+            // predecessor is kept that long (an overlap, not a gap).
+            let unknown = owner.startUnknown ? wallClock + configuration.cutoverLead.nanosecondsClamped / 1000 : nil
+            guard owner.state == .live, let from = owner.storesFrom ?? unknown, from > wallClock else { continue }
             let free = losers.indices.filter { handOverTo[losers[$0].epoch] == nil }
             let storesNow: (Claim) -> Bool = { c in
                 c.owners.count == 1 && c.handOver == nil && (c.owners[0].storesFrom ?? .min) <= wallClock
@@ -773,6 +914,13 @@ public struct CoordinatorCore: Sendable {
                 .max { (losers[$0].handOver?.until ?? 0) < (losers[$1].handOver?.until ?? 0) }
             if let i = exact ?? live ?? before {
                 handOverTo[losers[i].epoch] = (min(from, losers[i].handOver?.until ?? from), owner.epoch)
+                if exact == nil && live == nil {
+                    // The best there is: between its end and the cutover nothing stores this slot.
+                    actions.append(
+                        .log(
+                            "a replica slot is unstored until its cutover",
+                            ["shard": name, "worker": owner.workerID, "epoch": "\(owner.epoch)"]))
+                }
             }
         }
         var lost: Set<UInt64> = []
@@ -781,10 +929,11 @@ public struct CoordinatorCore: Sendable {
             if let pick = handOverTo[loser.epoch], let owner = loser.owners.first {
                 // A live losing owner stops at the winner's cutover instead of now.
                 removeOwners(of: name, where: { $0.epoch == owner.epoch })
-                leaving[name, default: []].append(
+                addHandOver(
                     Leaving(
                         workerID: owner.workerID, incarnation: workers[owner.workerID]?.hello.incarnation ?? 0,
-                        epoch: owner.epoch, until: pick.until, successor: pick.successor))
+                        epoch: owner.epoch, until: pick.until, successor: pick.successor,
+                        resume: shards[name]?.resumePoint), to: name, at: wallClock, into: &actions)
                 actions.append(
                     .send(
                         workerID: owner.workerID,
@@ -883,9 +1032,7 @@ public struct CoordinatorCore: Sendable {
             forgetOwnerships(of: id)
             // Its hand-overs too: a dead worker stores nothing, so its replacement must not wait for
             // a cutover (one cut off but storing overlaps, which at-least-once tolerates).
-            if !leaving.isEmpty {
-                leaving = leaving.compactMapValues { l in l.filter { $0.workerID != id }.nilIfEmpty }
-            }
+            dropHandOvers { $0.workerID == id }
             if let group = workers[id]?.hello.egressGroup { leaveGroup(group) }
             workers[id] = nil
             actions.append(.workerExpired(id))
@@ -914,10 +1061,18 @@ public struct CoordinatorCore: Sendable {
             guard let shard = shards[name], shard.retryAt.map({ now >= $0 }) ?? true else { continue }
             let exchange = shard.spec.shard.split(separator: "/").first ?? ""
             if let limit = blocked[exchange], shard.spec.weight >= limit { continue }
+            // A worker handing the shard over to a successor holds a slot already: another replica goes
+            // there only when no other worker can take it (one process would hold two slots until
+            // the cutover).
+            let handing = (leaving[name] ?? []).filter { $0.until > wallClock && hasOwner(name, epoch: $0.successor) }
+                .map { Owner(workerID: $0.workerID, epoch: $0.epoch, state: .live) }
             while true {
                 let owners = shards[shard.spec.shard]?.owners ?? []
                 guard owners.count < shard.spec.replicas else { break }
-                guard let best = bestWorker(for: shard, excluding: owners, in: queue, now: now) else {
+                guard
+                    let best = bestWorker(for: shard, excluding: owners + handing, in: queue, now: now)
+                        ?? (handing.isEmpty ? nil : bestWorker(for: shard, excluding: owners, in: queue, now: now))
+                else {
                     // Only a first replica blocks the exchange: a second may just lack a distinct worker.
                     if owners.isEmpty { blocked[exchange] = min(blocked[exchange] ?? .max, shard.spec.weight) }
                     break
@@ -929,7 +1084,8 @@ public struct CoordinatorCore: Sendable {
                 addOwner(
                     Owner(workerID: best, epoch: epoch, state: .assigned, storesFrom: cutover), to: shard.spec.shard)
                 if let w = workers[best] { queue.update(w) }
-                let resume = shard.resumePoint
+                let resume = shards[name]?.backfillFrom ?? shard.resumePoint
+                shards[name]?.backfillFrom = nil
                 actions.append(
                     .send(
                         workerID: best,
@@ -951,11 +1107,17 @@ public struct CoordinatorCore: Sendable {
         let incarnation = workers[workerID]?.hello.incarnation
         let isSame: (Leaving) -> Bool = { $0.workerID == workerID && $0.incarnation == incarnation }
         if let same = handOvers(of: name, wallClock: wallClock).first(where: isSame) {
-            // The same process: its hand-over ends, it stores on as this owner. Where it held a slot
-            // of its own (no successor), this is that slot.
-            let wasOrphan = !hasOwner(name, epoch: same.successor)
-            leaving[name] = leaving[name]?.filter { !isSame($0) }.nilIfEmpty
-            if wasOrphan { return nil }
+            // The same process stores on as this owner (its data plane keeps running). Where its
+            // hand-over held a slot of its own (no successor), this is that slot and the hand-over
+            // ends; where a successor waits for its cutover, the hand-over stays in the map until
+            // then: the process covers both slots.
+            if !hasOwner(name, epoch: same.successor) {
+                leaving[name] = leaving[name]?.filter { !isSame($0) }.nilIfEmpty
+                return nil
+            }
+            if owners + orphanHandOvers(of: name, wallClock: wallClock).count < (shards[name]?.spec.replicas ?? 1) {
+                return nil
+            }
         }
         let orphans = orphanHandOvers(of: name, wallClock: wallClock)
         let replicas = shards[name]?.spec.replicas ?? 1

@@ -89,6 +89,15 @@ import Testing
         var issuedCutover: [UInt64: Int64] = [:]
         /// What each exchange had to place when quiet began (frozen: the settle allowance).
         var backlog: [String: Int] = [:]
+        /// Per shard, the spans of time (ms) its rows are stored for: by a process storing it at the
+        /// end of a step, or by a backfill when an owner starts without a cutover (from the resume
+        /// point it is given, else from the stored data's end, as a worker reads it from the store).
+        /// Modelled for every feed: what it checks is the coordinator's choice of cutovers.
+        var covered: [String: [(from: Int64, to: Int64)]] = [:]
+        /// When the coordinator was down (ms, to when it came back up).
+        var outages: [(from: Int64, to: Int64)] = []
+        /// Holes in stored rows near a coordinator restart (see `checkSettled`), for the summary.
+        var holesNearRestarts: [String] = []
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
         var strays: [String: Int64] = [:]
         var log: [String] = []
@@ -262,6 +271,11 @@ import Testing
                 let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
                 links[c]!.toCoordinator.append((at, .fin))
             case .start(let a):
+                if a.cutoverAt == nil && !refused.contains(a.shard) {
+                    let end = covered[a.shard]?.last?.to
+                    let from = a.resumeFrom.map { ($0.time - 1_700_000_000_000_000) / 1000 } ?? end ?? now
+                    cover(a.shard, from: min(from, end ?? from), to: now)
+                }
                 p.runs[a.shard] = a.epoch
                 p.storesFrom[a.shard] = a.cutoverAt
                 p.handedOver[a.shard] = nil
@@ -311,6 +325,7 @@ import Testing
                 downUntil = nil
                 term += 1
                 log.append("\(now) coordinator up, term \(term)")
+                if let last = outages.indices.last { outages[last].to = now }
                 service = Self.makeService(term: term, persisted: persisted, recovering: true)
                 try coordinator(.request(.subscribe(desired)))
             }
@@ -331,7 +346,9 @@ import Testing
                     try worker(name, .shardLive(shard: d.shard, epoch: d.epoch))
                 }
                 if now % 1000 == 0 {
-                    for (shard, epoch) in (processes[name]?.runs ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    // Only what it stores is reported stored (a move's new owner waits for its cutover).
+                    for (shard, epoch) in (processes[name]?.runs ?? [:]).sorted(by: { $0.key < $1.key })
+                    where processes[name].map({ stores($0, shard, epoch: epoch) }) ?? false {
                         try worker(
                             name,
                             .stored(
@@ -352,9 +369,30 @@ import Testing
                 groupSizes = sizes
                 groupsChangedAt = now
             }
+            for p in processes.values where p.alive {
+                for (shard, epoch) in p.runs where stores(p, shard, epoch: epoch) {
+                    cover(shard, from: now - 100, to: now)
+                }
+            }
             try checkMap()
             try checkStrays()
             try checkWriters()
+        }
+
+        /// Adds a stored span, merging it with the spans it touches.
+        mutating func cover(_ shard: String, from: Int64, to: Int64) {
+            var spans = covered[shard] ?? []
+            spans.append((from, to))
+            spans.sort { $0.from < $1.from }
+            var merged: [(from: Int64, to: Int64)] = []
+            for span in spans {
+                if let last = merged.last, span.from <= last.to {
+                    merged[merged.count - 1].to = max(last.to, span.to)
+                } else {
+                    merged.append(span)
+                }
+            }
+            covered[shard] = merged
         }
 
         mutating func deliver() throws {
@@ -471,7 +509,7 @@ import Testing
                     let n = desired.count + specs.count
                     let spec = CoordinatorCore.DesiredShard(
                         shard: "\(Self.exchanges[random(5)])/\(["trades", "book", "ticker"][random(3)])/S\(n)",
-                        replicas: 1 + random(2),
+                        replicas: [1, 1, 2, 3][random(4)],
                         weight: 1 + random(50))
                     if random(10) == 0 { refused.insert(spec.shard) }
                     weights[spec.shard] = spec.weight
@@ -490,6 +528,7 @@ import Testing
                 processes[dup]?.exitAt = exit
             case 8 where service != nil:  // the coordinator dies; a new term starts after a down time
                 log.append("\(now) coordinator down")
+                outages.append((now, .max))
                 service = nil
                 downUntil = now + Int64(random(3000))
                 for c in links.keys.sorted() {
@@ -658,7 +697,7 @@ import Testing
 
         /// After quiet: every desired stream the exchange accepts has exactly its replicas of live
         /// owners writing now, each really running it at that epoch; refused ones are rejected.
-        func checkSettled() throws {
+        mutating func checkSettled() throws {
             guard let core else { throw SimFailure("no coordinator after quiet") }
             // Every process still running (partitions healed) holds a lease as itself.
             for p in processes.values where p.alive {
@@ -691,11 +730,41 @@ import Testing
                     continue
                 }
                 guard !refused.contains(spec.shard) else { continue }
+                // No hole in what was stored, from the first row to now. Known limit: an old owner that
+                // dies mid-hand-over around a coordinator restart (a lease before it went down to two
+                // leases after it came up: the new term never hears where that owner's rows ended)
+                // can leave one; those are counted, and the test bounds how many seeds have one.
+                if let spans = covered[spec.shard], spans.count > 1 {
+                    let lease = CoordinatorCore.Configuration().leaseMilliseconds
+                    for (a, b) in zip(spans, spans.dropFirst()) {
+                        let hole = "\(spec.shard) \(a.to)–\(b.from) ms"
+                        guard
+                            outages.contains(where: { o in
+                                o.from <= b.from && a.to - lease <= (o.to == .max ? o.to : o.to + 2 * lease)
+                            })
+                        else { throw SimFailure("\(spec.shard) has rows missing: \(a.to)–\(b.from) ms") }
+                        holesNearRestarts.append(hole)
+                    }
+                }
                 let writing = shard.owners.filter { $0.epoch != core.moves[spec.shard]?.to.epoch }
-                let owners = writing.filter { $0.state == .live }
-                // Its replicas; with fewer usable workers, at least one on each (a cordoned worker
-                // keeps what it has but takes nothing new).
-                guard owners.count <= spec.replicas, owners.count >= min(spec.replicas, usable.count) else {
+                // Live, and storing now: from its cutover, or before it through the hand-over it succeeds
+                // (whose process may store the stream under a newer epoch: it took a second slot back).
+                let owners = writing.filter { o in
+                    o.state == .live
+                        && ((o.storesFrom ?? .min) <= wall
+                            || (core.leaving[spec.shard] ?? []).contains { l in
+                                l.successor == o.epoch
+                                    && processes.values.contains { p in
+                                        p.id == l.workerID
+                                            && p.runs[spec.shard].map { stores(p, spec.shard, epoch: $0) } == true
+                                    }
+                            })
+                }
+                // Its replicas; with fewer usable workers, each usable one holds one beside those on
+                // cordoned workers (a cordoned worker keeps what it has but takes nothing new).
+                let onCordoned = owners.filter { !usable.contains($0.workerID) }.count
+                guard owners.count <= spec.replicas, owners.count >= min(spec.replicas, onCordoned + usable.count)
+                else {
                     // What each owner's process is doing with it, and how much else is unsettled.
                     let behind = desired.filter { d in
                         !refused.contains(d.shard)
@@ -726,7 +795,9 @@ import Testing
         init(_ d: String) { description = d }
     }
 
-    static func run(seed: UInt64) throws {
+    /// Runs one seed; returns the holes it left near coordinator restarts (the known limit).
+    @discardableResult
+    static func run(seed: UInt64) throws -> [String] {
         var world = World(seed: seed)
         do {
             try run(&world)
@@ -734,6 +805,7 @@ import Testing
             throw SimFailure(
                 "\(error); at \(world.now) ms; last events: \(world.log.suffix(12).joined(separator: "; "))")
         }
+        return world.holesNearRestarts
     }
 
     static func run(_ world: inout World) throws {
@@ -786,20 +858,27 @@ import Testing
             let count = UInt64(environment["SIM_SEEDS"].flatMap(Int.init) ?? 500)
             seeds = (1...count).filter { $0 % 2 == UInt64(chunk) }
         }
-        let failures: [String] = await withCheckedContinuation { continuation in
+        let (failures, holed): ([String], [String]) = await withCheckedContinuation { continuation in
             Thread {
                 var failures: [String] = []
+                var holed: [String] = []
                 for seed in seeds {
                     do {
-                        try Self.run(seed: seed)
+                        let holes = try Self.run(seed: seed)
+                        if !holes.isEmpty { holed.append("SIM_SEED=\(seed): \(holes.joined(separator: ", "))") }
                     } catch {
                         failures.append("SIM_SEED=\(seed): \(error)")
                         if failures.count >= 3 { break }
                     }
                 }
-                continuation.resume(returning: failures)
+                continuation.resume(returning: (failures, holed))
             }.start()
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+        // The known limit stays rare: at most 2 % of seeds lose rows around a coordinator restart.
+        #expect(holed.count * 50 <= max(seeds.count, 50), "\(holed.count) seeds with holes: \(holed.prefix(5))")
+        if !holed.isEmpty {
+            print("seeds with rows missing around a coordinator restart: \(holed.count) of \(seeds.count)")
+        }
     }
 }

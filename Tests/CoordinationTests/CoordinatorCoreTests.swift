@@ -422,8 +422,9 @@ import Testing
         let retry = Self.assigns(core.handle(.tick, now: Self.at(1_100), wallClock: wall + 100_000))
         // b failed once (it may get it back); either way it stores from a's cutover.
         #expect(retry.count == 1 && retry.allSatisfy { $0.1.cutoverAt == cutover })
-        // Past the cutover the old owner is forgotten: later placements start at once.
-        _ = core.handle(.tick, now: Self.at(1_200), wallClock: cutover)
+        // A lease past the cutover the old owner is forgotten (until then its death would mean a
+        // backfill for its successor).
+        _ = core.handle(.tick, now: Self.at(1_200), wallClock: cutover + 5_000_000)
         #expect(core.leaving[name] == nil)
         #expect(core.indexProblem() == nil)
     }
@@ -518,7 +519,48 @@ import Testing
         #expect(expired.contains(.workerExpired("a")))
         let replacement = Self.assigns(expired).filter { $0.1.shard == name }
         #expect(replacement.count == 1 && replacement.allSatisfy { $0.1.cutoverAt == nil })
-        #expect(core.leaving[name]?.map(\.until) == [cutover] || core.leaving[name] == nil)
+        #expect(core.leaving[name]?.map(\.until) == [cutover], "b still stores up to its cutover for c")
+        #expect(core.indexProblem() == nil)
+    }
+
+    /// An old owner that dies while handing over (before, or less than a lease before, the cutover)
+    /// may have stopped any time since its last beat: its successor, which stores only from the
+    /// cutover and would not backfill, is assigned again at a new epoch to store at once and backfill
+    /// from where the old owner's rows were at risk.
+    @Test(arguments: [false, true]) func aSuccessorBackfillsWhenItsOldOwnerDies(afterTheCutover: Bool) {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: wall))
+        _ = core.handle(
+            .shardLive(workerID: "a", shard: name, epoch: placed[0].1.epoch), now: Self.at(0), wallClock: wall)
+        _ = core.handle(
+            .heartbeat(
+                workerID: "a", sequence: 1,
+                reports: [
+                    ShardReport(
+                        shard: name, epoch: placed[0].1.epoch, state: .live, eventsDelta: 5, lastEventTime: wall + 500,
+                        lastEventID: "77")
+                ]), now: Self.at(500), wallClock: wall + 500)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1_000), wallClock: wall + 1_000)
+        let moved = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(1_000), wallClock: wall + 1_000))
+        let cutover = moved[0].1.cutoverAt ?? 0
+        _ = core.handle(
+            .shardLive(workerID: "b", shard: name, epoch: moved[0].1.epoch), now: Self.at(1_500),
+            wallClock: wall + 1_500)
+        #expect(core.leaving[name]?.first?.resume == ResumePoint(time: wall + 500, id: "77"))
+        // a beats no more; b does. a's lease runs out 5 s after its last beat.
+        let expiry: Int64 = afterTheCutover ? cutover + 2_000_000 : wall + 5_600_000
+        _ = core.handle(.heartbeat(workerID: "b", sequence: 1), now: Self.at(5_000), wallClock: wall + 5_000_000)
+        let expired = core.handle(.tick, now: Self.at(5_600), wallClock: expiry)
+        #expect(expired.contains(.workerExpired("a")))
+        let again = Self.assigns(expired)
+        #expect(again.map(\.0) == ["b"])
+        #expect(again.first?.1.cutoverAt == nil, "stores at once")
+        #expect(again.first?.1.resumeFrom == ResumePoint(time: wall + 500, id: "77"), "from a's last report")
+        #expect((again.first?.1.epoch ?? 0) > moved[0].1.epoch)
         #expect(core.indexProblem() == nil)
     }
 
