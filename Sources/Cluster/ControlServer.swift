@@ -164,6 +164,15 @@ public final class ControlServer: Sendable {
         }
     }
 
+    /// The rows `GET /api/v1/cluster` shows, read on the loop when called (one pass over the map, no
+    /// hashing: 5–10 ms of the loop at 50,000 shards); the caller renders them elsewhere.
+    public func clusterView() async -> ClusterView {
+        let state = self.state
+        return await withCheckedContinuation { continuation in
+            state.loop.execute { continuation.resume(returning: state.value.clusterView()) }
+        }
+    }
+
     /// Stops listening and closes every control connection.
     public func shutdown() async {
         let state = self.state
@@ -176,12 +185,83 @@ public final class ControlServer: Sendable {
     }
 }
 
-/// What `GET /api/v1/cluster` and the gauges are made from.
+/// A copy of the whole map, for the API's statuses and owners. It shares the core's dictionaries:
+/// while one is held, the loop's next change to the map copies them (50,000 shards: 10–40 ms of the
+/// loop). `GET /api/v1/cluster` is rendered from a `ClusterView` instead.
 public struct ClusterSnapshot: Sendable {
     public var core: CoordinatorCore
     public var addresses: [String: String]
     public var now: Instant
     public var wallClock: Int64
+}
+
+/// What `GET /api/v1/cluster` is rendered from: the rows of the map it shows, copied out of the core
+/// on the loop. Unlike `ClusterSnapshot` it keeps none of the core's dictionaries, so the loop's next
+/// change to the map copies nothing; what it shares with the map (ids, owner lists) is copied only
+/// where the loop changes that shard while the view lives. A view is the map at one instant.
+public struct ClusterView: Sendable {
+    /// One desired shard as the document shows it.
+    public struct Shard: Sendable {
+        public var id: String
+        public var owners: [CoordinatorCore.Owner]
+        public var replicas: Int
+        public var weight: Int
+        public var lastEventTime: Int64?
+        public var measuredRate: Double?
+        public var rejected: (code: String, message: String)?
+    }
+
+    /// One worker holding a lease as the document shows it (`address` empty when not connected).
+    public struct Worker: Sendable {
+        public var id: String
+        public var address: String
+        public var leaseUntil: Instant
+        public var load: Int
+        public var capacity: Int
+        public var egressGroup: String
+        public var incarnation: UInt64
+        public var cordoned: Bool
+        public var draining: Bool
+    }
+
+    public var term: UInt64
+    public var moves: Int
+    /// In the map's own order (its dictionary's): the same from one view to the next while the set
+    /// of shards stays the same, which is what lets the renderer keep its sorted order.
+    public var shards: [Shard]
+    /// In the map's order too.
+    public var workers: [Worker]
+    public var now: Instant
+    /// Wall µs, for the ages of the last stored events.
+    public var wallClock: Int64
+
+    /// The rows of `core` at `now`; `address` gives a worker's control address, if connected. One
+    /// pass over the map without hashing.
+    public init(core: CoordinatorCore, now: Instant, wallClock: Int64, address: (String) -> String?) {
+        term = core.term
+        moves = core.moves.count
+        self.now = now
+        self.wallClock = wallClock
+        shards = []
+        shards.reserveCapacity(core.shards.count)
+        for (id, shard) in core.shards {
+            shards.append(
+                Shard(
+                    id: id, owners: shard.owners, replicas: shard.spec.replicas, weight: shard.spec.weight,
+                    lastEventTime: shard.lastEventTime, measuredRate: shard.measuredRate, rejected: shard.rejected))
+        }
+        workers = core.workers.map { id, w in
+            Worker(
+                id: id, address: address(id) ?? "", leaseUntil: w.leaseUntil, load: w.load, capacity: w.hello.capacity,
+                egressGroup: w.hello.egressGroup, incarnation: w.hello.incarnation, cordoned: w.cordoned,
+                draining: w.draining)
+        }
+    }
+
+    /// The rows of a snapshot (tests, and `ClusterPlane.documentBytes`).
+    public init(_ snapshot: ClusterSnapshot) {
+        self.init(core: snapshot.core, now: snapshot.now, wallClock: snapshot.wallClock) { snapshot.addresses[$0] }
+    }
 }
 
 /// The loop-confined half of `ControlServer`.
@@ -359,6 +439,12 @@ final class ServerState {
         for id in service.core.workers.keys { addresses[id] = service.address(of: id) }
         return ClusterSnapshot(
             core: service.core, addresses: addresses, now: loop.now(), wallClock: WallClock.microseconds())
+    }
+
+    func clusterView() -> ClusterView {
+        ClusterView(core: service.core, now: loop.now(), wallClock: WallClock.microseconds()) {
+            service.address(of: $0)
+        }
     }
 
     /// Workers and counters every tick; shard states when `countingShards` (else the last count).

@@ -22,6 +22,7 @@ case "pg-trades": TradesBench.run(options)
 case "book-sync": BookSyncBench.run(options)
 case "failover": FailoverBench.run(options)
 case "cluster-load": ClusterLoadBench.run(options)
+case "cluster-document": ClusterDocumentBench.run(options)
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
     exit(64)

@@ -108,12 +108,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                 "http.port": "\(http.port)", "streams": "\(subscriptions.all.count)",
                 "lease.seconds": "\(settings.leaseTTL)", "heartbeat.seconds": "\(settings.heartbeatInterval)",
             ])
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { @Sendable in
-                command.shutdownSignals.wait()
-                continuation.resume()
-            }
-        }
+        await waitForShutdown(command.shutdownSignals)
         log.write("notice", "shutting down the coordinator")
         await http.shutdown(deadline: .seconds(2))
         await server.shutdown()
@@ -123,4 +118,18 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
     finished.wait()
     command.loop.shutdown()
     exit(0)
+}
+
+/// Waits for the first shutdown signal on a thread of its own: blocking a Dispatch pool thread
+/// instead starves the cooperative pool of a process pinned to one CPU (requests then waited for
+/// the pool to grow, about once a second).
+func waitForShutdown(_ signals: DispatchSemaphore) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let thread = Thread {
+            signals.wait()
+            continuation.resume()
+        }
+        thread.name = "shutdown-signal"
+        thread.start()
+    }
 }

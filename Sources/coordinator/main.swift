@@ -361,12 +361,7 @@ Task.detached {
             }
         }
     }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async { @Sendable in
-            shutdownSignals.wait()
-            continuation.resume()
-        }
-    }
+    await waitForShutdown(shutdownSignals)
     log.write("notice", "shutting down: flushing batches")
     // A shutdown that cannot finish (database and disk both unavailable) must not hang the pod:
     // past the deadline we exit non-zero; the spool keeps whatever was acknowledged.
