@@ -26,6 +26,10 @@ public struct CoordinatorCore: Sendable {
         public var maxConcurrentMoves = 8
         /// A shard is not moved again (to rebalance) within this long of its last move.
         public var minDwell: Duration = .seconds(60)
+        /// Balance is judged on every join and on ticks at most this often (a pass over the workers
+        /// and the senders' shards: every 100 ms tick, an imbalance that cannot be fixed yet cost a
+        /// tenth of a core at 1,000 workers).
+        public var rebalanceInterval: Duration = .seconds(1)
         /// New assignments (each a subscribe, and after a failover a backfill) per exchange per egress
         /// group, as a token bucket: workers behind one address share the exchange's per-IP budgets,
         /// so a failover never makes a whole group subscribe and backfill at once. The rest wait.
@@ -212,6 +216,7 @@ public struct CoordinatorCore: Sendable {
     /// workers that are alive re-register with what they run first (DESIGN.md §3).
     private var recovering: Bool
     private var placementHeldUntil: Instant?
+    private var lastRebalanceAt: Instant?
     private var weightWindowStart: Instant?
     /// Leased workers per egress group (kept on join and expiry: heartbeats read it).
     public private(set) var groupSizes: [String: Int] = [:]
@@ -367,7 +372,14 @@ public struct CoordinatorCore: Sendable {
         startMoves(now: now, wallClock: wallClock, into: &actions)
         // Balance is judged on ticks and joins only (a scan of the map), not on every message.
         switch event {
-        case .tick, .workerJoined: rebalance(now: now, wallClock: wallClock, into: &actions)
+        case .workerJoined:
+            lastRebalanceAt = now
+            rebalance(now: now, wallClock: wallClock, into: &actions)
+        case .tick:
+            if lastRebalanceAt.map({ now.duration(since: $0) >= configuration.rebalanceInterval }) ?? true {
+                lastRebalanceAt = now
+                rebalance(now: now, wallClock: wallClock, into: &actions)
+            }
         default: break
         }
         return actions

@@ -16,8 +16,9 @@ public struct CoordinatorService: Sendable {
         public var handshakeTimeout: Duration = .seconds(5)
         /// Connections still in their handshake at once; more are closed at once (a flood).
         public var maxPendingHandshakes = 256
-        /// Of those, at most this many from one address (host, without the port), so one flooding
-        /// address cannot take every slot; `nil`: no bound per address (a load test from one host).
+        /// Once half of those are taken, at most this many from one address (host, without the
+        /// port), so one flooding address cannot take every slot while workers behind one NAT may
+        /// still use all the free ones; `nil`: no bound per address.
         public var maxPendingHandshakesPerAddress: Int? = 32
         /// Bound on authenticated workers.
         public var maxWorkers = 10_000
@@ -100,8 +101,11 @@ public struct CoordinatorService: Sendable {
             var refusal: (String, Int)?
             if pendingHandshakes >= configuration.maxPendingHandshakes {
                 refusal = ("too many handshakes in progress", configuration.maxPendingHandshakes)
-            } else if let limit = configuration.maxPendingHandshakesPerAddress, pendingByHost[host, default: 0] >= limit
+            } else if let limit = configuration.maxPendingHandshakesPerAddress,
+                pendingHandshakes >= configuration.maxPendingHandshakes / 2, pendingByHost[host, default: 0] >= limit
             {
+                // Only while the slots are contended (half taken): a whole cluster behind one NAT
+                // may use every free slot on a mass reconnect, a flood cannot take the other half.
                 refusal = ("too many handshakes from one address", limit)
             }
             if let (why, limit) = refusal {

@@ -39,7 +39,7 @@ let usage = """
                                                                         coordinator: for data queries)
       CLUSTER_SECRET or CLUSTER_SECRET_FILE (coordinator: required, at least 16 bytes),
       LEASE_TTL seconds (default 5), HEARTBEAT_INTERVAL seconds (default 1),
-      HANDSHAKES_PER_ADDRESS control handshakes at once from one address (default 32; 0: no bound)
+      HANDSHAKES_PER_ADDRESS handshakes from one address once half the slots are busy (default 32; 0: none)
       OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL             (default: the real hosts on 443)
       BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
       API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),

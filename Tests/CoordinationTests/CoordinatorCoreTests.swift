@@ -274,7 +274,7 @@ import Testing
                     core.handle(
                         .shardLive(workerID: w, shard: a.shard, epoch: a.epoch), now: Self.at(t), wallClock: wall))
             }
-            t += 1
+            t += 1_000  // balance is judged once a second on ticks
             wall += 10_000_001  // past the cutover
             for id in ["a", "b"] {
                 next += Self.assigns(

@@ -3,12 +3,14 @@
 # subscribed through the API (SHARDS/4 symbols x trades, ticker, book and 1m candles), and WORKERS
 # real control clients (`collector-bench cluster-load`, pinned to CPU 1) that report every shard
 # live at once and their stored events every second. Measures the time from the load generator's
-# start until every shard is live ("time to place all shards from cold"), then over WINDOW seconds
+# start until every shard is live ("time to place all shards from cold") and until no move is in
+# flight (settled: late joiners are filled by rebalancing), then over WINDOW seconds
 # the coordinator's CPU (% of one core, /proc/PID/stat utime+stime), its RSS (max VmRSS seen) and
 # GET /api/v1/cluster latency (median and max of 10 samples).
 # Goals: CPU <= 30 %, RSS <= 200 MB, /api/v1/cluster < 1 s.
 #   cluster/bench/cluster_scale.sh [WORKERS=1000] [SHARDS=50000] [WINDOW=60]
-# COLLECTOR_BUILD_PATH picks the scratch path (default .build); CLUSTER_SCALE_KEEP=1 keeps the logs.
+# COLLECTOR_BUILD_PATH picks the scratch path (default .build); CLUSTER_SCALE_KEEP=1 keeps the logs;
+# HANDSHAKES_PER_ADDRESS (default 32, the coordinator's default: every worker here is one address).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${COLLECTOR_BUILD_PATH:-.build}
@@ -41,7 +43,8 @@ TICKS=$(getconf CLK_TCK)
 
 # The coordinator alone on CPU 0; no database (data queries answer 501), no rate limit on the API.
 env -u DATABASE_URL -u DB_HOST -u CLUSTER_SECRET_FILE -u API_TOKEN_FILE \
-    CLUSTER_SECRET="$SECRET" API_TOKEN="$TOKEN" API_RATE_LIMIT=0 HEARTBEAT_INTERVAL=1 LEASE_TTL=5 HANDSHAKES_PER_ADDRESS=0 \
+    CLUSTER_SECRET="$SECRET" API_TOKEN="$TOKEN" API_RATE_LIMIT=0 HEARTBEAT_INTERVAL=1 LEASE_TTL=5 \
+    HANDSHAKES_PER_ADDRESS="${HANDSHAKES_PER_ADDRESS:-32}" \
     taskset -c 0 "$BUILD/release/coordinator" serve --data-dir "$WORK/data" --http-port "$HTTP_PORT" \
     --control-port "$CONTROL_PORT" >"$WORK/coordinator.log" 2>&1 &
 COORD_PID=$!
@@ -116,6 +119,20 @@ sys.exit(0 if d["shards"] and all(s["state"] == "live" for s in d["shards"]) els
 done
 PLACE_CPU=$((($(cpu_ticks) - CPU_START_PLACE) * 100000 / TICKS / ($(now_ms) - LOAD_START)))
 echo "all $WORKERS workers joined after ${JOINED:-(not yet)}s; all $TOTAL shards live after ${PLACED}s (coordinator CPU ${PLACE_CPU}% meanwhile)"
+
+# Settled: no move in flight (workers that joined late receive shards by rebalancing, at most 8
+# moves at a time, each with a 10 s cutover). Bounded by PLACE_TIMEOUT.
+while :; do
+    t=$(now_ms)
+    if ((t - LOAD_START > PLACE_TIMEOUT * 1000)); then
+        echo "moves still under way after ${PLACE_TIMEOUT}s" >&2
+        exit 1
+    fi
+    moves=$(curl -fs "$API/api/v1/cluster" | python3 -c 'import json, sys; print(json.load(sys.stdin)["moves"])')
+    [[ "$moves" == 0 ]] && break
+    sleep 1
+done
+echo "placement settled (no moves in flight) after $(secs $(($(now_ms) - LOAD_START)))s"
 
 # The steady window: CPU over it, RSS every second, /api/v1/cluster ten times spread over it.
 WINDOW_START=$(now_ms)
