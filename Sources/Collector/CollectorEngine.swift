@@ -128,12 +128,14 @@ public final class CollectorEngine: Sendable {
     /// Events made durable in the spool: every acknowledged event.
     public var acknowledgedEvents: Int { acknowledged.load(ordering: .relaxed) }
 
-    /// Starts collecting `streams`; returns the ones refused with the reason.
+    /// Starts collecting `streams`; returns the ones refused with the reason. `resumeFrom`: where a
+    /// stream's stored data ends as the cluster knows it (a worker's assignment), used instead of
+    /// this process's own watermark, so the first push reveals — and backfills — the hole since then.
     @discardableResult
-    public func subscribe(_ streams: [StreamID]) async -> [StreamID: String] {
+    public func subscribe(_ streams: [StreamID], resumeFrom: [StreamID: Watermark] = [:]) async -> [StreamID: String] {
         // Learn where each stream's stored data ends first, so the first push after subscribing reveals
         // any hole since the last run (no watermark: continuity starts from the first push).
-        let marks = await storage.watermarks()
+        let marks = await storage.watermarks().merging(resumeFrom) { _, given in given }
         // The ledger of earlier runs, so the status shows every known gap, not only this run's.
         let ledger = await storage.gapLedger(of: streams, perStream: StreamStatus.maxGaps)
         for (stream, gaps) in ledger { status.update(stream) { $0.addGaps(gaps) } }

@@ -475,6 +475,10 @@ public final class SinkDispatcher: Sendable {
         return (true, nil)
     }
 
+    /// Where the streams' data stored by every sink ends, as this process recorded it (no sink
+    /// queried: cheap enough to read every second).
+    public func storedWatermarks() -> [StreamID: Watermark] { state.withLock { $0.watermarks } }
+
     /// Where each stream's stored data ends, for resuming: the local record of what every sink has
     /// stored where it has the stream; otherwise (a new data directory) the lowest watermark any sink
     /// reports, so resuming overlaps rather than skips (collection is at-least-once).

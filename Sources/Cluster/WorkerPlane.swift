@@ -1,0 +1,149 @@
+public import Collector
+import CollectorCore
+public import ControlProtocol
+import Exchanges
+import MarketData
+public import Observability
+import Runtime
+
+/// A worker's data plane (issue 11): what its `ControlClient` decides is applied to the collector
+/// engine through a `ShardRunner`, and what the engine does is reported back. One ordered, bounded
+/// queue carries the session's actions and the once-a-`pollInterval` observation of the running
+/// streams (state, messages, and the durable watermark as the shard's resume point), so a stop and
+/// the start after it are applied in order.
+public actor WorkerPlane {
+    private let engine: CollectorEngine
+    private let storage: SinkDispatcher
+    private let logger: Logger
+    private var runner: ShardRunner
+    private var windows: [String: EventWindow] = [:]
+    private let inputs: AsyncQueue<ShardRunner.Input>
+    private var client: ControlClient?
+    private var consumer: Task<Void, Never>?
+    private var poller: Task<Void, Never>?
+    /// Whether the session is cut off (the orphaned gauge, `/ready` false).
+    public private(set) var orphaned = false
+    /// Workers sharing this one's egress group, as the coordinator last said.
+    public private(set) var egressGroupSize = 1
+
+    public init(
+        engine: CollectorEngine, storage: SinkDispatcher, runner: ShardRunner = ShardRunner(),
+        queueCapacity: Int = 65_536,
+        logger: Logger
+    ) {
+        self.engine = engine
+        self.storage = storage
+        self.runner = runner
+        self.logger = logger
+        inputs = AsyncQueue(capacity: queueCapacity, lowWater: queueCapacity / 2)
+    }
+
+    /// What `ControlClient.start(dataPlane:)` is given: session actions enter the queue in order.
+    public nonisolated func sessionAction(_ action: WorkerSession.Action) {
+        enqueue(.session(action))
+    }
+
+    private nonisolated func enqueue(_ input: ShardRunner.Input) {
+        // Bounded: a queue this far behind means the engine is stuck; the coordinator's next full
+        // sync and the live deadline put the map right, so the input is dropped with an error.
+        if !inputs.push(input) {
+            logger.error("worker data-plane queue full: input dropped", ["capacity": "\(inputs.capacity)"])
+        }
+    }
+
+    /// Starts applying inputs and observing the engine every `pollInterval`.
+    public func start(client: ControlClient, pollInterval: Duration = .milliseconds(500)) {
+        self.client = client
+        let inputs = self.inputs
+        consumer = Task { [weak self] in
+            for await input in inputs { await self?.apply(input) }
+        }
+        poller = Task { [weak self] in
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: pollInterval) } catch { return }  // cancelled: stopping
+                guard let self else { return }
+                await self.observe()
+            }
+        }
+    }
+
+    /// Stops observing and applying (the engine's own shutdown flushes what it has).
+    public func stop() {
+        poller?.cancel()
+        inputs.finish()
+    }
+
+    /// The shards running now, by epoch.
+    public var epochs: [String: UInt64] { runner.epochs }
+
+    private func observe() {
+        let marks = storage.storedWatermarks()
+        var observed: [ShardRunner.Observed] = []
+        for (shard, _) in runner.epochs.sorted(by: { $0.key < $1.key }) {
+            guard let stream = StreamID(shard) else { continue }
+            let status = engine.status.status(stream)
+            let mark = marks[stream]
+            observed.append(
+                ShardRunner.Observed(
+                    shard: shard, live: status?.state == .live, stored: Int64(status?.messages ?? 0),
+                    lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection))
+        }
+        enqueue(.observed(observed))
+        enqueue(.tick)
+    }
+
+    private func apply(_ input: ShardRunner.Input) async {
+        switch input {
+        case .session(.orphaned(let cutOff)):
+            orphaned = cutOff
+        case .session(.egressShare(let size)):
+            egressGroupSize = size
+        default:
+            break
+        }
+        for action in runner.handle(input, wallClock: WallClock.microseconds()) {
+            switch action {
+            case .run(let shard, let from, let until, let resume):
+                guard let stream = StreamID(shard) else {
+                    report(
+                        .shardFailed(
+                            shard: shard, epoch: runner.epochs[shard] ?? 0, permanent: true, code: "bad-shard",
+                            reason: "not a stream name (exchange/feed/symbol)"))
+                    continue
+                }
+                let marks = resume.map { [stream: Watermark(time: $0.time, id: $0.id)] } ?? [:]
+                if windows[shard] == nil {
+                    let refused = await engine.subscribe([stream], resumeFrom: marks)
+                    if let reason = refused[stream] {
+                        _ = runner.handle(
+                            .session(.stop(shard: shard, epoch: runner.epochs[shard] ?? 0, until: nil)),
+                            wallClock: WallClock.microseconds())
+                        report(
+                            .shardFailed(
+                                shard: shard, epoch: runner.epochs[shard] ?? 0, permanent: true, code: "refused",
+                                reason: reason))
+                        continue
+                    }
+                }
+                let window = EventWindow(from: from, until: until)
+                windows[shard] = window
+                await engine.setWindow(from == nil && until == nil ? nil : window, for: stream)
+            case .closeWindow(let shard, let until):
+                guard let stream = StreamID(shard) else { continue }
+                let window = EventWindow(from: windows[shard]?.from, until: until)
+                windows[shard] = window
+                await engine.setWindow(window, for: stream)
+            case .unsubscribe(let shard):
+                windows[shard] = nil
+                guard let stream = StreamID(shard) else { continue }
+                await engine.unsubscribe([stream])
+            case .report(let input):
+                report(input)
+            }
+        }
+    }
+
+    private func report(_ input: WorkerSession.Input) {
+        client?.report(input)
+    }
+}
