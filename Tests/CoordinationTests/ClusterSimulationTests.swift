@@ -225,6 +225,10 @@ import Testing
             case .handOver(_, let shard, let epoch, let until):
                 let live = core?.shards[shard]?.owners.filter { $0.epoch != epoch && $0.state == .live } ?? []
                 guard !live.isEmpty else { throw SimFailure("hand-over of \(shard) leaves no live owner") }
+                // The map records it, with the same cutover, so it holds the slot until then.
+                guard core?.leaving[shard]?.contains(where: { $0.epoch == epoch && $0.until == until }) == true else {
+                    throw SimFailure("hand-over of \(shard)@\(epoch) until \(until) is not in the map")
+                }
                 // The old owner must learn where to stop before its rows get there (an exact overlap).
                 guard wall < until else {
                     throw SimFailure("hand-over of \(shard) at \(wall) comes after its cutover \(until)")
