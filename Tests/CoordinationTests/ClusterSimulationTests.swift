@@ -744,7 +744,8 @@ import Testing
                         let hole = "\(spec.shard) \(a.to)–\(b.from) ms"
                         guard
                             outages.contains(where: { o in
-                                o.from <= b.from && a.to - lease <= (o.to == .max ? o.to : o.to + 2 * lease)
+                                // The hole [a.to, b.from] meets [down − lease, up + 2 × lease].
+                                b.from >= o.from - lease && a.to <= (o.to == .max ? o.to : o.to + 2 * lease)
                             })
                         else { throw SimFailure("\(spec.shard) has rows missing: \(a.to)–\(b.from) ms") }
                         holesNearRestarts.append(hole)
