@@ -910,6 +910,24 @@ public struct CoordinatorCore: Sendable {
         var losers = Array(claims.dropFirst(replicas))
         // Predecessors for winners that would leave their slot unstored until their cutover.
         var handOverTo: [UInt64: (until: Int64, successor: UInt64)] = [:]  // loser epoch →
+        // A winner not yet live that stores from a cutover (a restart mid-move): the move is rebuilt
+        // with a storing loser as its old side, so it completes (hand-over) once the winner is live,
+        // or is abandoned in the old owner's favour, as any move.
+        var keptAsMoveSource: UInt64?
+        if moves[name] == nil,
+            let w = claims.prefix(replicas).first(where: { c in
+                c.handOver == nil && c.owners.count == 1 && c.owners[0].state == .assigned
+                    && (c.owners[0].storesFrom ?? .min) > wallClock
+            }),
+            let source = losers.first(where: { c in
+                c.owners.count == 1 && c.handOver == nil && (c.owners[0].storesFrom ?? .min) <= wallClock
+            })
+        {
+            let to = w.owners[0]
+            moves[name] = Move(shard: name, from: source.owners[0], to: to, cutoverAt: to.storesFrom ?? wallClock)
+            keptAsMoveSource = source.epoch
+        }
+        losers.removeAll { $0.epoch == keptAsMoveSource }
         for w in claims.prefix(replicas) where w.handOver == nil && w.owners.count == 1 {
             let owner = w.owners[0]
             // A version-1 owner may be waiting for a cutover as far as a move's lead ahead: its

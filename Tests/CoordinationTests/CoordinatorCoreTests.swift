@@ -482,6 +482,33 @@ import Testing
         #expect(core.indexProblem() == nil)
     }
 
+    /// A restart mid-move, before the new owner went live: it re-reports `live: false` with the
+    /// cutover it will store from, the old owner re-reports the shard running. The move is rebuilt:
+    /// the old owner is not revoked, and is handed over once the new one is live.
+    @Test func aRestartMidMoveBeforeTheNewOwnerIsLiveRebuildsTheMove() {
+        var core = CoordinatorCore(term: 2, persistedEpochs: 0, recovering: true)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: Self.at(0), wallClock: 0)
+        let wall: Int64 = 1_700_000_000_000_000
+        let cutover = wall + 8_000_000
+        let name = "okx/book/BTC-USDT"
+        _ = core.handle(.subscribe([.init(shard: name, weight: 50)]), now: Self.at(0), wallClock: wall)
+        var revoked: [(String, String, UInt64)] = []
+        let old = ReportedShard(shard: name, epoch: 5, lastEventTime: wall)
+        let new = ReportedShard(shard: name, epoch: 7, lastEventTime: nil, storesFrom: cutover, live: false)
+        revoked += Self.revokes(
+            core.handle(.workerJoined(Self.hello("a", shards: [old])), now: Self.at(1), wallClock: wall))
+        revoked += Self.revokes(
+            core.handle(.workerJoined(Self.hello("b", shards: [new])), now: Self.at(2), wallClock: wall))
+        #expect(revoked.isEmpty, "the old owner stores until the new one is live: \(revoked)")
+        #expect(core.moves[name]?.from.workerID == "a" && core.moves[name]?.to.epoch == 7)
+        let live = core.handle(
+            .shardLive(workerID: "b", shard: name, epoch: 7), now: Self.at(5_000), wallClock: wall + 1_000)
+        #expect(
+            live.contains { if case .send("a", .handOver(_, _, 5, cutover)) = $0 { true } else { false } },
+            "\(live) \(core.shards[name]?.owners ?? []) \(String(describing: core.moves[name]))")
+        #expect(core.indexProblem() == nil)
+    }
+
     /// `replicas: 2`: a hand-over and its successor hold one slot, so a healthy second replica with a
     /// lower epoch is not revoked, and a replica placed for an unrelated loss stores at once.
     @Test func aHandOverAndItsSuccessorHoldOneReplicaSlot() {
