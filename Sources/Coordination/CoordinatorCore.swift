@@ -293,6 +293,11 @@ public struct CoordinatorCore: Sendable {
                     actions.append(
                         .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
                 }
+                // Hand-overs still storing it stop too: nobody wants its rows any more.
+                for h in handOvers(of: name, wallClock: wallClock) {
+                    actions.append(.send(workerID: h.workerID, .revoke(term: term, shard: name, epoch: h.epoch)))
+                }
+                leaving[name] = nil
                 shards[name] = nil
                 reindex(name)
             }

@@ -509,6 +509,27 @@ import Testing
         #expect(core.indexProblem() == nil)
     }
 
+    /// Unsubscribing a stream mid-hand-over stops the old owner too, not only the owners.
+    @Test func anUnsubscribeRevokesAHandOverStillStoring() {
+        var core = Self.core()
+        let wall: Int64 = 1_700_000_000_000_000
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: wall)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: wall))
+        _ = core.handle(
+            .shardLive(workerID: "a", shard: name, epoch: placed[0].1.epoch), now: Self.at(0), wallClock: wall)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(1), wallClock: wall)
+        let moved = Self.assigns(core.handle(.drain(workerID: "a"), now: Self.at(1), wallClock: wall))
+        _ = core.handle(
+            .shardLive(workerID: "b", shard: name, epoch: moved[0].1.epoch), now: Self.at(2), wallClock: wall)
+        #expect(core.leaving[name]?.map(\.workerID) == ["a"])
+        let gone = Self.revokes(core.handle(.unsubscribe([name]), now: Self.at(3), wallClock: wall + 1_000))
+        #expect(Set(gone.map(\.0)) == ["a", "b"])
+        #expect(core.leaving[name] == nil && core.shards[name] == nil)
+        #expect(core.indexProblem() == nil)
+    }
+
     /// `replicas: 2`: a hand-over and its successor hold one slot, so a healthy second replica with a
     /// lower epoch is not revoked, and a replica placed for an unrelated loss stores at once.
     @Test func aHandOverAndItsSuccessorHoldOneReplicaSlot() {
