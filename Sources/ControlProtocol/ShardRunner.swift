@@ -66,7 +66,9 @@ public struct ShardRunner: Sendable {
         var epoch: UInt64
         var until: Int64?
         var reportedLive = false
-        var stored: Int64 = 0
+        /// The engine's cumulative count at the last observation; `nil` until the first one (the
+        /// engine's counters may predate this epoch: a stream still subscribed, or resubscribed).
+        var stored: Int64?
         var lastEventTime: Int64?
     }
 
@@ -130,8 +132,8 @@ public struct ShardRunner: Sendable {
                     r.reportedLive = true
                     actions.append(.report(.shardLive(shard: o.shard, epoch: r.epoch)))
                 }
-                let delta = max(0, o.stored - r.stored)
-                r.stored = max(r.stored, o.stored)
+                let delta = r.stored.map { max(0, o.stored - $0) } ?? 0
+                r.stored = max(r.stored ?? o.stored, o.stored)
                 if delta > 0 || (o.lastEventTime ?? .min) > (r.lastEventTime ?? .min) {
                     r.lastEventTime = max(r.lastEventTime ?? .min, o.lastEventTime ?? .min)
                     actions.append(

@@ -36,20 +36,21 @@ import Testing
             return
         }
         #expect(shard == Self.name && from == Self.wall + 10_000_000 && until == nil && resumeFrom == resume)
+        // The first observation is the baseline: the engine's count may predate this epoch.
         let notYet = runner.handle(
-            .observed([.init(shard: Self.name, live: false, stored: 0)]), wallClock: Self.wall + 1)
+            .observed([.init(shard: Self.name, live: false, stored: 40)]), wallClock: Self.wall + 1)
         #expect(Self.reports(notYet).isEmpty)
         let live = runner.handle(
-            .observed([.init(shard: Self.name, live: true, stored: 7, lastEventTime: Self.wall + 2, lastEventID: "48")]
+            .observed([.init(shard: Self.name, live: true, stored: 47, lastEventTime: Self.wall + 2, lastEventID: "48")]
             ),
             wallClock: Self.wall + 2)
         #expect(Self.reports(live) == ["live \(Self.name)@3", "stored \(Self.name)@3 +7 \(Self.wall + 2) 48"])
         let again = runner.handle(
-            .observed([.init(shard: Self.name, live: true, stored: 10, lastEventTime: Self.wall + 3)]),
+            .observed([.init(shard: Self.name, live: true, stored: 50, lastEventTime: Self.wall + 3)]),
             wallClock: Self.wall + 3)
         #expect(Self.reports(again) == ["stored \(Self.name)@3 +3 \(Self.wall + 3) -"], "live once; deltas")
         let same = runner.handle(
-            .observed([.init(shard: Self.name, live: true, stored: 10, lastEventTime: Self.wall + 3)]),
+            .observed([.init(shard: Self.name, live: true, stored: 50, lastEventTime: Self.wall + 3)]),
             wallClock: Self.wall + 4)
         #expect(Self.reports(same).isEmpty, "nothing new, nothing reported")
     }
