@@ -105,6 +105,12 @@ public struct WorkerSession: Sendable {
         /// The cutover (wall µs) the data plane stores up to.
         public var until: Int64
         public var since: Instant
+        /// What it stored since the last beat: a hand-over keeps reporting until its cutover, so the
+        /// coordinator knows where its successor would backfill from and counts its events.
+        public var eventsDelta: Int64 = 0
+        public var lastEventTime: Int64?
+        public var lastEventID: String?
+        var dirty = false
     }
     public private(set) var isOrphaned = false
     /// Workers in this one's egress group, as the coordinator last said (1 until it says).
@@ -149,8 +155,8 @@ public struct WorkerSession: Sendable {
                 }
                     + handingOver.keys.sorted().filter { v2 && running[$0] == nil }.map {
                         ReportedShard(
-                            shard: $0, epoch: handingOver[$0]!.epoch, lastEventTime: nil,
-                            handingOverUntil: handingOver[$0]!.until)
+                            shard: $0, epoch: handingOver[$0]!.epoch, lastEventTime: handingOver[$0]!.lastEventTime,
+                            lastEventID: handingOver[$0]!.lastEventID, handingOverUntil: handingOver[$0]!.until)
                     })
             let handshake = WorkerHandshake(secret: secret, hello: hello)
             state = .handshaking(handshake, since: now)
@@ -187,6 +193,14 @@ public struct WorkerSession: Sendable {
                 pendingFailures.append(message)
             }
         case .stored(let shard, let epoch, let events, let time, let id):
+            if var h = handingOver[shard], h.epoch == epoch, running[shard]?.epoch != epoch {
+                h.eventsDelta += events
+                if let time { h.lastEventTime = max(h.lastEventTime ?? .min, time) }
+                if let id { h.lastEventID = id }
+                h.dirty = true
+                handingOver[shard] = h
+                break
+            }
             guard var r = running[shard], r.epoch == epoch else { break }
             r.eventsDelta += events
             if let time { r.lastEventTime = max(r.lastEventTime ?? .min, time) }
@@ -249,6 +263,16 @@ public struct WorkerSession: Sendable {
             r.eventsDelta = 0
             r.dirty = false
             running[name] = r
+        }
+        for name in handingOver.keys.sorted() where running[name] == nil {
+            guard var h = handingOver[name], h.dirty else { continue }
+            reports.append(
+                ShardReport(
+                    shard: name, epoch: h.epoch, state: .stopping, eventsDelta: h.eventsDelta,
+                    lastEventTime: h.lastEventTime, lastEventID: h.lastEventID))
+            h.eventsDelta = 0
+            h.dirty = false
+            handingOver[name] = h
         }
         lease.sent(sequence: sequence, now: now)
         actions.append(.send(ClusterMessage.heartbeat(sequence: sequence, full: full, shards: reports).frame()))
@@ -381,8 +405,11 @@ public struct WorkerSession: Sendable {
             stop(shard, epoch: epoch, until: nil, into: &actions)
         case .handOver(let term, let shard, let epoch, let until):
             guard lease.admits(term: term) else { return ignoredTerm(term, into: &actions) }
-            guard running[shard]?.epoch == epoch else { return }
-            handingOver[shard] = HandingOver(epoch: epoch, until: until, since: now)
+            guard let r = running[shard], r.epoch == epoch else { return }
+            // What was stored before the hand-over and not yet reported goes with the next beat.
+            handingOver[shard] = HandingOver(
+                epoch: epoch, until: until, since: now, eventsDelta: r.eventsDelta, lastEventTime: r.lastEventTime,
+                lastEventID: r.lastEventID, dirty: r.dirty)
             stop(shard, epoch: epoch, until: until, into: &actions)
         case .heartbeat, .acknowledged, .shardLive, .shardFailed:
             actions.append(.log(level: "warning", "worker message from the coordinator ignored", [:]))

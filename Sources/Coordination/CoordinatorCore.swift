@@ -443,6 +443,12 @@ public struct CoordinatorCore: Sendable {
                 if let i, let time = report.lastEventTime, time >= leaving[name]?[i].resume?.time ?? .min {
                     leaving[name]?[i].resume = ResumePoint(time: time, id: report.lastEventID)
                 }
+                if handingOver {
+                    // Its rows count: stored totals and the watermark (not the measured rate, which is
+                    // per owner).
+                    noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
+                    shards[name]?.eventsTotal += max(0, report.eventsDelta)
+                }
                 if full && !handingOver {
                     actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
                 }
@@ -731,6 +737,13 @@ public struct CoordinatorCore: Sendable {
                 }
                 // Kept a lease past its cutover too (its successor needs no backfill then).
                 let kept = wallClock - configuration.leaseTTL.nanosecondsClamped / 1000
+                // Where its rows end, as it reports: where its successor backfills from if it dies.
+                let stored = reported.lastEventTime.map { ResumePoint(time: $0, id: reported.lastEventID) }
+                if let stored, let i = leaving[name]?.firstIndex(where: { $0.epoch == reported.epoch }),
+                    stored.time >= leaving[name]?[i].resume?.time ?? .min
+                {
+                    leaving[name]?[i].resume = stored
+                }
                 if until > kept, let shard = shards[name],
                     !(leaving[name] ?? []).contains(where: { $0.epoch == reported.epoch })
                 {
@@ -741,7 +754,8 @@ public struct CoordinatorCore: Sendable {
                     addHandOver(
                         Leaving(
                             workerID: hello.workerID, incarnation: hello.incarnation, epoch: reported.epoch,
-                            until: until, successor: successor, resume: shard.resumePoint), to: name, at: wallClock,
+                            until: until, successor: successor, resume: stored ?? shard.resumePoint), to: name,
+                            at: wallClock,
                         into: &actions)
                     resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
                 }

@@ -92,10 +92,13 @@ import Testing
         /// Per shard, the spans of time (ms) its rows are stored for: by a process storing it at the
         /// end of a step, or by a backfill when an owner starts without a cutover (from the resume
         /// point it is given, else from the stored data's end, as a worker reads it from the store).
-        /// Modelled for every feed: what it checks is the coordinator's choice of cutovers.
+        /// Trades and candles backfill; books and tickers cannot (a failover loses their gap), so
+        /// holes are checked on the first two only.
         var covered: [String: [(from: Int64, to: Int64)]] = [:]
         /// When the coordinator was down (ms, to when it came back up).
         var outages: [(from: Int64, to: Int64)] = []
+        /// Per shard, when a process died while handing it over (ms): the known limit's cause.
+        var handOverDeaths: [String: [Int64]] = [:]
         /// Holes in stored rows near a coordinator restart (see `checkSettled`), for the summary.
         var holesNearRestarts: [String] = []
         /// (process, shard, epoch) → when the process was first seen running it without owning it.
@@ -275,10 +278,12 @@ import Testing
                 let at = max(links[c]!.toCoordinator.last?.at ?? 0, now + delay())
                 links[c]!.toCoordinator.append((at, .fin))
             case .start(let a):
-                if a.cutoverAt == nil && !refused.contains(a.shard) {
+                if a.cutoverAt == nil && !refused.contains(a.shard) && Self.backfillable(a.shard) {
+                    // The assignment's resume point wins (as in `WorkerPlane`): one later than where the
+                    // rows end leaves a hole, which fails the seed.
                     let end = covered[a.shard]?.last?.to
                     let from = a.resumeFrom.map { ($0.time - 1_700_000_000_000_000) / 1000 } ?? end ?? now
-                    cover(a.shard, from: min(from, end ?? from), to: now)
+                    cover(a.shard, from: from, to: now)
                 }
                 p.runs[a.shard] = a.epoch
                 p.storesFrom[a.shard] = a.cutoverAt
@@ -455,6 +460,9 @@ import Testing
         /// The process dies: its socket closes (the coordinator sees it once the network delivers).
         mutating func kill(_ name: String, _ why: String) throws {
             guard var p = processes[name] else { return }
+            for (shard, h) in p.handedOver where p.alive && wall < h.until {
+                handOverDeaths[shard, default: []].append(now)
+            }
             p.alive = false
             p.runs = [:]
             p.pendingLive = []
@@ -512,7 +520,7 @@ import Testing
                 for _ in 0..<(1 + random(40)) {
                     let n = desired.count + specs.count
                     let spec = CoordinatorCore.DesiredShard(
-                        shard: "\(Self.exchanges[random(5)])/\(["trades", "book", "ticker"][random(3)])/S\(n)",
+                        shard: "\(Self.exchanges[random(5)])/\(["trades", "candles", "book", "ticker"][random(4)])/S\(n)",
                         replicas: [1, 1, 2, 3][random(4)],
                         weight: 1 + random(50))
                     if random(10) == 0 { refused.insert(spec.shard) }
@@ -652,6 +660,12 @@ import Testing
         }
 
         /// Whether `p`'s data plane stores `shard` at `epoch` now.
+        /// Whether the shard's feed can be backfilled over REST (trades and candles).
+        static func backfillable(_ shard: String) -> Bool {
+            let feed = shard.split(separator: "/").dropFirst().first
+            return feed == "trades" || feed == "candles"
+        }
+
         func stores(_ p: Process, _ shard: String, epoch: UInt64) -> Bool {
             guard p.alive, p.runs[shard] == epoch, wall >= p.storesFrom[shard] ?? .min else { return false }
             guard let h = p.handedOver[shard] else { return true }
@@ -738,14 +752,18 @@ import Testing
                 // dies mid-hand-over around a coordinator restart (a lease before it went down to two
                 // leases after it came up: the new term never hears where that owner's rows ended)
                 // can leave one; those are counted, and the test bounds how many seeds have one.
-                if let spans = covered[spec.shard], spans.count > 1 {
+                if Self.backfillable(spec.shard), let spans = covered[spec.shard], spans.count > 1 {
                     let lease = CoordinatorCore.Configuration().leaseMilliseconds
+                    let deaths = handOverDeaths[spec.shard] ?? []
                     for (a, b) in zip(spans, spans.dropFirst()) {
                         let hole = "\(spec.shard) \(a.to)–\(b.from) ms"
                         guard
                             outages.contains(where: { o in
-                                // The hole [a.to, b.from] meets [down − lease, up + 2 × lease].
-                                b.from >= o.from - lease && a.to <= (o.to == .max ? o.to : o.to + 2 * lease)
+                                // The hole [a.to, b.from] meets [down − lease, up + 2 × lease], and a process
+                                // handing the shard over died in that window.
+                                let end = o.to == .max ? o.to : o.to + 2 * lease
+                                return b.from >= o.from - lease && a.to <= end
+                                    && deaths.contains { $0 >= o.from - lease && $0 <= end }
                             })
                         else { throw SimFailure("\(spec.shard) has rows missing: \(a.to)–\(b.from) ms") }
                         holesNearRestarts.append(hole)

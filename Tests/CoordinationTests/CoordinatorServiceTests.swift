@@ -136,6 +136,33 @@ import Testing
         #expect(pair.workers[3]?.handingOver.isEmpty == true)
     }
 
+    /// A handing-over worker keeps reporting what it stores up to the cutover: where its rows end
+    /// moves (its successor backfills from there if it dies) and its events count.
+    @Test func aHandOverKeepsReportingWhatItStoresUntilTheCutover() {
+        var pair = Pair()
+        let name = "okx/trades/BTC-USDT"
+        pair.join(1, id: "w1")
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: name, weight: 10)])))
+        let first = pair.started[1]![0].epoch
+        pair.worker(1, .shardLive(shard: name, epoch: first))
+        pair.join(2, id: "w2")
+        pair.coordinator(.request(.drain(workerID: "w1")))
+        let moved = pair.started[2]?.first
+        pair.worker(2, .shardLive(shard: name, epoch: moved?.epoch ?? 0))
+        #expect(pair.workers[1]?.handingOver[name] != nil)
+        let before = pair.service.core.shards[name]?.eventsTotal ?? -1
+        pair.worker(1, .stored(shard: name, epoch: first, events: 5, lastEventTime: 1_234_000, lastEventID: "77"))
+        pair.advance(to: pair.now + 1_500, beating: [1, 2])
+        let leaving = pair.service.core.leaving[name]?.first { $0.workerID == "w1" }
+        #expect(leaving?.resume == ResumePoint(time: 1_234_000, id: "77"))
+        #expect(pair.service.core.shards[name]?.eventsTotal == before + 5)
+        #expect(pair.service.core.shards[name]?.lastEventTime == 1_234_000)
+        // A stale epoch's report is not taken as the hand-over's.
+        pair.worker(1, .stored(shard: name, epoch: first + 100, events: 9, lastEventTime: 9_999_000, lastEventID: nil))
+        pair.advance(to: pair.now + 1_500, beating: [1, 2])
+        #expect(pair.service.core.shards[name]?.eventsTotal == before + 5)
+    }
+
     @Test func aWorkerJoinsHeartbeatsAndRunsWhatItIsAssigned() {
         var pair = Pair()
         pair.join(1, id: "w1")
