@@ -755,7 +755,7 @@ public struct CoordinatorCore: Sendable {
                         Leaving(
                             workerID: hello.workerID, incarnation: hello.incarnation, epoch: reported.epoch,
                             until: until, successor: successor, resume: stored ?? shard.resumePoint), to: name,
-                            at: wallClock,
+                        at: wallClock,
                         into: &actions)
                     resolveClaims(name, replicas: shard.spec.replicas, wallClock: wallClock, into: &actions)
                 }

@@ -519,8 +519,9 @@ import Testing
                 var specs: [CoordinatorCore.DesiredShard] = []
                 for _ in 0..<(1 + random(40)) {
                     let n = desired.count + specs.count
+                    let feed = ["trades", "candles", "book", "ticker"][random(4)]
                     let spec = CoordinatorCore.DesiredShard(
-                        shard: "\(Self.exchanges[random(5)])/\(["trades", "candles", "book", "ticker"][random(4)])/S\(n)",
+                        shard: "\(Self.exchanges[random(5)])/\(feed)/S\(n)",
                         replicas: [1, 1, 2, 3][random(4)],
                         weight: 1 + random(50))
                     if random(10) == 0 { refused.insert(spec.shard) }
