@@ -115,13 +115,12 @@ public actor WorkerPlane {
                 if windows[shard] == nil {
                     let refused = await engine.subscribe([stream], resumeFrom: marks)
                     if let reason = refused[stream] {
+                        let epoch = runner.epochs[shard] ?? 0
                         _ = runner.handle(
-                            .session(.stop(shard: shard, epoch: runner.epochs[shard] ?? 0, until: nil)),
-                            wallClock: WallClock.microseconds())
+                            .session(.stop(shard: shard, epoch: epoch, until: nil)), wallClock: WallClock.microseconds()
+                        )
                         report(
-                            .shardFailed(
-                                shard: shard, epoch: runner.epochs[shard] ?? 0, permanent: true, code: "refused",
-                                reason: reason))
+                            .shardFailed(shard: shard, epoch: epoch, permanent: true, code: "refused", reason: reason))
                         continue
                     }
                 }

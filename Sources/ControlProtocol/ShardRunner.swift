@@ -99,9 +99,9 @@ public struct ShardRunner: Sendable {
                             reason: "this worker already runs \(maxShards) shards")))
                 break
             }
-            // A stream still subscribed (a hand-over taken back) keeps its subscription: only the
-            // window and the resume point change. (A newer epoch of a running shard arrives after
-            // the session's stop of the old one.)
+            // A stream still subscribed (a hand-over taken back, or a newer epoch of what runs, which
+            // the session starts without stopping the old one) keeps its subscription: only the
+            // window changes, and the engine's count is read again as a baseline.
             running[a.shard] = Running(epoch: a.epoch)
             actions.append(.run(shard: a.shard, from: a.cutoverAt, until: nil, resumeFrom: a.resumeFrom))
         case .session(.stop(let shard, let epoch, let until)):

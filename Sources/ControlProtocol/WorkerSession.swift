@@ -55,7 +55,9 @@ public struct WorkerSession: Sendable {
         case send(ControlFrame)
         /// Close the connection (the reason is for the log).
         case close(String)
-        /// Run the shard: subscribe, backfill from `resumeFrom`, store from `cutoverAt` when moving.
+        /// Run the shard: subscribe, backfill from `resumeFrom`, store from `cutoverAt` when moving. A
+        /// start of a shard already running (or handing over) replaces that epoch and keeps its
+        /// subscription.
         case start(Assignment)
         /// Stop the shard: at once (`until` nil), or once rows reach the cutover `until` (µs).
         case stop(shard: String, epoch: UInt64, until: Int64?)
@@ -264,7 +266,8 @@ public struct WorkerSession: Sendable {
             r.dirty = false
             running[name] = r
         }
-        for name in handingOver.keys.sorted() where running[name] == nil {
+        // Version 1 reported running shards only (the frozen transcript).
+        for name in handingOver.keys.sorted() where configuration.version >= 2 && running[name] == nil {
             guard var h = handingOver[name], h.dirty else { continue }
             reports.append(
                 ShardReport(
@@ -383,7 +386,8 @@ public struct WorkerSession: Sendable {
                             ["shard": a.shard, "epoch": "\(a.epoch)", "running.epoch": "\(current.epoch)"]))
                     return
                 }
-                actions.append(.stop(shard: a.shard, epoch: current.epoch, until: nil))
+                // The newer epoch replaces the one running: the data plane keeps the subscription
+                // (no stop first, which would drop and renew it).
             }
             // A shard it is handing over and gets again: the data plane keeps it running (a start
             // replaces the pending stop at the cutover).

@@ -123,6 +123,9 @@ public struct CoordinatorCore: Sendable {
         /// Reported by a version-1 worker, which does not say where it stores from: it may be a
         /// move's new owner waiting for a cutover up to `cutoverLead` ahead.
         public var startUnknown = false
+        /// Where it was told to backfill from (an owner storing at once): if it is lost before it
+        /// goes live, the next owner backfills from there too.
+        public var resumeFrom: ResumePoint? = nil
     }
 
     public struct Shard: Sendable {
@@ -362,10 +365,11 @@ public struct CoordinatorCore: Sendable {
             successorCheck = [:]
         }
         switch event {
-        case .heartbeat:
-            // A heartbeat only renews a lease: nothing in the map changed.
+        case .heartbeat where !recovered:
+            // A heartbeat only renews a lease: nothing in the map changed (unless it ended the
+            // recovery hold: then placement runs now, not on the next tick).
             return actions
-        case .shardLive:
+        case .shardLive where !recovered:
             completeMoves(wallClock: wallClock, into: &actions)
             return actions
         default:
@@ -882,7 +886,7 @@ public struct CoordinatorCore: Sendable {
                 continue
             }
             spendBudget(owner.workerID, name, now: now)
-            addOwner(Owner(workerID: owner.workerID, epoch: epoch, state: .assigned), to: name)
+            addOwner(Owner(workerID: owner.workerID, epoch: epoch, state: .assigned, resumeFrom: resume), to: name)
             actions.append(
                 .send(
                     workerID: owner.workerID,
@@ -1057,6 +1061,12 @@ public struct CoordinatorCore: Sendable {
         guard !removed.isEmpty else { return [] }
         shards[name]?.owners.removeAll(where: matches)
         for owner in removed {
+            // Lost before it went live: its backfill may not have run, so the next owner's starts
+            // where this one's would have (the older of the two).
+            if owner.state == .assigned, let resume = owner.resumeFrom {
+                let earlier = shards[name]?.backfillFrom.map { $0.time < resume.time ? $0 : resume } ?? resume
+                shards[name]?.backfillFrom = earlier
+            }
             awaitingLive[owner.epoch] = nil
             workers[owner.workerID]?.load -= shard.spec.weight
             // A worker may own a shard once only (a rejoin or a second replica replaces, never adds).
@@ -1130,11 +1140,13 @@ public struct CoordinatorCore: Sendable {
                 guard let epoch = issueEpoch(into: &actions) else { return }
                 spendBudget(best, shard.spec.shard, now: now)
                 let cutover = takeOrphanSlot(name, for: best, epoch: epoch, owners: owners.count, wallClock: wallClock)
-                addOwner(
-                    Owner(workerID: best, epoch: epoch, state: .assigned, storesFrom: cutover), to: shard.spec.shard)
-                if let w = workers[best] { queue.update(w) }
                 let resume = shards[name]?.backfillFrom ?? shard.resumePoint
                 shards[name]?.backfillFrom = nil
+                addOwner(
+                    Owner(
+                        workerID: best, epoch: epoch, state: .assigned, storesFrom: cutover,
+                        resumeFrom: cutover == nil ? resume : nil), to: shard.spec.shard)
+                if let w = workers[best] { queue.update(w) }
                 actions.append(
                     .send(
                         workerID: best,

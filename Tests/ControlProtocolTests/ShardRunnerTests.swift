@@ -74,6 +74,33 @@ import Testing
         #expect(gone == Self.name && runner.epochs.isEmpty)
     }
 
+    /// A newer epoch of a running shard (the session starts it without stopping the old one) keeps
+    /// the subscription: the window changes, counts go to the new epoch, the old epoch's stop is stale.
+    @Test func aNewerEpochOfARunningShardKeepsTheSubscription() {
+        var runner = ShardRunner()
+        _ = runner.handle(.session(.start(Self.assignment(epoch: 3))), wallClock: Self.wall)
+        _ = runner.handle(.observed([.init(shard: Self.name, live: true, stored: 10)]), wallClock: Self.wall + 1)
+        let handOver = runner.handle(
+            .session(.stop(shard: Self.name, epoch: 3, until: Self.wall + 4_000_000)), wallClock: Self.wall + 2)
+        #expect(handOver.count == 1, "a hand-over closes the window: \(handOver)")
+        let newer = runner.handle(.session(.start(Self.assignment(epoch: 5))), wallClock: Self.wall + 3)
+        #expect(newer.count == 1, "only a run: \(newer)")
+        guard case .run(let shard, let from, let until, _) = newer.first else {
+            Issue.record("no run: \(newer)")
+            return
+        }
+        #expect(shard == Self.name && from == nil && until == nil, "the window reopens")
+        #expect(runner.epochs == [Self.name: 5])
+        #expect(
+            runner.handle(.session(.stop(shard: Self.name, epoch: 3, until: nil)), wallClock: Self.wall + 4).isEmpty)
+        #expect(runner.handle(.tick, wallClock: Self.wall + 60_000_000).isEmpty, "no cutover left to end it")
+        _ = runner.handle(.observed([.init(shard: Self.name, live: true, stored: 12)]), wallClock: Self.wall + 5)
+        let counted = runner.handle(
+            .observed([.init(shard: Self.name, live: true, stored: 15, lastEventTime: Self.wall + 6)]),
+            wallClock: Self.wall + 6)
+        #expect(Self.reports(counted) == ["stored \(Self.name)@5 +3 \(Self.wall + 6) -"])
+    }
+
     @Test func aStopOfAnotherEpochIsIgnoredAndAnImmediateStopUnsubscribes() {
         var runner = ShardRunner()
         _ = runner.handle(.session(.start(Self.assignment(epoch: 3))), wallClock: Self.wall)

@@ -97,7 +97,7 @@ import Testing
         var covered: [String: [(from: Int64, to: Int64)]] = [:]
         /// When the coordinator was down (ms, to when it came back up).
         var outages: [(from: Int64, to: Int64)] = []
-        /// Per shard, when a process died while handing it over (ms): the known limit's cause.
+        /// Per shard, when a process storing it died mid-move (ms): the known limit's cause.
         var handOverDeaths: [String: [Int64]] = [:]
         /// Holes in stored rows near a coordinator restart (see `checkSettled`), for the summary.
         var holesNearRestarts: [String] = []
@@ -181,8 +181,13 @@ import Testing
                 case .persistEpochs(let upTo):
                     persisted = max(persisted, upTo)
                     try coordinator(.epochsPersisted(upTo: upTo))
-                case .admitted, .log:
-                    break  // the frame limit lives in the TCP driver; logs are not checked here
+                case .log(_, let message, let fields):
+                    // Not checked here (the frame limit lives in the TCP driver); traced.
+                    if let t = ClusterSimulationTests.trace, "\(message) \(fields)".contains(t) {
+                        print("TRACE \(now) log \(message) \(fields.sorted { $0.key < $1.key })")
+                    }
+                case .admitted:
+                    break
                 }
             }
         }
@@ -197,10 +202,11 @@ import Testing
             } catch {
                 throw SimFailure("the coordinator sent a message that does not decode: \(error)")
             }
-            guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
             if let t = ClusterSimulationTests.trace, "\(message)".contains(t) {
-                print("TRACE \(now) -> \(process.name) \(message) (on \(cause))")
+                let to = links[c].flatMap { processes[$0.process]?.name } ?? "connection \(c) (gone)"
+                print("TRACE \(now) -> \(to) \(message) (on \(cause))")
             }
+            guard let process = links[c].flatMap({ processes[$0.process] }) else { return }
             switch message {
             case .assign(let a):
                 guard a.epoch > highestIssued else {
@@ -460,8 +466,14 @@ import Testing
         /// The process dies: its socket closes (the coordinator sees it once the network delivers).
         mutating func kill(_ name: String, _ why: String) throws {
             guard var p = processes[name] else { return }
-            for (shard, h) in p.handedOver where p.alive && wall < h.until {
-                handOverDeaths[shard, default: []].append(now)
+            // Mid-move: handing it over, or storing it while another process waits for its cutover.
+            let successors = Set(
+                processes.values.filter { $0.alive && $0.name != name }.flatMap { q in
+                    q.storesFrom.compactMap { $0.value > wall ? $0.key : nil }
+                })
+            for shard in Set(p.runs.keys).union(p.handedOver.keys) where p.alive {
+                let handing = p.handedOver[shard].map { wall < $0.until } ?? false
+                if handing || successors.contains(shard) { handOverDeaths[shard, default: []].append(now) }
             }
             p.alive = false
             p.runs = [:]
@@ -753,7 +765,8 @@ import Testing
                 // dies mid-hand-over around a coordinator restart (a lease before it went down to two
                 // leases after it came up: the new term never hears where that owner's rows ended)
                 // can leave one; those are counted, and the test bounds how many seeds have one.
-                if Self.backfillable(spec.shard), let spans = covered[spec.shard], spans.count > 1 {
+                // (With no usable worker left, nothing can backfill a hole: not checked.)
+                if Self.backfillable(spec.shard), !usable.isEmpty, let spans = covered[spec.shard], spans.count > 1 {
                     let lease = CoordinatorCore.Configuration().leaseMilliseconds
                     let deaths = handOverDeaths[spec.shard] ?? []
                     for (a, b) in zip(spans, spans.dropFirst()) {
@@ -761,7 +774,7 @@ import Testing
                         guard
                             outages.contains(where: { o in
                                 // The hole [a.to, b.from] meets [down − lease, up + 2 × lease], and a process
-                                // handing the shard over died in that window.
+                                // storing the shard mid-move died in that window.
                                 let end = o.to == .max ? o.to : o.to + 2 * lease
                                 return b.from >= o.from - lease && a.to <= end
                                     && deaths.contains { $0 >= o.from - lease && $0 <= end }
@@ -827,7 +840,8 @@ import Testing
             try run(&world)
         } catch {
             throw SimFailure(
-                "\(error); at \(world.now) ms; last events: \(world.log.suffix(12).joined(separator: "; "))")
+                "\(error); at \(world.now) ms; last events: \(world.log.suffix(ProcessInfo.processInfo.environment["SIM_LOG"].flatMap { Int($0) } ?? 12).joined(separator: "; "))"
+            )
         }
         return world.holesNearRestarts
     }

@@ -67,6 +67,39 @@ import Testing
         #expect(core.workers["a"] == nil)
     }
 
+    /// An owner told to backfill that is lost before it goes live may not have backfilled: its
+    /// replacement starts from the same point, not from what the lost owner's stream reached.
+    @Test func aBackfillingOwnerLostBeforeLiveHandsItsResumePointOn() {
+        var core = Self.core()
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0)
+        _ = core.handle(
+            .workerJoined(Self.hello("a", shards: [ReportedShard(shard: name, epoch: 1, lastEventTime: 42)])),
+            now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
+        for t in stride(from: Int64(1000), through: 5000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "b", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+        }
+        let toB = Self.assigns(core.handle(.tick, now: Self.at(5000), wallClock: 0))
+        #expect(toB.map(\.0) == ["b"] && toB.first?.1.resumeFrom == ResumePoint(time: 42))
+        // b stores live rows (its backfill not done: not live yet), then falls silent; c takes over.
+        let epoch = toB.first?.1.epoch ?? 0
+        _ = core.handle(
+            .heartbeat(
+                workerID: "b", sequence: 10,
+                reports: [
+                    ShardReport(shard: name, epoch: epoch, state: .starting, eventsDelta: 3, lastEventTime: 5_000_000)
+                ]), now: Self.at(5100), wallClock: 0)
+        #expect(core.shards[name]?.lastEventTime == 5_000_000)
+        _ = core.handle(.workerJoined(Self.hello("c")), now: Self.at(6000), wallClock: 0)
+        for t in stride(from: Int64(7000), through: 11000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "c", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+        }
+        let toC = Self.assigns(core.handle(.tick, now: Self.at(11000), wallClock: 0))
+        #expect(toC.map(\.0) == ["c"])
+        #expect(toC.first?.1.resumeFrom == ResumePoint(time: 42), "from b's resume point, not its stream's end")
+    }
+
     /// A restarted coordinator places nothing for one lease length: live workers re-report first.
     @Test func aRecoveringCoordinatorWaitsOneLeaseBeforePlacing() {
         var core = CoordinatorCore(term: 2, persistedEpochs: 1000, recovering: true)
@@ -76,6 +109,54 @@ import Testing
         #expect(Self.assigns(early).isEmpty)
         #expect(Self.assigns(core.handle(.tick, now: Self.at(4999), wallClock: 0)).isEmpty)
         #expect(Self.assigns(core.handle(.tick, now: Self.at(5000), wallClock: 0)).map(\.0) == ["a"])
+    }
+
+    /// The hold ends on whatever event comes first past it: a heartbeat places at once too.
+    @Test func aRecoveryHoldEndingOnAHeartbeatPlacesAtOnce() {
+        var core = CoordinatorCore(term: 2, persistedEpochs: 1000, recovering: true)
+        _ = core.handle(.epochsPersisted(upTo: 2000), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.subscribe([.init(shard: "okx/trades/A", weight: 10)]), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(100), wallClock: 0)
+        let held = core.handle(.heartbeat(workerID: "a", sequence: 1), now: Self.at(4999), wallClock: 0)
+        #expect(Self.assigns(held).isEmpty)
+        let placed = core.handle(.heartbeat(workerID: "a", sequence: 2), now: Self.at(5000), wallClock: 0)
+        #expect(Self.assigns(placed).map(\.0) == ["a"])
+    }
+
+    /// Balance is judged on every join, and on ticks at most once per `rebalanceInterval`.
+    @Test func balanceIsJudgedOnTicksAtMostOncePerInterval() {
+        var cfg = CoordinatorCore.Configuration()
+        cfg.maxConcurrentMoves = 1
+        cfg.rebalanceInterval = .seconds(1)
+        var core = CoordinatorCore(configuration: cfg, term: 1, persistedEpochs: 0)
+        _ = core.handle(.epochsPersisted(upTo: 1000), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("a", capacity: 100)), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe((0..<10).map { .init(shard: "okx/trades/S\($0)", weight: 10) }), now: Self.at(0),
+                wallClock: 0))
+        for (_, a) in placed {
+            _ = core.handle(.shardLive(workerID: "a", shard: a.shard, epoch: a.epoch), now: Self.at(0), wallClock: 0)
+        }
+        let joined = Self.assigns(core.handle(.workerJoined(Self.hello("b")), now: Self.at(1000), wallClock: 0))
+        #expect(joined.count == 1, "the join judges balance: one move (the bound)")
+        guard let first = joined.first else {
+            Issue.record("no move on the join")
+            return
+        }
+        _ = core.handle(
+            .shardLive(workerID: "b", shard: first.1.shard, epoch: first.1.epoch), now: Self.at(1100), wallClock: 0)
+        let wall = (first.1.cutoverAt ?? 0) + 1
+        for id in ["a", "b"] {
+            _ = core.handle(.heartbeat(workerID: id, sequence: 1), now: Self.at(1200), wallClock: wall)
+        }
+        // The move completes on this tick, but balance was judged 200 ms ago: no new move yet.
+        let early = core.handle(.tick, now: Self.at(1200), wallClock: wall)
+        #expect(core.moves.isEmpty, "the first move completed")
+        #expect(Self.assigns(early).isEmpty, "judged at most once per interval")
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(1900), wallClock: wall)).isEmpty)
+        let due = Self.assigns(core.handle(.tick, now: Self.at(2000), wallClock: wall))
+        #expect(due.map(\.0) == ["b"], "a second later the next move starts")
     }
 
     /// Placement is paced per egress group and exchange: a burst waits for the next second.
