@@ -86,6 +86,9 @@ public struct CoordinatorCore: Sendable {
     public enum Event: Sendable {
         /// An authenticated worker (after `WorkerAdmission`), with what it runs now.
         case workerJoined(Hello)
+        /// An authenticated process refused as a duplicate (`duplicate-id`), with what it reported: it
+        /// stops everything it runs, hand-overs included.
+        case workerRefused(Hello)
         /// A beat: renews the lease; `reports` are the shards that changed (all of them when `full`).
         case heartbeat(workerID: String, sequence: UInt64, full: Bool = false, reports: [ShardReport] = [])
         case subscribe([DesiredShard])
@@ -255,6 +258,18 @@ public struct CoordinatorCore: Sendable {
         lastNow = now
         var actions: [Action] = []
         switch event {
+        case .workerRefused(let hello):
+            // Its hand-overs end now (their successors backfill, as when a worker dies), and a shard
+            // nobody owns is placed again from where its rows end, not from the map's watermark.
+            dropHandOvers { $0.workerID == hello.workerID && $0.incarnation == hello.incarnation }
+            for reported in hello.shards {
+                guard let shard = shards[reported.shard], shard.rejected == nil, shard.owners.isEmpty,
+                    let time = reported.lastEventTime
+                else { continue }
+                let stored = ResumePoint(time: time, id: reported.lastEventID)
+                let earlier = shard.backfillFrom.map { $0.time < time ? $0 : stored } ?? stored
+                shards[reported.shard]?.backfillFrom = earlier
+            }
         case .workerJoined(let hello):
             // A (re)joining worker runs exactly what it reports: ownerships the map still gives it
             // (from a previous incarnation, or lost while it was cut off) are gone, as are moves

@@ -186,6 +186,10 @@ public struct CoordinatorService: Sendable {
                         drop(
                             c, level: "warning", "control handshake refused",
                             ["remote": remote, "reason": reason.rawValue, "error": text], into: &out)
+                        // It proved the secret and now stops what it runs: the core keeps where its rows end.
+                        if reason == .duplicateID && !hello.shards.isEmpty {
+                            feed(.workerRefused(hello), now: now, wallClock: wallClock, into: &out)
+                        }
                         return
                     case .replaced(let old, let incarnation):
                         if connections[old] != nil {

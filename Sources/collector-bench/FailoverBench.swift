@@ -5,17 +5,19 @@ import Dispatch
 import Exchanges
 
 /// Failover in the deterministic simulation (issue 10): one coordinator core, `--workers` simulated
-/// workers (their own egress groups), `--shards` shards (candles, trades, tickers, books), `--lease-ms`
+/// workers spread over `--groups` egress groups (default: each its own), `--shards` shards (candles, trades, tickers, books), `--lease-ms`
 /// leases with 1 s heartbeats. One worker dies; for each of its shards, the simulated time from the
 /// death until a new owner reports it live. The new owner confirms a trade, candle or ticker
 /// subscription 100–300 ms after the assign, a book 0.5–2 s after (its snapshot). Prints max and
-/// median per kind, and the core's real CPU time for the whole run.
+/// median per kind, and the core's real CPU time for the whole run. Workers sharing a group share the
+/// exchange's per-IP budget, so their failover is paced (OKX: 20 assignments, then 10 a second).
 enum FailoverBench {
     static func run(_ options: BenchOptions) {
         let workerCount = options.int("workers", default: 20)
         let shardCount = options.int("shards", default: 2000)
         let leaseMs = Int64(options.int("lease-ms", default: 2000))
         let reps = options.int("reps", default: 5)
+        let groups = max(1, min(workerCount, options.int("groups", default: workerCount)))
         var rng = SeededRNG(seed: UInt64(options.int("seed", default: 1)))
         var tradeTimes: [Int64] = []
         var bookTimes: [Int64] = []
@@ -57,7 +59,7 @@ enum FailoverBench {
                 feed(
                     .workerJoined(
                         Hello(
-                            workerID: "w\(i)", incarnation: 1, capacity: 1_000_000,
+                            workerID: "w\(i)", incarnation: 1, capacity: 1_000_000, egressGroup: "g\(i % groups)",
                             nonce: [UInt8](repeating: 0, count: 32))))
             }
             let feeds = ["candles:1m", "trades", "ticker", "book"]
@@ -67,9 +69,11 @@ enum FailoverBench {
                         let shard = "okx/\(feeds[i % 4])/S\(i)-USDT"
                         return .init(shard: shard, weight: CoordinatorCore.DesiredShard.defaultWeight(ofShard: shard))
                     }))
-            // 30 s of simulated time in 10 ms steps; w0 dies at a random point after 10 s.
-            let deathAt = 10_000 + Int64(rng.next() % 1000)
-            while now < 30_000 {
+            // Simulated time in 10 ms steps (long enough for a paced group to place everything and
+            // recover); w0 dies at a random point after it.
+            let settle: Int64 = groups < workerCount ? 10_000 + Int64(shardCount / groups) * 100 : 10_000
+            let deathAt = settle + Int64(rng.next() % 1000)
+            while now < deathAt + settle + 20_000 {
                 now += 10
                 if dead == nil && now >= deathAt {
                     dead = "w0"
@@ -104,7 +108,8 @@ enum FailoverBench {
             return "n=\(s.count) median_ms=\(s[s.count / 2]) max_ms=\(last)"
         }
         print(
-            "RESULT mode=failover workers=\(workerCount) shards=\(shardCount) lease_ms=\(leaseMs) reps=\(reps) "
+            "RESULT mode=failover workers=\(workerCount) groups=\(groups) shards=\(shardCount) lease_ms=\(leaseMs) "
+                + "reps=\(reps) "
                 + "trades_candles_tickers: \(stats(tradeTimes)) books: \(stats(bookTimes)) "
                 + "core_cpu_ms=\(coreNanoseconds / 1_000_000) goal_ms=\(leaseMs + 1000)")
     }

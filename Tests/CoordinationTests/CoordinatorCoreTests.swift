@@ -100,6 +100,24 @@ import Testing
         #expect(toC.first?.1.resumeFrom == ResumePoint(time: 42), "from b's resume point, not its stream's end")
     }
 
+    /// A process refused as a duplicate stops what it runs: a shard nobody owns is placed from where
+    /// that process's rows end (its `Hello` said), not from the map's older watermark.
+    @Test func aProcessRefusedAsADuplicateLeavesItsResumePoint() {
+        var core = CoordinatorCore(term: 3, persistedEpochs: 1000)
+        _ = core.handle(.epochsPersisted(upTo: 2000), now: Self.at(0), wallClock: 0)
+        let name = "binance/trades/S11"
+        _ = core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0)
+        let refused = Hello(
+            workerID: "w2", incarnation: 1, capacity: 100, nonce: [UInt8](repeating: 0, count: 32),
+            shards: [
+                ReportedShard(shard: name, epoch: 12, lastEventTime: 777, lastEventID: "9", handingOverUntil: 5_000_000)
+            ])
+        _ = core.handle(.workerRefused(refused), now: Self.at(10), wallClock: 10_000)
+        let placed = Self.assigns(core.handle(.workerJoined(Self.hello("w5")), now: Self.at(20), wallClock: 20_000))
+        #expect(placed.map(\.0) == ["w5"])
+        #expect(placed.first?.1.resumeFrom == ResumePoint(time: 777, id: "9"))
+    }
+
     /// A restarted coordinator places nothing for one lease length: live workers re-report first.
     @Test func aRecoveringCoordinatorWaitsOneLeaseBeforePlacing() {
         var core = CoordinatorCore(term: 2, persistedEpochs: 1000, recovering: true)
