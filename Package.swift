@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "collector-bench", targets: ["collector-bench"]),
         .executable(name: "exchange-sim", targets: ["exchange-sim"]),
         .executable(name: "coordinator", targets: ["coordinator"]),
+        .executable(name: "worker", targets: ["worker"]),
     ],
     targets: [
         // System libraries: only Crypto and TLS import COpenSSL; only PostgresClient imports CLibPQ.
@@ -90,7 +91,7 @@ let package = Package(
             "Cluster",
             [
                 "Runtime", "Coordination", "ControlProtocol", "Crypto", "CollectorCore", "Observability", "Gateway",
-                "Collector", "MarketData", "Exchanges",
+                "Collector", "MarketData", "Exchanges", "PostgresClient", "Configuration",
             ]
         ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
@@ -100,6 +101,13 @@ let package = Package(
             dependencies: [
                 "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
                 "Configuration", "Gateway", "Cluster", "Coordination", "ControlProtocol", "Crypto", "CollectorCore",
+            ],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "worker",
+            dependencies: [
+                "Cluster", "Collector", "Configuration", "ControlProtocol", "CollectorCore", "HTTP1Protocol",
+                "Observability", "Runtime",
             ],
             swiftSettings: strictSettings),
         .executableTarget(
@@ -116,13 +124,15 @@ let package = Package(
 
         tests("CryptoTests", ["Crypto"]),
         tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
-        tests("CoordinationTests", ["Coordination", "ControlProtocol", "CollectorCore", "Exchanges", "MarketData", "Crypto"]),
+        tests(
+            "CoordinationTests",
+            ["Coordination", "ControlProtocol", "CollectorCore", "Exchanges", "MarketData", "Crypto"]),
         tests("ConfigurationTests", ["Configuration"]),
         tests(
             "ClusterTests",
             [
                 "Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Gateway", "HTTP1Protocol", "MarketData",
-                "Runtime", "Observability", "TestSupport",
+                "Runtime", "Observability", "TestSupport", "ExchangeSimulator", "PostgresClient",
             ]),
         tests(
             "CollectorTests",

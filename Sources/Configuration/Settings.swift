@@ -82,10 +82,12 @@ extension Settings {
 
     /// Builds settings from an optional TOML file, the environment and flags (flags win).
     /// `flags` maps long option names without dashes (`http-port`) to values.
+    /// `base`: the defaults a file, the environment and flags override (a worker listens on 8081).
     public static func load(
-        file: (path: String, text: String)?, environment: [String: String], flags: [String: String]
+        file: (path: String, text: String)?, environment: [String: String], flags: [String: String],
+        base: Settings = Settings()
     ) throws(SettingsError) -> Settings {
-        var settings = Settings()
+        var settings = base
         if let file { try settings.apply(fileText: file.text, path: file.path) }
         try settings.applyEnvironment(environment)
         try settings.applyFlags(flags)

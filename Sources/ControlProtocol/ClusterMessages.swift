@@ -23,6 +23,9 @@ public enum ClusterMessage: Hashable, Sendable {
     case shardLive(shard: String, epoch: UInt64)
     /// The worker cannot run the shard; `permanent` for an exchange refusal of the instrument or channel.
     case shardFailed(shard: String, epoch: UInt64, permanent: Bool, code: String, reason: String)
+    /// Worker → coordinator (version 2): it is shutting down; move its shards away make-before-break
+    /// (a drain), after which it flushes and exits.
+    case leaving(reason: String)
 
     public static let typeBase: UInt8 = 10
 }
@@ -145,13 +148,16 @@ extension ClusterMessage {
             w.bool("permanent", permanent)
             w.string("code", code)
             w.string("reason", reason)
+        case .leaving(let reason):
+            index = 8
+            w.string("reason", reason)
         }
         return ControlFrame(type: Self.typeBase + index, body: Array(w.result.utf8))
     }
 
     /// Decodes a post-handshake frame; an unknown type, a malformed body or a missing field throws.
     public static func decode(_ frame: ControlFrame) throws(HandshakeDecodeError) -> ClusterMessage {
-        guard frame.type >= typeBase, frame.type <= typeBase + 7 else {
+        guard frame.type >= typeBase, frame.type <= typeBase + 8 else {
             throw HandshakeDecodeError("unknown message type \(frame.type)")
         }
         let f = try BodyFields.parse(frame.body, what: "message type \(frame.type)")
@@ -184,6 +190,8 @@ extension ClusterMessage {
             return .handOver(
                 term: try f.unsigned("term"), shard: try f.string("shard"), epoch: try f.unsigned("epoch"), until: until
             )
+        case 8:
+            return .leaving(reason: try f.string("reason"))
         default:
             return .shardFailed(
                 shard: try f.string("shard"), epoch: try f.unsigned("epoch"), permanent: try f.bool("permanent"),

@@ -47,6 +47,9 @@ public struct WorkerSession: Sendable {
         case shardFailed(shard: String, epoch: UInt64, permanent: Bool, code: String, reason: String)
         /// Events stored for the shard since the last report, and the newest one's time and id.
         case stored(shard: String, epoch: UInt64, events: Int64, lastEventTime: Int64?, lastEventID: String?)
+        /// The process is shutting down: ask the coordinator to move every shard away (said again
+        /// after each reconnect, until the process exits).
+        case leave(reason: String)
     }
 
     public enum Action: Hashable, Sendable {
@@ -115,6 +118,8 @@ public struct WorkerSession: Sendable {
         var dirty = false
     }
     public private(set) var isOrphaned = false
+    /// Why the process is leaving, once it asked to be drained.
+    public private(set) var leaving: String?
     /// Workers in this one's egress group, as the coordinator last said (1 until it says).
     public private(set) var egressGroupSize = 1
     /// The coordinator's term once welcomed.
@@ -193,6 +198,12 @@ public struct WorkerSession: Sendable {
                         .log(level: "warning", "shard failure report dropped: too many while disconnected", [:]))
                 }
                 pendingFailures.append(message)
+            }
+        case .leave(let reason):
+            guard leaving == nil else { break }
+            leaving = reason
+            if isEstablished && configuration.version >= 2 {
+                actions.append(.send(ClusterMessage.leaving(reason: reason).frame()))
             }
         case .stored(let shard, let epoch, let events, let time, let id):
             if var h = handingOver[shard], h.epoch == epoch, running[shard]?.epoch != epoch {
@@ -356,6 +367,9 @@ public struct WorkerSession: Sendable {
                         ["term": "\(term)", "lease.ms": "\(leaseMilliseconds)", "shards": "\(running.count)"]))
                 for failure in pendingFailures { actions.append(.send(failure.frame())) }
                 pendingFailures = []
+                if let leaving, configuration.version >= 2 {
+                    actions.append(.send(ClusterMessage.leaving(reason: leaving).frame()))
+                }
                 for name in running.keys.sorted() where running[name]?.live == true {
                     actions.append(.send(ClusterMessage.shardLive(shard: name, epoch: running[name]!.epoch).frame()))
                 }
@@ -415,7 +429,7 @@ public struct WorkerSession: Sendable {
                 epoch: epoch, until: until, since: now, eventsDelta: r.eventsDelta, lastEventTime: r.lastEventTime,
                 lastEventID: r.lastEventID, dirty: r.dirty)
             stop(shard, epoch: epoch, until: until, into: &actions)
-        case .heartbeat, .acknowledged, .shardLive, .shardFailed:
+        case .heartbeat, .acknowledged, .shardLive, .shardFailed, .leaving:
             actions.append(.log(level: "warning", "worker message from the coordinator ignored", [:]))
         }
     }

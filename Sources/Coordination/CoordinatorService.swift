@@ -257,6 +257,9 @@ public struct CoordinatorService: Sendable {
                     now: now, wallClock: wallClock, into: &out)
             case .acknowledged:
                 break
+            case .leaving(let reason):
+                out.append(.log(level: "notice", "worker leaving: draining it", ["worker": id, "reason": reason]))
+                feed(.drain(workerID: id), now: now, wallClock: wallClock, into: &out)
             case .heartbeatAck, .assign, .revoke, .handOver:
                 drop(
                     c, level: "warning", "control connection closed: a coordinator message from a worker",

@@ -1,6 +1,7 @@
 // coordinator: the collector's process. `coordinator serve --standalone` collects OKX streams into
 // PostgreSQL with spool, backfill, the gateway API and metrics; `coordinator serve` runs the
 // cluster's coordinator (ClusterCommand.swift). The worker process arrives with issue 11.
+import Cluster
 import Collector
 import Configuration
 import Dispatch
@@ -130,16 +131,6 @@ let log = Log(minimum: Log.levels[settings.logLevel] ?? 1)
 let httpPort = settings.httpPort
 let dataDirectory = settings.dataDirectory
 
-var configuration = CollectorConfiguration()
-configuration.okx = OKXAdapter.Endpoints(
-    publicURL: settings.okxPublicURL, businessURL: settings.okxBusinessURL, restURL: settings.okxRESTURL)
-configuration.batchSize = settings.batchSize
-configuration.batchTimeout = .milliseconds(Int64(settings.batchTimeout * 1000))
-configuration.staleAfter = .milliseconds(Int64(settings.messageTimeout * 1000))
-configuration.bookSnapshotInterval =
-    settings.bookSnapshotInterval > 0 ? .milliseconds(Int64(settings.bookSnapshotInterval * 1000)) : nil
-configuration.connectTimeout = .milliseconds(Int64(settings.connectTimeout * 1000))
-
 // Pinned markets from the file, plus --markets/MARKETS (default BTC-USDT when neither is given).
 var requestedStreams: [StreamID] = []
 @MainActor func addStreams(exchange: String, symbols: [String], frames: [String]) {
@@ -251,61 +242,16 @@ guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
         log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
 }
 let dataDir = dataDirectory
-let collectorConfiguration = configuration
 Task.detached {
-    let databaseTimeouts = PGTimeouts(operation: .milliseconds(Int64(settings.databaseTimeout * 1000)))
-    let executor = PGExecutor(conninfo: conninfo, timeouts: databaseTimeouts)
-    guard let sqlDirectory = SchemaMigrator.locateSQLDirectory(environment: environment) else {
-        startupError(log, "sql/init not found (set SQL_DIR)")
-    }
-    do {
-        let applied = try await SchemaMigrator.migrate(
-            try SchemaMigrator.migrations(in: sqlDirectory), executor: executor)
-        log.write("notice", "schema ready", ["migrations.applied": applied.joined(separator: ",")])
+    let plane: DataPlane
+    do throws(DataPlane.StartError) {
+        plane = try await DataPlane.start(
+            settings: settings, environment: environment, conninfo: conninfo, loop: loop, logger: log.logger)
     } catch {
-        startupError(log, "cannot prepare the database", ["error": "\(error)"])
+        startupError(log, error.message, error.fields)
     }
-    let versions = StreamVersions()
-    let postgres = PostgresSink(executor: executor, versions: versions)
-    // `[storage] sinks` names only sinks this build has (checked by Settings): PostgreSQL today.
-    let sinks: [any Sink] = settings.sinks.compactMap { $0 == postgres.name ? postgres : nil }
-    let storage: SinkDispatcher
-    let deadLetters: DeadLetters
-    do {
-        deadLetters = try DeadLetters(
-            directory: dataDir + "/dead-letters", logger: log.logger.with(["component": "dead-letters"]))
-        storage = try SinkDispatcher(
-            spool: try Spool(directory: dataDir + "/spool", maxBytes: settings.spoolMaxBytes, sinks: sinks.map(\.name)),
-            sinks: sinks, deadLetters: deadLetters, watermarkPath: dataDir + "/watermarks.json",
-            logger: log.logger.with(["component": "storage"]))
-    } catch {
-        startupError(log, "cannot open the data directory", ["data.dir": dataDir, "error": "\(error)"])
-    }
-    if !settings.retentionDays.isEmpty {
-        let maintenance = PGExecutor(conninfo: conninfo, label: "collector.retention", timeouts: databaseTimeouts)
-        let policy = RetentionPolicy(days: settings.retentionDays)
-        Task {
-            // Daily, starting now: partitions past their type's age are dropped (one process at a time).
-            while !Task.isCancelled {
-                do {
-                    let dropped = try await policy.apply(executor: maintenance, now: WallClock.microseconds())
-                    if !dropped.isEmpty {
-                        log.write(
-                            "notice", "retention dropped partitions", ["partitions": dropped.joined(separator: ",")])
-                    }
-                } catch {
-                    log.write("error", "retention failed", ["error": "\(error)"])
-                }
-                // try?: cancelled only when the process ends.
-                try? await Task.sleep(for: .seconds(86_400))
-            }
-        }
-    }
-    let registry = MetricsRegistry()
-    let engine = await CollectorEngine.start(
-        configuration: collectorConfiguration, loop: loop, storage: storage, deadLetters: deadLetters,
-        metrics: CollectorMetrics(registry: registry), logger: log.logger.with(["component": "collector"]))
-    engine.registerMetrics(in: registry)
+    let (engine, storage, registry, versions) = (plane.engine, plane.storage, plane.registry, plane.versions)
+    let databaseTimeouts = plane.timeouts
     let subscriptions: SubscriptionRegistry
     do {
         subscriptions = try SubscriptionRegistry(path: dataDir + "/subscriptions.json", pinned: pinnedStreams)
@@ -372,9 +318,8 @@ Task.detached {
     }
     reporter.cancel()
     await server.shutdown(deadline: .seconds(2))
-    await engine.shutdown()
     // Leave a margin of the deadline for the last flush; what is not stored stays in the spool.
-    let drained = await storage.finish(timeout: .milliseconds(Int64(max(1, deadline - 3) * 1000)))
+    let drained = await plane.finish(timeout: .milliseconds(Int64(max(1, deadline - 3) * 1000)))
     log.write(
         "notice", "stopped",
         [
@@ -382,7 +327,6 @@ Task.detached {
             "events.stored": "\(storage.sinkStates.map { "\($0.name)=\($0.storedEvents)" }.joined(separator: ","))",
             "spool.batches": "\(storage.spool.batchCount)", "spool.drained": "\(drained)",
         ])
-    executor.disconnect()
     finished.signal()
 }
 finished.wait()

@@ -26,6 +26,7 @@ import Testing
         .shardFailed(
             shard: "okx/candles:1m/NOPE-USDT", epoch: 2, permanent: true, code: "60018",
             reason: "instId \"NOPE-USDT\" doesn't exist"),
+        .leaving(reason: "shutting down"),
     ]
 
     @Test(arguments: messages)
@@ -38,7 +39,8 @@ import Testing
 
     @Test(arguments: [
         (ControlFrame(type: 1, body: []), "unknown message type 1"),
-        (ControlFrame(type: 18, body: Array("{}".utf8)), "unknown message type 18"),
+        (ControlFrame(type: 19, body: Array("{}".utf8)), "unknown message type 19"),
+        (ControlFrame(type: 18, body: Array("{}".utf8)), "missing string field 'reason'"),
         (ControlFrame(type: 10, body: Array("{".utf8)), "malformed"),
         (ControlFrame(type: 10, body: Array(#"{"seq":1}"#.utf8)), "missing boolean field 'full'"),
         (

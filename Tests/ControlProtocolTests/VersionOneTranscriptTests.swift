@@ -355,6 +355,7 @@ import Testing
         case .shardLive: 15
         case .shardFailed: 16
         case .handOver: 17
+        case .leaving: 18  // version 2 only: never in this transcript
         }
     }
 
@@ -394,7 +395,7 @@ import Testing
             let fromCoordinator: Bool
             switch frozen.message {
             case .heartbeatAck, .assign, .revoke, .handOver: fromCoordinator = true
-            case .heartbeat, .acknowledged, .shardLive, .shardFailed: fromCoordinator = false
+            case .heartbeat, .acknowledged, .shardLive, .shardFailed, .leaving: fromCoordinator = false
             }
             #expect(fromCoordinator == (frozen.direction == .toWorker), "\(frozen.name)")
         }

@@ -163,6 +163,31 @@ import Testing
         #expect(pair.service.core.shards[name]?.eventsTotal == before + 5)
     }
 
+    /// A worker shutting down asks to be drained; it says so again after a reconnect, and its
+    /// shard moves make-before-break to the other worker.
+    @Test func aLeavingWorkerIsDrainedAndSaysSoAgainAfterAReconnect() {
+        var pair = Pair()
+        let name = "okx/trades/BTC-USDT"
+        pair.join(1, id: "w1")
+        pair.coordinator(.request(.subscribe([CoordinatorCore.DesiredShard(shard: name, weight: 10)])))
+        pair.worker(1, .shardLive(shard: name, epoch: pair.started[1]![0].epoch))
+        pair.join(2, id: "w2")
+        #expect(pair.service.core.workers["w1"]?.draining == false)
+        pair.worker(1, .leave(reason: "shutting down"))
+        #expect(pair.service.core.workers["w1"]?.draining == true)
+        #expect(pair.started[2]?.first?.cutoverAt != nil, "moved make-before-break")
+        #expect(pair.logs.contains { $0.hasPrefix("worker leaving: draining it") })
+        // A restarted coordinator hears it again when w1 rejoins.
+        pair.service = CoordinatorService(
+            configuration: CoordinatorService.Configuration(), secret: Self.secret,
+            core: CoordinatorCore(term: 8, persistedEpochs: 1000))
+        pair.worker(1, .disconnected("reset"))
+        pair.workers[3] = pair.workers.removeValue(forKey: 1)
+        pair.advance(to: 3_000, beating: [3])
+        #expect(pair.workers[3]?.isEstablished == true, "\(pair.logs.suffix(3))")
+        #expect(pair.service.core.workers["w1"]?.draining == true)
+    }
+
     @Test func aWorkerJoinsHeartbeatsAndRunsWhatItIsAssigned() {
         var pair = Pair()
         pair.join(1, id: "w1")

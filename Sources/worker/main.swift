@@ -1,0 +1,318 @@
+// worker: runs the data plane for the shards the coordinator assigns (issue 11). It joins the
+// coordinator at --coordinator/COORDINATOR_ADDR, collects what it is given into the configured sinks,
+// keeps collecting while cut off (and says so on /ready and in a gauge), and on SIGTERM asks to be
+// drained, waits for its shards to move away make-before-break, flushes and exits.
+import Cluster
+import Collector
+import CollectorCore
+import Configuration
+import ControlProtocol
+import Dispatch
+import Foundation
+import HTTP1Protocol
+import Observability
+import PostgresClient
+import Runtime
+import Synchronization
+
+let version = "0.3.0-dev"
+
+let usage = """
+    usage: worker --coordinator HOST:PORT [options]
+           worker --version | --help
+
+    Joins the cluster's coordinator and collects the shards it assigns into the configured sinks until
+    SIGTERM/SIGINT; then it asks to be drained (its shards move to other workers make-before-break),
+    flushes every batch and exits 0.
+
+    options:
+      --coordinator HOST:PORT the coordinator's control port              env COORDINATOR_ADDR
+      --id ID                this worker's id (default: WORKER_ID, else the host name: the pod name)
+      --config FILE          TOML settings ([collector] [storage] [websocket] [exchanges.okx])  env CONFIG_PATH
+      --data-dir DIR         spool, dead letters, watermarks (default ./data)  env DATA_DIR
+      --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
+      --http-port N          /health, /ready, /metrics (default 8081)   env HTTP_PORT
+    environment:
+      DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
+      CLUSTER_SECRET or CLUSTER_SECRET_FILE (required, at least 16 bytes), EGRESS_GROUP (default: the id;
+      workers behind one egress address share each exchange's per-IP budgets), WORKER_CAPACITY (weight
+      units, default 100000), OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL, BATCH_SIZE,
+      BATCH_TIMEOUT, SHUTDOWN_DEADLINE seconds (default 25: the drain gets all but 8 of them)
+    exit codes: 0 clean shutdown, 1 start-up failure or a shutdown past its deadline, 64 bad usage.
+    """
+
+func usageError(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("worker: \(message)\n\n\(usage)\n".utf8))
+    exit(64)
+}
+
+let levels: [String: LogLevel] = ["debug": .debug, "info": .info, "notice": .notice, "warning": .warning]
+
+func startupError(_ logger: Logger, _ message: String, _ fields: [String: String] = [:]) -> Never {
+    logger.error(message, fields)
+    exit(1)
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(usage)
+    exit(0)
+}
+if arguments.contains("--version") {
+    print("worker \(version)")
+    exit(0)
+}
+let environment = ProcessInfo.processInfo.environment
+var coordinatorAddress = environment["COORDINATOR_ADDR"]
+var workerID = environment["WORKER_ID"].flatMap { $0.isEmpty ? nil : $0 }
+var configPath = environment["CONFIG_PATH"]
+var flags: [String: String] = [:]
+while !arguments.isEmpty {
+    let flag = arguments.removeFirst()
+    func value() -> String {
+        guard !arguments.isEmpty else { usageError("\(flag) needs a value") }
+        return arguments.removeFirst()
+    }
+    switch flag {
+    case "--coordinator": coordinatorAddress = value()
+    case "--id": workerID = value()
+    case "--config": configPath = value()
+    case "--data-dir", "--log-level", "--http-port": flags[String(flag.dropFirst(2))] = value()
+    default: usageError("unknown option \(flag)")
+    }
+}
+guard let coordinatorAddress else { usageError("--coordinator HOST:PORT (or COORDINATOR_ADDR) is required") }
+guard let colon = coordinatorAddress.lastIndex(of: ":"),
+    let controlPort = Int(coordinatorAddress[coordinatorAddress.index(after: colon)...]),
+    (1...65535).contains(controlPort),
+    colon != coordinatorAddress.startIndex
+else { usageError("--coordinator must be HOST:PORT, got \(coordinatorAddress)") }
+let coordinatorHost = String(coordinatorAddress[..<colon])
+
+let settings: Settings
+do {
+    var file: (path: String, text: String)? = nil
+    if let configPath {
+        do {
+            file = (configPath, try String(contentsOfFile: configPath, encoding: .utf8))
+        } catch {
+            FileHandle.standardError.write(
+                Data("worker: cannot read config file \(configPath): \(error.localizedDescription)\n".utf8))
+            exit(1)
+        }
+    }
+    var base = Settings()
+    base.httpPort = 8081
+    settings = try Settings.load(file: file, environment: environment, flags: flags, base: base)
+} catch {
+    FileHandle.standardError.write(Data("worker: \(error)\n".utf8))
+    exit(1)
+}
+let id = workerID ?? ProcessInfo.processInfo.hostName
+let logger = Logger(
+    label: "worker", handler: JSONLineLogHandler(), minimumLevel: levels[settings.logLevel] ?? .info
+).with(["worker": id])
+if !settings.markets.isEmpty {
+    startupError(
+        logger, "invalid setting",
+        ["setting": "[[markets]]", "error": "a worker collects what the coordinator assigns: pin markets there"])
+}
+let secret: [UInt8]
+do {
+    secret = try ClusterSecret.load(from: environment)
+} catch {
+    startupError(logger, "\(error)")
+}
+let egressGroup = environment["EGRESS_GROUP"].flatMap { $0.isEmpty ? nil : $0 }
+var capacitySetting = 100_000
+if let text = environment["WORKER_CAPACITY"] {
+    guard let n = Int(text), n > 0 else {
+        startupError(logger, "invalid setting", ["setting": "WORKER_CAPACITY", "value": text, "expected": "> 0"])
+    }
+    capacitySetting = n
+}
+let capacity = capacitySetting
+guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
+    startupError(logger, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…)")
+}
+
+// Signals: the first starts the drain, a second exits at once.
+signal(SIGPIPE, SIG_IGN)
+let shutdownSignals = DispatchSemaphore(value: 0)
+let signalCount = Atomic<Int>(0)
+var signalSources: [any DispatchSourceSignal] = []
+for sig in [SIGTERM, SIGINT] {
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+    source.setEventHandler { @Sendable in
+        if signalCount.add(1, ordering: .relaxed).newValue > 1 {
+            FileHandle.standardError.write(Data("worker: second signal, exiting now\n".utf8))
+            exit(130)
+        }
+        shutdownSignals.signal()
+    }
+    source.resume()
+    signalSources.append(source)
+}
+
+let loop: EventLoop
+do {
+    loop = try EventLoop.start(name: "worker")
+} catch {
+    startupError(logger, "cannot start the event loop", ["error": "\(error)"])
+}
+
+/// Waits for the first shutdown signal on a thread of its own (not a Dispatch pool thread).
+func waitForShutdown() async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let thread = Thread {
+            shutdownSignals.wait()
+            continuation.resume()
+        }
+        thread.name = "shutdown-signal"
+        thread.start()
+    }
+}
+
+let finished = DispatchSemaphore(value: 0)
+let exitStatus = Atomic<Int32>(0)
+Task.detached {
+    let data: DataPlane
+    do throws(DataPlane.StartError) {
+        data = try await DataPlane.start(
+            settings: settings, environment: environment, conninfo: conninfo, loop: loop, logger: logger)
+    } catch {
+        startupError(logger, error.message, error.fields)
+    }
+    let plane = WorkerPlane(
+        engine: data.engine, storage: data.storage, logger: logger.with(["component": "worker-plane"]))
+    var session = WorkerSession.Configuration(
+        workerID: id, incarnation: UInt64(max(1, WallClock.microseconds())), capacity: capacity,
+        egressGroup: egressGroup)
+    session.handshakeTimeout = .seconds(5)
+    let client = await ControlClient.start(
+        endpoint: Endpoint(host: coordinatorHost, port: controlPort), configuration: session, secret: secret,
+        loop: loop, logger: logger.with(["component": "control"]), dataPlane: { plane.sessionAction($0) })
+    await plane.start(client: client)
+
+    let registry = data.registry
+    let connected = registry.gauge(
+        "collector_worker_connected", help: "1 while the worker holds a session with the coordinator")
+    let orphaned = registry.gauge(
+        "collector_worker_orphaned", help: "1 while the worker runs shards without a lease (cut off)")
+    let shards = registry.gauge("collector_worker_shards", help: "Shards the worker's data plane runs")
+    let term = registry.gauge("collector_worker_coordinator_term", help: "The term of the coordinator it follows")
+    let readiness = Mutex<(Bool, String?)>((false, "not joined to the coordinator yet"))
+    let gauges = Task {
+        while !Task.isCancelled {
+            let status = await client.status()
+            let running = await plane.epochs.count
+            connected.set(status.established ? 1 : 0)
+            orphaned.set(status.orphaned ? 1 : 0)
+            shards.set(Double(running))
+            term.set(Double(status.term ?? 0))
+            let storage = data.storage.readiness
+            let ready: (Bool, String?) =
+                !status.established
+                ? (false, "not connected to the coordinator")
+                : status.orphaned
+                    ? (false, "cut off: running shards without a lease") : (storage.isReady, storage.reason)
+            readiness.withLock { $0 = ready }
+            do { try await Task.sleep(for: .milliseconds(250)) } catch { return }  // cancelled: stopping
+        }
+    }
+    let server: HTTPServer
+    do {
+        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: settings.httpPort), loop: loop)
+        { request in
+            let path = request.head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            guard request.head.method == "GET" || request.head.method == "HEAD" else {
+                return HTTPResponse(
+                    status: 405, contentType: "application/json", body: Array(#"{"error":"GET only"}"#.utf8))
+            }
+            switch path {
+            case "/health":
+                // Liveness: the process and its loop answer; never the coordinator or the database.
+                return HTTPResponse(status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
+            case "/ready":
+                let (ready, reason) = readiness.withLock { $0 }
+                let body = ready ? #"{"ready":true}"# : #"{"ready":false,"reason":"\#(jsonEscaped(reason ?? ""))"}"#
+                return HTTPResponse(status: ready ? 200 : 503, contentType: "application/json", body: Array(body.utf8))
+            case "/metrics":
+                return HTTPResponse(
+                    status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                    body: Array(registry.render().utf8))
+            default:
+                return HTTPResponse(
+                    status: 404, contentType: "application/json", body: Array(#"{"error":"not found"}"#.utf8))
+            }
+        }
+    } catch {
+        startupError(logger, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
+    }
+    logger.notice(
+        "worker started",
+        [
+            "version": version, "coordinator": coordinatorAddress, "http.port": "\(server.port)",
+            "egress.group": egressGroup ?? id, "capacity": "\(capacity)",
+            "sinks": data.storage.sinks.map(\.name).joined(separator: ","),
+        ])
+
+    await waitForShutdown()
+    let deadline = settings.shutdownDeadline
+    let started = ContinuousClock.now
+    DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { @Sendable in
+        logger.error("shutdown deadline passed; exiting", ["deadline.seconds": "\(deadline)"])
+        exit(1)
+    }
+    // Drain: the coordinator moves every shard away make-before-break; this process stores each up
+    // to its cutover. Given up at the drain deadline (the rest of the deadline is for the flush),
+    // or at once when there is no coordinator to drain through.
+    let drainBudget = Duration.milliseconds(Int64(max(0, deadline - 8) * 1000))
+    logger.notice("draining", ["shards": "\(await plane.epochs.count)", "drain.seconds": "\(max(0, deadline - 8))"])
+    client.report(.leave(reason: "shutting down"))
+    while ContinuousClock.now - started < drainBudget {
+        let status = await client.status()
+        let running = await plane.epochs.count
+        if running == 0 { break }
+        if !status.established {
+            logger.warning("not connected to the coordinator: shards are not drained", ["shards": "\(running)"])
+            break
+        }
+        do { try await Task.sleep(for: .milliseconds(200)) } catch { break }
+    }
+    let left = await plane.epochs.count
+    logger.notice(left == 0 ? "drained" : "drain incomplete: flushing what runs", ["shards.left": "\(left)"])
+    gauges.cancel()
+    await client.stop()
+    await plane.stop()
+    await server.shutdown(deadline: .seconds(1))
+    let remaining = Double(deadline) - (ContinuousClock.now - started).secondsDouble
+    let drained = await data.finish(timeout: .milliseconds(Int64(max(1, remaining - 2) * 1000)))
+    logger.notice(
+        "stopped",
+        [
+            "events.acknowledged": "\(data.engine.acknowledgedEvents)",
+            "events.stored": data.storage.sinkStates.map { "\($0.name)=\($0.storedEvents)" }.joined(separator: ","),
+            "spool.batches": "\(data.storage.spool.batchCount)", "spool.drained": "\(drained)",
+        ])
+    exitStatus.store(0, ordering: .relaxed)
+    finished.signal()
+}
+finished.wait()
+loop.shutdown()
+exit(exitStatus.load(ordering: .relaxed))
+
+/// `text` as the inside of a JSON string.
+@Sendable func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
