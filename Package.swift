@@ -132,7 +132,8 @@ let package = Package(
             "ClusterTests",
             [
                 "Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Gateway", "HTTP1Protocol", "MarketData",
-                "Runtime", "Observability", "TestSupport", "ExchangeSimulator", "PostgresClient",
+                "Runtime", "Observability", "TestSupport", "ExchangeSimulator", "PostgresClient", "Configuration",
+                "Collector", "Exchanges",
             ]),
         tests(
             "CollectorTests",

@@ -52,7 +52,8 @@ public actor WorkerPlane {
     }
 
     /// Starts applying inputs and observing the engine every `pollInterval`.
-    public func start(client: ControlClient, pollInterval: Duration = .milliseconds(500)) {
+    /// `client` nil: reports go nowhere (tests of the data plane alone).
+    public func start(client: ControlClient?, pollInterval: Duration = .milliseconds(500)) {
         self.client = client
         let inputs = self.inputs
         consumer = Task { [weak self] in
@@ -112,8 +113,18 @@ public actor WorkerPlane {
                     continue
                 }
                 let marks = resume.map { [stream: Watermark(time: $0.time, id: $0.id)] } ?? [:]
+                // Subscribed but storing only from a cutover (a move's new owner), now told to store
+                // at once from a resume point (its old owner died before the cutover): nothing before
+                // the cutover was stored, so it subscribes again to backfill from there.
+                if let window = windows[shard], window.from != nil, from == nil, resume != nil {
+                    windows[shard] = nil
+                    await engine.unsubscribe([stream])
+                }
+                let window = EventWindow(from: from, until: until)
                 if windows[shard] == nil {
-                    let refused = await engine.subscribe([stream], resumeFrom: marks)
+                    // The window goes with the subscription: no event before the cutover is kept.
+                    let bounded = from == nil && until == nil ? [:] : [stream: window]
+                    let refused = await engine.subscribe([stream], resumeFrom: marks, windows: bounded)
                     if let reason = refused[stream] {
                         let epoch = runner.epochs[shard] ?? 0
                         _ = runner.handle(
@@ -124,7 +135,6 @@ public actor WorkerPlane {
                         continue
                     }
                 }
-                let window = EventWindow(from: from, until: until)
                 windows[shard] = window
                 await engine.setWindow(from == nil && until == nil ? nil : window, for: stream)
             case .closeWindow(let shard, let until):

@@ -132,7 +132,11 @@ public final class CollectorEngine: Sendable {
     /// stream's stored data ends as the cluster knows it (a worker's assignment), used instead of
     /// this process's own watermark, so the first push reveals — and backfills — the hole since then.
     @discardableResult
-    public func subscribe(_ streams: [StreamID], resumeFrom: [StreamID: Watermark] = [:]) async -> [StreamID: String] {
+    /// `windows`: the events each stream keeps from its first push (a move's new owner stores only
+    /// from its cutover), set in the same loop turn as the subscription, before any event arrives.
+    public func subscribe(
+        _ streams: [StreamID], resumeFrom: [StreamID: Watermark] = [:], windows: [StreamID: EventWindow] = [:]
+    ) async -> [StreamID: String] {
         // Learn where each stream's stored data ends first, so the first push after subscribing reveals
         // any hole since the last run (no watermark: continuity starts from the first push).
         let marks = await storage.watermarks().merging(resumeFrom) { _, given in given }
@@ -154,7 +158,7 @@ public final class CollectorEngine: Sendable {
         let knownTrades = tradeSeeds
         return await withCheckedContinuation { continuation in
             core.loop.execute {
-                let refused = core.value.subscribe(streams)
+                let refused = core.value.subscribe(streams, windows: windows)
                 for (stream, last) in known { core.value.seedLastConfirmed(stream, last) }
                 for (stream, last) in knownTrades { core.value.seedLastTrade(stream, id: last.id, time: last.time) }
                 continuation.resume(returning: refused)
@@ -283,7 +287,7 @@ final class EngineCore {
 
     // MARK: Subscriptions
 
-    func subscribe(_ list: [StreamID]) -> [StreamID: String] {
+    func subscribe(_ list: [StreamID], windows: [StreamID: EventWindow] = [:]) -> [StreamID: String] {
         var refused: [StreamID: String] = [:]
         var byURL: [String: [StreamID]] = [:]
         for stream in list where !streams.contains(stream) {
@@ -305,7 +309,7 @@ final class EngineCore {
                 let connection = connectionWithRoom(url: url, exchange: rest[0].exchange)
                 let take = Array(rest.prefix(connection.capacityLeft))
                 rest.removeFirst(take.count)
-                connection.add(take)
+                connection.add(take, windows: windows.filter { take.contains($0.key) })
             }
         }
         return refused

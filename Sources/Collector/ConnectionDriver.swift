@@ -13,7 +13,8 @@ protocol EngineConnection: AnyObject {
     var capacityLeft: Int { get }
     var isEmpty: Bool { get }
     func carries(_ stream: StreamID) -> Bool
-    func add(_ streams: [StreamID])
+    /// `windows`: the event-time window of each stream from its first event (a cutover).
+    func add(_ streams: [StreamID], windows: [StreamID: EventWindow])
     func remove(_ streams: [StreamID])
     func setWindow(_ window: EventWindow?, for stream: StreamID)
     func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64)
@@ -57,7 +58,9 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
 
     // MARK: Inputs
 
-    func add(_ streams: [StreamID]) { perform(session.add(streams, now: now)) }
+    func add(_ streams: [StreamID], windows: [StreamID: EventWindow]) {
+        perform(session.add(streams, windows: windows, now: now))
+    }
     func remove(_ streams: [StreamID]) { perform(session.remove(streams, now: now)) }
     func setWindow(_ window: EventWindow?, for stream: StreamID) { session.setWindow(window, for: stream) }
     func seedLastConfirmed(_ stream: StreamID, _ openTime: Int64) { session.seedLastConfirmed(stream, openTime) }

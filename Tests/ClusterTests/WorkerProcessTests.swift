@@ -55,6 +55,7 @@ import Testing
             "OKX_WS_PUBLIC_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/public",
             "OKX_REST_URL": "http://127.0.0.1:\(simulator.restPort)", "BATCH_TIMEOUT": "0.2",
             "SQL_DIR": TestEnvironment.repositoryRoot + "/sql/init", "SHUTDOWN_DEADLINE": "40",
+            "LOG_LEVEL": ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil ? "debug" : "info",
         ]
         var workers: [String: ExternalProcess] = [:]
         for id in ["wa", "wb"] {
@@ -112,12 +113,28 @@ import Testing
         let status = await wa.waitForExit(timeout: .seconds(45))
         #expect(status == 0, "exit \(String(describing: status)): \(wa.errorOutput.suffix(2000))")
         #expect(wa.errorOutput.contains(#""msg":"drained""#), "\(wa.errorOutput.suffix(1500))")
-        if ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil { print(wa.errorOutput) }
         #expect(coordinator.errorOutput.contains("worker leaving: draining it"))
         try await ControlOverTCPTests.eventually("everything live on wb", timeout: .seconds(30)) {
             let shards = (await Self.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
             return shards.count == 7
                 && shards.allSatisfy { $0["state"] as? String == "live" && ($0["owners"] as? [String]) == ["wb"] }
+        }
+        if ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil {
+            for (name, p) in [("coordinator", coordinator)] + workers.sorted(by: { $0.key < $1.key }) {
+                for line in p.errorOutput.split(separator: "\n") {
+                    print(name, line.prefix(300))
+                }
+            }
+        }
+        if ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil {
+            try await Task.sleep(for: .seconds(3))
+            let r = try await executor.run { c throws(PGError) in
+                try c.execute(
+                    "SELECT symbol, count(*), max(timestamp_exchange)::text, now()::text FROM trades GROUP BY symbol ORDER BY 1"
+                ).rows
+            }
+            print("owners before", owners, "rows", r)
+            print(await Self.json(base + "/api/v1/cluster"))
         }
         // The moved streams kept flowing, and no fill is missing from the first stored to the last.
         let before = try await tradeCounts()
@@ -130,7 +147,21 @@ import Testing
         let after = try await tradeCounts()
         for symbol in symbols {
             let c = try #require(after[symbol])
-            #expect(c.count == c.span, "\(symbol): \(c.count) fills stored over an id span of \(c.span)")
+            let ids = try await executor.run { c throws(PGError) in
+                try c.execute(
+                    "SELECT trade_id::bigint, timestamp_exchange::text FROM trades WHERE symbol = $1 ORDER BY 1",
+                    [symbol]
+                ).rows
+            }
+            var holes: [String] = []
+            for (a, b) in zip(ids, ids.dropFirst()) {
+                if let x = Int64(a[0] ?? ""), let y = Int64(b[0] ?? ""), y != x + 1 {
+                    holes.append("\(x)@\(a[1] ?? "")…\(y)@\(b[1] ?? "")")
+                }
+            }
+            #expect(
+                c.count == c.span,
+                "\(symbol): \(c.count) fills stored over an id span of \(c.span); holes \(holes.prefix(5))")
         }
         await simulator.shutdown()
         await loop.shutdown()
