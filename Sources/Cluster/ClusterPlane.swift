@@ -35,6 +35,19 @@ public struct ClusterPlane: StreamPlane {
         }
     }
 
+    public func operate(_ operation: ClusterOperation) async -> OperationRefusal? {
+        let event: CoordinatorCore.Event
+        switch operation {
+        case .drain(let id): event = .drain(workerID: id)
+        case .cordon(let id): event = .cordon(workerID: id)
+        case .uncordon(let id): event = .uncordon(workerID: id)
+        case .pauseRebalance(let paused): event = .pauseRebalance(paused)
+        case .move(let shard, let to): event = .move(shard: shard, to: to)
+        }
+        guard let reason = await server.command(event) else { return nil }
+        return OperationRefusal(notFound: reason.hasPrefix("no worker") || reason.hasPrefix("no shard"), message: reason)
+    }
+
     public func unsubscribe(_ streams: [StreamID]) async {
         await server.request(.unsubscribe(streams.map(\.description)))
     }

@@ -146,6 +146,25 @@ public final class ControlServer: Sendable {
         }
     }
 
+    /// An operator's request, checked and applied in one step on the loop: why it was refused
+    /// (`CoordinatorCore.refusal(of:)`), or nil once applied.
+    public func command(_ event: CoordinatorCore.Event) async -> String? {
+        let state = self.state
+        return await withCheckedContinuation { continuation in
+            state.loop.execute {
+                let now = state.value.loop.now()
+                if let reason = state.value.service.core.refusal(
+                    of: event, now: now, wallClock: WallClock.microseconds())
+                {
+                    continuation.resume(returning: reason)
+                    return
+                }
+                state.value.input(.request(event))
+                continuation.resume(returning: nil)
+            }
+        }
+    }
+
     /// Adds desired shards to the map; returns the new ones refused because the map holds
     /// `maxShards` (the rest are placed). Shards already desired are not refused.
     public func subscribe(_ desired: [CoordinatorCore.DesiredShard]) async -> [String] {
@@ -266,7 +285,7 @@ public struct ClusterView: Sendable {
 
 /// The loop-confined half of `ControlServer`.
 final class ServerState {
-    private var service: CoordinatorService
+    private(set) var service: CoordinatorService
     let loop: EventLoop
     private let logger: Logger
     private let stateFile: CoordinatorStateFile

@@ -100,6 +100,10 @@ public struct CoordinatorCore: Sendable {
         case uncordon(workerID: String)
         /// Cordon, and move everything it runs elsewhere, make-before-break.
         case drain(workerID: String)
+        /// Stop (or resume) balancing moves; drains, failovers and placement go on.
+        case pauseRebalance(Bool)
+        /// An operator's move of `shard` to worker `to`, make-before-break (see `refusal(of:)`).
+        case move(shard: String, to: String)
         /// The epoch block up to `upTo` is durable.
         case epochsPersisted(upTo: UInt64)
         /// Time passed (lease expiries, placement).
@@ -223,6 +227,8 @@ public struct CoordinatorCore: Sendable {
     private var recovering: Bool
     private var placementHeldUntil: Instant?
     private var lastRebalanceAt: Instant?
+    /// Balancing moves are paused by the operator (`pauseRebalance`).
+    public private(set) var rebalancePaused = false
     private var weightWindowStart: Instant?
     /// Leased workers per egress group (kept on join and expiry: heartbeats read it).
     public private(set) var groupSizes: [String: Int] = [:]
@@ -281,7 +287,9 @@ public struct CoordinatorCore: Sendable {
             // the cutover, so the old one keeps the shard (the new one is revoked, even if it is this
             // worker reporting it).
             let abandoned = abandonMoves(involving: hello.workerID, into: &actions)
-            forgetOwnerships(of: hello.workerID)
+            // The same process reconnecting keeps its backfills; a new incarnation's predecessor is gone.
+            forgetOwnerships(
+                of: hello.workerID, lost: previous.map { $0.hello.incarnation != hello.incarnation } ?? false)
             // Another incarnation's hand-overs: that process is gone (its session was replaced) and
             // stores nothing; where a successor waits for one of its cutovers, it is placed again.
             dropHandOvers { $0.workerID == hello.workerID && $0.incarnation != hello.incarnation }
@@ -339,6 +347,17 @@ public struct CoordinatorCore: Sendable {
         case .drain(let id):
             workers[id]?.cordoned = true
             workers[id]?.draining = true
+        case .pauseRebalance(let paused):
+            rebalancePaused = paused
+            actions.append(.log(paused ? "rebalancing paused" : "rebalancing resumed", [:]))
+        case .move(let name, let to):
+            if let reason = refusal(of: event, now: now, wallClock: wallClock) {
+                actions.append(.log("move refused", ["shard": name, "to": to, "error": reason]))
+            } else if let from = movableOwner(of: name, wallClock: wallClock),
+                beginMove(name, from: from, to: to, now: now, wallClock: wallClock, into: &actions)
+            {
+                actions.append(.log("move requested", ["shard": name, "from": from.workerID, "to": to]))
+            }
         case .epochsPersisted(let upTo):
             reservedUpTo = max(reservedUpTo, upTo)
             reservationPending = false
@@ -396,10 +415,10 @@ public struct CoordinatorCore: Sendable {
         startMoves(now: now, wallClock: wallClock, into: &actions)
         // Balance is judged on ticks and joins only (a scan of the map), not on every message.
         switch event {
-        case .workerJoined:
+        case .workerJoined where !rebalancePaused:
             lastRebalanceAt = now
             rebalance(now: now, wallClock: wallClock, into: &actions)
-        case .tick:
+        case .tick where !rebalancePaused:
             if lastRebalanceAt.map({ now.duration(since: $0) >= configuration.rebalanceInterval }) ?? true {
                 lastRebalanceAt = now
                 rebalance(now: now, wallClock: wallClock, into: &actions)
@@ -420,7 +439,9 @@ public struct CoordinatorCore: Sendable {
             abandonMove(name, move, reason: "the old owner failed mid-move", into: &actions)
         }
         // A failed move side ends the move (in `removeOwners`): the other side keeps or takes it.
-        guard !removeOwners(of: name, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else { return }
+        guard !removeOwners(of: name, lost: true, where: { $0.workerID == id && $0.epoch == epoch }).isEmpty else {
+            return
+        }
         if permanent {
             // Every owner would get the same answer: the shard waits, rejected, for an operator.
             shards[name]?.rejected = (code, reason)
@@ -586,6 +607,46 @@ public struct CoordinatorCore: Sendable {
             else { continue }
             guard beginMove(name, from: from, to: target.hello.workerID, now: now, wallClock: wallClock, into: &actions)
             else { return }
+        }
+    }
+
+    /// Why an operator request cannot be applied now (`nil`: it can): an unknown worker for cordon,
+    /// uncordon and drain; for a move, an unknown or rejected shard, a target that is not a live,
+    /// uncordoned worker with room and budget, a shard that worker already stores, a move under way,
+    /// or no owner able to hand it over now (one waiting for its own cutover moves once it passed).
+    public func refusal(of event: Event, now: Instant, wallClock: Int64) -> String? {
+        switch event {
+        case .cordon(let id), .uncordon(let id), .drain(let id):
+            return workers[id] == nil ? "no worker \(id) holds a lease" : nil
+        case .move(let name, let to):
+            guard let shard = shards[name] else { return "no shard \(name) is subscribed" }
+            if let rejected = shard.rejected { return "\(name) is rejected by the exchange (\(rejected.code))" }
+            guard let w = workers[to], w.leaseUntil > now else { return "no worker \(to) holds a lease" }
+            if w.cordoned { return "worker \(to) is cordoned" }
+            if shard.owners.contains(where: { $0.workerID == to }) { return "worker \(to) already runs \(name)" }
+            if (leaving[name] ?? []).contains(where: { $0.workerID == to && $0.until > wallClock }) {
+                return "worker \(to) is still handing \(name) over"
+            }
+            if moves[name] != nil { return "a move of \(name) is under way" }
+            guard movableOwner(of: name, wallClock: wallClock) != nil else {
+                return "no owner of \(name) can hand it over now (live, past its own cutover): retry shortly"
+            }
+            if w.load + shard.spec.weight > w.hello.capacity { return "worker \(to) has no room for \(name)" }
+            if !hasBudget(w, name, now: now) {
+                return "the egress group \(w.hello.egressGroup) has spent its assignment budget: retry in a second"
+            }
+            if nextEpoch > reservedUpTo { return "no durable epoch yet: retry in a moment" }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// The owner a move of `name` starts from: live, storing now, and no hand-over's successor.
+    private func movableOwner(of name: String, wallClock: Int64) -> Owner? {
+        shards[name]?.owners.first { o in
+            o.state == .live && (o.storesFrom ?? .min) <= wallClock
+                && !(leaving[name] ?? []).contains { $0.successor == o.epoch }
         }
     }
 
@@ -1030,9 +1091,9 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// Removes `id` from every shard's owners (and so from every move).
-    private mutating func forgetOwnerships(of id: String) {
+    private mutating func forgetOwnerships(of id: String, lost: Bool) {
         for name in ownedBy[id] ?? [] {
-            removeOwners(of: name, where: { $0.workerID == id })
+            removeOwners(of: name, lost: lost, where: { $0.workerID == id })
         }
     }
 
@@ -1070,7 +1131,8 @@ public struct CoordinatorCore: Sendable {
     /// The one way owners are removed: their weight stops counting on their workers, and a move one
     /// of them was a side of ends (the other side, if still an owner, keeps the shard).
     @discardableResult
-    private mutating func removeOwners(of name: String, where matches: (Owner) -> Bool) -> [Owner] {
+    /// `lost`: the owners' processes died or failed the shard (not a rejoin or a claim resolved).
+    private mutating func removeOwners(of name: String, lost: Bool = false, where matches: (Owner) -> Bool) -> [Owner] {
         guard let shard = shards[name] else { return [] }
         let removed = shard.owners.filter(matches)
         guard !removed.isEmpty else { return [] }
@@ -1078,7 +1140,7 @@ public struct CoordinatorCore: Sendable {
         for owner in removed {
             // Lost before it went live: its backfill may not have run, so the next owner's starts
             // where this one's would have (the older of the two).
-            if owner.state == .assigned, let resume = owner.resumeFrom {
+            if lost, owner.state == .assigned, let resume = owner.resumeFrom {
                 let earlier = shards[name]?.backfillFrom.map { $0.time < resume.time ? $0 : resume } ?? resume
                 shards[name]?.backfillFrom = earlier
             }
@@ -1103,7 +1165,7 @@ public struct CoordinatorCore: Sendable {
             // Its ownerships go; a move with it on either side is abandoned (without the old owner,
             // the shard is placed again from its resume point, with no cutover).
             abandonMoves(involving: id, into: &actions)
-            forgetOwnerships(of: id)
+            forgetOwnerships(of: id, lost: true)
             // Its hand-overs too: a dead worker stores nothing, so its replacement must not wait for
             // a cutover (one cut off but storing overlaps, which at-least-once tolerates).
             dropHandOvers { $0.workerID == id }

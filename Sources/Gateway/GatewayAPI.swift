@@ -34,6 +34,9 @@ public final class GatewayAPI: Sendable {
         case data = "/api/v1/data/{symbol}/{feed}"
         case status = "/api/v1/status/{symbol}"
         case cluster = "/api/v1/cluster"
+        case workerOperation = "/api/v1/cluster/workers/{id}/{operation}"
+        case rebalance = "/api/v1/cluster/rebalance/{operation}"
+        case move = "/api/v1/cluster/move"
         case health = "/health"
         case ready = "/ready"
         case metrics = "/metrics"
@@ -62,6 +65,9 @@ public final class GatewayAPI: Sendable {
         router.add("GET", "/api/v1/data/{symbol}/{feed}", .data)
         router.add("GET", "/api/v1/status/{symbol}", .status)
         router.add("GET", "/api/v1/cluster", .cluster)
+        router.add("POST", "/api/v1/cluster/workers/{id}/{operation}", .workerOperation)
+        router.add("POST", "/api/v1/cluster/rebalance/{operation}", .rebalance)
+        router.add("POST", "/api/v1/cluster/move", .move)
         router.add("GET", "/health", .health)
         router.add("GET", "/ready", .ready)
         router.add("GET", "/metrics", .metrics)
@@ -135,6 +141,9 @@ public final class GatewayAPI: Sendable {
             return HTTPResponse(
                 status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                 body: Array(registry.render().utf8))
+        case .workerOperation, .rebalance, .move:
+            try authorize(request)
+            return try await operate(route, parameters, request)
         case .subscribe, .unsubscribe:
             try authorize(request)
             let (streams, replicas) = try parseSubscription(request, allowReplicas: route == .subscribe)
@@ -172,6 +181,55 @@ public final class GatewayAPI: Sendable {
     }
 
     /// Validates the whole body before anything changes.
+    /// `POST /api/v1/cluster/workers/{id}/drain|cordon|uncordon`, `/rebalance/pause|resume`, and
+    /// `/move` with `{"shard": "okx/trades/BTC-USDT", "to": "worker-1"}`: 202 once applied.
+    private func operate(
+        _ route: Route, _ parameters: [String: String], _ request: HTTPRequest
+    ) async throws
+        -> HTTPResponse
+    {
+        let operation: ClusterOperation
+        switch route {
+        case .workerOperation:
+            let id = parameters["id"] ?? ""
+            switch parameters["operation"] {
+            case "drain": operation = .drain(worker: id)
+            case "cordon": operation = .cordon(worker: id)
+            case "uncordon": operation = .uncordon(worker: id)
+            default:
+                throw Failure(
+                    status: 404, message: "no such operation: use drain, cordon or uncordon", field: "operation")
+            }
+        case .rebalance:
+            switch parameters["operation"] {
+            case "pause": operation = .pauseRebalance(true)
+            case "resume": operation = .pauseRebalance(false)
+            default: throw Failure(status: 404, message: "no such operation: use pause or resume", field: "operation")
+            }
+        default:
+            let type = (request.head.headers["Content-Type"] ?? "").lowercased()
+            guard type.hasPrefix("application/json") else {
+                throw Failure(status: 415, message: "Content-Type must be application/json", field: "Content-Type")
+            }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+                throw Failure(status: 400, message: "body must be a JSON object", field: "body")
+            }
+            guard let shard = object["shard"] as? String, !shard.isEmpty else {
+                throw Failure(
+                    status: 400, message: "'shard' must be a shard id such as okx/trades/BTC-USDT", field: "shard")
+            }
+            guard let to = object["to"] as? String, !to.isEmpty else {
+                throw Failure(status: 400, message: "'to' must be a worker id", field: "to")
+            }
+            operation = .move(shard: shard, to: to)
+        }
+        if let refusal = await plane.operate(operation) {
+            throw Failure(status: refusal.notFound ? 404 : 409, message: refusal.message)
+        }
+        logger.notice("cluster operation", ["operation": "\(operation)"])
+        return Self.json(202, ["accepted": true, "operation": "\(operation)"])
+    }
+
     private func parseSubscription(_ request: HTTPRequest, allowReplicas: Bool) throws -> ([StreamID], Int) {
         let type = (request.head.headers["Content-Type"] ?? "").lowercased()
         guard type.hasPrefix("application/json") else {

@@ -7,7 +7,28 @@ import Runtime
 /// What runs the subscribed streams behind the API: the in-process engine (standalone) or the
 /// cluster's coordinator, which places them on workers. The API validates and persists requests;
 /// the plane runs them.
+/// An operator's request to the cluster (`coordinator drain|cordon|uncordon|rebalance|move`).
+public enum ClusterOperation: Sendable, Equatable {
+    case drain(worker: String)
+    case cordon(worker: String)
+    case uncordon(worker: String)
+    case pauseRebalance(Bool)
+    case move(shard: String, to: String)
+}
+
+/// Why an operation was not applied: `notFound` names an unknown worker or shard.
+public struct OperationRefusal: Error, Sendable, Equatable {
+    public var notFound: Bool
+    public var message: String
+    public init(notFound: Bool, message: String) {
+        self.notFound = notFound
+        self.message = message
+    }
+}
+
 public protocol StreamPlane: Sendable {
+    /// Applies an operator's request, or says why not (nothing changed then).
+    func operate(_ operation: ClusterOperation) async -> OperationRefusal?
     /// Starts collecting `streams`, each on `replicas` distinct workers where the plane has several;
     /// returns the streams refused, with why.
     @discardableResult
@@ -38,6 +59,11 @@ public struct StandalonePlane: StreamPlane {
     public func unsubscribe(_ streams: [StreamID]) async { await engine.unsubscribe(streams) }
 
     public func statuses() async -> [StreamStatus] { engine.status.all() }
+
+    public func operate(_ operation: ClusterOperation) async -> OperationRefusal? {
+        OperationRefusal(
+            notFound: false, message: "standalone mode has one in-process worker: there is no cluster to operate")
+    }
 
     public func owners() async -> [StreamID: [(worker: String, epoch: UInt64)]] {
         Dictionary(uniqueKeysWithValues: engine.status.all().map { ($0.stream, [(workerID, UInt64(1))]) })

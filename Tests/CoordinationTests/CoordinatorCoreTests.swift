@@ -100,6 +100,44 @@ import Testing
         #expect(toC.first?.1.resumeFrom == ResumePoint(time: 42), "from b's resume point, not its stream's end")
     }
 
+    /// The same process reconnecting is not lost: its resume point is not handed on, so a later
+    /// owner resumes from where its rows really end, not from a stale backfill point.
+    @Test func aReconnectingOwnerKeepsNoStaleBackfillPoint() {
+        var core = Self.core()
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0)
+        _ = core.handle(
+            .workerJoined(Self.hello("a", shards: [ReportedShard(shard: name, epoch: 1, lastEventTime: 42)])),
+            now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
+        for t in stride(from: Int64(1000), through: 5000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "b", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+        }
+        let toB = Self.assigns(core.handle(.tick, now: Self.at(5000), wallClock: 0))
+        let epoch = try? #require(toB.first?.1.epoch)
+        // b reconnects (same incarnation) before it is live, reporting the shard; then goes live.
+        _ = core.handle(
+            .workerJoined(
+                Self.hello("b", shards: [ReportedShard(shard: name, epoch: epoch ?? 0, lastEventTime: 42, live: false)])
+            ),
+            now: Self.at(5100), wallClock: 0)
+        _ = core.handle(.shardLive(workerID: "b", shard: name, epoch: epoch ?? 0), now: Self.at(5200), wallClock: 0)
+        _ = core.handle(
+            .heartbeat(
+                workerID: "b", sequence: 99,
+                reports: [
+                    ShardReport(shard: name, epoch: epoch ?? 0, state: .live, eventsDelta: 9, lastEventTime: 59_000_000)
+                ]),
+            now: Self.at(6000), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("c")), now: Self.at(6000), wallClock: 0)
+        for t in stride(from: Int64(7000), through: 12000, by: 1000) {
+            _ = core.handle(.heartbeat(workerID: "c", sequence: UInt64(t)), now: Self.at(t), wallClock: 0)
+        }
+        let toC = Self.assigns(core.handle(.tick, now: Self.at(12000), wallClock: 0))
+        #expect(toC.map(\.0) == ["c"])
+        #expect(toC.first?.1.resumeFrom?.time == 59_000_000, "from b's rows, not the stale 42")
+    }
+
     /// A process refused as a duplicate stops what it runs: a shard nobody owns is placed from where
     /// that process's rows end (its `Hello` said), not from the map's older watermark.
     @Test func aProcessRefusedAsADuplicateLeavesItsResumePoint() {
@@ -116,6 +154,52 @@ import Testing
         let placed = Self.assigns(core.handle(.workerJoined(Self.hello("w5")), now: Self.at(20), wallClock: 20_000))
         #expect(placed.map(\.0) == ["w5"])
         #expect(placed.first?.1.resumeFrom == ResumePoint(time: 777, id: "9"))
+    }
+
+    /// An operator's move goes make-before-break to the named worker; what cannot be done now is
+    /// refused with a reason, and nothing changes.
+    @Test func anOperatorMoveIsMakeBeforeBreakAndRefusedWithAReason() {
+        var core = Self.core()
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0))
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
+        let move = CoordinatorCore.Event.move(shard: name, to: "b")
+        #expect(
+            core.refusal(of: move, now: Self.at(1), wallClock: 1)?.contains("can hand it over") == true, "not live yet")
+        _ = core.handle(.shardLive(workerID: "a", shard: name, epoch: placed[0].1.epoch), now: Self.at(1), wallClock: 1)
+        #expect(core.refusal(of: .move(shard: "okx/trades/NOPE", to: "b"), now: Self.at(1), wallClock: 1) != nil)
+        #expect(core.refusal(of: .move(shard: name, to: "zz"), now: Self.at(1), wallClock: 1)?.contains("zz") == true)
+        #expect(
+            core.refusal(of: .move(shard: name, to: "a"), now: Self.at(1), wallClock: 1)?.contains("already") == true)
+        #expect(core.refusal(of: .drain(workerID: "zz"), now: Self.at(1), wallClock: 1) != nil)
+        #expect(core.refusal(of: move, now: Self.at(1), wallClock: 1) == nil)
+        let moved = Self.assigns(core.handle(move, now: Self.at(2), wallClock: 2))
+        #expect(moved.map(\.0) == ["b"] && moved.first?.1.cutoverAt != nil, "to b, with a cutover")
+        #expect(core.moves[name]?.from.workerID == "a")
+        #expect(core.refusal(of: move, now: Self.at(3), wallClock: 3) != nil, "one move at a time")
+        // A refused move changes nothing.
+        let again = core.handle(.move(shard: name, to: "zz"), now: Self.at(3), wallClock: 3)
+        #expect(Self.assigns(again).isEmpty && Self.revokes(again).isEmpty)
+    }
+
+    /// Paused, balance is not judged on joins or ticks; resumed, it is.
+    @Test func aPausedRebalanceMovesNothingUntilResumed() {
+        var core = Self.core()
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe((0..<6).map { .init(shard: "okx/trades/S\($0)", weight: 10) }), now: Self.at(0), wallClock: 0
+            ))
+        for (_, a) in placed {
+            _ = core.handle(.shardLive(workerID: "a", shard: a.shard, epoch: a.epoch), now: Self.at(0), wallClock: 0)
+        }
+        _ = core.handle(.pauseRebalance(true), now: Self.at(0), wallClock: 0)
+        #expect(Self.assigns(core.handle(.workerJoined(Self.hello("b")), now: Self.at(100), wallClock: 0)).isEmpty)
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(2000), wallClock: 0)).isEmpty)
+        _ = core.handle(.pauseRebalance(false), now: Self.at(2100), wallClock: 0)
+        #expect(!Self.assigns(core.handle(.tick, now: Self.at(3200), wallClock: 0)).isEmpty, "moves start again")
     }
 
     /// A restarted coordinator places nothing for one lease length: live workers re-report first.
