@@ -45,7 +45,8 @@ public struct ClusterPlane: StreamPlane {
         case .move(let shard, let to): event = .move(shard: shard, to: to)
         }
         guard let reason = await server.command(event) else { return nil }
-        return OperationRefusal(notFound: reason.hasPrefix("no worker") || reason.hasPrefix("no shard"), message: reason)
+        return OperationRefusal(
+            notFound: reason.hasPrefix("no worker") || reason.hasPrefix("no shard"), message: reason)
     }
 
     public func unsubscribe(_ streams: [StreamID]) async {
