@@ -74,6 +74,10 @@ public actor WorkerPlane {
         inputs.finish()
     }
 
+    /// How long (µs of exchange time) an unfilled hole holds the reported watermark back: a
+    /// backfill not done by then has failed (it stays in the gap ledger) and the watermark moves on.
+    static let backfillReportHold: Int64 = 600_000_000
+
     /// The shards running now, by epoch.
     public var epochs: [String: UInt64] { runner.epochs }
 
@@ -83,11 +87,15 @@ public actor WorkerPlane {
         for (shard, _) in runner.epochs.sorted(by: { $0.key < $1.key }) {
             guard let stream = StreamID(shard) else { continue }
             let status = engine.status.status(stream)
+            // A recent hole whose backfill has not finished (see `ShardRunner.Observed.fillingHole`).
+            let recent = WallClock.microseconds() - Self.backfillReportHold
+            let filling = status?.gaps.contains { !$0.recovered && $0.cause == .reconnect && $0.to >= recent } ?? false
             let mark = marks[stream]
             observed.append(
                 ShardRunner.Observed(
                     shard: shard, live: status?.state == .live, stored: Int64(status?.messages ?? 0),
-                    lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection))
+                    lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection,
+                    fillingHole: filling))
         }
         enqueue(.observed(observed))
         enqueue(.tick)

@@ -21,10 +21,14 @@ public struct ShardRunner: Sendable {
         public var lastEventID: String?
         /// The exchange refused it for good: its code and message.
         public var rejection: (code: String, message: String)?
+        /// A backfill of a hole is still running: the stored watermark is the live stream's, past the
+        /// hole, so it is not reported (a successor resuming there would skip rows never stored);
+        /// the last report stands, at first the assignment's resume point.
+        public var fillingHole = false
 
         public init(
             shard: String, live: Bool, stored: Int64, lastEventTime: Int64? = nil, lastEventID: String? = nil,
-            rejection: (code: String, message: String)? = nil
+            rejection: (code: String, message: String)? = nil, fillingHole: Bool = false
         ) {
             self.shard = shard
             self.live = live
@@ -32,12 +36,13 @@ public struct ShardRunner: Sendable {
             self.lastEventTime = lastEventTime
             self.lastEventID = lastEventID
             self.rejection = rejection
+            self.fillingHole = fillingHole
         }
 
         public static func == (a: Observed, b: Observed) -> Bool {
             a.shard == b.shard && a.live == b.live && a.stored == b.stored && a.lastEventTime == b.lastEventTime
                 && a.lastEventID == b.lastEventID && a.rejection?.code == b.rejection?.code
-                && a.rejection?.message == b.rejection?.message
+                && a.rejection?.message == b.rejection?.message && a.fillingHole == b.fillingHole
         }
         public func hash(into h: inout Hasher) { h.combine(shard) }
     }
@@ -134,13 +139,14 @@ public struct ShardRunner: Sendable {
                 }
                 let delta = r.stored.map { max(0, o.stored - $0) } ?? 0
                 r.stored = max(r.stored ?? o.stored, o.stored)
-                if delta > 0 || (o.lastEventTime ?? .min) > (r.lastEventTime ?? .min) {
-                    r.lastEventTime = max(r.lastEventTime ?? .min, o.lastEventTime ?? .min)
+                let time = o.fillingHole ? nil : o.lastEventTime
+                if delta > 0 || (time ?? .min) > (r.lastEventTime ?? .min) {
+                    r.lastEventTime = max(r.lastEventTime ?? .min, time ?? .min)
                     actions.append(
                         .report(
                             .stored(
-                                shard: o.shard, epoch: r.epoch, events: delta, lastEventTime: o.lastEventTime,
-                                lastEventID: o.lastEventID)))
+                                shard: o.shard, epoch: r.epoch, events: delta, lastEventTime: time,
+                                lastEventID: time == nil ? nil : o.lastEventID)))
                 }
                 running[o.shard] = r
             }

@@ -236,7 +236,13 @@ public struct CoordinatorCore: Sendable {
     /// the shards each worker owns, and the shards short of their replicas (not rejected).
     private var ownedBy: [String: Set<String>] = [:]
     private var unplaced: Set<String> = []
-    /// `unplaced` in placement order (heaviest first, ties by name), possibly with names since
+    /// 0 for trades and candles (backfillable, with the tightest failover goal), 1 for the rest.
+    static func placementRank(_ shard: String) -> Int {
+        let feed = shard.split(separator: "/").dropFirst().first ?? ""
+        return feed == "trades" || feed.hasPrefix("candles") ? 0 : 1
+    }
+
+    /// `unplaced` in placement order (trades and candles first, then heaviest first, ties by name), possibly with names since
     /// placed; sorted again only after a shard joins `unplaced` or changes weight (`orderStale`).
     private var placementOrder: [String] = []
     private var orderStale = false
@@ -1177,15 +1183,17 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// Gives every shard short of its replicas an owner: the eligible worker with the lowest load per
-    /// capacity that can still fit it and does not already run it. Shards are taken heaviest first,
-    /// ties by name, so placement is deterministic.
+    /// capacity that can still fit it and does not already run it. Shards are taken trades and candles
+    /// first, then heaviest first, ties by name, so placement is deterministic.
     private mutating func place(now: Instant, wallClock: Int64, into actions: inout [Action]) {
         guard !unplaced.isEmpty else { return }
         var queue = PlacementQueue(workers.values.filter { $0.leaseUntil > now && !$0.cordoned })
         guard !queue.entries.isEmpty else { return }
         if orderStale {
-            placementOrder = unplaced.map { (shards[$0]?.spec.weight ?? 0, $0) }.sorted { ($0.0, $1.1) > ($1.0, $0.1) }
-                .map(\.1)
+            // Trades and candles first (their failover goal is the tightest, and a paced group places
+            // them before books), then heaviest first, ties by name.
+            placementOrder = unplaced.map { (Self.placementRank($0), shards[$0]?.spec.weight ?? 0, $0) }
+                .sorted { a, b in a.0 != b.0 ? a.0 < b.0 : (a.1, b.2) > (b.1, a.2) }.map(\.2)
             orderStale = false
         } else if placementOrder.count > 2 * unplaced.count + 64 {
             placementOrder.removeAll { !unplaced.contains($0) }

@@ -186,8 +186,9 @@ public struct CoordinatorService: Sendable {
                         drop(
                             c, level: "warning", "control handshake refused",
                             ["remote": remote, "reason": reason.rawValue, "error": text], into: &out)
-                        // It proved the secret and now stops what it runs: the core keeps where its rows end.
-                        if reason == .duplicateID && !hello.shards.isEmpty {
+                        // It proved the secret and now stops what it runs (a version-2 worker does): the
+                        // core keeps where its rows end.
+                        if reason == .duplicateID && hello.version >= 2 && !hello.shards.isEmpty {
                             feed(.workerRefused(hello), now: now, wallClock: wallClock, into: &out)
                         }
                         return

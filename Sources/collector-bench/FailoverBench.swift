@@ -9,7 +9,7 @@ import Exchanges
 /// leases with 1 s heartbeats. One worker dies; for each of its shards, the simulated time from the
 /// death until a new owner reports it live. The new owner confirms a trade, candle or ticker
 /// subscription 100–300 ms after the assign, a book 0.5–2 s after (its snapshot). Prints max and
-/// median per kind, and the core's real CPU time for the whole run. Workers sharing a group share the
+/// median for trades and candles, tickers and books apart, and the core's real CPU time for the whole run. Workers sharing a group share the
 /// exchange's per-IP budget, so their failover is paced (OKX: 20 assignments, then 10 a second).
 enum FailoverBench {
     static func run(_ options: BenchOptions) {
@@ -20,6 +20,7 @@ enum FailoverBench {
         let groups = max(1, min(workerCount, options.int("groups", default: workerCount)))
         var rng = SeededRNG(seed: UInt64(options.int("seed", default: 1)))
         var tradeTimes: [Int64] = []
+        var tickerTimes: [Int64] = []
         var bookTimes: [Int64] = []
         var coreNanoseconds: UInt64 = 0
         for _ in 0..<reps {
@@ -88,6 +89,8 @@ enum FailoverBench {
                         lost.remove(d.shard)
                         if d.shard.contains("/book") {
                             bookTimes.append(now - diedAt)
+                        } else if d.shard.contains("/ticker") {
+                            tickerTimes.append(now - diedAt)
                         } else {
                             tradeTimes.append(now - diedAt)
                         }
@@ -110,7 +113,7 @@ enum FailoverBench {
         print(
             "RESULT mode=failover workers=\(workerCount) groups=\(groups) shards=\(shardCount) lease_ms=\(leaseMs) "
                 + "reps=\(reps) "
-                + "trades_candles_tickers: \(stats(tradeTimes)) books: \(stats(bookTimes)) "
+                + "trades_candles: \(stats(tradeTimes)) tickers: \(stats(tickerTimes)) books: \(stats(bookTimes)) "
                 + "core_cpu_ms=\(coreNanoseconds / 1_000_000) goal_ms=\(leaseMs + 1000)")
     }
 }

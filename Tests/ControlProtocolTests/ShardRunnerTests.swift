@@ -101,6 +101,26 @@ import Testing
         #expect(Self.reports(counted) == ["stored \(Self.name)@5 +3 \(Self.wall + 6) -"])
     }
 
+    /// While a hole is being backfilled, events are counted but the watermark is not reported: a
+    /// successor must not resume past rows never stored.
+    @Test func aHoleBeingFilledHoldsTheReportedWatermarkBack() {
+        var runner = ShardRunner()
+        _ = runner.handle(.session(.start(Self.assignment(epoch: 3))), wallClock: Self.wall)
+        _ = runner.handle(.observed([.init(shard: Self.name, live: true, stored: 0)]), wallClock: Self.wall)
+        let filling = runner.handle(
+            .observed([
+                .init(
+                    shard: Self.name, live: true, stored: 5, lastEventTime: Self.wall + 9, lastEventID: "99",
+                    fillingHole: true)
+            ]), wallClock: Self.wall + 1)
+        #expect(Self.reports(filling) == ["stored \(Self.name)@3 +5 - -"], "counted, no watermark")
+        let filled = runner.handle(
+            .observed([.init(shard: Self.name, live: true, stored: 5, lastEventTime: Self.wall + 9, lastEventID: "99")]
+            ),
+            wallClock: Self.wall + 2)
+        #expect(Self.reports(filled) == ["stored \(Self.name)@3 +0 \(Self.wall + 9) 99"], "reported once filled")
+    }
+
     @Test func aStopOfAnotherEpochIsIgnoredAndAnImmediateStopUnsubscribes() {
         var runner = ShardRunner()
         _ = runner.handle(.session(.start(Self.assignment(epoch: 3))), wallClock: Self.wall)

@@ -322,6 +322,7 @@ import Testing
                 } else {
                     processes[name]?.runs[shard] = nil
                     processes[name]?.handedOver[shard] = nil
+                    processes[name]?.storesFrom[shard] = nil
                 }
             case .orphaned, .log, .egressShare:
                 break
@@ -353,7 +354,10 @@ import Testing
                 }
                 for (shard, h) in p.handedOver where wall >= h.until {
                     processes[name]?.handedOver[shard] = nil
-                    if processes[name]?.runs[shard] == h.epoch { processes[name]?.runs[shard] = nil }
+                    if processes[name]?.runs[shard] == h.epoch {
+                        processes[name]?.runs[shard] = nil
+                        processes[name]?.storesFrom[shard] = nil
+                    }
                 }
                 let due = p.pendingLive.filter { $0.at <= now }
                 processes[name]?.pendingLive.removeAll { $0.at <= now }
