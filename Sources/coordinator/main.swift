@@ -20,6 +20,7 @@ let version = "0.3.0-dev"
 let usage = """
     usage: coordinator serve --standalone [options]    collect in this process
            coordinator serve [options]                 run the cluster's coordinator
+           coordinator status|drain|cordon|uncordon|rebalance|move …   operate a running cluster
            coordinator --version | --help
 
     --standalone collects OKX streams into PostgreSQL until SIGTERM/SIGINT, then flushes every batch
@@ -82,8 +83,11 @@ if arguments.contains("--version") {
     print("coordinator \(version)")
     exit(0)
 }
+if let command = arguments.first, ["status", "drain", "cordon", "uncordon", "rebalance", "move"].contains(command) {
+    runOperatorCommand(command, Array(arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+}
 guard arguments.first == "serve" else {
-    usageError("unknown or missing command (only `serve --standalone` exists yet)")
+    usageError("unknown or missing command: serve, status, drain, cordon, uncordon, rebalance or move")
 }
 arguments.removeFirst()
 let environment = ProcessInfo.processInfo.environment

@@ -81,6 +81,51 @@ import Testing
             }
             return owners.count == 7 && Set(owners.values).count == 2
         }
+        // The operator CLI against this cluster: the table, the JSON document, operations, exit codes.
+        let cli = ["COORDINATOR_URL": base]
+        let table = try await ExternalProcess.run(Self.coordinatorBinary, ["status"], environment: cli)
+        #expect(table.status == 0, "\(table.stdout) \(table.stderr)")
+        #expect(table.stdout.hasPrefix("WORKER") && table.stdout.contains("wa") && table.stdout.contains("wb"))
+        #expect(table.stdout.contains("healthy"), "\(table.stdout)")
+        let listed = try await ExternalProcess.run(Self.coordinatorBinary, ["status", "--shards"], environment: cli)
+        #expect(listed.stdout.contains("okx/trades/W5-USDT") && listed.stdout.contains("SHARD"), "\(listed.stdout)")
+        let json = try await ExternalProcess.run(Self.coordinatorBinary, ["status", "--json"], environment: cli)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(document["healthy"] is Bool)
+        for w in document["workers"] as? [[String: Any]] ?? [] {
+            for key in ["id", "address", "state", "lease_expires_in_ms", "shards", "weight", "events_per_second"] {
+                #expect(w.keys.contains(key), "worker field \(key)")
+            }
+        }
+        for shard in document["shards"] as? [[String: Any]] ?? [] {
+            for key in ["id", "exchange", "feed", "symbol", "owners", "epoch", "state", "last_event_age_ms"] {
+                #expect(shard.keys.contains(key), "shard field \(key)")
+            }
+        }
+        let unknown = try await ExternalProcess.run(Self.coordinatorBinary, ["drain", "nosuch"], environment: cli)
+        #expect(unknown.status == 1 && unknown.stderr.contains("no worker nosuch"), "\(unknown.stderr)")
+        let usage = try await ExternalProcess.run(Self.coordinatorBinary, ["move", "x"], environment: cli)
+        #expect(usage.status == 64)
+        #expect(
+            try await ExternalProcess.run(Self.coordinatorBinary, ["rebalance", "pause"], environment: cli).status == 0)
+        #expect(try await ExternalProcess.run(Self.coordinatorBinary, ["cordon", "wb"], environment: cli).status == 0)
+        let shardOnA = try #require(owners.first { $0.value == "wa" }?.key)
+        let toCordoned = try await ExternalProcess.run(
+            Self.coordinatorBinary, ["move", shardOnA, "--to", "wb"], environment: cli)
+        #expect(toCordoned.status == 1 && toCordoned.stderr.contains("cordoned"), "\(toCordoned.stderr)")
+        #expect(
+            try await ExternalProcess.run(Self.coordinatorBinary, ["uncordon", "wb"], environment: cli).status == 0)
+        let moved = try await ExternalProcess.run(
+            Self.coordinatorBinary, ["move", shardOnA, "--to", "wb"], environment: cli)
+        #expect(moved.status == 0, "\(moved.stderr)")
+        try await ControlOverTCPTests.eventually("the moved shard lives on wb") {
+            let shards = (await Self.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
+            return shards.contains { $0["id"] as? String == shardOnA && ($0["owners"] as? [String]) == ["wb"] }
+        }
+        #expect(
+            try await ExternalProcess.run(Self.coordinatorBinary, ["rebalance", "resume"], environment: cli).status == 0
+        )
+        owners[shardOnA] = "wb"
         let wa = try #require(workers["wa"])
         let waPort = try #require(Self.logFields(wa, "worker started")?["http.port"])
         #expect(await Self.json("http://127.0.0.1:\(waPort)/health")["status"] as? String == "ok")
@@ -162,6 +207,14 @@ import Testing
             #expect(
                 c.count == c.span,
                 "\(symbol): \(c.count) fills stored over an id span of \(c.span); holes \(holes.prefix(5))")
+        }
+        // kill -9 the last worker: once its lease expires, status says so with exit code 2.
+        let wb = try #require(workers["wb"])
+        wb.send(signal: SIGKILL)
+        _ = await wb.waitForExit(timeout: .seconds(5))
+        try await ControlOverTCPTests.eventually("status reports the unowned shards", timeout: .seconds(15)) {
+            let r = try? await ExternalProcess.run(Self.coordinatorBinary, ["status"], environment: cli)
+            return r?.status == 2 && r?.stdout.contains("NOT healthy") == true
         }
         await simulator.shutdown()
         await loop.shutdown()
