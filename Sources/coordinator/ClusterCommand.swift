@@ -42,6 +42,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         } catch {
             startupError(log, "cannot create the data directory", ["data.dir": settings.dataDirectory])
         }
+        let leadership = await becomeActive(command)
         let subscriptions: SubscriptionRegistry
         do {
             subscriptions = try SubscriptionRegistry(
@@ -108,10 +109,31 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                 "http.port": "\(http.port)", "streams": "\(subscriptions.all.count)",
                 "lease.seconds": "\(settings.leaseTTL)", "heartbeat.seconds": "\(settings.heartbeatInterval)",
             ])
+        // The hold is re-checked every half lease: lost (the database unreachable, or the session
+        // gone), this process stops serving at once; the standby takes over with a new term.
+        let watchdog: Task<Void, Never>?
+        if case .database(let lock) = leadership {
+            let interval = Duration.milliseconds(Int64(settings.leaseTTL * 500))
+            watchdog = Task {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: interval) } catch { return }  // cancelled: stopping
+                    guard await lock.stillHeld() else {
+                        log.write(
+                            "error", "lost the coordinator lock: stopping at once (a standby takes over)",
+                            ["check.ms": "\(Int(settings.leaseTTL * 500))"])
+                        exit(3)
+                    }
+                }
+            }
+        } else {
+            watchdog = nil
+        }
         await waitForShutdown(command.shutdownSignals)
+        watchdog?.cancel()
         log.write("notice", "shutting down the coordinator")
         await http.shutdown(deadline: .seconds(2))
         await server.shutdown()
+        if case .database(let lock) = leadership { lock.release() }
         log.write("notice", "stopped")
         finished.signal()
     }
@@ -132,4 +154,44 @@ func waitForShutdown(_ signals: DispatchSemaphore) async {
         thread.name = "shutdown-signal"
         thread.start()
     }
+}
+
+/// Waits until this process is the active coordinator: the holder of the database's advisory lock
+/// (polling as a standby while another holds it), or, without a database, of `DATA_DIR`'s lock file
+/// (a second process on the same directory does not start). A signal while waiting exits 0.
+func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
+    let log = command.log
+    let settings = command.settings
+    guard let conninfo = PostgresConfiguration.conninfo(from: command.environment) else {
+        let path = settings.dataDirectory + "/coordinator.lock"
+        do {
+            guard let lock = try FileLock.tryLock(path) else {
+                startupError(log, "another coordinator is running with this data directory", ["lock.file": path])
+            }
+            log.write("notice", "active coordinator", ["lock": "file", "lock.file": path])
+            return .file(lock)
+        } catch {
+            startupError(log, "cannot lock the data directory", ["error": error.description])
+        }
+    }
+    let lock = PostgresLeadership(conninfo: conninfo, lease: .milliseconds(Int64(settings.leaseTTL * 1000)))
+    var standing = false
+    while true {
+        do {
+            if try await lock.tryAcquire() { break }
+            if !standing {
+                log.write("notice", "standby: another coordinator holds the lock; waiting to take over")
+                standing = true
+            }
+        } catch {
+            log.write("warning", "cannot reach the database for the coordinator lock", ["error": "\(error)"])
+        }
+        if command.shutdownSignals.wait(timeout: .now()) == .success {
+            log.write("notice", "stopped while standing by")
+            exit(0)
+        }
+        do { try await Task.sleep(for: .milliseconds(Int64(settings.leaseTTL * 200))) } catch { exit(0) }
+    }
+    log.write("notice", "active coordinator", ["lock": "database", "took.over": "\(standing)"])
+    return .database(lock)
 }

@@ -1,0 +1,113 @@
+import ExchangeSimulator
+import Foundation
+import Runtime
+import TestSupport
+import Testing
+
+/// One active coordinator and a hot standby on one PostgreSQL: the standby waits on the advisory
+/// lock, takes over (a new term) when the active one is killed, the worker re-registers, and no
+/// shard whose worker stayed alive is moved.
+@Suite(.serialized) struct StandbyCoordinatorTests {
+    @Test func killingTheActiveCoordinatorHandsTheClusterToTheStandbyWithoutMovingAShard() async throws {
+        let database = try await TestDatabase.create()
+        defer { database.drop() }
+        let loop = try EventLoop.start(name: "standby-test")
+        var simConfig = SimulatorConfiguration()
+        simConfig.symbols = ["SB0-USDT", "SB1-USDT", "SB2-USDT"]
+        simConfig.tradesPerBar = 20
+        let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
+        let controlPort = try await ClusterCoordinatorProcessTests.freePort()
+        let httpPort = try await ClusterCoordinatorProcessTests.freePort()
+        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "standby")
+        let secret = WorkerProcessTests.secret
+        // Both on the same ports: a standby listens on nothing until it is active.
+        func coordinator() throws -> ExternalProcess {
+            try ExternalProcess(
+                WorkerProcessTests.coordinatorBinary,
+                ["serve", "--data-dir", data, "--http-port", "\(httpPort)", "--control-port", "\(controlPort)"],
+                environment: [
+                    "CLUSTER_SECRET": secret, "LEASE_TTL": "2", "HEARTBEAT_INTERVAL": "0.2", "API_RATE_LIMIT": "0",
+                    "MARKETS": "SB0-USDT", "DATABASE_URL": database.conninfo,
+                ])
+        }
+        let first = try coordinator()
+        defer { first.stop() }
+        try await ControlOverTCPTests.eventually("the first is active") {
+            WorkerProcessTests.logFields(first, "coordinating") != nil || !first.isRunning
+        }
+        let second = try coordinator()
+        defer { second.stop() }
+        try await ControlOverTCPTests.eventually("the second stands by") {
+            second.errorOutput.contains("standby: another coordinator holds the lock") || !second.isRunning
+        }
+        #expect(second.isRunning)
+        #expect(WorkerProcessTests.logFields(second, "coordinating") == nil, "a standby serves nothing")
+        let base = "http://127.0.0.1:\(httpPort)"
+        let workerData = try TestEnvironment.makeTemporaryDirectory(prefix: "standby-worker")
+        let worker = try ExternalProcess(
+            WorkerProcessTests.workerBinary,
+            ["--coordinator", "127.0.0.1:\(controlPort)", "--id", "w1", "--http-port", "0", "--data-dir", workerData],
+            environment: [
+                "CLUSTER_SECRET": secret, "DATABASE_URL": database.conninfo,
+                "OKX_WS_BUSINESS_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/business",
+                "OKX_WS_PUBLIC_URL": "ws://127.0.0.1:\(simulator.webSocketPort)/ws/v5/public",
+                "OKX_REST_URL": "http://127.0.0.1:\(simulator.restPort)",
+                "SQL_DIR": TestEnvironment.repositoryRoot + "/sql/init",
+            ])
+        defer { worker.stop() }
+        _ = try await ClusterCoordinatorProcessTests.curl([
+            "-X", "POST", base + "/api/v1/subscribe", "-H", "Content-Type: application/json",
+            "-d", #"{"symbols": ["SB1-USDT", "SB2-USDT"], "feeds": ["trades"]}"#,
+        ])
+        var epochs: [String: Int] = [:]
+        func liveEpochs() async -> [String: Int] {
+            let shards = (await WorkerProcessTests.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
+            var out: [String: Int] = [:]
+            for s in shards where s["state"] as? String == "live" && (s["owners"] as? [String]) == ["w1"] {
+                out[s["id"] as? String ?? ""] = s["epoch"] as? Int
+            }
+            return out
+        }
+        try await ControlOverTCPTests.eventually("three streams live on w1", timeout: .seconds(30)) {
+            epochs = await liveEpochs()
+            return epochs.count == 3
+        }
+        first.send(signal: SIGKILL)
+        _ = await first.waitForExit(timeout: .seconds(5))
+        try await ControlOverTCPTests.eventually("the standby takes over", timeout: .seconds(15)) {
+            WorkerProcessTests.logFields(second, "coordinating") != nil
+        }
+        #expect(WorkerProcessTests.logFields(second, "coordinating")?["term"] == "2")
+        #expect(second.errorOutput.contains(#""took.over":"true""#))
+        try await ControlOverTCPTests.eventually("the worker re-registers, nothing moved", timeout: .seconds(20)) {
+            await liveEpochs() == epochs
+        }
+        let document = await WorkerProcessTests.json(base + "/api/v1/cluster")
+        #expect(document["term"] as? Int == 2)
+        second.send(signal: SIGTERM)
+        #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
+        await simulator.shutdown()
+        await loop.shutdown()
+    }
+
+    /// Without a database, the data directory's lock file keeps a second coordinator from starting.
+    @Test func withoutADatabaseASecondCoordinatorOnTheSameDirectoryDoesNotStart() async throws {
+        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "file-lock")
+        let environment = ["CLUSTER_SECRET": WorkerProcessTests.secret, "MARKETS": "BTC-USDT"]
+        let port = try await ClusterCoordinatorProcessTests.freePort()
+        let first = try ExternalProcess(
+            WorkerProcessTests.coordinatorBinary,
+            ["serve", "--data-dir", data, "--http-port", "0", "--control-port", "\(port)"],
+            environment: environment)
+        defer { first.stop() }
+        try await ControlOverTCPTests.eventually("the first is active") {
+            WorkerProcessTests.logFields(first, "coordinating") != nil || !first.isRunning
+        }
+        let second = try await ExternalProcess.run(
+            WorkerProcessTests.coordinatorBinary,
+            ["serve", "--data-dir", data, "--http-port", "0", "--control-port", "\(port)"],
+            environment: environment)
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("another coordinator is running with this data directory"), "\(second.stderr)")
+    }
+}
