@@ -90,6 +90,59 @@ import Testing
         await loop.shutdown()
     }
 
+    /// The active coordinator's database connection blackholed (a TCP proxy that drops every byte):
+    /// its lock check fails within half a lease and it stops serving (exit 3); once its session is
+    /// gone the standby, on a healthy connection, takes over.
+    @Test func aCoordinatorCutOffFromTheDatabaseStopsAndTheStandbyTakesOver() async throws {
+        let database = try await TestDatabase.create()
+        defer { database.drop() }
+        let upstream = try #require(URLComponents(string: database.conninfo))
+        let proxy = try ExternalProcess(
+            TestEnvironment.python,
+            [TestEnvironment.peerScript("tcp_proxy.py"), upstream.host ?? "127.0.0.1", String(upstream.port ?? 5432)])
+        defer { proxy.stop() }
+        let proxyPort = try #require(Int(try await proxy.waitForLine(prefix: "LISTENING ").dropFirst(10)))
+        var viaProxy = try #require(URLComponents(string: database.conninfo))
+        viaProxy.port = proxyPort
+        let proxied = try #require(viaProxy.string)
+        let controlPort = try await ClusterCoordinatorProcessTests.freePort()
+        let httpPort = try await ClusterCoordinatorProcessTests.freePort()
+        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "blackhole")
+        func coordinator(_ url: String) throws -> ExternalProcess {
+            try ExternalProcess(
+                WorkerProcessTests.coordinatorBinary,
+                ["serve", "--data-dir", data, "--http-port", "\(httpPort)", "--control-port", "\(controlPort)"],
+                environment: [
+                    "CLUSTER_SECRET": WorkerProcessTests.secret, "LEASE_TTL": "2", "MARKETS": "BTC-USDT",
+                    "DATABASE_URL": url,
+                ])
+        }
+        let first = try coordinator(proxied)
+        defer { first.stop() }
+        try await ControlOverTCPTests.eventually("the first is active") {
+            WorkerProcessTests.logFields(first, "coordinating") != nil || !first.isRunning
+        }
+        let second = try coordinator(database.conninfo)
+        defer { second.stop() }
+        try await ControlOverTCPTests.eventually("the second stands by") {
+            second.errorOutput.contains("standby: another coordinator holds the lock") || !second.isRunning
+        }
+        let cut = ContinuousClock.now
+        proxy.send(signal: SIGHUP)
+        let status = await first.waitForExit(timeout: .seconds(6))
+        let stopped = ContinuousClock.now - cut
+        #expect(status == 3, "exit \(String(describing: status)) after \(stopped): \(first.errorOutput.suffix(800))")
+        #expect(first.errorOutput.contains("lost the coordinator lock"))
+        // The design bound is one lease (a check every half lease, each given half a lease); the
+        // margin here is for a loaded CI machine, not the figure.
+        #expect(stopped < .seconds(6), "stopped serving after \(stopped)")
+        print("blackholed coordinator stopped serving after \(stopped) (lease 2 s)")
+        try await ControlOverTCPTests.eventually("the standby takes over", timeout: .seconds(15)) {
+            WorkerProcessTests.logFields(second, "coordinating") != nil
+        }
+        #expect(WorkerProcessTests.logFields(second, "coordinating")?["term"] == "2")
+    }
+
     /// Without a database, the data directory's lock file keeps a second coordinator from starting.
     @Test func withoutADatabaseASecondCoordinatorOnTheSameDirectoryDoesNotStart() async throws {
         let data = try TestEnvironment.makeTemporaryDirectory(prefix: "file-lock")

@@ -6,6 +6,9 @@ Prints `LISTENING <port>` when ready.
            open (a server that stops answering: packets dropped, not refused); new connections
            are accepted and connected upstream, but nothing flows
   SIGUSR2  resume forwarding (what was held in the socket buffers flows on)
+  SIGHUP   drop: bytes in both directions are read and discarded (nothing arrives, nothing
+           answers), but a side that closes still closes the other, as a dead peer's TCP
+           keepalives would end the far side's session
   SIGTERM  exit
 Usage: tcp_proxy.py HOST PORT
 """
@@ -17,6 +20,12 @@ import sys
 async def main(host: str, port: int) -> None:
     flowing = asyncio.Event()
     flowing.set()
+    dropping = False
+
+    def drop() -> None:
+        nonlocal dropping
+        dropping = True
+        flowing.set()
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -26,6 +35,8 @@ async def main(host: str, port: int) -> None:
                 if not data:
                     break
                 await flowing.wait()  # a blackhole that began during the read holds the data
+                if dropping:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -46,6 +57,7 @@ async def main(host: str, port: int) -> None:
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR1, flowing.clear)
     loop.add_signal_handler(signal.SIGUSR2, flowing.set)
+    loop.add_signal_handler(signal.SIGHUP, drop)
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
     print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
     await stop
