@@ -93,6 +93,14 @@ extension CollectorEngine {
             }
         }
         registry.registerCollector(
+            "collector_sink_duplicate_rows_total",
+            help: "Rows a sink already had when a batch brought them again (ignored on conflict).", kind: .counter
+        ) {
+            storage.sinks.compactMap { $0 as? PostgresSink }.map {
+                MetricsRegistry.Sample([("sink", $0.name)], Double($0.duplicateRows))
+            }
+        }
+        registry.registerCollector(
             "collector_sink_dead_lettered_total", help: "Events a sink refused for good (written to dead letters).",
             kind: .counter, perSink { Double($0.deadLettered) })
         registry.registerCollector(

@@ -1,5 +1,6 @@
 public import MarketData
 public import PostgresClient
+import Synchronization
 
 /// The PostgreSQL sink (DESIGN.md §5): one monthly-partitioned table per data type, natural keys,
 /// COPY for bulk writes, partitions on demand, and the per-stream watermark written in the same
@@ -18,6 +19,11 @@ public import PostgresClient
 /// one `INSERT … ON CONFLICT`. One transaction per batch.
 public final class PostgresSink: Sink {
     public let name = "postgres"
+    /// Trade, book and ticker rows already stored when a batch brought them again (ignored on
+    /// conflict): a spool replay after a crash, or an overlap between two writers of a stream (a
+    /// move's cutover makes that overlap exact, so drains add none).
+    public var duplicateRows: Int { duplicates.load(ordering: .relaxed) }
+    private let duplicates = Atomic<Int>(0)
     public let executor: PGExecutor
     /// Bumped after each write, for read caches.
     public let versions: StreamVersions
@@ -81,9 +87,10 @@ public final class PostgresSink: Sink {
             partitions: partitions, watermarks: marks)
         let cache = self.cache
         do {
-            try await executor.run { connection throws(PGError) in
+            let ignored = try await executor.run { connection throws(PGError) in
                 try Self.write(batch, cache: cache, on: connection)
             }
+            if ignored > 0 { duplicates.add(ignored, ordering: .relaxed) }
         } catch {
             throw Self.sinkError(error)
         }
@@ -170,7 +177,8 @@ public final class PostgresSink: Sink {
         var watermarks: [StreamID: Watermark]
     }
 
-    private static func write(_ batch: Batch, cache: WriteCache, on connection: PGConnection) throws(PGError) {
+    /// Returns the rows ignored as already stored.
+    private static func write(_ batch: Batch, cache: WriteCache, on connection: PGConnection) throws(PGError) -> Int {
         var attempt = 0
         while true {
             attempt += 1
@@ -185,19 +193,19 @@ public final class PostgresSink: Sink {
             do throws(PGError) {
                 try connection.execute("BEGIN")
                 try writeCandles(batch.candles, cache: cache, on: connection)
-                try insertOrIgnore(
+                var ignored = try insertOrIgnore(
                     batch.trades, table: "trades", columns: tradeColumns, on: connection, encode: tradeCopyText,
                     binary: batch.trades.allSatisfy { isBinaryEncodable($0) }
                         ? { tradeCopyBinary($0, isFirst: $1, isLast: $2) } : nil)
-                try insertOrIgnore(
+                ignored += try insertOrIgnore(
                     batch.books, table: "book_messages", columns: bookColumns, on: connection, encode: bookCopyText)
-                try insertOrIgnore(
+                ignored += try insertOrIgnore(
                     batch.tickers, table: "tickers", columns: tickerColumns, on: connection, encode: tickerCopyText)
                 try writeGaps(batch.gaps, on: connection)
                 try writeWatermarks(batch.watermarks, on: connection)
                 try connection.execute("COMMIT")
                 rememberUnconfirmed(batch.candles, cache: cache)
-                return
+                return ignored
             } catch {
                 _ = try? connection.execute("ROLLBACK")  // the transaction is already aborted; report the cause
                 if attempt == 1 && error.sqlState == "23514" {
@@ -213,13 +221,15 @@ public final class PostgresSink: Sink {
     }
 
     /// COPY `rows` straight into `table` inside a savepoint; when some already exist (unique
-    /// violation), roll back to it and insert through a staging table, ignoring conflicts.
+    /// violation), roll back to it and insert through a staging table, ignoring conflicts. Returns
+    /// how many rows were ignored.
+    @discardableResult
     static func insertOrIgnore<Row>(
         _ rows: [Row], table: String, columns: String, on connection: PGConnection,
         encode: (ArraySlice<Row>) -> [UInt8],
         binary: ((ArraySlice<Row>, _ isFirst: Bool, _ isLast: Bool) -> [UInt8])? = nil
-    ) throws(PGError) {
-        guard !rows.isEmpty else { return }
+    ) throws(PGError) -> Int {
+        guard !rows.isEmpty else { return 0 }
         try connection.execute("SAVEPOINT fresh_rows")
         do throws(PGError) {
             if let binary {
@@ -236,7 +246,7 @@ public final class PostgresSink: Sink {
                 try copySlices(rows, into: "COPY \(table) (\(columns)) FROM STDIN", on: connection, encode: encode)
             }
             try connection.execute("RELEASE SAVEPOINT fresh_rows")
-            return
+            return 0
         } catch {
             guard error.sqlState == "23505" else { throw error }
             try connection.execute("ROLLBACK TO SAVEPOINT fresh_rows")
@@ -244,9 +254,11 @@ public final class PostgresSink: Sink {
         try connection.execute(
             "CREATE TEMP TABLE IF NOT EXISTS \(table)_staging (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         try copySlices(rows, into: "COPY \(table)_staging (\(columns)) FROM STDIN", on: connection, encode: encode)
-        try connection.execute(
-            "INSERT INTO \(table) (\(columns)) SELECT \(columns) FROM \(table)_staging ON CONFLICT DO NOTHING")
+        let inserted = try connection.execute(
+            "INSERT INTO \(table) (\(columns)) SELECT \(columns) FROM \(table)_staging ON CONFLICT DO NOTHING"
+        ).affectedRows
         try connection.execute("TRUNCATE \(table)_staging")
+        return rows.count - inserted
     }
 
     /// Rows per COPY slice: large enough to amortise the call, small enough to overlap with the server.

@@ -58,7 +58,7 @@ import Testing
             "LOG_LEVEL": ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil ? "debug" : "info",
         ]
         var workers: [String: ExternalProcess] = [:]
-        for id in ["wa", "wb"] {
+        for id in ["wa", "wb", "wc"] {
             let data = try TestEnvironment.makeTemporaryDirectory(prefix: "wp-\(id)")
             workers[id] = try ExternalProcess(
                 Self.workerBinary,
@@ -73,13 +73,13 @@ import Testing
         #expect(answer.contains("okx/trades/W5-USDT"), "\(answer)")
         // Every stream live, on both workers.
         var owners: [String: String] = [:]
-        try await ControlOverTCPTests.eventually("all seven streams live on two workers", timeout: .seconds(60)) {
+        try await ControlOverTCPTests.eventually("all seven streams live on three workers", timeout: .seconds(60)) {
             let shards = (await Self.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
             owners = [:]
             for s in shards where s["state"] as? String == "live" {
                 owners[s["id"] as? String ?? ""] = (s["owners"] as? [String])?.first
             }
-            return owners.count == 7 && Set(owners.values).count == 2
+            return owners.count == 7 && Set(owners.values).count == 3
         }
         // The operator CLI against this cluster: the table, the JSON document, operations, exit codes.
         let cli = ["COORDINATOR_URL": base]
@@ -126,6 +126,21 @@ import Testing
             try await ExternalProcess.run(Self.coordinatorBinary, ["rebalance", "resume"], environment: cli).status == 0
         )
         owners[shardOnA] = "wb"
+        // kill -9 wc: once its lease expires its shards are placed on wa and wb, which backfill from
+        // where wc's rows ended (checked below: no fill missing).
+        let wc = try #require(workers["wc"])
+        let onC = owners.filter { $0.value == "wc" }.map(\.key)
+        #expect(!onC.isEmpty)
+        wc.send(signal: SIGKILL)
+        _ = await wc.waitForExit(timeout: .seconds(5))
+        try await ControlOverTCPTests.eventually("wc's shards live elsewhere", timeout: .seconds(30)) {
+            let shards = (await Self.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
+            owners = [:]
+            for s in shards where s["state"] as? String == "live" {
+                owners[s["id"] as? String ?? ""] = (s["owners"] as? [String])?.first
+            }
+            return owners.count == 7 && !owners.values.contains("wc")
+        }
         let wa = try #require(workers["wa"])
         let waPort = try #require(Self.logFields(wa, "worker started")?["http.port"])
         #expect(await Self.json("http://127.0.0.1:\(waPort)/health")["status"] as? String == "ok")

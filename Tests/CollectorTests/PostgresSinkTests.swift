@@ -99,6 +99,28 @@ func makeCandle(
         }
     }
 
+    /// Rows a batch brings again are ignored and counted (the duplicate-rows metric).
+    @Test func rowsStoredTwiceAreIgnoredAndCounted() async throws {
+        try await withMigratedDatabase { executor, _ in
+            let t = UTCCalendar.microseconds(year: 2025, month: 3, day: 1)
+            let trades = (0..<5).map { i in
+                MarketEvent.trade(
+                    Trade(
+                        exchange: .okx, symbol: "BTC-USDT", tradeID: "d\(i)", price: "1.5", size: "2",
+                        side: .buy, timestampExchange: t + Int64(i), timestampCollector: t + Int64(i)))
+            }
+            let sink = PostgresSink(executor: executor)
+            try await sink.write(Array(trades.prefix(3)))
+            #expect(sink.duplicateRows == 0)
+            try await sink.write(trades)  // three again, two new
+            #expect(sink.duplicateRows == 3)
+            let count = try await executor.run { c throws(PGError) in
+                try c.execute("SELECT count(*) FROM trades").scalar
+            }
+            #expect(count == "5")
+        }
+    }
+
     @Test func rowsLandInTheirMonthlyPartitionsWithExactValues() async throws {
         try await withMigratedDatabase { executor, _ in
             let store = PostgresSink(executor: executor)
