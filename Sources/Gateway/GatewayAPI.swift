@@ -180,7 +180,6 @@ public final class GatewayAPI: Sendable {
         }
     }
 
-    /// Validates the whole body before anything changes.
     /// `POST /api/v1/cluster/workers/{id}/drain|cordon|uncordon`, `/rebalance/pause|resume`, and
     /// `/move` with `{"shard": "okx/trades/BTC-USDT", "to": "worker-1"}`: 202 once applied.
     private func operate(
@@ -230,6 +229,7 @@ public final class GatewayAPI: Sendable {
         return Self.json(202, ["accepted": true, "operation": "\(operation)"])
     }
 
+    /// Validates the whole body before anything changes.
     private func parseSubscription(_ request: HTTPRequest, allowReplicas: Bool) throws -> ([StreamID], Int) {
         let type = (request.head.headers["Content-Type"] ?? "").lowercased()
         guard type.hasPrefix("application/json") else {

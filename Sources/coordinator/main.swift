@@ -46,7 +46,10 @@ let usage = """
       BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
       API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),
       SHUTDOWN_DEADLINE seconds (default 25)
-    exit codes: 0 clean shutdown, 1 start-up failure, 64 bad usage.
+    exit codes: 0 clean shutdown, 1 start-up failure, 3 the coordinator lock was lost (a standby
+    takes over), 64 bad usage.
+    With a database configured the coordinator serves only while it holds the cluster's advisory
+    lock; a second one waits as a hot standby.
     """
 
 /// The process's logger: one JSON line per event on stderr (Observability's Logger).
