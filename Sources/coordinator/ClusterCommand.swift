@@ -176,12 +176,33 @@ func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
     }
     let lock = PostgresLeadership(conninfo: conninfo, lease: .milliseconds(Int64(settings.leaseTTL * 1000)))
     var standing = false
+    // While standing by, HTTP_PORT answers /health (alive) and 503 to everything else (`/ready`
+    // included: traffic goes to the active one); closed once this process becomes active.
+    var standbyServer: HTTPServer?
     while true {
         do {
             if try await lock.tryAcquire() { break }
             if !standing {
                 log.write("notice", "standby: another coordinator holds the lock; waiting to take over")
                 standing = true
+                do {
+                    standbyServer = try await HTTPServer.start(
+                        configuration: HTTPServerConfiguration(port: settings.httpPort), loop: command.loop
+                    ) { request in
+                        let path = request.head.target.split(separator: "?").first ?? ""
+                        return path == "/health"
+                            ? HTTPResponse(
+                                status: 200, contentType: "application/json",
+                                body: Array(#"{"status":"ok","role":"standby"}"#.utf8))
+                            : HTTPResponse(
+                                status: 503, contentType: "application/json",
+                                body: Array(#"{"ready":false,"reason":"standby coordinator"}"#.utf8))
+                    }
+                } catch {
+                    log.write(
+                        "warning", "standby cannot listen for HTTP",
+                        ["http.port": "\(settings.httpPort)", "error": "\(error)"])
+                }
             }
         } catch {
             log.write("warning", "cannot reach the database for the coordinator lock", ["error": "\(error)"])
@@ -191,6 +212,10 @@ func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
             exit(0)
         }
         do { try await Task.sleep(for: .milliseconds(Int64(settings.leaseTTL * 200))) } catch { exit(0) }
+    }
+    if let server = standbyServer {
+        await server.shutdown(deadline: .milliseconds(100))
+        standbyServer = nil
     }
     log.write("notice", "active coordinator", ["lock": "database", "took.over": "\(standing)"])
     return .database(lock)

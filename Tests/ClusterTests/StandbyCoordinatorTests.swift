@@ -18,30 +18,38 @@ import Testing
         let simulator = try await ExchangeSimulator.start(configuration: simConfig, loop: loop)
         let controlPort = try await ClusterCoordinatorProcessTests.freePort()
         let httpPort = try await ClusterCoordinatorProcessTests.freePort()
+        let standbyHTTP = try await ClusterCoordinatorProcessTests.freePort()
         let data = try TestEnvironment.makeTemporaryDirectory(prefix: "standby")
         let secret = WorkerProcessTests.secret
-        // Both on the same ports: a standby listens on nothing until it is active.
-        func coordinator() throws -> ExternalProcess {
+        // Both on the same control port: a standby opens it only once active. (Their HTTP ports
+        // differ, as two pods' addresses would: a standby answers /health there.)
+        func coordinator(http: Int) throws -> ExternalProcess {
             try ExternalProcess(
                 WorkerProcessTests.coordinatorBinary,
-                ["serve", "--data-dir", data, "--http-port", "\(httpPort)", "--control-port", "\(controlPort)"],
+                ["serve", "--data-dir", data, "--http-port", "\(http)", "--control-port", "\(controlPort)"],
                 environment: [
                     "CLUSTER_SECRET": secret, "LEASE_TTL": "2", "HEARTBEAT_INTERVAL": "0.2", "API_RATE_LIMIT": "0",
                     "MARKETS": "SB0-USDT", "DATABASE_URL": database.conninfo,
                 ])
         }
-        let first = try coordinator()
+        let first = try coordinator(http: httpPort)
         defer { first.stop() }
         try await ControlOverTCPTests.eventually("the first is active") {
             WorkerProcessTests.logFields(first, "coordinating") != nil || !first.isRunning
         }
-        let second = try coordinator()
+        let second = try coordinator(http: standbyHTTP)
         defer { second.stop() }
         try await ControlOverTCPTests.eventually("the second stands by") {
             second.errorOutput.contains("standby: another coordinator holds the lock") || !second.isRunning
         }
         #expect(second.isRunning)
         #expect(WorkerProcessTests.logFields(second, "coordinating") == nil, "a standby serves nothing")
+        try await ControlOverTCPTests.eventually("the standby answers /health") {
+            await WorkerProcessTests.json("http://127.0.0.1:\(standbyHTTP)/health")["role"] as? String == "standby"
+        }
+        let notReady = try await ExternalProcess.run(
+            "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(standbyHTTP)/ready"])
+        #expect(notReady.stdout == "503")
         let base = "http://127.0.0.1:\(httpPort)"
         let workerData = try TestEnvironment.makeTemporaryDirectory(prefix: "standby-worker")
         let worker = try ExternalProcess(
@@ -60,7 +68,7 @@ import Testing
             "-d", #"{"symbols": ["SB1-USDT", "SB2-USDT"], "feeds": ["trades"]}"#,
         ])
         var epochs: [String: Int] = [:]
-        func liveEpochs() async -> [String: Int] {
+        func liveEpochs(_ base: String) async -> [String: Int] {
             let shards = (await WorkerProcessTests.json(base + "/api/v1/cluster"))["shards"] as? [[String: Any]] ?? []
             var out: [String: Int] = [:]
             for s in shards where s["state"] as? String == "live" && (s["owners"] as? [String]) == ["w1"] {
@@ -69,7 +77,7 @@ import Testing
             return out
         }
         try await ControlOverTCPTests.eventually("three streams live on w1", timeout: .seconds(30)) {
-            epochs = await liveEpochs()
+            epochs = await liveEpochs(base)
             return epochs.count == 3
         }
         first.send(signal: SIGKILL)
@@ -79,10 +87,11 @@ import Testing
         }
         #expect(WorkerProcessTests.logFields(second, "coordinating")?["term"] == "2")
         #expect(second.errorOutput.contains(#""took.over":"true""#))
+        let takenOver = "http://127.0.0.1:\(standbyHTTP)"  // the API is the new active one's
         try await ControlOverTCPTests.eventually("the worker re-registers, nothing moved", timeout: .seconds(20)) {
-            await liveEpochs() == epochs
+            await liveEpochs(takenOver) == epochs
         }
-        let document = await WorkerProcessTests.json(base + "/api/v1/cluster")
+        let document = await WorkerProcessTests.json(takenOver + "/api/v1/cluster")
         #expect(document["term"] as? Int == 2)
         second.send(signal: SIGTERM)
         #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
