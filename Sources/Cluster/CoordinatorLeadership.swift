@@ -22,6 +22,9 @@ public final class PostgresLeadership: Sendable {
     private let key: Int64
     private let leaseMilliseconds: Int
     private let holder = HeldSession()
+    /// Keepalive parameters the given conninfo already sets (they win: the one-lease bound then
+    /// rests on them, so the coordinator warns).
+    public let userKeepalives: [String]
 
     final class HeldSession: Sendable {
         let pid = Mutex<Int?>(nil)
@@ -39,6 +42,7 @@ public final class PostgresLeadership: Sendable {
             ("application_name", "collector-coordinator"),
         ]
         let isURI = conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://")
+        userKeepalives = keepalive.map(\.0).filter { $0 != "application_name" && conninfo.contains($0 + "=") }
         var info = conninfo
         for (k, v) in keepalive where !conninfo.contains(k + "=") {
             info += isURI ? (info.contains("?") ? "&" : "?") + k + "=" + v : " " + k + "=" + v

@@ -100,6 +100,8 @@ public struct CoordinatorCore: Sendable {
         case uncordon(workerID: String)
         /// Cordon, and move everything it runs elsewhere, make-before-break.
         case drain(workerID: String)
+        /// The worker's process is shutting down (its `leaving` message): a drain of that incarnation.
+        case workerLeaving(workerID: String)
         /// Stop (or resume) balancing moves; drains, failovers and placement go on.
         case pauseRebalance(Bool)
         /// An operator's move of `shard` to worker `to`, make-before-break (see `refusal(of:)`).
@@ -170,6 +172,8 @@ public struct CoordinatorCore: Sendable {
         public var load = 0
         public var cordoned = false
         public var draining = false
+        /// The drain was this process's own (`workerLeaving`): a new incarnation starts afresh.
+        public var leaving = false
     }
 
     /// A make-before-break move: `to` runs the shard from `cutoverAt` (exchange time, µs), `from`
@@ -300,8 +304,13 @@ public struct CoordinatorCore: Sendable {
             // stores nothing; where a successor waits for one of its cutovers, it is placed again.
             dropHandOvers { $0.workerID == hello.workerID && $0.incarnation != hello.incarnation }
             var worker = Worker(hello: hello, leaseUntil: now.advanced(by: configuration.leaseTTL))
-            worker.cordoned = previous?.cordoned ?? false
-            worker.draining = previous?.draining ?? false
+            // A drain or cordon in force stays, unless the old process asked for it as it shut
+            // down: its successor (a restarted pod) takes shards again.
+            let restartedAfterLeaving =
+                previous.map { $0.leaving && $0.hello.incarnation != hello.incarnation } ?? false
+            worker.cordoned = restartedAfterLeaving ? false : previous?.cordoned ?? false
+            worker.draining = restartedAfterLeaving ? false : previous?.draining ?? false
+            worker.leaving = restartedAfterLeaving ? false : previous?.leaving ?? false
             workers[hello.workerID] = worker
             adopt(hello, skipping: abandoned, wallClock: wallClock, into: &actions)
         case .heartbeat(let id, let sequence, let full, let reports):
@@ -350,7 +359,13 @@ public struct CoordinatorCore: Sendable {
         case .uncordon(let id):
             workers[id]?.cordoned = false
             workers[id]?.draining = false
+            workers[id]?.leaving = false
         case .drain(let id):
+            workers[id]?.cordoned = true
+            workers[id]?.draining = true
+        case .workerLeaving(let id):
+            // An operator's drain or cordon already in force stays theirs (it outlives the process).
+            if let w = workers[id], !w.draining, !w.cordoned { workers[id]?.leaving = true }
             workers[id]?.cordoned = true
             workers[id]?.draining = true
         case .pauseRebalance(let paused):

@@ -260,7 +260,7 @@ public struct CoordinatorService: Sendable {
                 break
             case .leaving(let reason):
                 out.append(.log(level: "notice", "worker leaving: draining it", ["worker": id, "reason": reason]))
-                feed(.drain(workerID: id), now: now, wallClock: wallClock, into: &out)
+                feed(.workerLeaving(workerID: id), now: now, wallClock: wallClock, into: &out)
             case .heartbeatAck, .assign, .revoke, .handOver:
                 drop(
                     c, level: "warning", "control connection closed: a coordinator message from a worker",

@@ -42,7 +42,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         } catch {
             startupError(log, "cannot create the data directory", ["data.dir": settings.dataDirectory])
         }
-        let leadership = await becomeActive(command)
+        let (leadership, watchdog) = await becomeActive(command)
         let subscriptions: SubscriptionRegistry
         do {
             subscriptions = try SubscriptionRegistry(
@@ -109,25 +109,6 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                 "http.port": "\(http.port)", "streams": "\(subscriptions.all.count)",
                 "lease.seconds": "\(settings.leaseTTL)", "heartbeat.seconds": "\(settings.heartbeatInterval)",
             ])
-        // The hold is re-checked every half lease: lost (the database unreachable, or the session
-        // gone), this process stops serving at once; the standby takes over with a new term.
-        let watchdog: Task<Void, Never>?
-        if case .database(let lock) = leadership {
-            let interval = Duration.milliseconds(Int64(settings.leaseTTL * 500))
-            watchdog = Task {
-                while !Task.isCancelled {
-                    do { try await Task.sleep(for: interval) } catch { return }  // cancelled: stopping
-                    guard await lock.stillHeld() else {
-                        log.write(
-                            "error", "lost the coordinator lock: stopping at once (a standby takes over)",
-                            ["check.ms": "\(Int(settings.leaseTTL * 500))"])
-                        exit(3)
-                    }
-                }
-            }
-        } else {
-            watchdog = nil
-        }
         await waitForShutdown(command.shutdownSignals)
         watchdog?.cancel()
         log.write("notice", "shutting down the coordinator")
@@ -159,7 +140,7 @@ func waitForShutdown(_ signals: DispatchSemaphore) async {
 /// Waits until this process is the active coordinator: the holder of the database's advisory lock
 /// (polling as a standby while another holds it), or, without a database, of `DATA_DIR`'s lock file
 /// (a second process on the same directory does not start). A signal while waiting exits 0.
-func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
+func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Task<Void, Never>?) {
     let log = command.log
     let settings = command.settings
     guard let conninfo = PostgresConfiguration.conninfo(from: command.environment) else {
@@ -169,13 +150,18 @@ func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
                 startupError(log, "another coordinator is running with this data directory", ["lock.file": path])
             }
             log.write("notice", "active coordinator", ["lock": "file", "lock.file": path])
-            return .file(lock)
+            return (.file(lock), nil)
         } catch {
             startupError(log, "cannot lock the data directory", ["error": error.description])
         }
     }
     let lock = PostgresLeadership(conninfo: conninfo, lease: .milliseconds(Int64(settings.leaseTTL * 1000)))
     var standing = false
+    if !lock.userKeepalives.isEmpty {
+        log.write(
+            "warning", "DATABASE_URL sets its own keepalives: losing the lock within a lease depends on them",
+            ["parameters": lock.userKeepalives.joined(separator: ",")])
+    }
     // While standing by, HTTP_PORT answers /health (alive) and 503 to everything else (`/ready`
     // included: traffic goes to the active one); closed once this process becomes active.
     var standbyServer: HTTPServer?
@@ -213,10 +199,30 @@ func becomeActive(_ command: ClusterCommand) async -> CoordinatorLeadership {
         }
         do { try await Task.sleep(for: .milliseconds(Int64(settings.leaseTTL * 200))) } catch { exit(0) }
     }
+    // From now on the hold is re-checked every half lease, each check given half a lease: lost (the
+    // database unreachable, or the session gone), this process stops at once (exit 3).
+    let interval = Duration.milliseconds(Int64(settings.leaseTTL * 500))
+    let watchdog = Task {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }  // cancelled: stopping
+            guard await lock.stillHeld() else {
+                log.write(
+                    "error", "lost the coordinator lock: stopping at once (a standby takes over)",
+                    ["check.ms": "\(Int(settings.leaseTTL * 500))"])
+                exit(3)
+            }
+        }
+    }
+    // A former coordinator whose session the server dropped may still serve for up to a lease (its
+    // last check passed just before, and its next one needs that long to fail): wait it out, so two
+    // never serve at once.
+    log.write(
+        "notice", "took the coordinator lock: serving after one lease", ["lease.seconds": "\(settings.leaseTTL)"])
+    do { try await Task.sleep(for: .milliseconds(Int64(settings.leaseTTL * 1000))) } catch { exit(0) }
     if let server = standbyServer {
         await server.shutdown(deadline: .milliseconds(100))
         standbyServer = nil
     }
     log.write("notice", "active coordinator", ["lock": "database", "took.over": "\(standing)"])
-    return .database(lock)
+    return (.database(lock), watchdog)
 }

@@ -106,7 +106,8 @@ func runOperatorCommand(_ command: String, _ rest: [String], environment: [Strin
 func statusExitCode(_ document: [String: Any]) -> Int32 {
     let healthy = (document["healthy"] as? Bool) ?? false
     let shards = document["shards"] as? [[String: Any]] ?? []
-    let unowned = shards.contains { ($0["owners"] as? [Any])?.isEmpty ?? true }
+    // A shard the exchange rejected has no owner by design (the document's `healthy` agrees).
+    let unowned = shards.contains { ($0["owners"] as? [Any])?.isEmpty ?? true && $0["state"] as? String != "rejected" }
     let workers = document["workers"] as? [[String: Any]] ?? []
     let expired = workers.contains { w in (w["lease_expires_in_ms"] as? Int).map { $0 <= 0 } ?? false }
     return healthy && !unowned && !expired ? 0 : 2
@@ -140,7 +141,7 @@ func renderStatus(_ document: [String: Any], shards: Bool) -> String {
     }
     var out = table(lines)
     let all = document["shards"] as? [[String: Any]] ?? []
-    let unowned = all.filter { ($0["owners"] as? [Any])?.isEmpty ?? true }.count
+    let unowned = all.filter { ($0["owners"] as? [Any])?.isEmpty ?? true && $0["state"] as? String != "rejected" }.count
     out +=
         "\nterm \(text(document["term"])), \(all.count) shards (\(unowned) unowned), \(text(document["moves"])) moves, "
         + ((document["healthy"] as? Bool) == true ? "healthy" : "NOT healthy")

@@ -266,18 +266,21 @@ Task.detached {
         exit(1)
     }
     // Drain: the coordinator moves every shard away make-before-break; this process stores each up
-    // to its cutover. Given up at the drain deadline (the rest of the deadline is for the flush),
-    // or at once when there is no coordinator to drain through.
+    // to its cutover. Cut off, it keeps collecting and waits for the session to come back (which
+    // says `leaving` again). Given up at the drain deadline; the rest of it is for the flush.
     let drainBudget = Duration.milliseconds(Int64(max(0, deadline - 8) * 1000))
     logger.notice("draining", ["shards": "\(await plane.epochs.count)", "drain.seconds": "\(max(0, deadline - 8))"])
     client.report(.leave(reason: "shutting down"))
+    var warnedCutOff = false
     while ContinuousClock.now - started < drainBudget {
         let status = await client.status()
         let running = await plane.epochs.count
         if running == 0 { break }
-        if !status.established {
-            logger.warning("not connected to the coordinator: shards are not drained", ["shards": "\(running)"])
-            break
+        if !status.established && !warnedCutOff {
+            logger.warning(
+                "not connected to the coordinator: collecting on until it is back to drain",
+                ["shards": "\(running)"])
+            warnedCutOff = true
         }
         do { try await Task.sleep(for: .milliseconds(200)) } catch { break }
     }

@@ -87,6 +87,7 @@ import Testing
         }
         #expect(WorkerProcessTests.logFields(second, "coordinating")?["term"] == "2")
         #expect(second.errorOutput.contains(#""took.over":"true""#))
+        #expect(second.errorOutput.contains("took the coordinator lock: serving after one lease"))
         let takenOver = "http://127.0.0.1:\(standbyHTTP)"  // the API is the new active one's
         try await ControlOverTCPTests.eventually("the worker re-registers, nothing moved", timeout: .seconds(20)) {
             await liveEpochs(takenOver) == epochs

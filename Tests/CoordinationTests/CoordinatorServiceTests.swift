@@ -186,6 +186,28 @@ import Testing
         pair.advance(to: 3_000, beating: [3])
         #expect(pair.workers[3]?.isEstablished == true, "\(pair.logs.suffix(3))")
         #expect(pair.service.core.workers["w1"]?.draining == true)
+        // The process restarted (a new incarnation, not leaving): it takes shards again.
+        pair.worker(3, .disconnected("exit"))
+        pair.coordinator(.closed(3))
+        pair.workers[3] = nil
+        pair.join(4, id: "w1", incarnation: 2)
+        #expect(pair.workers[4]?.isEstablished == true, "\(pair.logs.suffix(3))")
+        #expect(pair.service.core.workers["w1"]?.draining == false)
+        #expect(pair.service.core.workers["w1"]?.cordoned == false)
+    }
+
+    /// An operator's drain outlives the worker's process; only its own `leaving` does not.
+    @Test func anOperatorsDrainSurvivesARestartOfTheWorker() {
+        var pair = Pair()
+        pair.join(1, id: "w1")
+        pair.coordinator(.request(.drain(workerID: "w1")))
+        pair.worker(1, .leave(reason: "shutting down"))
+        pair.worker(1, .disconnected("exit"))
+        pair.coordinator(.closed(1))
+        pair.workers[1] = nil
+        pair.join(2, id: "w1", incarnation: 2)
+        #expect(pair.workers[2]?.isEstablished == true, "\(pair.logs.suffix(3))")
+        #expect(pair.service.core.workers["w1"]?.draining == true)
     }
 
     @Test func aWorkerJoinsHeartbeatsAndRunsWhatItIsAssigned() {
