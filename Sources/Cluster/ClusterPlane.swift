@@ -15,7 +15,18 @@ public struct ClusterPlane: StreamPlane {
     /// Keeps what `GET /api/v1/cluster` can reuse from one request to the next (see `DocumentRenderer`).
     private let renderer = DocumentRenderer()
 
-    public init(server: ControlServer) { self.server = server }
+    /// Where the gap ledger is read (the coordinator's database, when it has one).
+    private let ledger: (any Sink)?
+
+    public init(server: ControlServer, ledger: (any Sink)? = nil) {
+        self.server = server
+        self.ledger = ledger
+    }
+
+    public func storedGaps(of streams: [StreamID]) async throws -> [StreamID: [Gap]] {
+        guard let ledger else { return [:] }
+        return try await ledger.gapLedger(of: streams, perStream: StreamStatus.maxGaps)
+    }
 
     public func subscribe(_ streams: [StreamID], replicas: Int) async -> [StreamID: String] {
         let refused = Set(await server.subscribe(Self.desired(streams, replicas: replicas)))

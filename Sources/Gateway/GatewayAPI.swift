@@ -469,6 +469,14 @@ public final class GatewayAPI: Sendable {
         guard !matching.isEmpty else {
             throw Failure(status: 404, message: "no stream of \(exchange) \(symbol) is subscribed", field: "symbol")
         }
+        let stored: [StreamID: [Gap]]
+        do {
+            stored = try await plane.storedGaps(of: matching.map(\.stream))
+        } catch {
+            logger.error("gap ledger unavailable", ["error": "\(error)"])
+            throw Failure(
+                status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
+        }
         let streams: [[String: Any]] = matching.map { s in
             var item: [String: Any] = [
                 "stream": s.stream.description, "feed": s.stream.feed.description,
@@ -476,7 +484,7 @@ public final class GatewayAPI: Sendable {
                 "state": s.state.rawValue,
                 "messages": s.messages, "errors": s.errors, "reconnects": s.reconnects,
                 "backfilled_bars": s.backfilledBars,
-                "gaps": s.gaps.map {
+                "gaps": (s.gaps.isEmpty ? stored[s.stream] ?? [] : s.gaps).map {
                     [
                         "from": UTCCalendar.iso8601(microseconds: $0.from),
                         "to": UTCCalendar.iso8601(microseconds: $0.to), "missing": $0.missing,

@@ -29,6 +29,9 @@ public struct OperationRefusal: Error, Sendable, Equatable {
 public protocol StreamPlane: Sendable {
     /// Applies an operator's request, or says why not (nothing changed then).
     func operate(_ operation: ClusterOperation) async -> OperationRefusal?
+    /// The stored gap ledger of `streams`, for planes whose statuses do not carry it (the cluster:
+    /// the ledger is in the sinks, whichever worker wrote it). Throws when it cannot be read.
+    func storedGaps(of streams: [StreamID]) async throws -> [StreamID: [Gap]]
     /// Starts collecting `streams`, each on `replicas` distinct workers where the plane has several;
     /// returns the streams refused, with why.
     @discardableResult
@@ -59,6 +62,9 @@ public struct StandalonePlane: StreamPlane {
     public func unsubscribe(_ streams: [StreamID]) async { await engine.unsubscribe(streams) }
 
     public func statuses() async -> [StreamStatus] { engine.status.all() }
+
+    /// The engine's statuses carry the ledger already.
+    public func storedGaps(of streams: [StreamID]) async throws -> [StreamID: [Gap]] { [:] }
 
     public func operate(_ operation: ClusterOperation) async -> OperationRefusal? {
         OperationRefusal(

@@ -76,7 +76,14 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                 log, "cannot start the control listener",
                 ["control.port": "\(settings.controlPort)", "error": "\(error)"])
         }
-        let plane = ClusterPlane(server: server)
+        // The gap ledger every worker writes, read for /api/v1/status where a database is configured.
+        let ledger = PostgresConfiguration.conninfo(from: command.environment).map {
+            PostgresSink(
+                executor: PGExecutor(
+                    conninfo: $0, label: "collector.api-gaps",
+                    timeouts: PGTimeouts(operation: .milliseconds(Int64(settings.databaseTimeout * 1000)))))
+        }
+        let plane = ClusterPlane(server: server, ledger: ledger)
         let registry = MetricsRegistry()
         server.registerMetrics(in: registry)
         // Data queries read PostgreSQL where one is configured; without it they answer 501.
