@@ -334,6 +334,13 @@ import Testing
         let truncated = try await RawPeer.connect(f)
         truncated.send([0, 0, 0, 100, 1] + [UInt8](repeating: 65, count: 10), loop: f.loop)
         truncated.close(loop: f.loop)
+        // Each malformed peer's bytes are read and refused with their reason before the flood below
+        // takes the handshake slots (on a loaded machine the flood could otherwise be read first and
+        // the slot bound, not the frame, close a malformed peer).
+        try await Self.eventually("the malformed frames refused with their reasons") {
+            f.logged("of length 0") && f.logged("bad-version") && zero.isClosed && oversize.isClosed
+                && unproven.isClosed && random.isClosed
+        }
         // A worker with the wrong secret.
         let intruder = await f.worker("intruder", secret: Array("the-wrong-cluster-secret".utf8))
         // A flood of idle connections at once, more than may handshake at once.
