@@ -277,6 +277,15 @@ public struct CoordinatorService: Sendable {
         for action in core.handle(event, now: now, wallClock: wallClock) {
             switch action {
             case .send(let id, let message):
+                if case .assign(let a) = message, a.cutoverAt == nil, let resume = a.resumeFrom, resume.id == nil,
+                    a.shard.contains("/trades/")
+                {
+                    // A trade feed backfills by trade id: from a time alone it cannot (an open bug's suspect).
+                    out.append(
+                        .log(
+                            level: "warning", "trades assigned to resume from a time without a trade id",
+                            ["shard": a.shard, "worker": id, "epoch": "\(a.epoch)", "resume.time": "\(resume.time)"]))
+                }
                 // No open session: the worker reports what it runs when it rejoins.
                 guard let c = admission.connection(of: id), case .worker(id, _)? = connections[c] else { continue }
                 out.append(.send(c, message.frame()))
