@@ -121,10 +121,13 @@ public actor WorkerPlane {
                     continue
                 }
                 let marks = resume.map { [stream: Watermark(time: $0.time, id: $0.id)] } ?? [:]
-                // Subscribed but storing only from a cutover (a move's new owner), now told to store
-                // at once from a resume point (its old owner died before the cutover): nothing before
-                // the cutover was stored, so it subscribes again to backfill from there.
-                if let window = windows[shard], window.from != nil, from == nil, resume != nil {
+                // Subscribed but storing only from a cutover (a move's new owner) or only up to one (a
+                // hand-over taken back after its successor died), now told to store at once from a
+                // resume point: what the window kept out was never stored, so it subscribes again
+                // to backfill from there.
+                if let window = windows[shard], window.from != nil || window.until != nil, from == nil,
+                    resume != nil
+                {
                     windows[shard] = nil
                     await engine.unsubscribe([stream])
                 }

@@ -252,18 +252,10 @@ import Testing
                     [symbol]
                 ).rows
             }
-            // Known open bug (issue 11 note): after the kill -9, about one run in three leaves one
-            // lease-long hole in one moved symbol with no ledger entry: the new owner was not seeded
-            // to backfill it (suspected: a time-only resume point, which the trade feed cannot
-            // backfill by id). Recorded as a known issue until fixed, not passed over.
-            withKnownIssue(
-                "a lease-long unbackfilled hole after a kill -9 mid-move (issue 11 note)", isIntermittent: true
-            ) {
-                #expect(
-                    c.count == c.span,
-                    "\(symbol): \(c.count) fills stored over an id span of \(c.span); holes \(holes.prefix(5)); ledger \(ledger)"
-                )
-            }
+            #expect(
+                c.count == c.span,
+                "\(symbol): \(c.count) fills stored over an id span of \(c.span); holes \(holes.prefix(5)); ledger \(ledger)"
+            )
         }
         // kill -9 the last worker: once its lease expires, status says so with exit code 2.
         let wb = try #require(workers["wb"])
