@@ -41,12 +41,8 @@ public final class PostgresLeadership: Sendable {
             ("keepalives_count", String(max(1, ms / 2000))), ("tcp_user_timeout", String(ms / 2)),
             ("application_name", "collector-coordinator"),
         ]
-        let isURI = conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://")
         userKeepalives = keepalive.map(\.0).filter { $0 != "application_name" && conninfo.contains($0 + "=") }
-        var info = conninfo
-        for (k, v) in keepalive where !conninfo.contains(k + "=") {
-            info += isURI ? (info.contains("?") ? "&" : "?") + k + "=" + v : " " + k + "=" + v
-        }
+        let info = PGConnection.adding(keepalive, to: conninfo)
         executor = PGExecutor(
             conninfo: info, label: "collector.leadership",
             timeouts: PGTimeouts(connectSeconds: max(2, ms / 2000), operation: .milliseconds(Int64(ms / 2))))

@@ -130,14 +130,20 @@ public final class PGConnection {
 
     /// Adds what the caller did not set: `connect_timeout`, TCP keepalives and `tcp_user_timeout`.
     static func withDefaults(_ conninfo: String, timeouts: PGTimeouts) -> String {
+        adding(
+            [
+                ("connect_timeout", String(timeouts.connectSeconds)), ("keepalives", "1"), ("keepalives_idle", "5"),
+                ("keepalives_interval", "2"), ("keepalives_count", "3"),
+                ("tcp_user_timeout", String(timeouts.operationMillis)),
+            ], to: conninfo)
+    }
+
+    /// `conninfo` with each of `parameters` the caller did not set, in its own form (URI query or
+    /// `key=value` pairs).
+    public static func adding(_ parameters: [(String, String)], to conninfo: String) -> String {
         let isURI = conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://")
         var info = conninfo
-        let defaults: [(String, String)] = [
-            ("connect_timeout", String(timeouts.connectSeconds)), ("keepalives", "1"), ("keepalives_idle", "5"),
-            ("keepalives_interval", "2"), ("keepalives_count", "3"),
-            ("tcp_user_timeout", String(timeouts.operationMillis)),
-        ]
-        for (key, value) in defaults where !conninfo.contains(key + "=") {
+        for (key, value) in parameters where !conninfo.contains(key + "=") {
             if isURI {
                 info += (info.contains("?") ? "&" : "?") + key + "=" + value
             } else {

@@ -22,7 +22,7 @@ struct ClusterCommand: Sendable {
     var pinnedReplicas: [StreamID: Int]
     var apiToken: String?
     var version: String
-    var shutdownSignals: DispatchSemaphore
+    var shutdownSignals: ShutdownRequest
 }
 
 /// Runs the coordinator until SIGTERM/SIGINT, then exits.
@@ -116,7 +116,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                 "http.port": "\(http.port)", "streams": "\(subscriptions.all.count)",
                 "lease.seconds": "\(settings.leaseTTL)", "heartbeat.seconds": "\(settings.heartbeatInterval)",
             ])
-        await waitForShutdown(command.shutdownSignals)
+        await command.shutdownSignals.wait()
         watchdog?.cancel()
         log.write("notice", "shutting down the coordinator")
         await http.shutdown(deadline: .seconds(2))
@@ -128,20 +128,6 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
     finished.wait()
     command.loop.shutdown()
     exit(0)
-}
-
-/// Waits for the first shutdown signal on a thread of its own: blocking a Dispatch pool thread
-/// instead starves the cooperative pool of a process pinned to one CPU (requests then waited for
-/// the pool to grow, about once a second).
-func waitForShutdown(_ signals: DispatchSemaphore) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let thread = Thread {
-            signals.wait()
-            continuation.resume()
-        }
-        thread.name = "shutdown-signal"
-        thread.start()
-    }
 }
 
 /// Waits until this process is the active coordinator: the holder of the database's advisory lock
@@ -200,7 +186,7 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
         } catch {
             log.write("warning", "cannot reach the database for the coordinator lock", ["error": "\(error)"])
         }
-        if command.shutdownSignals.wait(timeout: .now()) == .success {
+        if command.shutdownSignals.isRaised {
             log.write("notice", "stopped while standing by")
             exit(0)
         }

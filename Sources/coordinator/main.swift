@@ -210,25 +210,8 @@ for market in settings.markets where market.replicas > 1 {
     }
 }
 
-// Signals: block them for every thread, then receive them through Dispatch sources.
-signal(SIGPIPE, SIG_IGN)
-let shutdownSignals = DispatchSemaphore(value: 0)
-let signalCount = Atomic<Int>(0)
-var signalSources: [any DispatchSourceSignal] = []
-for sig in [SIGTERM, SIGINT] {
-    signal(sig, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-    source.setEventHandler { @Sendable in
-        // The first signal starts a graceful shutdown; a second one exits at once.
-        if signalCount.add(1, ordering: .relaxed).newValue > 1 {
-            FileHandle.standardError.write(Data("coordinator: second signal, exiting now\n".utf8))
-            exit(130)
-        }
-        shutdownSignals.signal()
-    }
-    source.resume()
-    signalSources.append(source)
-}
+let shutdownSignals = ShutdownRequest()
+let signalSources = shutdownSignals.install(program: "coordinator")
 
 let loop: EventLoop
 do {
@@ -314,7 +297,7 @@ Task.detached {
             }
         }
     }
-    await waitForShutdown(shutdownSignals)
+    await shutdownSignals.wait()
     log.write("notice", "shutting down: flushing batches")
     // A shutdown that cannot finish (database and disk both unavailable) must not hang the pod:
     // past the deadline we exit non-zero; the spool keeps whatever was acknowledged.

@@ -136,42 +136,15 @@ guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
     startupError(logger, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…)")
 }
 
-// Signals: the first starts the drain, a second exits at once.
-signal(SIGPIPE, SIG_IGN)
-let shutdownSignals = DispatchSemaphore(value: 0)
-let signalCount = Atomic<Int>(0)
-var signalSources: [any DispatchSourceSignal] = []
-for sig in [SIGTERM, SIGINT] {
-    signal(sig, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-    source.setEventHandler { @Sendable in
-        if signalCount.add(1, ordering: .relaxed).newValue > 1 {
-            FileHandle.standardError.write(Data("worker: second signal, exiting now\n".utf8))
-            exit(130)
-        }
-        shutdownSignals.signal()
-    }
-    source.resume()
-    signalSources.append(source)
-}
+// The first signal starts the drain, a second exits at once.
+let shutdownSignals = ShutdownRequest()
+let signalSources = shutdownSignals.install(program: "worker")
 
 let loop: EventLoop
 do {
     loop = try EventLoop.start(name: "worker")
 } catch {
     startupError(logger, "cannot start the event loop", ["error": "\(error)"])
-}
-
-/// Waits for the first shutdown signal on a thread of its own (not a Dispatch pool thread).
-func waitForShutdown() async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let thread = Thread {
-            shutdownSignals.wait()
-            continuation.resume()
-        }
-        thread.name = "shutdown-signal"
-        thread.start()
-    }
 }
 
 let finished = DispatchSemaphore(value: 0)
@@ -258,7 +231,7 @@ Task.detached {
             "sinks": data.storage.sinks.map(\.name).joined(separator: ","),
         ])
 
-    await waitForShutdown()
+    await shutdownSignals.wait()
     let deadline = settings.shutdownDeadline
     let started = ContinuousClock.now
     DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { @Sendable in

@@ -54,7 +54,11 @@ import Testing
         try await ControlOverTCPTests.eventually("the stream flows") {
             data.engine.status.all().first?.state == .live
         }
-        try await Task.sleep(for: .seconds(1))  // fills pushed meanwhile are outside the window
+        // Fills pushed to this subscription meanwhile are outside the window.
+        try await ControlOverTCPTests.eventually("fills pushed while waiting for the cutover") {
+            (await WorkerProcessTests.json("\(rest)/control/emitted-trades?instId=\(symbol)")["count"] as? Int ?? 0)
+                > 20
+        }
         let executor = PGExecutor(conninfo: database.conninfo)
         defer { executor.disconnect() }
         func stored() async throws -> (count: Int, low: Int64, high: Int64) {

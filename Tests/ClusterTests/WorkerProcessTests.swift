@@ -213,16 +213,6 @@ import Testing
                 }
             }
         }
-        if ProcessInfo.processInfo.environment["WORKER_TEST_LOG"] != nil {
-            try await Task.sleep(for: .seconds(3))
-            let r = try await executor.run { c throws(PGError) in
-                try c.execute(
-                    "SELECT symbol, count(*), max(timestamp_exchange)::text, now()::text FROM trades GROUP BY symbol ORDER BY 1"
-                ).rows
-            }
-            print("owners before", owners, "rows", r)
-            print(await Self.json(base + "/api/v1/cluster"))
-        }
         // The moved streams kept flowing, and no fill is missing from the first stored to the last.
         let before = try await tradeCounts()
         try await ControlOverTCPTests.eventually("the moved streams grow on wb", timeout: .seconds(30)) {
