@@ -265,6 +265,7 @@ extension ClusterPlane {
             out.int(view.term)
             out.raw(",\"moves\":")
             out.int(Int64(view.moves))
+            out.raw(view.rebalancePaused ? ",\"rebalance_paused\":true" : ",\"rebalance_paused\":false")
             out.raw(",\"workers\":[")
             var quotedIDs: [[UInt8]] = []
             quotedIDs.reserveCapacity(workers.count)

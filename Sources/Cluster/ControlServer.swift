@@ -1,3 +1,4 @@
+import Collector
 public import CollectorCore
 import ControlProtocol
 public import Coordination
@@ -51,27 +52,31 @@ public final class ControlServer: Sendable {
 
     public var summary: Summary { summaryBox.value.withLock { $0 } }
 
-    /// Reads the state file (a restart continues the term and the epochs above what was reserved),
-    /// writes the new term durably, then listens.
+    /// Continues from `beginning` (or reads `state` and writes the next term itself): a restart
+    /// continues the term and the epochs above what was reserved, and a paused rebalance stays
+    /// paused. Then listens. `deposed` is called (on the loop) when a state write is refused because
+    /// a newer coordinator wrote: the caller stops serving.
     public static func start(
-        settings: Settings, secret: [UInt8], stateFile: CoordinatorStateFile, loop: EventLoop, logger: Logger,
-        desired: [CoordinatorCore.DesiredShard] = []
+        settings: Settings, secret: [UInt8], state store: CoordinatorStateStore,
+        beginning: CoordinatorStateStore.Beginning? = nil, loop: EventLoop, logger: Logger,
+        desired: [CoordinatorCore.DesiredShard] = [], deposed: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> ControlServer {
-        let previous = try stateFile.load()
-        let term = (previous?.term ?? 0) + 1
-        let reserved = previous?.epochsReserved ?? 0
-        try stateFile.store(CoordinatorStateFile.Contents(term: term, epochsReserved: reserved))
+        let begun: CoordinatorStateStore.Beginning
+        if let beginning { begun = beginning } else { begun = try await store.begin() }
+        let term = begun.term
+        let reserved = begun.epochsReserved
         let configuration = settings.service
         let core = CoordinatorCore(
-            configuration: configuration.core, term: term, persistedEpochs: reserved, recovering: previous != nil)
+            configuration: configuration.core, term: term, persistedEpochs: reserved, recovering: begun.recovering)
         let service = CoordinatorService(configuration: configuration, secret: secret, core: core)
         let summary = SummaryBox()
         let result: Result<(LoopBound<ServerState>, Int), any Error> = await withCheckedContinuation { continuation in
             loop.execute {
                 do {
                     let server = ServerState(
-                        service: service, loop: loop, logger: logger, stateFile: stateFile, term: term,
-                        tick: settings.tick, summary: summary)
+                        service: service, loop: loop, logger: logger, store: store, term: term,
+                        reserved: reserved, tick: settings.tick, summary: summary, deposed: deposed)
+                    if begun.rebalancePaused { server.input(.request(.pauseRebalance(true))) }
                     // The saved subscriptions are in the map before any worker can report: a shard a
                     // returning worker runs is never revoked as unknown.
                     if !desired.isEmpty { server.input(.request(.subscribe(desired))) }
@@ -87,7 +92,8 @@ public final class ControlServer: Sendable {
             "control listening",
             [
                 "control.port": "\(port)", "term": "\(term)", "epochs.reserved": "\(reserved)",
-                "recovering": "\(previous != nil)",
+                "recovering": "\(begun.recovering)", "rebalance.paused": "\(begun.rebalancePaused)",
+                "state": store.location,
             ])
         return ControlServer(state: state, port: port, term: term, summary: summary)
     }
@@ -160,6 +166,7 @@ public final class ControlServer: Sendable {
                     return
                 }
                 state.value.input(.request(event))
+                if case .pauseRebalance = event { state.value.persist(epochs: false) }
                 continuation.resume(returning: nil)
             }
         }
@@ -245,6 +252,8 @@ public struct ClusterView: Sendable {
 
     public var term: UInt64
     public var moves: Int
+    /// The operator paused balancing moves (`coordinator rebalance pause`).
+    public var rebalancePaused: Bool
     /// In the map's own order (its dictionary's): the same from one view to the next while the set
     /// of shards stays the same, which is what lets the renderer keep its sorted order.
     public var shards: [Shard]
@@ -259,6 +268,7 @@ public struct ClusterView: Sendable {
     public init(core: CoordinatorCore, now: Instant, wallClock: Int64, address: (String) -> String?) {
         term = core.term
         moves = core.moves.count
+        rebalancePaused = core.rebalancePaused
         self.now = now
         self.wallClock = wallClock
         shards = []
@@ -288,8 +298,12 @@ final class ServerState {
     private(set) var service: CoordinatorService
     let loop: EventLoop
     private let logger: Logger
-    private let stateFile: CoordinatorStateFile
+    private let store: CoordinatorStateStore
     private let term: UInt64
+    /// The highest epoch mark asked to be reserved (every write carries it: a later write of a
+    /// lower mark would let a restart issue an epoch twice).
+    private var reserved: UInt64
+    private let deposed: @Sendable (String) -> Void
     private let tickInterval: Duration
     private let summary: ControlServer.SummaryBox
     typealias Summary = ControlServer.Summary
@@ -298,22 +312,25 @@ final class ServerState {
     private var nextID: UInt64 = 1
     private var timer: TimerHandle?
     private var summaryAt: Instant?
-    /// The pending retry of a failed epoch-file write, and whether the failure was already logged
+    /// The pending retry of a failed state write, and whether the failure was already logged
     /// (once per outage: the retries go on every second without repeating it).
     private var persistRetry: TimerHandle?
     private var persistFailing = false
     private var stopped = false
-    private let writer = DispatchQueue(label: "coordinator.state-file")
+    private let writer = DispatchQueue(label: "coordinator.state")
 
     init(
-        service: CoordinatorService, loop: EventLoop, logger: Logger, stateFile: CoordinatorStateFile, term: UInt64,
-        tick: Duration, summary: ControlServer.SummaryBox
+        service: CoordinatorService, loop: EventLoop, logger: Logger, store: CoordinatorStateStore, term: UInt64,
+        reserved: UInt64, tick: Duration, summary: ControlServer.SummaryBox,
+        deposed: @escaping @Sendable (String) -> Void
     ) {
         self.service = service
         self.loop = loop
         self.logger = logger
-        self.stateFile = stateFile
+        self.store = store
         self.term = term
+        self.reserved = reserved
+        self.deposed = deposed
         self.tickInterval = tick
         self.summary = summary
     }
@@ -391,7 +408,8 @@ final class ServerState {
         case .close(let id):
             connections[id]?.transport.close()
         case .persistEpochs(let upTo):
-            persist(upTo: upTo)
+            reserved = max(reserved, upTo)
+            persist(epochs: true)
         case .admitted(let id):
             connections[id]?.raiseLimit(to: ControlFrameDecoder.limit(forShards: service.core.configuration.maxShards))
         case .log(let level, let message, let fields):
@@ -399,44 +417,55 @@ final class ServerState {
         }
     }
 
-    /// Writes the reserved epoch mark on the writer queue; the service hears when it is durable. A
-    /// failed write is retried every second (no epoch above the durable mark is issued meanwhile).
-    private func persist(upTo: UInt64) {
-        let file = stateFile
-        let contents = CoordinatorStateFile.Contents(term: term, epochsReserved: upTo)
+    /// Writes the state (term, reserved epoch mark, paused rebalance) on the writer queue; where the
+    /// write was for `epochs`, the service hears when the mark is durable. A failed write is retried
+    /// every second (no epoch above the durable mark is issued meanwhile); a write refused because a
+    /// newer term wrote deposes this coordinator.
+    func persist(epochs: Bool) {
+        let store = self.store
+        let contents = CoordinatorStateStore.Contents(
+            term: term, epochsReserved: reserved, rebalancePaused: service.core.rebalancePaused)
         let loop = self.loop
         let bound = LoopBound(self, loop: loop)
         writer.async {
             do {
-                try file.store(contents)
-                loop.execute { bound.value.persisted(upTo: upTo) }
+                try store.store(contents)
+                loop.execute { bound.value.persisted(contents, epochs: epochs) }
+            } catch let error as StateDocumentFenced {
+                loop.execute { bound.value.fenced(error) }
             } catch {
-                loop.execute { bound.value.persistFailed(upTo: upTo, error: "\(error)") }
+                loop.execute { bound.value.persistFailed(epochs: epochs, error: "\(error)") }
             }
         }
     }
 
-    private func persisted(upTo: UInt64) {
+    private func persisted(_ contents: CoordinatorStateStore.Contents, epochs: Bool) {
         if persistFailing {
             persistFailing = false
-            logger.notice("the epoch reservation is persisted again", ["file": stateFile.path])
+            logger.notice("the coordinator state is persisted again", ["state": store.location])
         }
-        input(.epochsPersisted(upTo: upTo))
+        if epochs { input(.epochsPersisted(upTo: contents.epochsReserved)) }
+    }
+
+    private func fenced(_ error: StateDocumentFenced) {
+        guard !stopped else { return }
+        logger.error("a newer coordinator wrote the state: this one is deposed", ["error": error.description])
+        deposed(error.description)
     }
 
     /// Logged once per outage; retried every second until it succeeds or the server stops.
-    private func persistFailed(upTo: UInt64, error: String) {
+    private func persistFailed(epochs: Bool, error: String) {
         guard !stopped else { return }
         if !persistFailing {
             persistFailing = true
             logger.error(
-                "cannot persist the epoch reservation; assignments wait",
-                ["file": stateFile.path, "error": error, "retry.seconds": "1"])
+                "cannot persist the coordinator state; assignments wait",
+                ["state": store.location, "error": error, "retry.seconds": "1"])
         }
         persistRetry = loop.scheduleTimer(after: .seconds(1)) { [weak self] in
             guard let self, !self.stopped else { return }
             self.persistRetry = nil
-            self.persist(upTo: upTo)
+            self.persist(epochs: epochs)
         }
     }
 

@@ -333,7 +333,7 @@ public final class GatewayAPI: Sendable {
     private func subscribe(_ streams: [StreamID], replicas: Int) async throws -> HTTPResponse {
         let added: [StreamID]
         do {
-            added = try subscriptions.add(streams, replicas: replicas)
+            added = try await subscriptions.add(streams, replicas: replicas)
         } catch {
             logger.error("cannot persist subscriptions", ["error": "\(error)"])
             throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
@@ -345,7 +345,7 @@ public final class GatewayAPI: Sendable {
                 let accepted = added.filter { refused[$0] == nil }
                 if !accepted.isEmpty { await plane.unsubscribe(accepted) }
                 do {
-                    _ = try subscriptions.remove(added)
+                    _ = try await subscriptions.remove(added)
                 } catch {
                     logger.error("cannot persist subscriptions", ["error": "\(error)"])
                     throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")
@@ -376,7 +376,7 @@ public final class GatewayAPI: Sendable {
         }
         let removed: [StreamID]
         do {
-            removed = try subscriptions.remove(present)
+            removed = try await subscriptions.remove(present)
         } catch {
             logger.error("cannot persist subscriptions", ["error": "\(error)"])
             throw Failure(status: 500, message: "cannot persist subscriptions (see the server log)")

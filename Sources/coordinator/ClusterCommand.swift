@@ -43,13 +43,23 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
             startupError(log, "cannot create the data directory", ["data.dir": settings.dataDirectory])
         }
         let (leadership, watchdog) = await becomeActive(command)
-        let subscriptions: SubscriptionRegistry
+        let documents = await stateDocuments(command)
+        let state = CoordinatorStateStore(documents.documents)
+        let beginning: CoordinatorStateStore.Beginning
         do {
-            subscriptions = try SubscriptionRegistry(
-                path: settings.dataDirectory + "/subscriptions.json", pinned: command.pinned)
+            beginning = try await state.begin()
         } catch {
             startupError(
-                log, "cannot read the saved subscriptions", ["data.dir": settings.dataDirectory, "error": "\(error)"])
+                log, "cannot read or write the coordinator state", ["state": state.location, "error": "\(error)"])
+        }
+        let subscriptions: SubscriptionRegistry
+        do {
+            subscriptions = try await SubscriptionRegistry.open(
+                documents: documents, term: beginning.term, pinned: command.pinned)
+        } catch {
+            startupError(
+                log, "cannot read the saved subscriptions",
+                ["state": documents.documents.location, "error": "\(error)"])
         }
         // Desired shards (pinned ones may ask for more replicas in the file), in the map before the
         // control port opens.
@@ -68,9 +78,12 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         let server: ControlServer
         do {
             server = try await ControlServer.start(
-                settings: control, secret: secret,
-                stateFile: CoordinatorStateFile(path: settings.dataDirectory + "/coordinator.json"),
-                loop: command.loop, logger: log.logger.with(["component": "control"]), desired: desired)
+                settings: control, secret: secret, state: state, beginning: beginning, loop: command.loop,
+                logger: log.logger.with(["component": "control"]), desired: desired
+            ) { reason in
+                log.write("error", "deposed: stopping at once (the newer coordinator serves)", ["reason": reason])
+                exit(3)
+            }
         } catch {
             startupError(
                 log, "cannot start the control listener",
@@ -128,6 +141,32 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
     finished.wait()
     command.loop.shutdown()
     exit(0)
+}
+
+/// Where the coordinator's state lives: with a database, its `coordinator_state` table (the schema
+/// migrated first; a document it lacks is imported from `DATA_DIR`), so a standby on another host
+/// continues from it; without one, files in `DATA_DIR`.
+func stateDocuments(_ command: ClusterCommand) async -> StateDocumentQueue {
+    let settings = command.settings
+    let files = FileStateDocuments(directory: settings.dataDirectory)
+    guard let conninfo = PostgresConfiguration.conninfo(from: command.environment) else {
+        return StateDocumentQueue(files, label: "coordinator.documents")
+    }
+    let timeouts = PGTimeouts(operation: .milliseconds(Int64(settings.databaseTimeout * 1000)))
+    guard let directory = SchemaMigrator.locateSQLDirectory(environment: command.environment) else {
+        startupError(command.log, "sql/init not found (set SQL_DIR)")
+    }
+    do {
+        let executor = PGExecutor(conninfo: conninfo, label: "collector.coordinator-schema", timeouts: timeouts)
+        let applied = try await SchemaMigrator.migrate(try SchemaMigrator.migrations(in: directory), executor: executor)
+        executor.disconnect()
+        command.log.write("notice", "schema ready", ["migrations.applied": applied.joined(separator: ",")])
+    } catch {
+        startupError(command.log, "cannot prepare the database", ["error": "\(error)"])
+    }
+    return StateDocumentQueue(
+        PostgresStateDocuments(conninfo: conninfo, timeouts: timeouts, importing: files), label: "coordinator.documents"
+    )
 }
 
 /// Waits until this process is the active coordinator: the holder of the database's advisory lock

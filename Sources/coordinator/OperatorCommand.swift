@@ -144,6 +144,7 @@ func renderStatus(_ document: [String: Any], shards: Bool) -> String {
     let unowned = all.filter { ($0["owners"] as? [Any])?.isEmpty ?? true && $0["state"] as? String != "rejected" }.count
     out +=
         "\nterm \(text(document["term"])), \(all.count) shards (\(unowned) unowned), \(text(document["moves"])) moves, "
+        + ((document["rebalance_paused"] as? Bool) == true ? "rebalancing PAUSED, " : "")
         + ((document["healthy"] as? Bool) == true ? "healthy" : "NOT healthy")
     if shards {
         var rows: [[String]] = [["SHARD", "OWNERS", "EPOCH", "STATE", "LAST EVENT"]]

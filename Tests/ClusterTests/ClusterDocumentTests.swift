@@ -46,7 +46,10 @@ import Testing
     @Test func rendersAnEmptyMap() {
         let map = TestMap(core: CoordinatorCore(term: 3, persistedEpochs: 0))
         let document = String(decoding: ClusterPlane.DocumentRenderer().documentBytes(map.view()), as: UTF8.self)
-        #expect(document == #"{"mode":"cluster","healthy":true,"term":3,"moves":0,"workers":[],"shards":[]}"#)
+        #expect(
+            document
+                == #"{"mode":"cluster","healthy":true,"term":3,"moves":0,"rebalance_paused":false,"workers":[],"shards":[]}"#
+        )
         #expect(document == map.referenceDocument())
     }
 }
@@ -199,7 +202,8 @@ private struct TestMap {
             text += ",\"events_per_second\":\(ratePerWorker[id].map { "\(($0 * 10).rounded() / 10)" } ?? "null")}"
             workerTexts.append(text)
         }
-        return "{\"mode\":\"cluster\",\"healthy\":\(healthy),\"term\":\(core.term),\"moves\":\(core.moves.count)"
+        return
+            "{\"mode\":\"cluster\",\"healthy\":\(healthy),\"term\":\(core.term),\"moves\":\(core.moves.count),\"rebalance_paused\":\(core.rebalancePaused)"
             + ",\"workers\":[\(workerTexts.joined(separator: ","))],\"shards\":[\(shardTexts.joined(separator: ","))]}"
     }
 

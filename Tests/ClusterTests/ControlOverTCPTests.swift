@@ -45,7 +45,7 @@ import Testing
             settings.service.core.maxShards = maxShards
             let server = try await ControlServer.start(
                 settings: settings, secret: ControlOverTCPTests.secret,
-                stateFile: CoordinatorStateFile(path: directory + "/coordinator.json"), loop: loop,
+                state: CoordinatorStateStore(directory: directory), loop: loop,
                 logger: Logger(label: "control", handler: logs, minimumLevel: .debug))
             return Fixture(loop: loop, server: server, logs: logs, directory: directory)
         }
@@ -156,7 +156,7 @@ import Testing
         let epoch = await f.server.snapshot().core.shards["okx/ticker/X-USDT"]?.owners.first?.epoch ?? 0
         await w.stop()
         await f.server.shutdown()
-        let stored = try CoordinatorStateFile(path: f.directory + "/coordinator.json").load()
+        let stored = try CoordinatorStateStore(directory: f.directory).load()
         #expect(stored?.term == 1)
         #expect((stored?.epochsReserved ?? 0) >= epoch)
         var settings = ControlServer.Settings()
@@ -164,7 +164,7 @@ import Testing
         settings.port = 0
         let second = try await ControlServer.start(
             settings: settings, secret: Self.secret,
-            stateFile: CoordinatorStateFile(path: f.directory + "/coordinator.json"), loop: f.loop, logger: .disabled,
+            state: CoordinatorStateStore(directory: f.directory), loop: f.loop, logger: .disabled,
             desired: [CoordinatorCore.DesiredShard(shard: "okx/ticker/X-USDT", weight: 5)])
         #expect(second.term == 2)
         // The saved subscriptions are in the map before the port opens: a worker that comes back
@@ -187,10 +187,10 @@ import Testing
         let w = await f.worker("w")
         try await Self.eventually("w joined") { await w.status().established }
         await f.server.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/E-USDT", weight: 10)]))
-        try await Self.eventually("the failure is logged") { f.logged("cannot persist the epoch reservation") }
+        try await Self.eventually("the failure is logged") { f.logged("cannot persist the coordinator state") }
         // Three retries later: still one error line, nothing assigned.
         try await Task.sleep(for: .milliseconds(3200))
-        #expect(f.logs.all.filter { $0.message.contains("cannot persist the epoch reservation") }.count == 1)
+        #expect(f.logs.all.filter { $0.message.contains("cannot persist the coordinator state") }.count == 1)
         #expect(await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.isEmpty == true)
         // Writable again: the reservation lands, the shard is placed and goes live.
         try FileManager.default.removeItem(atPath: f.directory)
@@ -198,7 +198,7 @@ import Testing
         try await Self.eventually("the shard is live") {
             await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.first?.state == .live
         }
-        #expect(f.logged("the epoch reservation is persisted again"))
+        #expect(f.logged("the coordinator state is persisted again"))
         await w.stop()
         await f.stop()
     }

@@ -19,12 +19,14 @@ import Testing
         let controlPort = try await ClusterCoordinatorProcessTests.freePort()
         let httpPort = try await ClusterCoordinatorProcessTests.freePort()
         let standbyHTTP = try await ClusterCoordinatorProcessTests.freePort()
-        let data = try TestEnvironment.makeTemporaryDirectory(prefix: "standby")
         let secret = WorkerProcessTests.secret
         // Both on the same control port: a standby opens it only once active. (Their HTTP ports
-        // differ, as two pods' addresses would: a standby answers /health there.)
+        // differ, as two pods' addresses would: a standby answers /health there.) Each has a data
+        // directory of its own, as two pods would: the state a standby continues from is the
+        // database's.
         func coordinator(http: Int) throws -> ExternalProcess {
-            try ExternalProcess(
+            let data = try TestEnvironment.makeTemporaryDirectory(prefix: "standby")
+            return try ExternalProcess(
                 WorkerProcessTests.coordinatorBinary,
                 ["serve", "--data-dir", data, "--http-port", "\(http)", "--control-port", "\(controlPort)"],
                 environment: [
@@ -80,6 +82,10 @@ import Testing
             epochs = await liveEpochs(base)
             return epochs.count == 3
         }
+        let paused = try await ClusterCoordinatorProcessTests.curl([
+            "-X", "POST", base + "/api/v1/cluster/rebalance/pause",
+        ])
+        #expect(paused.contains(#""accepted":true"#), "\(paused)")
         first.send(signal: SIGKILL)
         _ = await first.waitForExit(timeout: .seconds(5))
         try await ControlOverTCPTests.eventually("the standby takes over", timeout: .seconds(15)) {
@@ -94,6 +100,9 @@ import Testing
         }
         let document = await WorkerProcessTests.json(takenOver + "/api/v1/cluster")
         #expect(document["term"] as? Int == 2)
+        // The operator's pause is part of the state the standby read from the database.
+        #expect(document["rebalance_paused"] as? Bool == true)
+        #expect(second.errorOutput.contains(#""rebalance.paused":"true""#))
         second.send(signal: SIGTERM)
         #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
         await simulator.shutdown()

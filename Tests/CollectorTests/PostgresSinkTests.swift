@@ -31,17 +31,23 @@ func makeCandle(
         defer { database.drop() }
         let directory = try #require(SchemaMigrator.locateSQLDirectory(environment: [:]))
         let migrations = try SchemaMigrator.migrations(in: directory)
-        #expect(migrations.map(\.name) == ["01_extensions", "02_schema", "03_feeds", "04_books_and_gaps"])
+        #expect(
+            migrations.map(\.name) == [
+                "01_extensions", "02_schema", "03_feeds", "04_books_and_gaps", "05_coordinator_state",
+            ])
         let a = PGExecutor(conninfo: database.conninfo)
         let b = PGExecutor(conninfo: database.conninfo)
         async let first = SchemaMigrator.migrate(migrations, executor: a)
         async let second = SchemaMigrator.migrate(migrations, executor: b)
         let applied = try await [first, second]
-        #expect(applied.flatMap { $0 }.sorted() == ["01_extensions", "02_schema", "03_feeds", "04_books_and_gaps"])
+        #expect(
+            applied.flatMap { $0 }.sorted() == [
+                "01_extensions", "02_schema", "03_feeds", "04_books_and_gaps", "05_coordinator_state",
+            ])
         let versions = try await a.run { c throws(PGError) in
             try c.execute("SELECT count(*) FROM schema_version").scalar
         }
-        #expect(versions == "4")
+        #expect(versions == "5")
         #expect(try await SchemaMigrator.migrate(migrations, executor: a).isEmpty)
         // Partitions exist for last month through two months ahead.
         let partitions = try await a.run { c throws(PGError) in
