@@ -221,6 +221,11 @@ public struct CoordinatorCore: Sendable {
     }
     /// Assignment tokens by egress group and exchange, as of an instant (a full bucket is dropped).
     private var paceBuckets: [String: (tokens: Double, at: Instant)] = [:]
+    /// Events workers reported stored, by "exchange/feed" (feed without its timeframe): summed from
+    /// heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
+    /// zero, its deltas add on), moves and unsubscribes. Keys come from subscribed shard ids: a
+    /// small, fixed set of labels.
+    public private(set) var storedEventTotals: [String: Int64] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
@@ -384,6 +389,8 @@ public struct CoordinatorCore: Sendable {
             reservationPending = false
         case .tick:
             abandonLateMoves(wallClock: wallClock, into: &actions)
+            // A move (CLI or balancer) must not wait for an assignment to reserve its epoch.
+            topUpEpochs(into: &actions)
             if !leaving.isEmpty {
                 // Kept a lease past the cutover: a worker found dead then may have stopped before it.
                 let kept = wallClock - configuration.leaseTTL.nanosecondsClamped / 1000
@@ -508,7 +515,7 @@ public struct CoordinatorCore: Sendable {
                     // Its rows count: stored totals and the watermark (not the measured rate, which is
                     // per owner).
                     noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
-                    shards[name]?.eventsTotal += max(0, report.eventsDelta)
+                    countStored(name, report.eventsDelta)
                 }
                 if full && !handingOver {
                     actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
@@ -516,13 +523,33 @@ public struct CoordinatorCore: Sendable {
                 continue
             }
             noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
-            shards[name]?.eventsTotal += max(0, report.eventsDelta)
-            shards[name]?.windowEvents += max(0, report.eventsDelta)
+            countStored(name, report.eventsDelta)
+            if let window = shards[name]?.windowEvents {
+                shards[name]?.windowEvents = Self.saturating(window, max(0, report.eventsDelta))
+            }
             if report.state == .live && shard.owners[i].state == .assigned {
                 shards[name]?.owners[i].state = .live
                 awaitingLive[report.epoch] = nil
             }
         }
+    }
+
+    /// A reported delta of stored events, on the shard and on the cluster's totals (a negative one,
+    /// which no honest worker sends, counts as none).
+    private mutating func countStored(_ name: String, _ delta: Int64) {
+        guard delta > 0, var shard = shards[name] else { return }
+        shard.eventsTotal = Self.saturating(shard.eventsTotal, delta)
+        shards[name] = shard
+        let parts = name.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+        let feed = parts.count > 1 ? parts[1].split(separator: ":").first.map(String.init) ?? "" : ""
+        let key = "\(parts[0])/\(feed)"
+        storedEventTotals[key] = Self.saturating(storedEventTotals[key] ?? 0, delta)
+    }
+
+    /// `a + b`, held at `Int64.max` rather than trapping (a delta is a peer's number).
+    static func saturating(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
     }
 
     /// The newest stored event of a shard moves forward only.
@@ -1338,14 +1365,20 @@ public struct CoordinatorCore: Sendable {
         return nil
     }
 
-    /// The next epoch, if one is reserved; asks for the next block when half of this one is used, so
-    /// no assignment waits on the write.
-    private mutating func issueEpoch(into actions: inout [Action]) -> UInt64? {
+    /// Asks for the next block of epochs when half of this one is used (or none is reserved, as after
+    /// a take-over that found every shard re-reported), unless a reservation is already being written.
+    private mutating func topUpEpochs(into actions: inout [Action]) {
         let remaining = reservedUpTo >= nextEpoch ? reservedUpTo - nextEpoch + 1 : 0
         if remaining <= configuration.epochBlock / 2 && !reservationPending {
             reservationPending = true
             actions.append(.persistEpochs(upTo: max(reservedUpTo, nextEpoch - 1) + configuration.epochBlock))
         }
+    }
+
+    /// The next epoch, if one is reserved; asks for the next block when half of this one is used, so
+    /// no assignment waits on the write.
+    private mutating func issueEpoch(into actions: inout [Action]) -> UInt64? {
+        topUpEpochs(into: &actions)
         guard nextEpoch <= reservedUpTo else { return nil }
         defer { nextEpoch += 1 }
         return nextEpoch

@@ -18,7 +18,8 @@ public struct SimulatorConfiguration: Sendable {
     public var symbols: [String] = ["BTC-USDT", "ETH-USDT"]
     /// Real milliseconds per virtual minute: 200 makes a 1m bar every 200 ms.
     public var barMilliseconds = 200
-    /// Virtual time at start (µs); nil means now, rounded down to the minute.
+    /// Virtual time at start (µs); nil means now, rounded down to the minute (in real time, with
+    /// `barMilliseconds` 60,000: now exactly, so event times are the wall clock's).
     public var startTime: Int64?
     /// Forming-bar pushes per 1m bar.
     public var updatesPerBar = 4
@@ -160,7 +161,10 @@ final class SimulatorState {
         self.realStart = loop.now().nanoseconds
         self.isPaused = configuration.startPaused
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        self.virtualStart = configuration.startTime ?? (now / 60_000_000 * 60_000_000)
+        // In real time (a virtual minute per real minute) event times are the wall clock's, as an
+        // exchange's are, so a cutover (a wall-clock instant) falls among them where it would live.
+        let realTime = configuration.barMilliseconds == 60_000
+        self.virtualStart = configuration.startTime ?? (realTime ? now : now / 60_000_000 * 60_000_000)
         let bar = TradeModel.barMicroseconds
         let startBar = virtualStart >= 0 ? virtualStart / bar : -((-virtualStart + bar - 1) / bar)
         self.trades = TradeModel(

@@ -1,4 +1,5 @@
 internal import CLibPQ
+import Foundation
 
 /// A libpq failure. `description` is safe to log: no conninfo, no row values.
 public struct PGError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -128,14 +129,21 @@ public final class PGConnection {
 
     deinit { PQfinish(connection) }
 
-    /// Adds what the caller did not set: `connect_timeout`, TCP keepalives and `tcp_user_timeout`.
-    static func withDefaults(_ conninfo: String, timeouts: PGTimeouts) -> String {
-        adding(
-            [
-                ("connect_timeout", String(timeouts.connectSeconds)), ("keepalives", "1"), ("keepalives_idle", "5"),
-                ("keepalives_interval", "2"), ("keepalives_count", "3"),
-                ("tcp_user_timeout", String(timeouts.operationMillis)),
-            ], to: conninfo)
+    /// Adds what the caller did not set: `connect_timeout`, TCP keepalives, `tcp_user_timeout`, and
+    /// `gssencmode=disable` unless the caller (or `PGGSSENCMODE`) asks for GSSAPI: libpq's default
+    /// `prefer` probes the Kerberos credential cache on every connect, and a process exiting while
+    /// another thread connects trips krb5's library mutex assertion (seen as an abort at exit).
+    static func withDefaults(
+        _ conninfo: String, timeouts: PGTimeouts,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
+        var defaults = [
+            ("connect_timeout", String(timeouts.connectSeconds)), ("keepalives", "1"), ("keepalives_idle", "5"),
+            ("keepalives_interval", "2"), ("keepalives_count", "3"),
+            ("tcp_user_timeout", String(timeouts.operationMillis)),
+        ]
+        if environment["PGGSSENCMODE"] == nil { defaults.append(("gssencmode", "disable")) }
+        return adding(defaults, to: conninfo)
     }
 
     /// `conninfo` with each of `parameters` the caller did not set, in its own form (URI query or

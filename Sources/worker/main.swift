@@ -271,6 +271,10 @@ Task.detached {
             "events.acknowledged": "\(data.engine.acknowledgedEvents)",
             "events.stored": data.storage.sinkStates.map { "\($0.name)=\($0.storedEvents)" }.joined(separator: ","),
             "spool.batches": "\(data.storage.spool.batchCount)", "spool.drained": "\(drained)",
+            "rows.duplicate": data.storage.sinks.compactMap { $0 as? PostgresSink }.map {
+                "\($0.name)=\($0.duplicateRows)"
+            }
+            .joined(separator: ","),
         ])
     exitStatus.store(0, ordering: .relaxed)
     finished.signal()

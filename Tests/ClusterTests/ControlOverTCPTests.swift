@@ -26,7 +26,7 @@ import Testing
 
         static func start(
             leaseMilliseconds: Int64 = 1500, maxPendingHandshakes: Int = 256, maxShards: Int = 1_000_000,
-            handshakeTimeout: Duration = .seconds(1), perAddress: Int? = nil
+            handshakeTimeout: Duration = .seconds(1), perAddress: Int? = nil, epochBlock: UInt64 = 1000
         ) async throws -> Fixture {
             let loop = try EventLoop.start(name: "control-test")
             let logs = InMemoryLogHandler()
@@ -43,6 +43,7 @@ import Testing
             // Every peer here is 127.0.0.1: the per-address bound has its own transcript test.
             settings.service.maxPendingHandshakesPerAddress = perAddress
             settings.service.core.maxShards = maxShards
+            settings.service.core.epochBlock = epochBlock
             let server = try await ControlServer.start(
                 settings: settings, secret: ControlOverTCPTests.secret,
                 state: CoordinatorStateStore(directory: directory), loop: loop,
@@ -179,24 +180,31 @@ import Testing
     /// error is logged once however long it lasts, and once the file can be written again the
     /// shard is placed and the recovery logged.
     @Test func anUnwritableEpochFileHoldsAssignmentsAndIsLoggedOnce() async throws {
-        let f = try await Fixture.start()
+        // Blocks of two epochs; the first is reserved at start-up, before anything is subscribed.
+        let f = try await Fixture.start(epochBlock: 2)
+        try await Self.eventually("the first block durable") { await f.server.snapshot().core.reservedUpTo == 2 }
         // The data directory becomes a file: every write of coordinator.json fails.
         let moved = f.directory + ".away"
         try FileManager.default.moveItem(atPath: f.directory, toPath: moved)
         #expect(FileManager.default.createFile(atPath: f.directory, contents: Data("not a directory".utf8)))
         let w = await f.worker("w")
         try await Self.eventually("w joined") { await w.status().established }
-        await f.server.request(.subscribe([CoordinatorCore.DesiredShard(shard: "okx/trades/E-USDT", weight: 10)]))
+        let names = ["okx/trades/E-USDT", "okx/trades/F-USDT", "okx/trades/G-USDT"]
+        await f.server.request(.subscribe(names.map { CoordinatorCore.DesiredShard(shard: $0, weight: 10) }))
         try await Self.eventually("the failure is logged") { f.logged("cannot persist the coordinator state") }
-        // Three retries later: still one error line, nothing assigned.
+        // Three retries later: still one error line; the two durable epochs are used, the third
+        // shard waits for the next block.
         try await Task.sleep(for: .milliseconds(3200))
         #expect(f.logs.all.filter { $0.message.contains("cannot persist the coordinator state") }.count == 1)
-        #expect(await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.isEmpty == true)
-        // Writable again: the reservation lands, the shard is placed and goes live.
+        let held = await f.server.snapshot().core
+        #expect(names.filter { held.shards[$0]?.owners.isEmpty == true }.count == 1, "one shard has no epoch")
+        #expect(held.reservedUpTo == 2 && held.nextEpoch == 3)
+        // Writable again: the reservation lands, every shard is placed and goes live.
         try FileManager.default.removeItem(atPath: f.directory)
         try FileManager.default.moveItem(atPath: moved, toPath: f.directory)
-        try await Self.eventually("the shard is live") {
-            await f.server.snapshot().core.shards["okx/trades/E-USDT"]?.owners.first?.state == .live
+        try await Self.eventually("every shard is live") {
+            let core = await f.server.snapshot().core
+            return names.allSatisfy { core.shards[$0]?.owners.first?.state == .live }
         }
         #expect(f.logged("the coordinator state is persisted again"))
         await w.stop()

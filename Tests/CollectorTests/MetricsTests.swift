@@ -8,21 +8,6 @@ import Runtime
 import TestSupport
 import Testing
 
-/// Feeds Prometheus text to prometheus_client's parser and returns its view.
-func parseWithPrometheusClient(_ text: String) async throws -> (families: [String: Any], problems: [String]) {
-    let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "metrics")
-    let file = directory + "/metrics.txt"
-    try text.write(toFile: file, atomically: true, encoding: .utf8)
-    let result = try await ExternalProcess.run(
-        "/bin/sh",
-        ["-c", "\"$0\" \"$1\" < \"$2\"", TestEnvironment.python, TestEnvironment.peerScript("check_metrics.py"), file])
-    guard result.status == 0 else {
-        throw ProcessFailure("prometheus_client rejected the exposition: \(result.stderr)")
-    }
-    let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-    return ((object["families"] as? [String: Any]) ?? [:], (object["problems"] as? [String]) ?? [])
-}
-
 @Suite struct MetricsTests {
     @Test func registryOutputParsesWithPrometheusClient() async throws {
         let registry = MetricsRegistry()

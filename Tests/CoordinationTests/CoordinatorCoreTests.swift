@@ -366,6 +366,67 @@ import Testing
         #expect(warm.contains(.persistEpochs(upTo: 8)), "the next block is asked for at half use")
     }
 
+    /// A coordinator that took over and found every shard re-reported issues no epoch on its own:
+    /// a tick still reserves a block, so an operator's move is not refused for ever.
+    @Test func aTakeOverThatAssignsNothingStillReservesEpochsForAMove() {
+        var core = CoordinatorCore(term: 2, persistedEpochs: 1000, recovering: true)
+        let name = "okx/trades/BTC-USDT"
+        _ = core.handle(.subscribe([.init(shard: name, weight: 10)]), now: Self.at(0), wallClock: 0)
+        let reported = [ReportedShard(shard: name, epoch: 900, lastEventTime: 7)]
+        _ = core.handle(.workerJoined(Self.hello("a", shards: reported)), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
+        _ = core.handle(.shardLive(workerID: "a", shard: name, epoch: 900), now: Self.at(1), wallClock: 1)
+        let move = CoordinatorCore.Event.move(shard: name, to: "b")
+        #expect(core.refusal(of: move, now: Self.at(2), wallClock: 2)?.contains("no durable epoch") == true)
+        let tick = core.handle(.tick, now: Self.at(100), wallClock: 100)
+        #expect(tick.contains(.persistEpochs(upTo: 1000 + core.configuration.epochBlock)))
+        #expect(!core.handle(.tick, now: Self.at(200), wallClock: 200).contains { $0.isPersistEpochs }, "asked once")
+        _ = core.handle(.epochsPersisted(upTo: 1000 + core.configuration.epochBlock), now: Self.at(300), wallClock: 300)
+        #expect(core.refusal(of: move, now: Self.at(301), wallClock: 301) == nil)
+        let moved = Self.assigns(core.handle(move, now: Self.at(302), wallClock: 302))
+        #expect(moved.map(\.0) == ["b"] && moved.first?.1.epoch == 1001)
+    }
+
+    /// The cluster's stored-event totals add heartbeat deltas: a worker's restart (its own counters
+    /// from zero), an unsubscribe and a hostile delta never take them back or trap.
+    @Test func storedTotalsOnlyGrowThroughRestartsUnsubscribesAndHostileDeltas() {
+        var core = Self.core()
+        let trades = "okx/trades/BTC-USDT"
+        let candles = "okx/candles:1m/BTC-USDT"
+        _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
+        let placed = Self.assigns(
+            core.handle(
+                .subscribe([.init(shard: trades, weight: 10), .init(shard: candles, weight: 1)]), now: Self.at(0),
+                wallClock: 0))
+        let epoch = Dictionary(uniqueKeysWithValues: placed.map { ($0.1.shard, $0.1.epoch) })
+        func beat(_ sequence: UInt64, _ deltas: [String: Int64], incarnationOf worker: String = "a") {
+            let reports = deltas.sorted { $0.key < $1.key }.map {
+                ShardReport(shard: $0.key, epoch: epoch[$0.key] ?? 0, state: .live, eventsDelta: $0.value)
+            }
+            _ = core.handle(
+                .heartbeat(workerID: worker, sequence: sequence, reports: reports), now: Self.at(Int64(sequence)),
+                wallClock: 0)
+        }
+        beat(1, [trades: 120, candles: 3])
+        beat(2, [trades: 80])
+        #expect(core.storedEventTotals == ["okx/trades": 200, "okx/candles": 3])
+        // A new incarnation re-reports what it runs; its counters started again, its deltas add on.
+        var hello = Self.hello(
+            "a", shards: placed.map { ReportedShard(shard: $0.1.shard, epoch: $0.1.epoch, lastEventTime: nil) })
+        hello.incarnation = 2
+        _ = core.handle(.workerJoined(hello), now: Self.at(10), wallClock: 0)
+        beat(11, [trades: 5, candles: 1])
+        #expect(core.storedEventTotals == ["okx/trades": 205, "okx/candles": 4])
+        _ = core.handle(.unsubscribe([trades]), now: Self.at(12), wallClock: 0)
+        beat(13, [candles: 2, trades: 7])
+        #expect(core.storedEventTotals == ["okx/trades": 205, "okx/candles": 6], "nothing counted for a gone shard")
+        beat(14, [candles: -50])
+        beat(15, [candles: .max])
+        beat(16, [candles: .max])
+        #expect(core.storedEventTotals["okx/candles"] == .max, "held at the maximum, no trap")
+        #expect(core.storedEventTotals["okx/trades"] == 205)
+    }
+
     /// Drain is make-before-break: the new owner is assigned with a cutover ahead and stores from it;
     /// once it is live the old owner is handed over at once with `until` = the cutover (rows before it
     /// are the old owner's), so it knows where to stop before its rows get there. A cordoned worker
@@ -851,4 +912,8 @@ import Testing
         let next = CoordinatorCoreTests.assigns(core.handle(.tick, now: CoordinatorCoreTests.at(1_010), wallClock: 0))
         #expect(next.map(\.1.shard).filter { $0.hasPrefix("okx/") }.count == 1)
     }
+}
+
+extension CoordinatorCore.Action {
+    fileprivate var isPersistEpochs: Bool { if case .persistEpochs = self { true } else { false } }
 }
