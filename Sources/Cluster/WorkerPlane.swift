@@ -44,8 +44,8 @@ public actor WorkerPlane {
     }
 
     private nonisolated func enqueue(_ input: ShardRunner.Input) {
-        // Bounded: a queue this far behind means the engine is stuck; the coordinator's next full
-        // sync and the live deadline put the map right, so the input is dropped with an error.
+        // Bounded. Observations never fill it (at most one is queued: see `observe`), so only a
+        // session whose actions the engine stopped applying can: that input is dropped with an error.
         if !inputs.push(input) {
             logger.error("worker data-plane queue full: input dropped", ["capacity": "\(inputs.capacity)"])
         }
@@ -81,7 +81,13 @@ public actor WorkerPlane {
     /// The shards running now, by epoch.
     public var epochs: [String: UInt64] { runner.epochs }
 
+    /// An observation (and its tick) is queued and not yet applied: the next one waits, so a slow
+    /// engine never fills the queue with observations ahead of the session's starts and stops.
+    private var observationQueued = false
+
     private func observe() {
+        guard !observationQueued else { return }
+        observationQueued = true
         let marks = storage.storedWatermarks()
         var observed: [ShardRunner.Observed] = []
         for (shard, _) in runner.epochs.sorted(by: { $0.key < $1.key }) {
@@ -91,9 +97,13 @@ public actor WorkerPlane {
             let recent = WallClock.microseconds() - Self.backfillReportHold
             let filling = status?.gaps.contains { !$0.recovered && $0.cause == .reconnect && $0.to >= recent } ?? false
             let mark = marks[stream]
+            // A full-depth book is live once synchronised (DESIGN.md §3): a move's cutover must not
+            // pass while the new owner still seeds its book.
+            let needsSync = stream.feed == .fullBook
+            let live = status?.state == .live && (!needsSync || status?.bookSynchronised == true)
             observed.append(
                 ShardRunner.Observed(
-                    shard: shard, live: status?.state == .live, stored: Int64(status?.messages ?? 0),
+                    shard: shard, live: live, stored: Int64(status?.messages ?? 0),
                     lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection,
                     fillingHole: filling))
         }
@@ -107,6 +117,8 @@ public actor WorkerPlane {
             orphaned = cutOff
         case .session(.egressShare(let size)):
             egressGroupSize = size
+        case .tick:
+            observationQueued = false
         default:
             break
         }

@@ -189,8 +189,10 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             core.status.update(stream) {
                 $0.state = phase
                 if let detail { $0.lastError = detail }
-                if phase == .live { $0.rejection = nil }
+                if phase == .live { $0.rejection = nil } else { $0.bookSynchronised = false }
             }
+        case .bookSynchronised(let stream, let synchronised):
+            core.status.update(stream) { $0.bookSynchronised = synchronised }
         case .refused(let stream, let code, let message):
             core.status.update(stream) {
                 $0.state = .rejected

@@ -24,6 +24,9 @@ public struct StreamStatus: Sendable, Equatable {
     /// Gaps dropped from `gaps` by its bound (their bars stay counted in the gap metric).
     public private(set) var olderGaps = 0
     public var reconnects = 0
+    /// A full-depth book: synchronised now (seeded, and every update since in sequence). False for
+    /// every other feed, and for a book not (or no longer) synchronised.
+    public var bookSynchronised = false
 
     /// Gaps kept per stream: a stream that keeps losing bars must not grow memory without bound.
     public static let maxGaps = 256

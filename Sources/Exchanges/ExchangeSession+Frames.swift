@@ -230,8 +230,9 @@ extension ExchangeSession {
             case .fetchSnapshot: actions.append(.fetchBookSnapshot(stream))
             case .error(let text):
                 actions.append(.streamError(stream, text))
+                actions.append(.bookSynchronised(stream, false))
                 actions.append(.log(.info, "book resynchronising", ["stream": "\(stream)", "error": text]))
-            case .synchronised: break
+            case .synchronised: actions.append(.bookSynchronised(stream, true))
             }
         }
     }

@@ -81,6 +81,9 @@ public enum SessionAction: Hashable, Sendable {
     case backfilled(StreamID, bars: Int)
     /// The stream's phase changed; `detail` (when present) is the latest error to show.
     case phase(StreamID, StreamPhase, detail: String?)
+    /// A full-depth book is synchronised (true) or resynchronising (false): until it is, a cluster
+    /// worker does not report the shard live.
+    case bookSynchronised(StreamID, Bool)
     /// The exchange (or a permanent connection failure) refused the stream.
     case refused(StreamID, code: String, message: String)
     /// The stream reconnected (its reconnect count).

@@ -78,6 +78,22 @@ func bk(_ i: Int) -> StreamID { StreamID("okx/book/S\(i)-USDT")! }
         #expect(h.frame("book \(bk(1)) upd 17 16 500 - 101:2").books.map(\.sequence) == [17])
     }
 
+    /// The session says when a book is synchronised and when it is not: the acknowledgement alone
+    /// does not (a worker reports a book shard live only once it is synchronised).
+    @Test func synchronisedIsSaidOnTheSeedAndTakenBackOnABreak() {
+        func synced(_ actions: [SessionAction]) -> [Bool] {
+            actions.compactMap { if case .bookSynchronised(bk(1), let value) = $0 { value } else { nil } }
+        }
+        var h = harness()
+        h.open([bk(1)])
+        #expect(synced(h.frame("ok \(bk(1))")).isEmpty, "acknowledged, not yet synchronised")
+        #expect(synced(h.frame("book \(bk(1)) snap 10 -1 0 100:1 101:1")) == [true])
+        #expect(synced(h.frame("book \(bk(1)) upd 11 10 100 100:2 -")).isEmpty, "said once")
+        #expect(synced(h.frame("book \(bk(1)) upd 13 12 200 100:3 -")) == [false], "a break")
+        let seeded = h.bookSnapshotFetched(bk(1), snapshot(bk(1), seq: 14, ms: 350, bids: "100:4", asks: "101:1"))
+        #expect(synced(seeded) == [true])
+    }
+
     @Test func aSecondResetInARowIsABreak() {
         var h = live([bk(1)])
         h.frame("book \(bk(1)) snap 10 -1 0 100:1 101:1")

@@ -18,3 +18,23 @@ public func parseWithPrometheusClient(_ text: String) async throws -> (families:
     }
     return ((object["families"] as? [String: Any]) ?? [:], (object["problems"] as? [String]) ?? [])
 }
+
+/// Validates a JSON document against `schema` of `openapi.yaml`'s components with jsonschema_rs
+/// (`Tests/Peers/check_schema.py`): the validator's errors, empty when it is valid.
+public func validateAgainstOpenAPI(_ document: String, schema: String) async throws -> [String] {
+    let directory = try TestEnvironment.makeTemporaryDirectory(prefix: "schema")
+    let file = directory + "/document.json"
+    try document.write(toFile: file, atomically: true, encoding: .utf8)
+    let result = try await ExternalProcess.run(
+        "/bin/sh",
+        [
+            "-c", "\"$0\" \"$1\" \"$2\" \"$3\" < \"$4\"", TestEnvironment.python,
+            TestEnvironment.peerScript("check_schema.py"), TestEnvironment.repositoryRoot + "/openapi.yaml", schema,
+            file,
+        ])
+    let errors = result.stdout.split(separator: "\n").map(String.init)
+    guard result.status == 0 || (result.status == 1 && !errors.isEmpty) else {
+        throw ProcessFailure("check_schema.py failed (\(result.status)): \(result.stderr)")
+    }
+    return errors
+}
