@@ -18,9 +18,13 @@ public struct ClusterPlane: StreamPlane {
     /// Where the gap ledger is read (the coordinator's database, when it has one).
     private let ledger: (any Sink)?
 
-    public init(server: ControlServer, ledger: (any Sink)? = nil) {
+    /// The document's `mode`: `cluster`, or `standalone` for the cluster with one in-process worker.
+    public let mode: String
+
+    public init(server: ControlServer, ledger: (any Sink)? = nil, mode: String = "cluster") {
         self.server = server
         self.ledger = ledger
+        self.mode = mode
     }
 
     public func storedGaps(of streams: [StreamID]) async throws -> [StreamID: [Gap]] {
@@ -94,7 +98,9 @@ public struct ClusterPlane: StreamPlane {
     }
 
     public func clusterDocument() async -> [UInt8] {
-        renderer.documentBytes(await server.clusterView())
+        var view = await server.clusterView()
+        view.mode = mode
+        return renderer.documentBytes(view)
     }
 
     /// `documentBytes` as text (tests read it).
@@ -259,7 +265,9 @@ extension ClusterPlane {
 
             var out = DocumentBytes(
                 reservingCapacity: 200 + workers.count * 300 + layout.heads.count + view.shards.count * 110)
-            out.raw("{\"mode\":\"cluster\",\"healthy\":")
+            out.raw("{\"mode\":")
+            out.quoted(view.mode)
+            out.raw(",\"healthy\":")
             out.raw(healthy ? "true" : "false")
             out.raw(",\"term\":")
             out.int(view.term)

@@ -263,6 +263,8 @@ public struct ClusterView: Sendable {
         public var draining: Bool
     }
 
+    /// `cluster`, or `standalone` (the cluster with one in-process worker).
+    public var mode = "cluster"
     public var term: UInt64
     public var moves: Int
     /// The operator paused balancing moves (`coordinator rebalance pause`).

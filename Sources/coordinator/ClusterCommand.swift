@@ -2,6 +2,7 @@ import Cluster
 import Collector
 import Configuration
 import Coordination
+import Crypto
 import Dispatch
 import Exchanges
 import Foundation
@@ -257,4 +258,72 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
     }
     log.write("notice", "active coordinator", ["lock": "database", "took.over": "\(standing)"])
     return (.database(lock), watchdog)
+}
+
+/// Standalone mode's coordinator (DESIGN.md §7: the cluster with one in-process worker). The same
+/// core, service and control protocol as `coordinator serve`, with what only one process needs:
+/// the control port on loopback (port 0), a secret drawn for this process alone, its state in
+/// `DATA_DIR` behind the directory's lock file, no recovery hold (no other worker can hold shards)
+/// and one replica of everything.
+struct StandaloneCoordinator: Sendable {
+    let server: ControlServer
+    let subscriptions: SubscriptionRegistry
+    let secret: [UInt8]
+    let lock: FileLock
+
+    static func start(_ command: ClusterCommand) async -> StandaloneCoordinator {
+        let log = command.log
+        let settings = command.settings
+        let path = settings.dataDirectory + "/coordinator.lock"
+        let lock: FileLock
+        do {
+            guard let held = try FileLock.tryLock(path) else {
+                startupError(log, "another collector is running with this data directory", ["lock.file": path])
+            }
+            lock = held
+        } catch {
+            startupError(log, "cannot lock the data directory", ["error": error.description])
+        }
+        let documents = StateDocumentQueue(
+            FileStateDocuments(directory: settings.dataDirectory), label: "coordinator.documents")
+        let state = CoordinatorStateStore(documents.documents)
+        var beginning: CoordinatorStateStore.Beginning
+        do {
+            beginning = try await state.begin()
+        } catch {
+            startupError(
+                log, "cannot read or write the coordinator state", ["state": state.location, "error": "\(error)"])
+        }
+        beginning.recovering = false
+        let subscriptions: SubscriptionRegistry
+        do {
+            subscriptions = try await SubscriptionRegistry.open(
+                documents: documents, term: beginning.term, pinned: command.pinned)
+        } catch {
+            startupError(
+                log, "cannot read the saved subscriptions",
+                ["state": documents.documents.location, "error": "\(error)"])
+        }
+        var control = ControlServer.Settings()
+        control.host = "127.0.0.1"
+        control.port = 0
+        control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
+        control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
+        control.service.core.assignmentPaceByExchange = AssignmentPacing.all
+        let secret = SecureRandom.bytes(32)
+        let server: ControlServer
+        do {
+            server = try await ControlServer.start(
+                settings: control, secret: secret, state: state, beginning: beginning, loop: command.loop,
+                logger: log.logger.with(["component": "control"]),
+                desired: ClusterPlane.desired(subscriptions.all.map(\.stream), replicas: 1)
+            ) { reason in
+                log.write("error", "the coordinator state was written by another process: stopping", ["reason": reason])
+                exit(3)
+            }
+        } catch {
+            startupError(log, "cannot start the in-process control listener", ["error": "\(error)"])
+        }
+        return StandaloneCoordinator(server: server, subscriptions: subscriptions, secret: secret, lock: lock)
+    }
 }

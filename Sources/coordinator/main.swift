@@ -1,9 +1,12 @@
-// coordinator: the collector's process. `coordinator serve --standalone` collects OKX streams into
-// PostgreSQL with spool, backfill, the gateway API and metrics; `coordinator serve` runs the
-// cluster's coordinator (ClusterCommand.swift). The worker process arrives with issue 11.
+// coordinator: the collector's process. `coordinator serve` runs the cluster's coordinator
+// (ClusterCommand.swift); `coordinator serve --standalone` is the cluster with one in-process
+// worker: the same coordinator on loopback, and a worker data plane (spool, backfill, sinks) fed by
+// its assignments, behind the gateway API and metrics. The operator's commands are in
+// OperatorCommand.swift.
 import Cluster
 import Collector
 import Configuration
+import ControlProtocol
 import Dispatch
 import Exchanges
 import Foundation
@@ -24,7 +27,8 @@ let usage = """
            coordinator --version | --help
 
     --standalone collects OKX streams into PostgreSQL until SIGTERM/SIGINT, then flushes every batch
-    and exits 0. Without it the process is the cluster's coordinator: it listens for workers on
+    and exits 0: the cluster with one in-process worker (its coordinator on loopback, its state in
+    DATA_DIR). Without it the process is the cluster's coordinator: it listens for workers on
     CONTROL_PORT, places every subscribed stream on them and serves the API (GET /api/v1/cluster).
 
     options:
@@ -231,7 +235,19 @@ guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
     startupError(
         log, "no database configured: set DATABASE_URL (or DB_HOST, DB_NAME…); cluster/run.sh starts a throw-away one")
 }
-let dataDir = dataDirectory
+// What only a cluster's coordinator uses: said once, not silently ignored.
+let clusterOnly =
+    ["CONTROL_PORT", "CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "HANDSHAKES_PER_ADDRESS"].filter {
+        environment[$0] != nil
+    } + (flags["control-port"] != nil ? ["--control-port"] : [])
+if !clusterOnly.isEmpty {
+    log.write(
+        "warning", "not used in standalone mode (its coordinator listens on loopback only, with a secret of its own)",
+        ["settings": clusterOnly.joined(separator: ",")])
+}
+let standaloneCommand = ClusterCommand(
+    settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
+    pinnedReplicas: [:], apiToken: token, version: version, shutdownSignals: shutdownSignals)
 Task.detached {
     let plane: DataPlane
     do throws(DataPlane.StartError) {
@@ -242,28 +258,37 @@ Task.detached {
     }
     let (engine, storage, registry, versions) = (plane.engine, plane.storage, plane.registry, plane.versions)
     let databaseTimeouts = plane.timeouts
-    let subscriptions: SubscriptionRegistry
-    do {
-        subscriptions = try SubscriptionRegistry(path: dataDir + "/subscriptions.json", pinned: pinnedStreams)
-    } catch {
-        startupError(log, "cannot read the saved subscriptions", ["data.dir": dataDir, "error": "\(error)"])
-    }
+    // The coordinator, in this process: it places every subscribed stream on the one worker below.
+    let coordinator = await StandaloneCoordinator.start(standaloneCommand)
+    let subscriptions = coordinator.subscriptions
+    coordinator.server.registerMetrics(in: registry)
+    // The worker: assignments from the coordinator over loopback, applied to this data plane.
+    let workerPlane = WorkerPlane(
+        engine: engine, storage: storage, logger: log.logger.with(["component": "worker-plane"]))
+    var session = WorkerSession.Configuration(
+        workerID: workerID, incarnation: UInt64(max(1, WallClock.microseconds())), capacity: Int(Int32.max),
+        egressGroup: nil)
+    session.handshakeTimeout = .seconds(5)
+    let client = await ControlClient.start(
+        endpoint: Endpoint(host: "127.0.0.1", port: coordinator.server.port), configuration: session,
+        secret: coordinator.secret, loop: loop, logger: log.logger.with(["component": "control"]),
+        dataPlane: { workerPlane.sessionAction($0) })
+    await workerPlane.start(client: client)
     let streams = subscriptions.all.map(\.stream)
-    let refused = await engine.subscribe(streams)
-    for (stream, reason) in refused {
-        log.write("warning", "subscription refused", ["stream": "\(stream)", "error": reason])
-    }
     log.write(
         "notice", "collecting",
         [
             "streams": streams.map(\.description).joined(separator: ","), "version": version,
             "spool.max_bytes": "\(storage.spool.maxBytes)", "database.timeout_seconds": "\(settings.databaseTimeout)",
             "shutdown.deadline_seconds": "\(settings.shutdownDeadline)",
-            "sinks": storage.sinks.map(\.name).joined(separator: ","),
+            "sinks": storage.sinks.map(\.name).joined(separator: ","), "worker": workerID,
         ])
     if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
-        plane: StandalonePlane(engine: engine, workerID: workerID), subscriptions: subscriptions,
+        plane: StandaloneClusterPlane(
+            cluster: ClusterPlane(server: coordinator.server, mode: "standalone"),
+            local: StandalonePlane(engine: engine, workerID: workerID)),
+        subscriptions: subscriptions,
         reader: PostgresReader(
             executors: (0..<4).map { _ in
                 PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: databaseTimeouts)
@@ -308,6 +333,10 @@ Task.detached {
     }
     reporter.cancel()
     await server.shutdown(deadline: .seconds(2))
+    // The one worker stops where it is (there is no other to drain to): its data plane flushes below.
+    await client.stop()
+    await workerPlane.stop()
+    await coordinator.server.shutdown()
     // Leave a margin of the deadline for the last flush; what is not stored stays in the spool.
     let drained = await plane.finish(timeout: .milliseconds(Int64(max(1, deadline - 3) * 1000)))
     log.write(
