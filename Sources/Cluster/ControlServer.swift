@@ -32,8 +32,8 @@ public final class ControlServer: Sendable {
         public var leaseExpiries = 0
         public var rejectedHandshakes = 0
         public var connections = 0
-        /// `CoordinatorCore.storedEventTotals`: by "exchange/feed".
-        public var storedEvents: [String: Int64] = [:]
+        /// `CoordinatorCore.receivedEventTotals`: by "exchange/feed".
+        public var receivedEvents: [String: Int64] = [:]
     }
 
     private let state: LoopBound<ServerState>
@@ -139,12 +139,12 @@ public final class ControlServer: Sendable {
             "collector_cluster_control_connections", help: "Open control connections.", kind: .gauge
         ) { [MetricsRegistry.Sample([], Double(read().connections))] }
         registry.registerCollector(
-            "collector_cluster_events_stored_total",
+            "collector_cluster_events_received_total",
             help:
-                "Events the workers stored, summed from their heartbeats: never goes back on a worker's restart, a move or an unsubscribe (from zero at each coordinator start).",
+                "Market events the workers received (each replica its own), summed from their heartbeats: never goes back on a worker's restart, a move or an unsubscribe (from zero at each coordinator start).",
             kind: .counter
         ) {
-            read().storedEvents.sorted { $0.key < $1.key }.map { key, value in
+            read().receivedEvents.sorted { $0.key < $1.key }.map { key, value in
                 let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
                 return MetricsRegistry.Sample([("exchange", parts[0]), ("feed", parts.last ?? "")], Double(value))
             }
@@ -535,7 +535,7 @@ final class ServerState {
         s.leaseExpiries = service.leaseExpiries
         s.rejectedHandshakes = service.rejectedHandshakes
         s.connections = service.connectionCount
-        s.storedEvents = core.storedEventTotals
+        s.receivedEvents = core.receivedEventTotals
         summary.value.withLock { $0 = s }
     }
 

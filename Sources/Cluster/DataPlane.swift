@@ -26,6 +26,9 @@ public struct DataPlane: Sendable {
     public struct StartError: Error, Sendable {
         public var message: String
         public var fields: [String: String]
+        /// The database could not be reached or prepared (it may come back: a retry may succeed),
+        /// as opposed to a setting or a data directory that is wrong.
+        public var databaseUnavailable = false
     }
 
     /// The engine's settings from `settings` (endpoints, batching, timeouts).
@@ -55,7 +58,8 @@ public struct DataPlane: Sendable {
                 try SchemaMigrator.migrations(in: sqlDirectory), executor: executor)
             logger.notice("schema ready", ["migrations.applied": applied.joined(separator: ",")])
         } catch {
-            throw StartError(message: "cannot prepare the database", fields: ["error": "\(error)"])
+            throw StartError(
+                message: "cannot prepare the database", fields: ["error": "\(error)"], databaseUnavailable: true)
         }
         let versions = StreamVersions()
         let postgres = PostgresSink(executor: executor, versions: versions)

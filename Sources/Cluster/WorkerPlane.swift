@@ -150,6 +150,7 @@ public actor WorkerPlane {
                     let refused = await engine.subscribe([stream], resumeFrom: marks, windows: bounded)
                     if let reason = refused[stream] {
                         let epoch = runner.epochs[shard] ?? 0
+                        // Its one action, unsubscribing, has nothing to undo: the engine refused it.
                         _ = runner.handle(
                             .session(.stop(shard: shard, epoch: epoch, until: nil)), wallClock: WallClock.microseconds()
                         )

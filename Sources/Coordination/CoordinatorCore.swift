@@ -221,11 +221,11 @@ public struct CoordinatorCore: Sendable {
     }
     /// Assignment tokens by egress group and exchange, as of an instant (a full bucket is dropped).
     private var paceBuckets: [String: (tokens: Double, at: Instant)] = [:]
-    /// Events workers reported stored, by "exchange/feed" (feed without its timeframe): summed from
-    /// heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
+    /// Events workers reported received (their engines' per-stream counts; each replica its own), by
+    /// "exchange/feed" (feed without its timeframe): summed from heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
     /// zero, its deltas add on), moves and unsubscribes. Keys come from subscribed shard ids: a
     /// small, fixed set of labels.
-    public private(set) var storedEventTotals: [String: Int64] = [:]
+    public private(set) var receivedEventTotals: [String: Int64] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
@@ -515,7 +515,7 @@ public struct CoordinatorCore: Sendable {
                     // Its rows count: stored totals and the watermark (not the measured rate, which is
                     // per owner).
                     noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
-                    countStored(name, report.eventsDelta)
+                    countEvents(name, report.eventsDelta)
                 }
                 if full && !handingOver {
                     actions.append(.send(workerID: id, .revoke(term: term, shard: name, epoch: report.epoch)))
@@ -523,7 +523,7 @@ public struct CoordinatorCore: Sendable {
                 continue
             }
             noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
-            countStored(name, report.eventsDelta)
+            countEvents(name, report.eventsDelta)
             if let window = shards[name]?.windowEvents {
                 shards[name]?.windowEvents = Self.saturating(window, max(0, report.eventsDelta))
             }
@@ -534,16 +534,16 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    /// A reported delta of stored events, on the shard and on the cluster's totals (a negative one,
+    /// A reported delta of events, on the shard and on the cluster's totals (a negative one,
     /// which no honest worker sends, counts as none).
-    private mutating func countStored(_ name: String, _ delta: Int64) {
+    private mutating func countEvents(_ name: String, _ delta: Int64) {
         guard delta > 0, var shard = shards[name] else { return }
         shard.eventsTotal = Self.saturating(shard.eventsTotal, delta)
         shards[name] = shard
         let parts = name.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
         let feed = parts.count > 1 ? parts[1].split(separator: ":").first.map(String.init) ?? "" : ""
         let key = "\(parts[0])/\(feed)"
-        storedEventTotals[key] = Self.saturating(storedEventTotals[key] ?? 0, delta)
+        receivedEventTotals[key] = Self.saturating(receivedEventTotals[key] ?? 0, delta)
     }
 
     /// `a + b`, held at `Int64.max` rather than trapping (a delta is a peer's number).

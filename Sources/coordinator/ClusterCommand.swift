@@ -46,36 +46,17 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         let (leadership, watchdog) = await becomeActive(command)
         let documents = await stateDocuments(command)
         let state = CoordinatorStateStore(documents.documents)
-        let beginning: CoordinatorStateStore.Beginning
-        do {
-            beginning = try await state.begin()
-        } catch {
-            startupError(
-                log, "cannot read or write the coordinator state", ["state": state.location, "error": "\(error)"])
-        }
-        let subscriptions: SubscriptionRegistry
-        do {
-            subscriptions = try await SubscriptionRegistry.open(
-                documents: documents, term: beginning.term, pinned: command.pinned)
-        } catch {
-            startupError(
-                log, "cannot read the saved subscriptions",
-                ["state": documents.documents.location, "error": "\(error)"])
-        }
+        let (beginning, subscriptions) = await begin(command, state: state, documents: documents)
         // Desired shards (pinned ones may ask for more replicas in the file), in the map before the
         // control port opens.
         let desired = subscriptions.all.flatMap { entry in
             ClusterPlane.desired(
                 [entry.stream], replicas: max(entry.replicas, command.pinnedReplicas[entry.stream] ?? 1))
         }
-        var control = ControlServer.Settings()
+        var control = controlSettings(settings)
         control.port = settings.controlPort
-        control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
-        control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
         control.service.maxPendingHandshakesPerAddress =
             settings.handshakesPerAddress > 0 ? settings.handshakesPerAddress : nil
-        // Each exchange's per-IP budgets pace what one egress group is handed per second.
-        control.service.core.assignmentPaceByExchange = AssignmentPacing.all
         let server: ControlServer
         do {
             server = try await ControlServer.start(
@@ -287,29 +268,11 @@ struct StandaloneCoordinator: Sendable {
         let documents = StateDocumentQueue(
             FileStateDocuments(directory: settings.dataDirectory), label: "coordinator.documents")
         let state = CoordinatorStateStore(documents.documents)
-        var beginning: CoordinatorStateStore.Beginning
-        do {
-            beginning = try await state.begin()
-        } catch {
-            startupError(
-                log, "cannot read or write the coordinator state", ["state": state.location, "error": "\(error)"])
-        }
+        var (beginning, subscriptions) = await begin(command, state: state, documents: documents)
         beginning.recovering = false
-        let subscriptions: SubscriptionRegistry
-        do {
-            subscriptions = try await SubscriptionRegistry.open(
-                documents: documents, term: beginning.term, pinned: command.pinned)
-        } catch {
-            startupError(
-                log, "cannot read the saved subscriptions",
-                ["state": documents.documents.location, "error": "\(error)"])
-        }
-        var control = ControlServer.Settings()
+        var control = controlSettings(settings)
         control.host = "127.0.0.1"
         control.port = 0
-        control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
-        control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
-        control.service.core.assignmentPaceByExchange = AssignmentPacing.all
         let secret = SecureRandom.bytes(32)
         let server: ControlServer
         do {
@@ -326,4 +289,37 @@ struct StandaloneCoordinator: Sendable {
         }
         return StandaloneCoordinator(server: server, subscriptions: subscriptions, secret: secret, lock: lock)
     }
+}
+
+/// The term this process starts (its state read, the next term written) and the saved
+/// subscriptions, or a start-up error naming the state's location.
+func begin(
+    _ command: ClusterCommand, state: CoordinatorStateStore, documents: StateDocumentQueue
+) async -> (CoordinatorStateStore.Beginning, SubscriptionRegistry) {
+    let log = command.log
+    let beginning: CoordinatorStateStore.Beginning
+    do {
+        beginning = try await state.begin()
+    } catch {
+        startupError(log, "cannot read or write the coordinator state", ["state": state.location, "error": "\(error)"])
+    }
+    do {
+        let subscriptions = try await SubscriptionRegistry.open(
+            documents: documents, term: beginning.term, pinned: command.pinned)
+        return (beginning, subscriptions)
+    } catch {
+        startupError(
+            log, "cannot read the saved subscriptions", ["state": documents.documents.location, "error": "\(error)"])
+    }
+}
+
+/// The control server's lease, heartbeat and pacing settings from `settings` (the listener's
+/// address is the caller's).
+func controlSettings(_ settings: Settings) -> ControlServer.Settings {
+    var control = ControlServer.Settings()
+    control.service.core.leaseTTL = .milliseconds(Int64(settings.leaseTTL * 1000))
+    control.service.core.heartbeatInterval = .milliseconds(Int64(settings.heartbeatInterval * 1000))
+    // Each exchange's per-IP budgets pace what one egress group is handed per second.
+    control.service.core.assignmentPaceByExchange = AssignmentPacing.all
+    return control
 }

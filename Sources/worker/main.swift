@@ -117,6 +117,16 @@ if !settings.markets.isEmpty {
         logger, "invalid setting",
         ["setting": "[[markets]]", "error": "a worker collects what the coordinator assigns: pin markets there"])
 }
+// The coordinator's settings, and the API's: said once, not silently ignored.
+let coordinatorOnly = [
+    "LEASE_TTL", "HEARTBEAT_INTERVAL", "CONTROL_PORT", "HANDSHAKES_PER_ADDRESS", "API_TOKEN", "API_TOKEN_FILE",
+    "API_RATE_LIMIT", "MARKETS", "TIMEFRAMES",
+].filter { environment[$0] != nil }
+if !coordinatorOnly.isEmpty {
+    logger.warning(
+        "not used by a worker (leases come from the coordinator; the API is the coordinator's)",
+        ["settings": coordinatorOnly.joined(separator: ",")])
+}
 let secret: [UInt8]
 do {
     secret = try ClusterSecret.load(from: environment)
@@ -147,15 +157,64 @@ do {
     startupError(logger, "cannot start the event loop", ["error": "\(error)"])
 }
 
+/// The data plane, started once the database can be prepared. Liveness does not wait for it: until
+/// then HTTP_PORT answers /health 200 and /ready 503 with the reason (the returned server, to close),
+/// and the start is retried every 2 s. A wrong setting or data directory still stops start-up.
+func startDataPlane() async -> (DataPlane, HTTPServer?) {
+    let waiting = Mutex<String>("starting the data plane")
+    var provisional: HTTPServer?
+    var loggedUnavailable = false
+    while true {
+        do throws(DataPlane.StartError) {
+            let data = try await DataPlane.start(
+                settings: settings, environment: environment, conninfo: conninfo, loop: loop, logger: logger)
+            return (data, provisional)
+        } catch {
+            guard error.databaseUnavailable else { startupError(logger, error.message, error.fields) }
+            waiting.withLock { $0 = "the database is unavailable: \(error.fields["error"] ?? error.message)" }
+            if !loggedUnavailable {
+                logger.error(
+                    "cannot prepare the database: retrying every 2 s (/health answers, /ready is false)",
+                    error.fields)
+                loggedUnavailable = true
+            }
+        }
+        if provisional == nil {
+            do {
+                provisional = try await HTTPServer.start(
+                    configuration: HTTPServerConfiguration(port: settings.httpPort), loop: loop
+                ) { request in
+                    let path = request.head.target.split(separator: "?", maxSplits: 1).first ?? ""
+                    if path == "/health" {
+                        return HTTPResponse(
+                            status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
+                    }
+                    let reason = jsonEscaped(waiting.withLock { $0 })
+                    return HTTPResponse(
+                        status: 503, contentType: "application/json",
+                        body: Array(#"{"ready":false,"reason":"\#(reason)"}"#.utf8))
+                }
+                logger.notice("waiting for the database", ["http.port": "\(provisional?.port ?? 0)"])
+            } catch {
+                startupError(
+                    logger, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
+            }
+        }
+        if shutdownSignals.isRaised {
+            logger.notice("stopped before the data plane started")
+            exit(0)
+        }
+        do { try await Task.sleep(for: .seconds(2)) } catch { exit(0) }
+    }
+}
+
 let finished = DispatchSemaphore(value: 0)
 let exitStatus = Atomic<Int32>(0)
 Task.detached {
-    let data: DataPlane
-    do throws(DataPlane.StartError) {
-        data = try await DataPlane.start(
-            settings: settings, environment: environment, conninfo: conninfo, loop: loop, logger: logger)
-    } catch {
-        startupError(logger, error.message, error.fields)
+    let (data, provisional) = await startDataPlane()
+    if let provisional {
+        await provisional.shutdown(deadline: .milliseconds(200))
+        logger.notice("the database is reachable: the data plane started")
     }
     let plane = WorkerPlane(
         engine: data.engine, storage: data.storage, logger: logger.with(["component": "worker-plane"]))
@@ -176,6 +235,7 @@ Task.detached {
     let shards = registry.gauge("collector_worker_shards", help: "Shards the worker's data plane runs")
     let term = registry.gauge("collector_worker_coordinator_term", help: "The term of the coordinator it follows")
     let readiness = Mutex<(Bool, String?)>((false, "not joined to the coordinator yet"))
+    let draining = Mutex(false)
     let gauges = Task {
         while !Task.isCancelled {
             let status = await client.status()
@@ -186,10 +246,12 @@ Task.detached {
             term.set(Double(status.term ?? 0))
             let storage = data.storage.readiness
             let ready: (Bool, String?) =
-                !status.established
-                ? (false, "not connected to the coordinator")
-                : status.orphaned
-                    ? (false, "cut off: running shards without a lease") : (storage.isReady, storage.reason)
+                draining.withLock({ $0 })
+                ? (false, "draining: shutting down")
+                : !status.established
+                    ? (false, "not connected to the coordinator")
+                    : status.orphaned
+                        ? (false, "cut off: running shards without a lease") : (storage.isReady, storage.reason)
             readiness.withLock { $0 = ready }
             do { try await Task.sleep(for: .milliseconds(250)) } catch { return }  // cancelled: stopping
         }
@@ -243,6 +305,7 @@ Task.detached {
     // says `leaving` again). Given up at the drain deadline; the rest of it is for the flush.
     let drainBudget = Duration.milliseconds(Int64(max(0, deadline - 8) * 1000))
     logger.notice("draining", ["shards": "\(await plane.epochs.count)", "drain.seconds": "\(max(0, deadline - 8))"])
+    draining.withLock { $0 = true }
     client.report(.leave(reason: "shutting down"))
     var warnedCutOff = false
     while ContinuousClock.now - started < drainBudget {

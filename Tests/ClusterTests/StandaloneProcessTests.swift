@@ -72,7 +72,7 @@ import Testing
         // The cluster's series beside the data plane's, on one /metrics.
         let port = String(base.split(separator: ":").last ?? "")
         #expect(await WorkerProcessTests.metric(port, #"collector_cluster_shards{state="live"}"#) == 2)
-        #expect((await WorkerProcessTests.metric(port, "collector_cluster_events_stored_total") ?? 0) > 0)
+        #expect((await WorkerProcessTests.metric(port, "collector_cluster_events_received_total") ?? 0) > 0)
         #expect(await WorkerProcessTests.metric(port, "collector_events_stored_total") != nil)
         // The cluster's operations have nothing to act on with one worker: refused, nothing changed.
         let drain = try await ExternalProcess.run(

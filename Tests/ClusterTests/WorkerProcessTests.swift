@@ -267,9 +267,9 @@ import Testing
         }
         let wcTradesSymbols = Set(onC.keys.compactMap { $0.split(separator: "/").last.map(String.init) })
         #expect(!wcTradesSymbols.isEmpty)
-        // The coordinator's cluster total of stored fills, summed from heartbeats: it must not go back
+        // The coordinator's cluster total of received fills, summed from heartbeats: it must not go back
         // when wc dies and a new incarnation of it starts counting from zero.
-        let tradesTotal = #"collector_cluster_events_stored_total{exchange="okx",feed="trades"}"#
+        let tradesTotal = #"collector_cluster_events_received_total{exchange="okx",feed="trades"}"#
         let storedBeforeKill: Double = try #require(await Self.metric("\(httpB)", tradesTotal))
         #expect(storedBeforeKill > 0)
         let wc = try #require(workers["wc"])
@@ -368,10 +368,10 @@ import Testing
             let (families, problems) = try await parseWithPrometheusClient(text)
             #expect(problems.isEmpty, "\(port): \(problems)")
             if port == "\(httpB)" {
-                let family = families["collector_cluster_events_stored"] as? [String: Any]
+                let family = families["collector_cluster_events_received"] as? [String: Any]
                 #expect(family?["type"] as? String == "counter", "\(families.keys.sorted())")
                 let samples = family?["samples"] as? [String: Double] ?? [:]
-                let trades = samples[#"collector_cluster_events_stored_total{"exchange": "okx", "feed": "trades"}"#]
+                let trades = samples[#"collector_cluster_events_received_total{"exchange": "okx", "feed": "trades"}"#]
                 #expect((trades ?? 0) > storedBeforeKill, "\(samples)")
             } else {
                 #expect(families["collector_worker_shards"] != nil, "\(families.keys.sorted())")

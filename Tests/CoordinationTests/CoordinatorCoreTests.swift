@@ -387,9 +387,9 @@ import Testing
         #expect(moved.map(\.0) == ["b"] && moved.first?.1.epoch == 1001)
     }
 
-    /// The cluster's stored-event totals add heartbeat deltas: a worker's restart (its own counters
+    /// The cluster's event totals add heartbeat deltas: a worker's restart (its own counters
     /// from zero), an unsubscribe and a hostile delta never take them back or trap.
-    @Test func storedTotalsOnlyGrowThroughRestartsUnsubscribesAndHostileDeltas() {
+    @Test func eventTotalsOnlyGrowThroughRestartsUnsubscribesAndHostileDeltas() {
         var core = Self.core()
         let trades = "okx/trades/BTC-USDT"
         let candles = "okx/candles:1m/BTC-USDT"
@@ -409,22 +409,22 @@ import Testing
         }
         beat(1, [trades: 120, candles: 3])
         beat(2, [trades: 80])
-        #expect(core.storedEventTotals == ["okx/trades": 200, "okx/candles": 3])
+        #expect(core.receivedEventTotals == ["okx/trades": 200, "okx/candles": 3])
         // A new incarnation re-reports what it runs; its counters started again, its deltas add on.
         var hello = Self.hello(
             "a", shards: placed.map { ReportedShard(shard: $0.1.shard, epoch: $0.1.epoch, lastEventTime: nil) })
         hello.incarnation = 2
         _ = core.handle(.workerJoined(hello), now: Self.at(10), wallClock: 0)
         beat(11, [trades: 5, candles: 1])
-        #expect(core.storedEventTotals == ["okx/trades": 205, "okx/candles": 4])
+        #expect(core.receivedEventTotals == ["okx/trades": 205, "okx/candles": 4])
         _ = core.handle(.unsubscribe([trades]), now: Self.at(12), wallClock: 0)
         beat(13, [candles: 2, trades: 7])
-        #expect(core.storedEventTotals == ["okx/trades": 205, "okx/candles": 6], "nothing counted for a gone shard")
+        #expect(core.receivedEventTotals == ["okx/trades": 205, "okx/candles": 6], "nothing counted for a gone shard")
         beat(14, [candles: -50])
         beat(15, [candles: .max])
         beat(16, [candles: .max])
-        #expect(core.storedEventTotals["okx/candles"] == .max, "held at the maximum, no trap")
-        #expect(core.storedEventTotals["okx/trades"] == 205)
+        #expect(core.receivedEventTotals["okx/candles"] == .max, "held at the maximum, no trap")
+        #expect(core.receivedEventTotals["okx/trades"] == 205)
     }
 
     /// Drain is make-before-break: the new owner is assigned with a cutover ahead and stores from it;

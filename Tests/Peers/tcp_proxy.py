@@ -10,14 +10,14 @@ Prints `LISTENING <port>` when ready.
            answers), but a side that closes still closes the other, as a dead peer's TCP
            keepalives would end the far side's session
   SIGTERM  exit
-Usage: tcp_proxy.py HOST PORT
+Usage: tcp_proxy.py HOST PORT [LISTEN_PORT]   (LISTEN_PORT: default a free one)
 """
 import asyncio
 import signal
 import sys
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, listen_port: int = 0) -> None:
     flowing = asyncio.Event()
     flowing.set()
     dropping = False
@@ -52,7 +52,7 @@ async def main(host: str, port: int) -> None:
             return
         await asyncio.gather(pump(client_reader, upstream_writer), pump(upstream_reader, client_writer))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR1, flowing.clear)
@@ -65,4 +65,4 @@ async def main(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0))
