@@ -330,6 +330,7 @@ final class ServerState {
     /// The pending retry of a failed state write, and whether the failure was already logged
     /// (once per outage: the retries go on every second without repeating it).
     private var persistRetry: TimerHandle?
+    private var retryEpochs = false
     private var persistFailing = false
     private var stopped = false
     private let writer = DispatchQueue(label: "coordinator.state")
@@ -477,9 +478,15 @@ final class ServerState {
                 "cannot persist the coordinator state; assignments wait",
                 ["state": store.location, "error": error, "retry.seconds": "1"])
         }
+        // One retry at a time: a second failing write joins it (the retry writes the whole state,
+        // and says the epochs are durable if either write was for them).
+        retryEpochs = retryEpochs || epochs
+        guard persistRetry == nil else { return }
         persistRetry = loop.scheduleTimer(after: .seconds(1)) { [weak self] in
             guard let self, !self.stopped else { return }
             self.persistRetry = nil
+            let epochs = self.retryEpochs
+            self.retryEpochs = false
             self.persist(epochs: epochs)
         }
     }

@@ -43,12 +43,15 @@ public actor WorkerPlane {
         enqueue(.session(action))
     }
 
-    private nonisolated func enqueue(_ input: ShardRunner.Input) {
+    @discardableResult
+    private nonisolated func enqueue(_ input: ShardRunner.Input) -> Bool {
         // Bounded. Observations never fill it (at most one is queued: see `observe`), so only a
         // session whose actions the engine stopped applying can: that input is dropped with an error.
-        if !inputs.push(input) {
+        guard inputs.push(input) else {
             logger.error("worker data-plane queue full: input dropped", ["capacity": "\(inputs.capacity)"])
+            return false
         }
+        return true
     }
 
     /// Starts applying inputs and observing the engine every `pollInterval`.
@@ -105,10 +108,10 @@ public actor WorkerPlane {
                 ShardRunner.Observed(
                     shard: shard, live: live, stored: Int64(status?.messages ?? 0),
                     lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection,
-                    fillingHole: filling))
+                    fillingHole: filling, passedUntil: status?.passedUntil))
         }
-        enqueue(.observed(observed))
-        enqueue(.tick)
+        // The tick clears the flag when applied; one not queued leaves nothing to clear it.
+        if !(enqueue(.observed(observed)) && enqueue(.tick)) { observationQueued = false }
     }
 
     private func apply(_ input: ShardRunner.Input) async {

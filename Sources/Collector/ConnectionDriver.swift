@@ -191,6 +191,8 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
                 if let detail { $0.lastError = detail }
                 if phase == .live { $0.rejection = nil } else { $0.bookSynchronised = false }
             }
+        case .windowPassed(let stream, let until):
+            core.status.update(stream) { $0.passedUntil = max($0.passedUntil ?? .min, until) }
         case .bookSynchronised(let stream, let synchronised):
             core.status.update(stream) { $0.bookSynchronised = synchronised }
         case .refused(let stream, let code, let message):

@@ -27,6 +27,8 @@ public struct StreamStatus: Sendable, Equatable {
     /// A full-depth book: synchronised now (seeded, and every update since in sequence). False for
     /// every other feed, and for a book not (or no longer) synchronised.
     public var bookSynchronised = false
+    /// The latest window end (a hand-over's cutover) an event of the stream has reached.
+    public var passedUntil: Int64?
 
     /// Gaps kept per stream: a stream that keeps losing bars must not grow memory without bound.
     public static let maxGaps = 256

@@ -7,8 +7,10 @@ import CollectorCore
 /// and `shardFailed` inputs, once per epoch. Shards are named as in the cluster (`okx/trades/BTC-USDT`).
 ///
 /// A hand-over keeps the stream subscribed until its rows reach the cutover (`until`): events from
-/// then on belong to the successor, so the window closes there and the subscription ends once the
-/// wall clock is `settle` past it (late rows still arrive until then).
+/// then on belong to the successor, so the window closes there, and the subscription ends once an
+/// event at or past the cutover has come through (every earlier one has, then: a slow exchange or a
+/// loaded worker delays the end, never loses a row), or, for a stream with nothing past it yet (a
+/// bar still open, a quiet instrument), once the wall clock is `settle` past it.
 public struct ShardRunner: Sendable {
     /// What the engine says about one stream, observed at once for every running shard.
     public struct Observed: Hashable, Sendable {
@@ -25,11 +27,14 @@ public struct ShardRunner: Sendable {
         /// hole, so it is not reported (a successor resuming there would skip rows never stored);
         /// the last report stands, at first the assignment's resume point.
         public var fillingHole = false
+        /// The latest closing window's end an event of the stream reached (see the type's note).
+        public var passedUntil: Int64?
 
         public init(
             shard: String, live: Bool, stored: Int64, lastEventTime: Int64? = nil, lastEventID: String? = nil,
-            rejection: (code: String, message: String)? = nil, fillingHole: Bool = false
+            rejection: (code: String, message: String)? = nil, fillingHole: Bool = false, passedUntil: Int64? = nil
         ) {
+            self.passedUntil = passedUntil
             self.shard = shard
             self.live = live
             self.stored = stored
@@ -75,15 +80,17 @@ public struct ShardRunner: Sendable {
         /// engine's counters may predate this epoch: a stream still subscribed, or resubscribed).
         var stored: Int64?
         var lastEventTime: Int64?
+        /// An event reached the hand-over's cutover: the stream may end.
+        var passedUntil = false
     }
 
-    /// How long past a hand-over's cutover the subscription stays, for rows still in flight.
+    /// How long past a hand-over's cutover the subscription stays when no event has reached it.
     public let settle: Duration
     /// Bound on shards run at once (the session's capacity bounds what the coordinator assigns).
     public let maxShards: Int
     private var running: [String: Running] = [:]
 
-    public init(settle: Duration = .seconds(2), maxShards: Int = 100_000) {
+    public init(settle: Duration = .seconds(5), maxShards: Int = 100_000) {
         self.settle = settle
         self.maxShards = maxShards
     }
@@ -113,6 +120,7 @@ public struct ShardRunner: Sendable {
             guard running[shard]?.epoch == epoch else { break }
             if let until, until > wallClock {
                 running[shard]?.until = until
+                running[shard]?.passedUntil = false
                 actions.append(.closeWindow(shard: shard, until: until))
             } else {
                 running[shard] = nil
@@ -129,7 +137,10 @@ public struct ShardRunner: Sendable {
                     actions.append(
                         .report(
                             .shardFailed(
-                                shard: o.shard, epoch: r.epoch, permanent: true, code: rejection.code,
+                                // A connection that failed for good (TLS verification) is this
+                                // worker's: another may reach the exchange.
+                                shard: o.shard, epoch: r.epoch, permanent: rejection.code != "connection",
+                                code: rejection.code,
                                 reason: rejection.message)))
                     continue
                 }
@@ -137,6 +148,7 @@ public struct ShardRunner: Sendable {
                     r.reportedLive = true
                     actions.append(.report(.shardLive(shard: o.shard, epoch: r.epoch)))
                 }
+                if let until = r.until, let passed = o.passedUntil, passed >= until { r.passedUntil = true }
                 let delta = r.stored.map { max(0, o.stored - $0) } ?? 0
                 r.stored = max(r.stored ?? o.stored, o.stored)
                 let time = o.fillingHole ? nil : o.lastEventTime
@@ -153,7 +165,7 @@ public struct ShardRunner: Sendable {
         case .tick:
             let settled = wallClock - settle.nanosecondsClamped / 1000
             for (shard, r) in running.sorted(by: { $0.key < $1.key }) {
-                guard let until = r.until, until <= settled else { continue }
+                guard let until = r.until, until <= wallClock, r.passedUntil || until <= settled else { continue }
                 running[shard] = nil
                 actions.append(.unsubscribe(shard: shard))
             }

@@ -56,6 +56,9 @@ public struct CoordinatorCore: Sendable {
         /// never confirmed, a book that never synchronised) is revoked and counted as a transient
         /// failure, so the shard is retried and, after `failuresBeforeMove`, placed elsewhere.
         public var liveDeadline: Duration = .seconds(30)
+        /// A shard the exchange refused for good is placed again after this: the exchange may list
+        /// the instrument later (the session retries its own refusals as often: 5 minutes).
+        public var rejectedRetry: Duration = .seconds(300)
         public init() {}
 
         /// The lease as sent: whole milliseconds.
@@ -221,6 +224,8 @@ public struct CoordinatorCore: Sendable {
     }
     /// Assignment tokens by egress group and exchange, as of an instant (a full bucket is dropped).
     private var paceBuckets: [String: (tokens: Double, at: Instant)] = [:]
+    /// Rejected shards, by when they are placed again (`rejectedRetry`).
+    private var rejectedRetries: [String: Instant] = [:]
     /// Events workers reported received (their engines' per-stream counts; each replica its own), by
     /// "exchange/feed" (feed without its timeframe): summed from heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
     /// zero, its deltas add on), moves and unsubscribes. Keys come from subscribed shard ids: a
@@ -398,6 +403,7 @@ public struct CoordinatorCore: Sendable {
             }
             expireLeases(now: now, into: &actions)
             expireAssignments(now: now, into: &actions)
+            retryRejected(now: now, into: &actions)
             measureWeights(now: now)
             if !paceBuckets.isEmpty {
                 paceBuckets = paceBuckets.filter { key, _ in
@@ -478,7 +484,14 @@ public struct CoordinatorCore: Sendable {
                     .send(workerID: owner.workerID, .revoke(term: term, shard: name, epoch: owner.epoch)))
             }
             reindex(name)
-            actions.append(.log("shard rejected", ["shard": name, "exchange.code": code, "reason": reason]))
+            rejectedRetries[name] = now.advanced(by: configuration.rejectedRetry)
+            actions.append(
+                .log(
+                    "shard rejected",
+                    [
+                        "shard": name, "exchange.code": code, "reason": reason,
+                        "retry.seconds": "\(configuration.rejectedRetry.components.seconds)",
+                    ]))
         } else if var shard = shards[name] {
             // Transient: retried with backoff; after repeated failures on one worker, elsewhere.
             shard.failures += 1
@@ -531,6 +544,18 @@ public struct CoordinatorCore: Sendable {
                 shards[name]?.owners[i].state = .live
                 awaitingLive[report.epoch] = nil
             }
+        }
+    }
+
+    /// Rejected shards whose retry is due are placed again (placement runs after the tick).
+    private mutating func retryRejected(now: Instant, into actions: inout [Action]) {
+        guard !rejectedRetries.isEmpty else { return }
+        for (name, at) in rejectedRetries where at <= now {
+            rejectedRetries[name] = nil
+            guard let rejected = shards[name]?.rejected else { continue }  // unsubscribed meanwhile
+            shards[name]?.rejected = nil
+            reindex(name)
+            actions.append(.log("rejected shard placed again", ["shard": name, "exchange.code": rejected.code]))
         }
     }
 

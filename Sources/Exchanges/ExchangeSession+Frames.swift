@@ -142,6 +142,14 @@ extension ExchangeSession {
             }
             checkTradeContinuity(trade, entry: &entries.values[index], into: &actions)
         }
+        // The first event at or past a closing window's end: every earlier one of this stream has
+        // come through this session, so the hand-over may end (`ShardRunner`).
+        if let until = entries.values[index].window?.until, event.partitionTime >= until,
+            entries.values[index].passedUntil.map({ $0 < until }) ?? true
+        {
+            entries.values[index].passedUntil = until
+            actions.append(.windowPassed(stream, until: until))
+        }
         if case .book(let message) = event {
             synchronize(message, index: index, into: &actions)
             return

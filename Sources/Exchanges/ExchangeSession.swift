@@ -610,6 +610,8 @@ public enum StreamSubscription: Equatable, Sendable {
 struct SessionEntry: Sendable {
     var subscription: StreamSubscription = .unsent
     var window: EventWindow?
+    /// The window's `until` an event of the stream has reached (said once per `until`).
+    var passedUntil: Int64?
     /// Newest confirmed open time seen, stored or backfilled (candles); nil until known.
     var lastConfirmed: Int64?
     /// A backfill is running up to this open time (exclusive).

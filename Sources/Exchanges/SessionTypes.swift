@@ -81,6 +81,9 @@ public enum SessionAction: Hashable, Sendable {
     case backfilled(StreamID, bars: Int)
     /// The stream's phase changed; `detail` (when present) is the latest error to show.
     case phase(StreamID, StreamPhase, detail: String?)
+    /// An event of the stream reached its window's `until` (a hand-over's cutover): everything before
+    /// it has been emitted.
+    case windowPassed(StreamID, until: Int64)
     /// A full-depth book is synchronised (true) or resynchronising (false): until it is, a cluster
     /// worker does not report the shard live.
     case bookSynchronised(StreamID, Bool)

@@ -252,19 +252,24 @@ struct StandaloneCoordinator: Sendable {
     let secret: [UInt8]
     let lock: FileLock
 
-    static func start(_ command: ClusterCommand) async -> StandaloneCoordinator {
-        let log = command.log
-        let settings = command.settings
+    /// `DATA_DIR/coordinator.lock`, taken before anything in the directory is opened (a second
+    /// process must not touch the live spool), or a start-up error.
+    static func lockDataDirectory(_ settings: Settings, log: Log) -> FileLock {
         let path = settings.dataDirectory + "/coordinator.lock"
-        let lock: FileLock
         do {
+            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
             guard let held = try FileLock.tryLock(path) else {
                 startupError(log, "another collector is running with this data directory", ["lock.file": path])
             }
-            lock = held
+            return held
         } catch {
-            startupError(log, "cannot lock the data directory", ["error": error.description])
+            startupError(log, "cannot lock the data directory", ["lock.file": path, "error": "\(error)"])
         }
+    }
+
+    static func start(_ command: ClusterCommand, lock: FileLock) async -> StandaloneCoordinator {
+        let log = command.log
+        let settings = command.settings
         let documents = StateDocumentQueue(
             FileStateDocuments(directory: settings.dataDirectory), label: "coordinator.documents")
         let state = CoordinatorStateStore(documents.documents)

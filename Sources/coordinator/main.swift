@@ -245,6 +245,7 @@ if !clusterOnly.isEmpty {
         "warning", "not used in standalone mode (its coordinator listens on loopback only, with a secret of its own)",
         ["settings": clusterOnly.joined(separator: ",")])
 }
+let dataDirectoryLock = StandaloneCoordinator.lockDataDirectory(settings, log: log)
 let standaloneCommand = ClusterCommand(
     settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
     pinnedReplicas: [:], apiToken: token, version: version, shutdownSignals: shutdownSignals)
@@ -259,7 +260,7 @@ Task.detached {
     let (engine, storage, registry, versions) = (plane.engine, plane.storage, plane.registry, plane.versions)
     let databaseTimeouts = plane.timeouts
     // The coordinator, in this process: it places every subscribed stream on the one worker below.
-    let coordinator = await StandaloneCoordinator.start(standaloneCommand)
+    let coordinator = await StandaloneCoordinator.start(standaloneCommand, lock: dataDirectoryLock)
     let subscriptions = coordinator.subscriptions
     coordinator.server.registerMetrics(in: registry)
     // The worker: assignments from the coordinator over loopback, applied to this data plane.

@@ -78,6 +78,13 @@ import Testing
         let drain = try await ExternalProcess.run(
             WorkerProcessTests.coordinatorBinary, ["drain", "solo"], environment: ["COORDINATOR_URL": base])
         #expect(drain.status == 1 && drain.stderr.contains("one in-process worker"), "\(drain.stderr)")
+        // A second collector on the same data directory does not start (before it opens the spool).
+        let twin = try await ExternalProcess.run(
+            WorkerProcessTests.coordinatorBinary,
+            ["serve", "--standalone", "--http-port", "0", "--data-dir", data], environment: environment)
+        #expect(twin.status == 1 && twin.stderr.contains("another collector is running"), "\(twin.stderr)")
+        #expect(!twin.stderr.contains("schema ready"), "it stopped before opening anything")
+        #expect(first.isRunning)
         first.send(signal: SIGTERM)
         #expect(await first.waitForExit(timeout: .seconds(20)) == 0, "\(first.errorOutput.suffix(1500))")
         // Restarted on the same directory: the next term, both streams back (the API's one from the

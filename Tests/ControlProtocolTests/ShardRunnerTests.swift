@@ -74,6 +74,30 @@ import Testing
         #expect(gone == Self.name && runner.epochs.isEmpty)
     }
 
+    /// The hand-over ends once an event at or past the cutover came through (all before it have), not
+    /// on the clock alone while the settle lasts: a late stream keeps its rows. An older window's end
+    /// does not count.
+    @Test func aHandOverEndsWhenAnEventReachedTheCutoverNotOnTheClockAlone() {
+        var runner = ShardRunner(settle: .seconds(5))
+        _ = runner.handle(.session(.start(Self.assignment(epoch: 3))), wallClock: Self.wall)
+        let until = Self.wall + 4_000_000
+        _ = runner.handle(.session(.stop(shard: Self.name, epoch: 3, until: until)), wallClock: Self.wall + 1)
+        func observe(passed: Int64?, at wall: Int64) {
+            _ = runner.handle(
+                .observed([.init(shard: Self.name, live: true, stored: 10, passedUntil: passed)]), wallClock: wall)
+        }
+        observe(passed: until - 1, at: until + 100_000)
+        #expect(runner.handle(.tick, wallClock: until + 100_000).isEmpty, "an older window's end")
+        #expect(runner.handle(.tick, wallClock: until + 4_999_999).isEmpty, "rows may still be on their way")
+        observe(passed: until, at: until + 4_999_999)
+        let done = runner.handle(.tick, wallClock: until + 4_999_999)
+        guard case .unsubscribe(let gone) = done.first else {
+            Issue.record("no unsubscribe once the cutover was reached: \(done)")
+            return
+        }
+        #expect(gone == Self.name && runner.epochs.isEmpty)
+    }
+
     /// A newer epoch of a running shard (the session starts it without stopping the old one) keeps
     /// the subscription: the window changes, counts go to the new epoch, the old epoch's stop is stale.
     @Test func aNewerEpochOfARunningShardKeepsTheSubscription() {

@@ -322,7 +322,7 @@ import Testing
         #expect(Self.revokes(stale).map(\.1) == ["okx/trades/GONE-USDT"])
     }
 
-    @Test func aPermanentFailureIsRejectedAndNotMovedAround() {
+    @Test func aPermanentFailureIsRejectedAndNotMovedAround() throws {
         var core = Self.core()
         _ = core.handle(.workerJoined(Self.hello("a")), now: Self.at(0), wallClock: 0)
         _ = core.handle(.workerJoined(Self.hello("b")), now: Self.at(0), wallClock: 0)
@@ -346,8 +346,30 @@ import Testing
                 workerID: x?.workerID ?? "", shard: "okx/trades/X-USDT", epoch: x?.epoch ?? 0, permanent: false,
                 code: "", reason: "timeout"),
             now: Self.at(12), wallClock: 0)
-        let retried = core.handle(.tick, now: Self.at(1012), wallClock: 0)
-        #expect(Self.assigns(retried).count == 1)
+        let retriedX = core.handle(.tick, now: Self.at(1012), wallClock: 0)
+        #expect(Self.assigns(retriedX).count == 1)
+        // Placed again once `rejectedRetry` (5 minutes) has passed: the exchange may list it later.
+        // (The workers beat meanwhile, so their leases hold.)
+        for (i, ms) in stride(from: 2000, through: 298_000, by: 2000).enumerated() {
+            for id in ["a", "b"] {
+                _ = core.handle(
+                    .heartbeat(workerID: id, sequence: UInt64(i + 1)), now: Self.at(Int64(ms)), wallClock: 0)
+            }
+        }
+        #expect(Self.assigns(core.handle(.tick, now: Self.at(299_000), wallClock: 0)).isEmpty)
+        for id in ["a", "b"] {
+            _ = core.handle(.heartbeat(workerID: id, sequence: 200), now: Self.at(300_000), wallClock: 0)
+        }
+        let retried = Self.assigns(core.handle(.tick, now: Self.at(300_010), wallClock: 0))
+        #expect(retried.map(\.1.shard) == ["okx/candles:1m/NOPE-USDT"], "\(retried)")
+        #expect(core.shards["okx/candles:1m/NOPE-USDT"]?.rejected == nil)
+        let again = try #require(retried.first)
+        _ = core.handle(
+            .shardFailed(
+                workerID: again.0, shard: again.1.shard, epoch: again.1.epoch, permanent: true, code: "60018",
+                reason: "doesn't exist"),
+            now: Self.at(300_020), wallClock: 0)
+        #expect(core.shards["okx/candles:1m/NOPE-USDT"]?.rejected?.code == "60018", "rejected again")
     }
 
     /// Epochs come from durable blocks: the next block is asked for at half use, and nothing is
