@@ -60,7 +60,13 @@ public actor WorkerPlane {
         self.client = client
         let inputs = self.inputs
         consumer = Task { [weak self] in
-            for await input in inputs { await self?.apply(input) }
+            // What has queued up is applied as one batch: the new subscriptions in it reach the
+            // engine in one call (one read of the watermarks and the gap ledger, not one per shard).
+            while let first = await inputs.next() {
+                var batch = [first]
+                while batch.count < Self.batchLimit, let more = inputs.nextBuffered() { batch.append(more) }
+                await self?.apply(batch)
+            }
         }
         poller = Task { [weak self] in
             while !Task.isCancelled {
@@ -114,68 +120,112 @@ public actor WorkerPlane {
         if !(enqueue(.observed(observed)) && enqueue(.tick)) { observationQueued = false }
     }
 
-    private func apply(_ input: ShardRunner.Input) async {
-        switch input {
-        case .session(.orphaned(let cutOff)):
-            orphaned = cutOff
-        case .session(.egressShare(let size)):
-            egressGroupSize = size
-        case .tick:
-            observationQueued = false
-        default:
-            break
-        }
-        for action in runner.handle(input, wallClock: WallClock.microseconds()) {
-            switch action {
-            case .run(let shard, let from, let until, let resume):
-                guard let stream = StreamID(shard) else {
-                    report(
-                        .shardFailed(
-                            shard: shard, epoch: runner.epochs[shard] ?? 0, permanent: true, code: "bad-shard",
-                            reason: "not a stream name (exchange/feed/symbol)"))
+    /// Inputs applied as one batch at most (the queue's backlog beyond waits for the next).
+    static let batchLimit = 512
+
+    /// A new subscription waiting to reach the engine with the others of its batch.
+    private struct NewSubscription {
+        var shard: String
+        var stream: StreamID
+        var window: EventWindow
+        var resume: Watermark?
+    }
+
+    private func apply(_ batch: [ShardRunner.Input]) async {
+        var pending: [NewSubscription] = []
+        for input in batch {
+            switch input {
+            case .session(.orphaned(let cutOff)):
+                orphaned = cutOff
+            case .session(.egressShare(let size)):
+                egressGroupSize = size
+            case .tick:
+                observationQueued = false
+            default:
+                break
+            }
+            for action in runner.handle(input, wallClock: WallClock.microseconds()) {
+                // Consecutive new subscriptions go together; anything else runs after them, in order.
+                if case .run(let shard, let from, let until, let resume) = action, windows[shard] == nil,
+                    !pending.contains(where: { $0.shard == shard }), let stream = StreamID(shard)
+                {
+                    pending.append(
+                        NewSubscription(
+                            shard: shard, stream: stream, window: EventWindow(from: from, until: until),
+                            resume: resume.map { Watermark(time: $0.time, id: $0.id) }))
                     continue
                 }
-                let marks = resume.map { [stream: Watermark(time: $0.time, id: $0.id)] } ?? [:]
-                // Subscribed but storing only from a cutover (a move's new owner) or only up to one (a
-                // hand-over taken back after its successor died), now told to store at once from a
-                // resume point: what the window kept out was never stored, so it subscribes again
-                // to backfill from there.
-                if let window = windows[shard], window.from != nil || window.until != nil, from == nil,
-                    resume != nil
-                {
-                    windows[shard] = nil
-                    await engine.unsubscribe([stream])
-                }
-                let window = EventWindow(from: from, until: until)
-                if windows[shard] == nil {
-                    // The window goes with the subscription: no event before the cutover is kept.
-                    let bounded = from == nil && until == nil ? [:] : [stream: window]
-                    let refused = await engine.subscribe([stream], resumeFrom: marks, windows: bounded)
-                    if let reason = refused[stream] {
-                        let epoch = runner.epochs[shard] ?? 0
-                        // Its one action, unsubscribing, has nothing to undo: the engine refused it.
-                        _ = runner.handle(
-                            .session(.stop(shard: shard, epoch: epoch, until: nil)), wallClock: WallClock.microseconds()
-                        )
-                        report(
-                            .shardFailed(shard: shard, epoch: epoch, permanent: true, code: "refused", reason: reason))
-                        continue
-                    }
-                }
-                windows[shard] = window
-                await engine.setWindow(from == nil && until == nil ? nil : window, for: stream)
-            case .closeWindow(let shard, let until):
-                guard let stream = StreamID(shard) else { continue }
-                let window = EventWindow(from: windows[shard]?.from, until: until)
-                windows[shard] = window
-                await engine.setWindow(window, for: stream)
-            case .unsubscribe(let shard):
-                windows[shard] = nil
-                guard let stream = StreamID(shard) else { continue }
-                await engine.unsubscribe([stream])
-            case .report(let input):
-                report(input)
+                await subscribe(pending)
+                pending = []
+                await perform(action)
             }
+        }
+        await subscribe(pending)
+    }
+
+    /// One engine call for `subscriptions`, each with its window (no event before a cutover is
+    /// kept) and resume point; one the engine refuses is stopped and reported failed.
+    private func subscribe(_ subscriptions: [NewSubscription]) async {
+        guard !subscriptions.isEmpty else { return }
+        var marks: [StreamID: Watermark] = [:]
+        var bounded: [StreamID: EventWindow] = [:]
+        for s in subscriptions {
+            if let resume = s.resume { marks[s.stream] = resume }
+            if s.window.from != nil || s.window.until != nil { bounded[s.stream] = s.window }
+        }
+        let refused = await engine.subscribe(subscriptions.map(\.stream), resumeFrom: marks, windows: bounded)
+        for s in subscriptions {
+            if let reason = refused[s.stream] {
+                let epoch = runner.epochs[s.shard] ?? 0
+                // Its one action, unsubscribing, has nothing to undo: the engine refused it.
+                _ = runner.handle(
+                    .session(.stop(shard: s.shard, epoch: epoch, until: nil)), wallClock: WallClock.microseconds())
+                report(.shardFailed(shard: s.shard, epoch: epoch, permanent: true, code: "refused", reason: reason))
+                continue
+            }
+            windows[s.shard] = s.window
+        }
+    }
+
+    private func perform(_ action: ShardRunner.Action) async {
+        switch action {
+        case .run(let shard, let from, let until, let resume):
+            guard let stream = StreamID(shard) else {
+                report(
+                    .shardFailed(
+                        shard: shard, epoch: runner.epochs[shard] ?? 0, permanent: true, code: "bad-shard",
+                        reason: "not a stream name (exchange/feed/symbol)"))
+                return
+            }
+            // Subscribed but storing only from a cutover (a move's new owner) or only up to one (a
+            // hand-over taken back after its successor died), now told to store at once from a
+            // resume point: what the window kept out was never stored, so it subscribes again
+            // to backfill from there.
+            if let window = windows[shard], window.from != nil || window.until != nil, from == nil,
+                resume != nil
+            {
+                windows[shard] = nil
+                await engine.unsubscribe([stream])
+            }
+            let window = EventWindow(from: from, until: until)
+            guard windows[shard] != nil else {
+                let mark = resume.map { Watermark(time: $0.time, id: $0.id) }
+                await subscribe([NewSubscription(shard: shard, stream: stream, window: window, resume: mark)])
+                return
+            }
+            windows[shard] = window
+            await engine.setWindow(from == nil && until == nil ? nil : window, for: stream)
+        case .closeWindow(let shard, let until):
+            guard let stream = StreamID(shard) else { return }
+            let window = EventWindow(from: windows[shard]?.from, until: until)
+            windows[shard] = window
+            await engine.setWindow(window, for: stream)
+        case .unsubscribe(let shard):
+            windows[shard] = nil
+            guard let stream = StreamID(shard) else { return }
+            await engine.unsubscribe([stream])
+        case .report(let input):
+            report(input)
         }
     }
 

@@ -149,8 +149,10 @@ public struct CoordinatorCore: Sendable {
         /// event's trade id or sequence where the feed has one.
         public var lastEventTime: Int64?
         public var lastEventID: String?
-        /// Events its owners reported stored, in all (restart-safe totals come from these deltas).
+        /// Events its owners reported, in all (restart-safe totals come from these deltas).
         public var eventsTotal: Int64 = 0
+        /// Its key in `receivedEventTotals`, once worked out.
+        var totalsKey: String?
         /// Events reported in the current weight window, and the last measured rate (events/s).
         var windowEvents: Int64 = 0
         public internal(set) var measuredRate: Double?
@@ -564,11 +566,18 @@ public struct CoordinatorCore: Sendable {
     private mutating func countEvents(_ name: String, _ delta: Int64) {
         guard delta > 0, var shard = shards[name] else { return }
         shard.eventsTotal = Self.saturating(shard.eventsTotal, delta)
+        // The label key is worked out once per shard, not on every report.
+        let key = shard.totalsKey ?? Self.totalsKey(of: name)
+        shard.totalsKey = key
         shards[name] = shard
+        receivedEventTotals[key] = Self.saturating(receivedEventTotals[key] ?? 0, delta)
+    }
+
+    /// "exchange/feed" of a shard id (`okx/candles:1m/BTC-USDT` → `okx/candles`).
+    static func totalsKey(of name: String) -> String {
         let parts = name.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
         let feed = parts.count > 1 ? parts[1].split(separator: ":").first.map(String.init) ?? "" : ""
-        let key = "\(parts[0])/\(feed)"
-        receivedEventTotals[key] = Self.saturating(receivedEventTotals[key] ?? 0, delta)
+        return "\(parts[0])/\(feed)"
     }
 
     /// `a + b`, held at `Int64.max` rather than trapping (a delta is a peer's number).

@@ -144,7 +144,7 @@ extension ExchangeSession {
         }
         // The first event at or past a closing window's end: every earlier one of this stream has
         // come through this session, so the hand-over may end (`ShardRunner`).
-        if let until = entries.values[index].window?.until, event.partitionTime >= until,
+        if let until = entries.values[index].window?.until, event.windowTime >= until,
             entries.values[index].passedUntil.map({ $0 < until }) ?? true
         {
             entries.values[index].passedUntil = until
@@ -169,7 +169,7 @@ extension ExchangeSession {
             entries.values[index].pendingGap = nil
             entries.values[index].lastEventTime = ticker.timestampExchange
         }
-        if let window = entries.values[index].window, !window.admits(event.partitionTime) { return }
+        if let window = entries.values[index].window, !window.admits(event.windowTime) { return }
         if case .candle(let candle) = event {
             if let problem = candle.qualityProblem() {
                 actions.append(.deadLetter(raw: String(decoding: raw, as: UTF8.self), reason: problem))
@@ -363,7 +363,7 @@ extension ExchangeSession {
         entry.backfillingUntil = nil
         let window = entry.window
         let hole = tf.openTimes(strictlyBetween: after, and: before)
-        let expected = hole.filter { window?.admits($0) ?? true }
+        let expected = hole.filter { window?.admits(tf.nextOpenTime(after: $0)) ?? true }
         // The hole is accounted for now (stored or recorded as gaps): continuity goes on from its end,
         // so later pushes do not ask for it, or record it, again.
         if let end = hole.last, entry.lastConfirmed ?? .min < end { entry.lastConfirmed = end }

@@ -71,6 +71,15 @@ public enum MarketEvent: Hashable, Sendable {
         }
     }
 
+    /// The time that says which owner of a moved stream stores the event (an event-time window,
+    /// DESIGN.md §3 `cutover_at`): a candle belongs to the owner at its bar's close (so the owner
+    /// that stores a bar's last update, its confirmation, is the one that stored its first after
+    /// the cutover); the rest, to the owner at their exchange time.
+    public var windowTime: Int64 {
+        if case .candle(let c) = self { return c.timeframe.nextOpenTime(after: c.openTime) }
+        return timestampExchange
+    }
+
     /// The time the stored row is partitioned by (candles: open time; the rest: exchange time).
     public var partitionTime: Int64 {
         if case .candle(let c) = self { return c.openTime }

@@ -110,6 +110,14 @@ public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
         }
     }
 
+    /// The next buffered element without waiting (nil when none is buffered): a consumer that
+    /// handles elements in batches takes what is there after one `next()`.
+    public func nextBuffered() -> Element? {
+        guard let (element, demand) = popBuffered() else { return nil }
+        demand?()
+        return element
+    }
+
     private func popBuffered() -> (Element, (@Sendable () -> Void)?)? {
         state.withLock { s -> (Element, (@Sendable () -> Void)?)? in
             guard s.count > 0 else { return nil }
