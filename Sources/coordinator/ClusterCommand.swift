@@ -244,9 +244,12 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
 /// Standalone mode's coordinator (DESIGN.md §7: the cluster with one in-process worker). The same
 /// core, service and control protocol as `coordinator serve`, with what only one process needs:
 /// the control port on loopback (port 0), a secret drawn for this process alone, its state in
-/// `DATA_DIR` behind the directory's lock file, no recovery hold (no other worker can hold shards)
-/// and one replica of everything.
+/// `DATA_DIR` behind the directory's lock file, no recovery hold (no other worker can hold shards),
+/// a 60 s lease and one replica of everything.
 struct StandaloneCoordinator: Sendable {
+    /// The in-process worker's lease.
+    static let lease = Duration.seconds(60)
+
     let server: ControlServer
     let subscriptions: SubscriptionRegistry
     let secret: [UInt8]
@@ -278,6 +281,11 @@ struct StandaloneCoordinator: Sendable {
         var control = controlSettings(settings)
         control.host = "127.0.0.1"
         control.port = 0
+        // The one worker is in this process: nothing can cut it off, but a busy event loop (it
+        // shares the exchange connections') can delay beats; a long lease keeps it from losing,
+        // and re-subscribing, every stream over that.
+        control.service.core.leaseTTL = Self.lease
+        control.service.core.heartbeatInterval = .seconds(1)
         let secret = SecureRandom.bytes(32)
         let server: ControlServer
         do {

@@ -237,12 +237,16 @@ guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
 }
 // What only a cluster's coordinator uses: said once, not silently ignored.
 let clusterOnly =
-    ["CONTROL_PORT", "CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "HANDSHAKES_PER_ADDRESS"].filter {
+    [
+        "CONTROL_PORT", "CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "HANDSHAKES_PER_ADDRESS", "LEASE_TTL",
+        "HEARTBEAT_INTERVAL",
+    ].filter {
         environment[$0] != nil
     } + (flags["control-port"] != nil ? ["--control-port"] : [])
 if !clusterOnly.isEmpty {
     log.write(
-        "warning", "not used in standalone mode (its coordinator listens on loopback only, with a secret of its own)",
+        "warning",
+        "not used in standalone mode (its coordinator listens on loopback only, with a secret and a 60 s lease of its own)",
         ["settings": clusterOnly.joined(separator: ",")])
 }
 let dataDirectoryLock = StandaloneCoordinator.lockDataDirectory(settings, log: log)

@@ -64,7 +64,8 @@ import Testing
             process.errorOutput.contains(#""msg":"coordinating""#) || !process.isRunning
         }
         let line = try #require(
-            process.errorOutput.split(separator: "\n").first { $0.contains(#""msg":"coordinating""#) })
+            process.errorOutput.split(separator: "\n").first { $0.contains(#""msg":"coordinating""#) },
+            "\(process.errorOutput.suffix(1500))")
         let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
         let http = try #require(fields["http.port"])
         #expect(fields["term"] == "1")

@@ -59,7 +59,8 @@ import Testing
         #expect(settings["spool.max_bytes"] == "3145728" && settings["database.timeout_seconds"] == "7.0")
         #expect(settings["shutdown.deadline_seconds"] == "20.0")
         process.send(signal: SIGTERM)
-        let status = await process.waitForExit(timeout: .seconds(15))
+        // Within the configured shutdown deadline (20 s; past it the process exits 1), plus a margin.
+        let status = await process.waitForExit(timeout: .seconds(25))
         #expect(status == 0, "exit status \(String(describing: status)): \(process.errorOutput.suffix(2000))")
         let stopped = process.errorOutput.split(separator: "\n").last { $0.contains(#""msg":"stopped""#) }
         let line = try #require(stopped, "no 'stopped' log line: \(process.errorOutput.suffix(1500))")
