@@ -538,10 +538,7 @@ public struct CoordinatorCore: Sendable {
                 continue
             }
             noteLastEvent(name, time: report.lastEventTime, id: report.lastEventID)
-            countEvents(name, report.eventsDelta)
-            if let window = shards[name]?.windowEvents {
-                shards[name]?.windowEvents = Self.saturating(window, max(0, report.eventsDelta))
-            }
+            countEvents(name, report.eventsDelta, window: true)
             if report.state == .live && shard.owners[i].state == .assigned {
                 shards[name]?.owners[i].state = .live
                 awaitingLive[report.epoch] = nil
@@ -563,14 +560,20 @@ public struct CoordinatorCore: Sendable {
 
     /// A reported delta of events, on the shard and on the cluster's totals (a negative one,
     /// which no honest worker sends, counts as none).
-    private mutating func countEvents(_ name: String, _ delta: Int64) {
-        guard delta > 0, var shard = shards[name] else { return }
-        shard.eventsTotal = Self.saturating(shard.eventsTotal, delta)
+    /// In place, through one lookup (a heartbeat reports every shard of its worker).
+    private mutating func countEvents(_ name: String, _ delta: Int64, window: Bool = false) {
+        guard delta > 0, let index = shards.index(forKey: name) else { return }
+        shards.values[index].eventsTotal = Self.saturating(shards.values[index].eventsTotal, delta)
+        if window { shards.values[index].windowEvents = Self.saturating(shards.values[index].windowEvents, delta) }
         // The label key is worked out once per shard, not on every report.
-        let key = shard.totalsKey ?? Self.totalsKey(of: name)
-        shard.totalsKey = key
-        shards[name] = shard
-        receivedEventTotals[key] = Self.saturating(receivedEventTotals[key] ?? 0, delta)
+        let key: String
+        if let known = shards.values[index].totalsKey {
+            key = known
+        } else {
+            key = Self.totalsKey(of: name)
+            shards.values[index].totalsKey = key
+        }
+        receivedEventTotals[key, default: 0] = Self.saturating(receivedEventTotals[key, default: 0], delta)
     }
 
     /// "exchange/feed" of a shard id (`okx/candles:1m/BTC-USDT` → `okx/candles`).
