@@ -107,7 +107,7 @@ let package = Package(
             name: "worker",
             dependencies: [
                 "Cluster", "Collector", "Configuration", "ControlProtocol", "CollectorCore", "HTTP1Protocol",
-                "Observability", "Runtime",
+                "Observability", "Runtime", "WireCore",
             ],
             swiftSettings: strictSettings),
         .executableTarget(

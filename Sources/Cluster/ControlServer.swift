@@ -32,8 +32,8 @@ public final class ControlServer: Sendable {
         public var leaseExpiries = 0
         public var rejectedHandshakes = 0
         public var connections = 0
-        /// `CoordinatorCore.receivedEventTotals`: by "exchange/feed".
-        public var receivedEvents: [String: Int64] = [:]
+        /// `CoordinatorCore.receivedEventTotals`.
+        public var receivedEvents: [EventTotalsKey: Int64] = [:]
     }
 
     private let state: LoopBound<ServerState>
@@ -144,9 +144,8 @@ public final class ControlServer: Sendable {
                 "Market events the workers received (each replica its own), summed from their heartbeats: never goes back on a worker's restart, a move or an unsubscribe (from zero at each coordinator start).",
             kind: .counter
         ) {
-            read().receivedEvents.sorted { $0.key < $1.key }.map { key, value in
-                let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                return MetricsRegistry.Sample([("exchange", parts[0]), ("feed", parts.last ?? "")], Double(value))
+            read().receivedEvents.sorted { ($0.key.exchange, $0.key.feed) < ($1.key.exchange, $1.key.feed) }.map {
+                MetricsRegistry.Sample([("exchange", $0.key.exchange), ("feed", $0.key.feed)], Double($0.value))
             }
         }
         registry.registerCollector("collector_cluster_term", help: "The coordinator's term.", kind: .gauge) {

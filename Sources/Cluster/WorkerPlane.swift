@@ -110,11 +110,13 @@ public actor WorkerPlane {
             // pass while the new owner still seeds its book.
             let needsSync = stream.feed == .fullBook
             let live = status?.state == .live && (!needsSync || status?.bookSynchronised == true)
-            observed.append(
-                ShardRunner.Observed(
-                    shard: shard, live: live, stored: Int64(status?.messages ?? 0),
-                    lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection,
-                    fillingHole: filling, passedUntil: status?.passedUntil))
+            let permanent = status?.rejection?.code != SessionRefusal.connectionFailureCode
+            var seen = ShardRunner.Observed(
+                shard: shard, live: live, stored: Int64(status?.messages ?? 0),
+                lastEventTime: mark?.time, lastEventID: mark?.id, rejection: status?.rejection,
+                fillingHole: filling, passedUntil: status?.passedUntil)
+            seen.rejectionIsPermanent = permanent
+            observed.append(seen)
         }
         // The tick clears the flag when applied; one not queued leaves nothing to clear it.
         if !(enqueue(.observed(observed)) && enqueue(.tick)) { observationQueued = false }

@@ -23,6 +23,9 @@ public struct ShardRunner: Sendable {
         public var lastEventID: String?
         /// The exchange refused it for good: its code and message.
         public var rejection: (code: String, message: String)?
+        /// Whether another worker would get the same refusal (the exchange's answer about the
+        /// stream), or not (this worker's connection failed for good, e.g. TLS verification).
+        public var rejectionIsPermanent = true
         /// A backfill of a hole is still running: the stored watermark is the live stream's, past the
         /// hole, so it is not reported (a successor resuming there would skip rows never stored);
         /// the last report stands, at first the assignment's resume point.
@@ -137,9 +140,7 @@ public struct ShardRunner: Sendable {
                     actions.append(
                         .report(
                             .shardFailed(
-                                // A connection that failed for good (TLS verification) is this
-                                // worker's: another may reach the exchange.
-                                shard: o.shard, epoch: r.epoch, permanent: rejection.code != "connection",
+                                shard: o.shard, epoch: r.epoch, permanent: o.rejectionIsPermanent,
                                 code: rejection.code,
                                 reason: rejection.message)))
                     continue

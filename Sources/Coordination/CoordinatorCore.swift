@@ -152,7 +152,7 @@ public struct CoordinatorCore: Sendable {
         /// Events its owners reported, in all (restart-safe totals come from these deltas).
         public var eventsTotal: Int64 = 0
         /// Its key in `receivedEventTotals`, once worked out.
-        var totalsKey: String?
+        var totalsKey: EventTotalsKey?
         /// Events reported in the current weight window, and the last measured rate (events/s).
         var windowEvents: Int64 = 0
         public internal(set) var measuredRate: Double?
@@ -229,10 +229,10 @@ public struct CoordinatorCore: Sendable {
     /// Rejected shards, by when they are placed again (`rejectedRetry`).
     private var rejectedRetries: [String: Instant] = [:]
     /// Events workers reported received (their engines' per-stream counts; each replica its own), by
-    /// "exchange/feed" (feed without its timeframe): summed from heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
+    /// exchange and feed (without its timeframe): summed from heartbeat deltas, so they only grow, through worker restarts (a new incarnation counts from
     /// zero, its deltas add on), moves and unsubscribes. Keys come from subscribed shard ids: a
     /// small, fixed set of labels.
-    public private(set) var receivedEventTotals: [String: Int64] = [:]
+    public private(set) var receivedEventTotals: [EventTotalsKey: Int64] = [:]
     /// The next epoch to issue, and the highest one durably reserved.
     public private(set) var nextEpoch: UInt64
     public private(set) var reservedUpTo: UInt64
@@ -566,7 +566,7 @@ public struct CoordinatorCore: Sendable {
         shards.values[index].eventsTotal = Self.saturating(shards.values[index].eventsTotal, delta)
         if window { shards.values[index].windowEvents = Self.saturating(shards.values[index].windowEvents, delta) }
         // The label key is worked out once per shard, not on every report.
-        let key: String
+        let key: EventTotalsKey
         if let known = shards.values[index].totalsKey {
             key = known
         } else {
@@ -576,11 +576,11 @@ public struct CoordinatorCore: Sendable {
         receivedEventTotals[key, default: 0] = Self.saturating(receivedEventTotals[key, default: 0], delta)
     }
 
-    /// "exchange/feed" of a shard id (`okx/candles:1m/BTC-USDT` → `okx/candles`).
-    static func totalsKey(of name: String) -> String {
+    /// The totals key of a shard id (`okx/candles:1m/BTC-USDT` → okx, candles).
+    static func totalsKey(of name: String) -> EventTotalsKey {
         let parts = name.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
         let feed = parts.count > 1 ? parts[1].split(separator: ":").first.map(String.init) ?? "" : ""
-        return "\(parts[0])/\(feed)"
+        return EventTotalsKey(exchange: String(parts[0]), feed: feed)
     }
 
     /// `a + b`, held at `Int64.max` rather than trapping (a delta is a peer's number).
@@ -1464,4 +1464,14 @@ struct PlacementQueue {
 
 extension Array {
     fileprivate var nilIfEmpty: Self? { isEmpty ? nil : self }
+}
+
+/// The labels of a cluster event total: an exchange and a feed (candles without their timeframe).
+public struct EventTotalsKey: Hashable, Sendable {
+    public var exchange: String
+    public var feed: String
+    public init(exchange: String, feed: String) {
+        self.exchange = exchange
+        self.feed = feed
+    }
 }

@@ -197,8 +197,11 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             guard var entry = entries[stream] else { continue }
             // Refused by the exchange: waits for its retry. Refused because the connection failed: the
             // connection works again.
-            if case .refused(let code, _, _, _) = entry.subscription, code != "connection" { continue }
-            if entry.refusal?.code == "connection" { entry.refusal = nil }  // the session logged the recovery
+            if case .refused(let code, _, _, _) = entry.subscription, code != SessionRefusal.connectionFailureCode {
+                continue
+            }
+            // (The session logged the recovery.)
+            if entry.refusal?.code == SessionRefusal.connectionFailureCode { entry.refusal = nil }
             entry.subscription = .unsent
             entries[stream] = entry
             actions.append(.phase(stream, .subscribing, detail: nil))
@@ -254,7 +257,9 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             }
             permanentFailure = (why, times)
             for stream in entries.keys.sorted() {
-                refuse(stream, code: "connection", message: why, now: now, into: &actions, scheduleRetry: false)
+                refuse(
+                    stream, code: SessionRefusal.connectionFailureCode, message: why, now: now, into: &actions,
+                    scheduleRetry: false)
             }
             delay = configuration.refusedRetryInterval
         } else {
@@ -533,13 +538,16 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         guard var entry = entries[stream] else { return }
         let times = entry.refusal.map { $0.code == code ? $0.times + 1 : 1 } ?? 1
         entry.refusal = (code, times)
-        if times == 1 && code != "connection" {  // a connection failure is logged once by the session
+        // (A connection failure is logged once, by the session.)
+        if times == 1 && code != SessionRefusal.connectionFailureCode {
             actions.append(
                 .log(
                     .info, "subscription refused",
                     ["stream": "\(stream)", "exchange.code": code, "exchange.message": message]))
         }
-        if code != "connection" { entry.lostData(cause: .refused, reason: "\(code): \(message)") }
+        if code != SessionRefusal.connectionFailureCode {
+            entry.lostData(cause: .refused, reason: "\(code): \(message)")
+        }
         entry.subscription = .refused(
             code: code, message: message, times: times, retryAt: now.advanced(by: configuration.refusedRetryInterval))
         entries[stream] = entry
@@ -550,7 +558,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     private func scheduleRefusedRetry(into actions: inout [SessionAction]) {
         var earliest: Instant?
         for entry in entries.values {
-            if case .refused(let code, _, _, let at) = entry.subscription, code != "connection" {
+            if case .refused(let code, _, _, let at) = entry.subscription, code != SessionRefusal.connectionFailureCode
+            {
                 earliest = min(earliest ?? at, at)
             }
         }
@@ -559,7 +568,8 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
 
     private mutating func retryRefused(now: Instant, into actions: inout [SessionAction]) {
         for stream in entries.keys.sorted() {
-            guard case .refused(let code, _, _, let at) = entries[stream]?.subscription, code != "connection", at <= now
+            guard case .refused(let code, _, _, let at) = entries[stream]?.subscription,
+                code != SessionRefusal.connectionFailureCode, at <= now
             else { continue }
             entries[stream]?.subscription = .unsent
             if phase == .open { actions.append(.phase(stream, .subscribing, detail: nil)) }

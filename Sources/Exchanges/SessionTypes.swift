@@ -124,3 +124,10 @@ public struct SessionConfiguration: Sendable, Equatable {
 
     public init() {}
 }
+
+/// Refusal codes the session itself gives (the others are the exchange's).
+public enum SessionRefusal {
+    /// Every stream's code when the connection failed for good (TLS verification): this
+    /// connection's failure, not the exchange's answer about the stream.
+    public static let connectionFailureCode = "connection"
+}

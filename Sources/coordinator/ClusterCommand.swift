@@ -158,16 +158,9 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
     let log = command.log
     let settings = command.settings
     guard let conninfo = PostgresConfiguration.conninfo(from: command.environment) else {
-        let path = settings.dataDirectory + "/coordinator.lock"
-        do {
-            guard let lock = try FileLock.tryLock(path) else {
-                startupError(log, "another coordinator is running with this data directory", ["lock.file": path])
-            }
-            log.write("notice", "active coordinator", ["lock": "file", "lock.file": path])
-            return (.file(lock), nil)
-        } catch {
-            startupError(log, "cannot lock the data directory", ["error": error.description])
-        }
+        let lock = lockDataDirectory(settings, log: log, holder: "coordinator")
+        log.write("notice", "active coordinator", ["lock": "file", "lock.file": lock.path])
+        return (.file(lock), nil)
     }
     let lock = PostgresLeadership(conninfo: conninfo, lease: .milliseconds(Int64(settings.leaseTTL * 1000)))
     var standing = false
@@ -255,21 +248,6 @@ struct StandaloneCoordinator: Sendable {
     let secret: [UInt8]
     let lock: FileLock
 
-    /// `DATA_DIR/coordinator.lock`, taken before anything in the directory is opened (a second
-    /// process must not touch the live spool), or a start-up error.
-    static func lockDataDirectory(_ settings: Settings, log: Log) -> FileLock {
-        let path = settings.dataDirectory + "/coordinator.lock"
-        do {
-            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
-            guard let held = try FileLock.tryLock(path) else {
-                startupError(log, "another collector is running with this data directory", ["lock.file": path])
-            }
-            return held
-        } catch {
-            startupError(log, "cannot lock the data directory", ["lock.file": path, "error": "\(error)"])
-        }
-    }
-
     static func start(_ command: ClusterCommand, lock: FileLock) async -> StandaloneCoordinator {
         let log = command.log
         let settings = command.settings
@@ -335,4 +313,20 @@ func controlSettings(_ settings: Settings) -> ControlServer.Settings {
     // Each exchange's per-IP budgets pace what one egress group is handed per second.
     control.service.core.assignmentPaceByExchange = AssignmentPacing.all
     return control
+}
+
+/// `DATA_DIR/coordinator.lock` (the directory made first), or a start-up error naming the other
+/// `holder` ("coordinator", "collector") when another process holds it. Standalone takes it before
+/// anything in the directory is opened: a second process must not touch the live spool.
+func lockDataDirectory(_ settings: Settings, log: Log, holder: String) -> FileLock {
+    let path = settings.dataDirectory + "/coordinator.lock"
+    do {
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+        guard let held = try FileLock.tryLock(path) else {
+            startupError(log, "another \(holder) is running with this data directory", ["lock.file": path])
+        }
+        return held
+    } catch {
+        startupError(log, "cannot lock the data directory", ["lock.file": path, "error": "\(error)"])
+    }
 }

@@ -249,7 +249,7 @@ if !clusterOnly.isEmpty {
         "not used in standalone mode (its coordinator listens on loopback only, with a secret and a 60 s lease of its own)",
         ["settings": clusterOnly.joined(separator: ",")])
 }
-let dataDirectoryLock = StandaloneCoordinator.lockDataDirectory(settings, log: log)
+let dataDirectoryLock = lockDataDirectory(settings, log: log, holder: "collector")
 let standaloneCommand = ClusterCommand(
     settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
     pinnedReplicas: [:], apiToken: token, version: version, shutdownSignals: shutdownSignals)

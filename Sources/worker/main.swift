@@ -14,6 +14,7 @@ import Observability
 import PostgresClient
 import Runtime
 import Synchronization
+import WireCore
 
 let version = "0.3.0-dev"
 
@@ -189,10 +190,10 @@ func startDataPlane() async -> (DataPlane, HTTPServer?) {
                         return HTTPResponse(
                             status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
                     }
-                    let reason = jsonEscaped(waiting.withLock { $0 })
+                    let reason = JSONText.quoted(waiting.withLock { $0 })
                     return HTTPResponse(
                         status: 503, contentType: "application/json",
-                        body: Array(#"{"ready":false,"reason":"\#(reason)"}"#.utf8))
+                        body: Array(#"{"ready":false,"reason":\#(reason)}"#.utf8))
                 }
                 logger.notice("waiting for the database", ["http.port": "\(provisional?.port ?? 0)"])
             } catch {
@@ -271,7 +272,7 @@ Task.detached {
                 return HTTPResponse(status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
             case "/ready":
                 let (ready, reason) = readiness.withLock { $0 }
-                let body = ready ? #"{"ready":true}"# : #"{"ready":false,"reason":"\#(jsonEscaped(reason ?? ""))"}"#
+                let body = ready ? #"{"ready":true}"# : #"{"ready":false,"reason":\#(JSONText.quoted(reason ?? ""))}"#
                 return HTTPResponse(status: ready ? 200 : 503, contentType: "application/json", body: Array(body.utf8))
             case "/metrics":
                 return HTTPResponse(
@@ -345,17 +346,3 @@ Task.detached {
 finished.wait()
 loop.shutdown()
 exit(exitStatus.load(ordering: .relaxed))
-
-/// `text` as the inside of a JSON string.
-@Sendable func jsonEscaped(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
-}

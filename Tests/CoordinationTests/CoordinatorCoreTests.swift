@@ -421,6 +421,11 @@ import Testing
                 .subscribe([.init(shard: trades, weight: 10), .init(shard: candles, weight: 1)]), now: Self.at(0),
                 wallClock: 0))
         let epoch = Dictionary(uniqueKeysWithValues: placed.map { ($0.1.shard, $0.1.epoch) })
+        let tradesKey = EventTotalsKey(exchange: "okx", feed: "trades")
+        let candlesKey = EventTotalsKey(exchange: "okx", feed: "candles")
+        func totals(trades: Int64, candles: Int64) -> [EventTotalsKey: Int64] {
+            [tradesKey: trades, candlesKey: candles]
+        }
         func beat(_ sequence: UInt64, _ deltas: [String: Int64], incarnationOf worker: String = "a") {
             let reports = deltas.sorted { $0.key < $1.key }.map {
                 ShardReport(shard: $0.key, epoch: epoch[$0.key] ?? 0, state: .live, eventsDelta: $0.value)
@@ -431,22 +436,22 @@ import Testing
         }
         beat(1, [trades: 120, candles: 3])
         beat(2, [trades: 80])
-        #expect(core.receivedEventTotals == ["okx/trades": 200, "okx/candles": 3])
+        #expect(core.receivedEventTotals == totals(trades: 200, candles: 3))
         // A new incarnation re-reports what it runs; its counters started again, its deltas add on.
         var hello = Self.hello(
             "a", shards: placed.map { ReportedShard(shard: $0.1.shard, epoch: $0.1.epoch, lastEventTime: nil) })
         hello.incarnation = 2
         _ = core.handle(.workerJoined(hello), now: Self.at(10), wallClock: 0)
         beat(11, [trades: 5, candles: 1])
-        #expect(core.receivedEventTotals == ["okx/trades": 205, "okx/candles": 4])
+        #expect(core.receivedEventTotals == totals(trades: 205, candles: 4))
         _ = core.handle(.unsubscribe([trades]), now: Self.at(12), wallClock: 0)
         beat(13, [candles: 2, trades: 7])
-        #expect(core.receivedEventTotals == ["okx/trades": 205, "okx/candles": 6], "nothing counted for a gone shard")
+        #expect(core.receivedEventTotals == totals(trades: 205, candles: 6), "nothing counted for a gone shard")
         beat(14, [candles: -50])
         beat(15, [candles: .max])
         beat(16, [candles: .max])
-        #expect(core.receivedEventTotals["okx/candles"] == .max, "held at the maximum, no trap")
-        #expect(core.receivedEventTotals["okx/trades"] == 205)
+        #expect(core.receivedEventTotals[candlesKey] == .max, "held at the maximum, no trap")
+        #expect(core.receivedEventTotals[tradesKey] == 205)
     }
 
     /// Drain is make-before-break: the new owner is assigned with a cutover ahead and stores from it;
