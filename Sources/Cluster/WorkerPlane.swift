@@ -5,6 +5,7 @@ import Exchanges
 import MarketData
 public import Observability
 import Runtime
+import Synchronization
 
 /// A worker's data plane (issue 11): what its `ControlClient` decides is applied to the collector
 /// engine through a `ShardRunner`, and what the engine does is reported back. One ordered, bounded
@@ -19,8 +20,8 @@ public actor WorkerPlane {
     private var windows: [String: EventWindow] = [:]
     private let inputs: AsyncQueue<ShardRunner.Input>
     private var client: ControlClient?
-    private var consumer: Task<Void, Never>?
-    private var poller: Task<Void, Never>?
+    /// The consumer and the poller, cancelled by `stop` without waiting for the actor.
+    private let tasks = Mutex<[Task<Void, Never>]>([])
     /// Whether the session is cut off (the orphaned gauge, `/ready` false).
     public private(set) var orphaned = false
     /// Workers sharing this one's egress group, as the coordinator last said.
@@ -59,7 +60,7 @@ public actor WorkerPlane {
     public func start(client: ControlClient?, pollInterval: Duration = .milliseconds(500)) {
         self.client = client
         let inputs = self.inputs
-        consumer = Task { [weak self] in
+        let consumer = Task { [weak self] in
             // What has queued up is applied as one batch: the new subscriptions in it reach the
             // engine in one call (one read of the watermarks and the gap ledger, not one per shard).
             while let first = await inputs.next() {
@@ -68,19 +69,21 @@ public actor WorkerPlane {
                 await self?.apply(batch)
             }
         }
-        poller = Task { [weak self] in
+        let poller = Task { [weak self] in
             while !Task.isCancelled {
                 do { try await Task.sleep(for: pollInterval) } catch { return }  // cancelled: stopping
                 guard let self else { return }
                 await self.observe()
             }
         }
+        tasks.withLock { $0 = [consumer, poller] }
     }
 
-    /// Stops observing and applying (the engine's own shutdown flushes what it has).
-    public func stop() {
-        poller?.cancel()
+    /// Stops observing and applying (the engine's own shutdown flushes what it has). Not isolated:
+    /// a shutdown must not wait behind a batch of subscriptions the actor is still applying.
+    public nonisolated func stop() {
         inputs.finish()
+        for task in tasks.withLock({ $0 }) { task.cancel() }
     }
 
     /// How long (µs of exchange time) an unfilled hole holds the reported watermark back: a
@@ -136,6 +139,7 @@ public actor WorkerPlane {
     private func apply(_ batch: [ShardRunner.Input]) async {
         var pending: [NewSubscription] = []
         for input in batch {
+            if Task.isCancelled { break }  // stopping: the engine's shutdown follows
             switch input {
             case .session(.orphaned(let cutOff)):
                 orphaned = cutOff

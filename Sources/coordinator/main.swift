@@ -340,7 +340,7 @@ Task.detached {
     await server.shutdown(deadline: .seconds(2))
     // The one worker stops where it is (there is no other to drain to): its data plane flushes below.
     await client.stop()
-    await workerPlane.stop()
+    workerPlane.stop()
     await coordinator.server.shutdown()
     // Leave a margin of the deadline for the last flush; what is not stored stays in the spool.
     let drained = await plane.finish(timeout: .milliseconds(Int64(max(1, deadline - 3) * 1000)))

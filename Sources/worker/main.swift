@@ -325,7 +325,7 @@ Task.detached {
     logger.notice(left == 0 ? "drained" : "drain incomplete: flushing what runs", ["shards.left": "\(left)"])
     gauges.cancel()
     await client.stop()
-    await plane.stop()
+    plane.stop()
     await server.shutdown(deadline: .seconds(1))
     let remaining = Double(deadline) - (ContinuousClock.now - started).secondsDouble
     let drained = await data.finish(timeout: .milliseconds(Int64(max(1, remaining - 2) * 1000)))

@@ -89,7 +89,7 @@ import Testing
         #expect(
             s.count > 300 && s.low <= resumeID + 1 && Int64(s.count) == s.high - s.low + 1,
             "stored \(s) (resume id \(resumeID)); status \(String(describing: status))")
-        await plane.stop()
+        plane.stop()
         _ = await data.finish(timeout: .seconds(10))
         await simulator.shutdown()
         await loop.shutdown()
