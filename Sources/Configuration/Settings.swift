@@ -18,6 +18,16 @@ public struct Settings: Equatable, Sendable {
     }
 
     public var httpPort = 8000
+    /// The numeric address the HTTP API listens on (`HTTP_ADDR`, `--http-addr`, `[collector]
+    /// http_addr`); nil: the process's default (see ``effectiveHTTPAddress(tokenSet:)``).
+    public var httpAddress: String?
+    /// `text` or `json` (`LOG_FORMAT`, `--log-format`, `[collector] log_format`); nil: text when
+    /// stderr is a terminal, JSON lines otherwise.
+    public var logFormat: String?
+    /// Instruments from `MARKETS` / `--markets` (OKX candle streams of ``timeframeKeys``).
+    public var marketSymbols: [String]?
+    /// Candle timeframes from `TIMEFRAMES` / `--timeframes` for ``marketSymbols`` (default `1m`).
+    public var timeframeKeys: [String]?
     public var controlPort = 7070
     public var dataDirectory = "./data"
     public var logLevel = "info"
@@ -73,6 +83,29 @@ public struct SettingsError: Error, Equatable, Sendable, CustomStringConvertible
 
 extension Settings {
     static let levels = ["debug", "info", "notice", "warning", "error"]
+    /// The log formats `LOG_FORMAT` may name.
+    public static let logFormats = ["text", "json"]
+
+    /// Where the HTTP API listens when nothing says: loopback for a process whose API can change
+    /// what is collected unless an API token guards it, every address otherwise.
+    public func effectiveHTTPAddress(mutatingAPI: Bool, tokenSet: Bool) -> String {
+        if let httpAddress { return httpAddress }
+        return mutatingAPI && !tokenSet ? "127.0.0.1" : "0.0.0.0"
+    }
+
+    /// Whether `text` is a numeric IPv4 or IPv6 address (what a listener binds to; no names).
+    static func isNumericAddress(_ text: String) -> Bool {
+        if text.contains(":") {
+            let allowed = Set("0123456789abcdefABCDEF:.")
+            return text.count <= 45 && text.allSatisfy { allowed.contains($0) }
+                && text.split(separator: ":", omittingEmptySubsequences: false).count <= 8
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4
+            && parts.allSatisfy { part in
+                !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && Int(part).map { $0 <= 255 } == true
+            }
+    }
     /// The data types a retention can be set for (the feeds of `[[markets]]`).
     public static let feedNames = ["candles", "trades", "book", "ticker"]
     /// The sinks `[storage] sinks` may name.
@@ -113,12 +146,27 @@ extension Settings {
         if let t = try reader.table(root, "collector") {
             try reader.only(
                 t, "collector",
-                ["http_port", "control_port", "data_dir", "log_level", "api_rate_limit", "shutdown_deadline"])
+                [
+                    "http_port", "http_addr", "control_port", "data_dir", "log_level", "log_format", "api_rate_limit",
+                    "shutdown_deadline",
+                ])
             if let v = try reader.seconds(t, "collector", "api_rate_limit", 0...1_000_000) { apiRateLimit = v }
             if let v = try reader.seconds(t, "collector", "shutdown_deadline", 1...3600) { shutdownDeadline = v }
             if let v = try reader.int(t, "collector", "http_port", 0...65535) { httpPort = v }
             if let v = try reader.int(t, "collector", "control_port", 1...65535) { controlPort = v }
             if let v = try reader.string(t, "collector", "data_dir") { dataDirectory = v }
+            if let v = try reader.string(t, "collector", "http_addr") {
+                guard Self.isNumericAddress(v) else {
+                    throw reader.error(t, "http_addr", "must be a numeric IPv4 or IPv6 address, got '\(v)'")
+                }
+                httpAddress = v
+            }
+            if let v = try reader.string(t, "collector", "log_format") {
+                guard Self.logFormats.contains(v) else {
+                    throw reader.error(t, "log_format", "must be text or json, got '\(v)'")
+                }
+                logFormat = v
+            }
             if let v = try reader.string(t, "collector", "log_level") {
                 guard Self.levels.contains(v) else {
                     throw reader.error(
@@ -174,9 +222,11 @@ extension Settings {
             if let v = try reader.seconds(t, "cluster", "lease_ttl", 0.1...3600) { leaseTTL = v }
             if let v = try reader.seconds(t, "cluster", "heartbeat_interval", 0.05...600) { heartbeatInterval = v }
         }
-        if let t = try reader.table(root, "aws") {
-            try reader.only(t, "aws", ["region", "endpoint", "bucket", "prefix"])
-            for key in ["region", "endpoint", "bucket", "prefix"] { _ = try reader.string(t, "aws", key) }
+        if root["aws"] != nil {
+            // Accepted and ignored would be a lie: S3 arrives in a later release.
+            throw SettingsError(
+                "\(path) line \(root.line(of: "aws") ?? 0): [aws] is not used yet (S3 storage arrives in a later release): remove it"
+            )
         }
         if let exchanges = try reader.table(root, "exchanges") {
             try reader.only(exchanges, "exchanges", ["okx"])
@@ -348,13 +398,15 @@ extension Settings {
                 ("OKX_WS_PUBLIC_URL", env["OKX_WS_PUBLIC_URL"]), ("OKX_WS_BUSINESS_URL", env["OKX_WS_BUSINESS_URL"]),
                 ("OKX_REST_URL", env["OKX_REST_URL"]), ("API_RATE_LIMIT", env["API_RATE_LIMIT"]),
                 ("SHUTDOWN_DEADLINE", env["SHUTDOWN_DEADLINE"]), ("DATABASE_TIMEOUT", env["DATABASE_TIMEOUT"]),
-                ("BOOK_SNAPSHOT_INTERVAL", env["BOOK_SNAPSHOT_INTERVAL"]),
+                ("BOOK_SNAPSHOT_INTERVAL", env["BOOK_SNAPSHOT_INTERVAL"]), ("HTTP_ADDR", env["HTTP_ADDR"]),
+                ("LOG_FORMAT", env["LOG_FORMAT"]), ("MARKETS", env["MARKETS"]), ("TIMEFRAMES", env["TIMEFRAMES"]),
             ], naming: { $0 })
     }
 
     mutating func applyFlags(_ flags: [String: String]) throws(SettingsError) {
         let map = [
             "http-port": "HTTP_PORT", "control-port": "CONTROL_PORT", "data-dir": "DATA_DIR", "log-level": "LOG_LEVEL",
+            "http-addr": "HTTP_ADDR", "log-format": "LOG_FORMAT", "markets": "MARKETS", "timeframes": "TIMEFRAMES",
         ]
         var values: [(String, String?)] = []
         for (flag, value) in flags.sorted(by: { $0.key < $1.key }) {
@@ -401,6 +453,28 @@ extension Settings {
                     throw SettingsError("\(name): expected one of \(Self.levels.joined(separator: ", ")), got '\(raw)'")
                 }
                 logLevel = raw
+            case "HTTP_ADDR":
+                guard Self.isNumericAddress(raw) else {
+                    throw SettingsError("\(name): expected a numeric IPv4 or IPv6 address, got '\(raw)'")
+                }
+                httpAddress = raw
+            case "LOG_FORMAT":
+                guard Self.logFormats.contains(raw) else {
+                    throw SettingsError("\(name): expected text or json, got '\(raw)'")
+                }
+                logFormat = raw
+            case "MARKETS":
+                let symbols = raw.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !symbols.contains(where: \.isEmpty) else {
+                    throw SettingsError("\(name): expected instruments separated by commas, got '\(raw)'")
+                }
+                marketSymbols = symbols
+            case "TIMEFRAMES":
+                let keys = raw.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !keys.contains(where: \.isEmpty) else {
+                    throw SettingsError("\(name): expected timeframes separated by commas, got '\(raw)'")
+                }
+                timeframeKeys = keys
             case "BATCH_SIZE": batchSize = try integer(1...100_000)
             case "BATCH_TIMEOUT": batchTimeout = try seconds(0.001...60)
             case "LEASE_TTL": leaseTTL = try seconds(0.1...3600)
