@@ -48,6 +48,23 @@ public protocol MarketDataReader: Sendable {
     func events(_ query: DataQuery) async throws(DataQueryError) -> [MarketEvent]
     /// A counter that changes whenever `stream` is written, for caching pages.
     func version(of stream: StreamID) -> UInt64
+    /// What is stored: one summary per stream (all of them, or only `only`), ordered by stream.
+    func stored(only: StreamID?) async throws(DataQueryError) -> [StoredStream]
+}
+
+/// One stream's stored events: how many, and the first and last partition time (µs).
+public struct StoredStream: Sendable, Hashable {
+    public var stream: StreamID
+    public var rows: Int64
+    public var first: Int64
+    public var last: Int64
+
+    public init(stream: StreamID, rows: Int64, first: Int64, last: Int64) {
+        self.stream = stream
+        self.rows = rows
+        self.first = first
+        self.last = last
+    }
 }
 
 /// Data queries against the PostgreSQL tables, round-robin over a small pool of connections.
@@ -90,6 +107,68 @@ public final class PostgresReader: MarketDataReader {
             out.append(event)
         }
         return out
+    }
+
+    public func stored(only: StreamID?) async throws(DataQueryError) -> [StoredStream] {
+        let executor = executors[next.add(1, ordering: .relaxed).oldValue % executors.count]
+        let (sql, parameters) = Self.storedStatement(only)
+        let rows: [[String?]]
+        do {
+            rows = try await executor.run { c throws(PGError) in try c.execute(sql, parameters).rows }
+        } catch {
+            throw DataQueryError(.unavailable, error.description)
+        }
+        var out: [StoredStream] = []
+        for row in rows {
+            guard row.count == 6, let exchangeText = row[0], let exchange = ExchangeName(rawValue: exchangeText),
+                let feedText = row[1], let feed = Feed(feedText), let symbol = row[2],
+                let count = row[3].flatMap({ Int64($0) }), let first = row[4].flatMap({ Int64($0) }),
+                let last = row[5].flatMap({ Int64($0) })
+            else {
+                throw DataQueryError(.unavailable, "a stored-stream summary could not be read back: \(row)")
+            }
+            out.append(
+                StoredStream(
+                    stream: StreamID(exchange: exchange, feed: feed, symbol: symbol), rows: count, first: first,
+                    last: last))
+        }
+        return out.sorted { $0.stream < $1.stream }
+    }
+
+    /// Per stream of every table (or of `only`'s): exchange, feed text, symbol, rows, first, last.
+    /// A full count: an operator's question, not a hot path.
+    static func storedStatement(_ only: StreamID?) -> (String, [String?]) {
+        let tables: [(feed: String, table: String, time: String, key: String?)] = [
+            ("'candles:' || timeframe", "candles", "open_time", "timeframe"),
+            ("'trades'", "trades", "timestamp_exchange", nil),
+            ("CASE depth WHEN 0 THEN 'book' ELSE 'book:' || depth END", "book_messages", "timestamp_exchange", "depth"),
+            ("'ticker'", "tickers", "timestamp_exchange", nil),
+        ]
+        var parameters: [String?] = []
+        var selected = tables
+        var filter = ""
+        if let only {
+            parameters = [only.exchange.rawValue, only.symbol]
+            filter = " WHERE exchange = $1 AND symbol = $2"
+            switch only.feed {
+            case .candles(let tf):
+                selected = [tables[0]]
+                parameters.append(tf.key)
+                filter += " AND timeframe = $3"
+            case .trades: selected = [tables[1]]
+            case .book(let depth):
+                selected = [tables[2]]
+                parameters.append(String(depth ?? 0))
+                filter += " AND depth = $3::integer"
+            case .ticker: selected = [tables[3]]
+            }
+        }
+        let parts = selected.map { t in
+            "SELECT exchange, \(t.feed) AS feed, symbol, count(*)::text, \(micros("min(\(t.time))")), "
+                + "\(micros("max(\(t.time))")) FROM \(t.table)\(filter) GROUP BY exchange, symbol"
+                + (t.key.map { ", \($0)" } ?? "")
+        }
+        return (parts.joined(separator: "\nUNION ALL\n"), parameters)
     }
 
     private static func micros(_ column: String) -> String {

@@ -4,7 +4,7 @@ import Crypto
 import Exchanges
 import Foundation
 public import HTTP1Protocol
-import MarketData
+public import MarketData
 public import Observability
 import Runtime
 import Synchronization
@@ -21,6 +21,8 @@ public final class GatewayAPI: Sendable {
     private let reader: (any MarketDataReader)?
     private let logger: Logger
     private let apiToken: String?
+    /// Where each pinned stream was pinned ("the configuration file c.toml line 4", "--markets"), for the 409.
+    private let pinnedOrigin: [StreamID: String]
     private let registry: MetricsRegistry
     private let isReady: @Sendable () -> (Bool, String?)
     private let router: HTTPRouter<Route>
@@ -32,6 +34,7 @@ public final class GatewayAPI: Sendable {
         case unsubscribe = "/api/v1/subscribe (DELETE)"
         case subscriptions = "/api/v1/subscriptions"
         case data = "/api/v1/data/{symbol}/{feed}"
+        case stored = "/api/v1/data"
         case status = "/api/v1/status/{symbol}"
         case cluster = "/api/v1/cluster"
         case workerOperation = "/api/v1/cluster/workers/{id}/{operation}"
@@ -47,9 +50,11 @@ public final class GatewayAPI: Sendable {
     public init(
         plane: any StreamPlane, subscriptions: SubscriptionRegistry, reader: (any MarketDataReader)?,
         apiToken: String?, registry: MetricsRegistry, requestsPerSecond: Double = 50,
-        logger: Logger = .disabled, isReady: @escaping @Sendable () -> (Bool, String?)
+        logger: Logger = .disabled, pinnedOrigin: [StreamID: String] = [:],
+        isReady: @escaping @Sendable () -> (Bool, String?)
     ) {
         self.plane = plane
+        self.pinnedOrigin = pinnedOrigin
         self.subscriptions = subscriptions
         self.reader = reader
         self.logger = logger
@@ -63,6 +68,7 @@ public final class GatewayAPI: Sendable {
         router.add("DELETE", "/api/v1/subscribe", .unsubscribe)
         router.add("GET", "/api/v1/subscriptions", .subscriptions)
         router.add("GET", "/api/v1/data/{symbol}/{feed}", .data)
+        router.add("GET", "/api/v1/data", .stored)
         router.add("GET", "/api/v1/status/{symbol}", .status)
         router.add("GET", "/api/v1/cluster", .cluster)
         router.add("POST", "/api/v1/cluster/workers/{id}/{operation}", .workerOperation)
@@ -155,11 +161,22 @@ public final class GatewayAPI: Sendable {
                 var item = Self.describe(
                     entry.stream, pinned: entry.isPinned, state: statuses[entry.stream]?.state.rawValue)
                 item["replicas"] = entry.replicas
+                // A stream the exchange refused stays subscribed (it may become tradable): listed as
+                // rejected with the exchange's reason, retried at most every 5 minutes.
+                if let status = statuses[entry.stream], status.state == .rejected {
+                    if let rejection = status.rejection {
+                        item["error"] = "\(rejection.code): \(rejection.message)"
+                    } else if let reason = status.lastError {
+                        item["error"] = reason
+                    }
+                }
                 return item
             }
             return Self.json(200, ["subscriptions": list, "count": list.count])
         case .data:
             return try await data(parameters, request)
+        case .stored:
+            return try await stored()
         case .status:
             return try await status(parameters["symbol"] ?? "", request)
         case .cluster:
@@ -367,7 +384,9 @@ public final class GatewayAPI: Sendable {
     private func unsubscribe(_ streams: [StreamID]) async throws -> HTTPResponse {
         if let pinned = streams.first(where: { subscriptions.isPinned($0) }) {
             throw Failure(
-                status: 409, message: "\(pinned) is pinned by the configuration file and cannot be removed",
+                status: 409,
+                message:
+                    "\(pinned) is pinned by \(pinnedOrigin[pinned] ?? "the process's configuration") and cannot be removed",
                 field: "symbols")
         }
         let present = streams.filter { subscriptions.contains($0) }
@@ -450,9 +469,46 @@ public final class GatewayAPI: Sendable {
                     status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
             }
         }
+        // Nothing in the window: a stream neither subscribed nor stored is unknown (404, like /status).
+        if events.isEmpty, !subscriptions.contains(stream) {
+            let known: [StoredStream]
+            do {
+                known = try await reader.stored(only: stream)
+            } catch {
+                logger.info("data query failed", ["stream": "\(stream)", "error": error.message])
+                throw Failure(
+                    status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
+            }
+            if known.isEmpty {
+                throw Failure(status: 404, message: "no stream \(stream) is subscribed or stored", field: "symbol")
+            }
+        }
         let body = Array(DataPage.render(events, stream: stream).utf8)
         pages.put(cacheKey, version: version, body: body)
         return HTTPResponse(status: 200, contentType: "application/json", body: body)
+    }
+
+    /// Every stored stream with its row count and first and last time (`GET /api/v1/data`).
+    private func stored() async throws -> HTTPResponse {
+        guard let reader else {
+            throw Failure(status: 501, message: "no database configured: data queries need DATABASE_URL in this build")
+        }
+        let streams: [StoredStream]
+        do {
+            streams = try await reader.stored(only: nil)
+        } catch {
+            logger.info("stored-stream listing failed", ["error": error.message])
+            throw Failure(status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
+        }
+        let rows: [[String: Any]] = streams.map { s in
+            [
+                "stream": s.stream.description, "exchange": s.stream.exchange.rawValue,
+                "feed": s.stream.feed.description, "symbol": s.stream.symbol, "rows": s.rows,
+                "first": UTCCalendar.iso8601(microseconds: s.first), "last": UTCCalendar.iso8601(microseconds: s.last),
+                "subscribed": subscriptions.contains(s.stream),
+            ]
+        }
+        return Self.json(200, ["streams": rows])
     }
 
     private func status(_ symbol: String, _ request: HTTPRequest) async throws -> HTTPResponse {

@@ -307,3 +307,44 @@ final class HTTPServerConnection: TransportHandler {
 
 @available(*, unavailable)
 extension HTTPServerConnection: Sendable {}
+
+/// The handler a process's HTTP port serves, swapped as the process moves through its phases: a
+/// port is bound first (so one in use stops start-up before migrations or exchange connections),
+/// answers `/health` 200 and everything else 503 while the process starts or stands by, and the
+/// API's handler once it serves.
+public final class HTTPHandlerSlot: Sendable {
+    private let current: Mutex<HTTPRequestHandler>
+
+    /// Starts with ``unavailable(_:role:)``'s answers for `reason`.
+    public init(reason: String, role: String = "starting") { current = Mutex(Self.unavailable(reason, role: role)) }
+
+    /// Serves `handler` from the next request on.
+    public func serve(_ handler: @escaping HTTPRequestHandler) { current.withLock { $0 = handler } }
+
+    /// Answers as ``unavailable(_:role:)`` from the next request on.
+    public func unavailable(_ reason: String, role: String) { serve(Self.unavailable(reason, role: role)) }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let handler = current.withLock { $0 }
+        return await handler(request)
+    }
+
+    /// `/health` 200 (the process is alive, in `role`); every other path 503 with `reason` and
+    /// `Retry-After: 1`.
+    public static func unavailable(_ reason: String, role: String) -> HTTPRequestHandler {
+        let quoted = JSONText.quoted(reason)
+        let roleText = JSONText.quoted(role)
+        return { request in
+            let path = request.head.target.split(separator: "?", maxSplits: 1).first ?? ""
+            if path == "/health" {
+                return HTTPResponse(
+                    status: 200, contentType: "application/json",
+                    body: Array(#"{"status":"ok","role":\#(roleText),"reason":\#(quoted)}"#.utf8))
+            }
+            return HTTPResponse(
+                status: 503, contentType: "application/json",
+                body: Array(#"{"ready":false,"reason":\#(quoted),"error":\#(quoted),"status":503}"#.utf8),
+                headers: ["Retry-After": "1"])
+        }
+    }
+}

@@ -21,7 +21,12 @@ struct ClusterCommand: Sendable {
     var loop: EventLoop
     var pinned: [StreamID]
     var pinnedReplicas: [StreamID: Int]
+    /// Where each pinned stream was pinned, for the API's 409.
+    var pinnedOrigin: [StreamID: String]
     var apiToken: String?
+    /// The HTTP port, bound before anything else starts; `slot` is what it serves.
+    var http: HTTPServer
+    var slot: HTTPHandlerSlot
     var version: String
     var shutdownSignals: ShutdownRequest
 }
@@ -90,20 +95,13 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
                     PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: timeouts)
                 }, versions: StreamVersions())
         }
-        if command.apiToken == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
         let api = GatewayAPI(
             plane: plane, subscriptions: subscriptions, reader: reader, apiToken: command.apiToken,
             registry: registry, requestsPerSecond: settings.apiRateLimit,
-            logger: log.logger.with(["component": "api"])
+            logger: log.logger.with(["component": "api"]), pinnedOrigin: command.pinnedOrigin
         ) { (true, nil) }
-        let http: HTTPServer
-        do {
-            http = try await HTTPServer.start(
-                configuration: HTTPServerConfiguration(port: settings.httpPort), loop: command.loop
-            ) { request in await api.handle(request) }
-        } catch {
-            startupError(log, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
-        }
+        let http = command.http
+        command.slot.serve { request in await api.handle(request) }
         log.write(
             "notice", "coordinating",
             [
@@ -170,32 +168,14 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
             ["parameters": lock.userKeepalives.joined(separator: ",")])
     }
     // While standing by, HTTP_PORT answers /health (alive) and 503 to everything else (`/ready`
-    // included: traffic goes to the active one); closed once this process becomes active.
-    var standbyServer: HTTPServer?
+    // included: traffic goes to the active one), until this process becomes active.
     while true {
         do {
             if try await lock.tryAcquire() { break }
             if !standing {
                 log.write("notice", "standby: another coordinator holds the lock; waiting to take over")
                 standing = true
-                do {
-                    standbyServer = try await HTTPServer.start(
-                        configuration: HTTPServerConfiguration(port: settings.httpPort), loop: command.loop
-                    ) { request in
-                        let path = request.head.target.split(separator: "?").first ?? ""
-                        return path == "/health"
-                            ? HTTPResponse(
-                                status: 200, contentType: "application/json",
-                                body: Array(#"{"status":"ok","role":"standby"}"#.utf8))
-                            : HTTPResponse(
-                                status: 503, contentType: "application/json",
-                                body: Array(#"{"ready":false,"reason":"standby coordinator"}"#.utf8))
-                    }
-                } catch {
-                    log.write(
-                        "warning", "standby cannot listen for HTTP",
-                        ["http.port": "\(settings.httpPort)", "error": "\(error)"])
-                }
+                command.slot.unavailable("standby coordinator", role: "standby")
             }
         } catch {
             log.write("warning", "cannot reach the database for the coordinator lock", ["error": "\(error)"])
@@ -226,10 +206,6 @@ func becomeActive(_ command: ClusterCommand) async -> (CoordinatorLeadership, Ta
     log.write(
         "notice", "took the coordinator lock: serving after one lease", ["lease.seconds": "\(settings.leaseTTL)"])
     do { try await Task.sleep(for: .milliseconds(Int64(settings.leaseTTL * 1000))) } catch { exit(0) }
-    if let server = standbyServer {
-        await server.shutdown(deadline: .milliseconds(100))
-        standbyServer = nil
-    }
     log.write("notice", "active coordinator", ["lock": "database", "took.over": "\(standing)"])
     return (.database(lock), watchdog)
 }

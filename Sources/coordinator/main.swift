@@ -24,6 +24,8 @@ let usage = """
     usage: coordinator serve --standalone [options]    collect in this process
            coordinator serve [options]                 run the cluster's coordinator
            coordinator status|drain|cordon|uncordon|rebalance|move …   operate a running cluster
+           coordinator data list | data export SYMBOL FEED …  what is stored (coordinator data --help)
+           coordinator config check [options]          every setting, its value and source; nothing runs
            coordinator --version | --help
 
     --standalone collects OKX streams into PostgreSQL until SIGTERM/SIGINT, then flushes every batch
@@ -37,8 +39,11 @@ let usage = """
       --markets A,B          instruments (default BTC-USDT unless the file has [[markets]])  env MARKETS
       --timeframes 1m,1H     candle timeframes (default 1m)             env TIMEFRAMES
       --data-dir DIR         spool and dead letters (default ./data)    env DATA_DIR
-      --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
-      --http-port N          /health, /ready, /metrics (default 8000)  env HTTP_PORT
+      --log-level LEVEL      debug|info|notice|warning|error (default info)  env LOG_LEVEL
+      --log-format FORMAT    text|json (default: text on a terminal, else JSON lines)  env LOG_FORMAT
+      --http-port N          the API, /health, /ready, /metrics (default 8000)  env HTTP_PORT
+      --http-addr ADDR       numeric address to listen on (default 127.0.0.1 unless API_TOKEN is set,
+                             then 0.0.0.0)                              env HTTP_ADDR
       --control-port N       coordinator: the workers' port (default 7070)  env CONTROL_PORT
     environment:
       DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (standalone: required for now;
@@ -50,27 +55,59 @@ let usage = """
       BATCH_SIZE (default 1000), BATCH_TIMEOUT seconds (default 1), API_TOKEN / API_TOKEN_FILE,
       API_RATE_LIMIT (requests/s per client, default 50, 0 = off), WORKER_ID (default: host name),
       SHUTDOWN_DEADLINE seconds (default 25)
-    exit codes: 0 clean shutdown, 1 start-up failure, 3 the coordinator lock was lost (a standby
-    takes over), 64 bad usage.
+    exit codes: 0 clean shutdown, 1 start-up failure (a bad setting, a port in use, no database…)
+    or a shutdown past its deadline, 3 the coordinator lock was lost or the coordinator was deposed
+    (a standby takes over), 64 bad usage. Errors are one line on stderr: `coordinator: …` for usage,
+    a log record (LOG_FORMAT) for everything after the settings are read.
     With a database configured the coordinator serves only while it holds the cluster's advisory
     lock; a second one waits as a hot standby.
     """
 
-/// The process's logger: one JSON line per event on stderr (Observability's Logger).
+/// The process's logger: one record per event on stderr, as text or JSON lines (`LOG_FORMAT`).
 struct Log: Sendable {
     let logger: Logger
     static let levels = ["debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4]
-    init(minimum: Int) {
+    init(minimum: Int, format: String?) {
         let level: LogLevel = [.debug, .info, .notice, .warning, .error][min(max(minimum, 0), 4)]
-        logger = Logger(label: "coordinator", handler: JSONLineLogHandler(), minimumLevel: level)
+        logger = Logger(label: "coordinator", handler: makeLogHandler(format: format), minimumLevel: level)
     }
     func write(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
         logger.log(LogLevel(name: level) ?? .info, message, fields)
     }
 }
 
+/// `text`, `json`, or (nil) text when stderr is a terminal.
+func makeLogHandler(format: String?) -> any LogHandler {
+    JSONLineLogHandler()
+}
+
+/// Starts `configuration`'s server serving `slot`, waiting for the bind (before anything else starts).
+func blockingStart(
+    _ configuration: HTTPServerConfiguration, loop: EventLoop, slot: HTTPHandlerSlot
+) throws
+    -> HTTPServer
+{
+    let box = Mutex<Result<HTTPServer, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do {
+            let server = try await HTTPServer.start(configuration: configuration, loop: loop) { request in
+                await slot.handle(request)
+            }
+            box.withLock { $0 = .success(server) }
+        } catch {
+            box.withLock { $0 = .failure(error) }
+        }
+        done.signal()
+    }
+    done.wait()
+    guard let result = box.withLock({ $0 }) else { throw CancellationError() }
+    return try result.get()
+}
+
+/// Bad usage: one line naming the problem and where the usage is, exit 64.
 func usageError(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("coordinator: \(message)\n\n\(usage)\n".utf8))
+    FileHandle.standardError.write(Data("coordinator: \(message) (see coordinator --help)\n".utf8))
     exit(64)
 }
 
@@ -82,118 +119,52 @@ func startupError(_ log: Log, _ message: String, _ fields: [String: String] = [:
 // MARK: Arguments → configuration → validate → run
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.contains("--help") || arguments.contains("-h") {
+if arguments.first == "--help" || arguments.first == "-h" || arguments.first == "help" {
     print(usage)
     exit(0)
 }
-if arguments.contains("--version") {
+if arguments.first == "--version" || arguments.first == "version" {
     print("coordinator \(version)")
     exit(0)
 }
+let environment = ProcessInfo.processInfo.environment
 if let command = arguments.first, ["status", "drain", "cordon", "uncordon", "rebalance", "move"].contains(command) {
-    runOperatorCommand(command, Array(arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+    runOperatorCommand(command, Array(arguments.dropFirst()), environment: environment)
+}
+if arguments.first == "data" {
+    runDataCommand(Array(arguments.dropFirst()), environment: environment)
+}
+if arguments.first == "config" {
+    runConfigCommand(Array(arguments.dropFirst()), environment: environment)
 }
 guard arguments.first == "serve" else {
-    usageError("unknown or missing command: serve, status, drain, cordon, uncordon, rebalance or move")
+    usageError(
+        arguments.isEmpty
+            ? "a command is needed: serve, status, drain, cordon, uncordon, rebalance, move, data or config"
+            : "unknown command \(arguments[0]): serve, status, drain, cordon, uncordon, rebalance, move, data or config"
+    )
 }
-arguments.removeFirst()
-let environment = ProcessInfo.processInfo.environment
-var standalone = false
-var markets = environment["MARKETS"]
-var timeframes = environment["TIMEFRAMES"] ?? "1m"
-var configPath = environment["CONFIG_PATH"]
-var flags: [String: String] = [:]
-while !arguments.isEmpty {
-    let flag = arguments.removeFirst()
-    func value() -> String {
-        guard !arguments.isEmpty else { usageError("\(flag) needs a value") }
-        return arguments.removeFirst()
-    }
-    switch flag {
-    case "--standalone": standalone = true
-    case "--markets": markets = value()
-    case "--timeframes": timeframes = value()
-    case "--config": configPath = value()
-    case "--data-dir", "--log-level", "--http-port", "--control-port": flags[String(flag.dropFirst(2))] = value()
-    default: usageError("unknown option \(flag)")
-    }
+if arguments.dropFirst().contains("--help") || arguments.dropFirst().contains("-h") {
+    print(usage)
+    exit(0)
 }
-
-let settings: Settings
-do {
-    var file: (path: String, text: String)? = nil
-    if let configPath {
-        let text: String
-        do {
-            text = try String(contentsOfFile: configPath, encoding: .utf8)
-        } catch {
-            FileHandle.standardError.write(
-                Data("coordinator: cannot read config file \(configPath): \(error.localizedDescription)\n".utf8))
-            exit(1)
-        }
-        file = (configPath, text)
-    }
-    settings = try Settings.load(file: file, environment: environment, flags: flags)
+let options = ServeOptions.parse(Array(arguments.dropFirst()), environment: environment)
+let standalone = options.standalone
+// Errors before the settings are read use the format the environment or flag asks for.
+let bootLog = Log(
+    minimum: 0,
+    format: options.flags["log-format"]
+        ?? environment["LOG_FORMAT"].flatMap { Settings.logFormats.contains($0) ? $0 : nil })
+let loaded: LoadedSettings
+do throws(LoadedSettings.Failure) {
+    loaded = try LoadedSettings.load(options, environment: environment)
 } catch {
-    FileHandle.standardError.write(Data("coordinator: \(error)\n".utf8))
-    exit(1)
+    startupError(bootLog, error.message, error.fields)
 }
-let log = Log(minimum: Log.levels[settings.logLevel] ?? 1)
-let httpPort = settings.httpPort
+let settings = loaded.settings
+let log = Log(minimum: Log.levels[settings.logLevel] ?? 1, format: settings.logFormat)
 let dataDirectory = settings.dataDirectory
-
-// Pinned markets from the file, plus --markets/MARKETS (default BTC-USDT when neither is given).
-var requestedStreams: [StreamID] = []
-@MainActor func addStreams(exchange: String, symbols: [String], frames: [String]) {
-    for frame in frames {
-        guard let tf = Timeframe(frame) else {
-            startupError(
-                log, "invalid setting",
-                ["setting": "timeframes", "value": frame, "expected": Timeframe.all.map(\.key).joined(separator: " ")])
-        }
-        guard let name = ExchangeName(rawValue: exchange) else {
-            startupError(log, "invalid setting", ["setting": "exchange", "value": exchange])
-        }
-        for symbol in symbols {
-            let stream = StreamID(exchange: name, feed: .candles(tf), symbol: symbol)
-            if !requestedStreams.contains(stream) { requestedStreams.append(stream) }
-        }
-    }
-}
-for market in settings.markets {
-    if market.feeds.contains("candles") {
-        addStreams(exchange: market.exchange, symbols: market.symbols, frames: market.timeframes)
-    }
-    guard let name = ExchangeName(rawValue: market.exchange) else {
-        startupError(log, "invalid setting", ["setting": "[[markets]] exchange", "value": market.exchange])
-    }
-    for feedName in market.feeds where feedName != "candles" {
-        // Settings accepted only feed names that parse (`trades`, `book`, `book:<N>`, `ticker`).
-        guard let feed = Feed(feedName) else {
-            startupError(log, "invalid setting", ["setting": "[[markets]] feeds", "value": feedName])
-        }
-        for symbol in market.symbols {
-            let stream = StreamID(exchange: name, feed: feed, symbol: symbol)
-            if !requestedStreams.contains(stream) { requestedStreams.append(stream) }
-        }
-    }
-}
-if markets != nil || settings.markets.isEmpty {
-    addStreams(
-        exchange: "okx", symbols: (markets ?? "BTC-USDT").split(separator: ",").map(String.init),
-        frames: timeframes.split(separator: ",").map(String.init))
-}
-// Every stream named must be collectable, or start-up stops: a setting is never accepted and ignored.
-for stream in requestedStreams {
-    let problem =
-        stream.exchange == .okx
-        ? OKXAdapter().validate(stream) : "\(stream.exchange) collection arrives in a later release"
-    if let problem {
-        startupError(
-            log, "stream cannot be collected", ["setting": "[[markets]]", "stream": "\(stream)", "error": problem])
-    }
-}
-let pinnedStreams = requestedStreams
+let pinnedStreams = loaded.pinned
 
 // Secrets come from the environment or files, never from flags (DESIGN.md §7).
 var apiToken = environment["API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
@@ -206,13 +177,6 @@ if apiToken == nil, let file = environment["API_TOKEN_FILE"] {
 }
 let token = apiToken
 let workerID = environment["WORKER_ID"] ?? ProcessInfo.processInfo.hostName
-var pinnedReplicas: [StreamID: Int] = [:]
-for market in settings.markets where market.replicas > 1 {
-    for stream in pinnedStreams
-    where stream.exchange.rawValue == market.exchange && market.symbols.contains(stream.symbol) {
-        pinnedReplicas[stream] = max(pinnedReplicas[stream] ?? 1, market.replicas)
-    }
-}
 
 let shutdownSignals = ShutdownRequest()
 let signalSources = shutdownSignals.install(program: "coordinator")
@@ -224,12 +188,40 @@ do {
     startupError(log, "cannot start the event loop", ["error": "\(error)"])
 }
 
+// The HTTP port is bound first: one in use stops start-up before migrations or exchange connections.
+// Until the API serves, /health answers 200 and the rest 503.
+let httpAddress = settings.effectiveHTTPAddress(mutatingAPI: true, tokenSet: token != nil)
+let slot = HTTPHandlerSlot(reason: "starting")
+let httpServer: HTTPServer
+do {
+    httpServer = try blockingStart(
+        HTTPServerConfiguration(host: httpAddress, port: settings.httpPort), loop: loop, slot: slot)
+} catch {
+    startupError(
+        log, "cannot listen for HTTP (HTTP_ADDR/HTTP_PORT)",
+        ["http.address": httpAddress, "http.port": "\(settings.httpPort)", "error": "\(error)"])
+}
+log.write("notice", "http listening", ["http.address": httpAddress, "http.port": "\(httpServer.port)"])
+if token == nil {
+    if ["127.0.0.1", "::1"].contains(httpAddress) || httpAddress.hasPrefix("127.") {
+        log.write(
+            "notice", "API_TOKEN is not set: the API listens on loopback only (set HTTP_ADDR to choose)",
+            ["http.address": httpAddress])
+    } else {
+        log.write(
+            "warning",
+            "API_TOKEN is not set and HTTP_ADDR is not loopback: mutating API endpoints are open to the network",
+            ["http.address": httpAddress])
+    }
+}
+
 let finished = DispatchSemaphore(value: 0)
 if !standalone {
     runClusterCoordinator(
         ClusterCommand(
             settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
-            pinnedReplicas: pinnedReplicas, apiToken: token, version: version, shutdownSignals: shutdownSignals))
+            pinnedReplicas: loaded.pinnedReplicas, pinnedOrigin: loaded.pinnedOrigin, apiToken: token,
+            http: httpServer, slot: slot, version: version, shutdownSignals: shutdownSignals))
 }
 guard let conninfo = PostgresConfiguration.conninfo(from: environment) else {
     startupError(
@@ -242,7 +234,7 @@ let clusterOnly =
         "HEARTBEAT_INTERVAL",
     ].filter {
         environment[$0] != nil
-    } + (flags["control-port"] != nil ? ["--control-port"] : [])
+    } + (options.flags["control-port"] != nil ? ["--control-port"] : [])
 if !clusterOnly.isEmpty {
     log.write(
         "warning",
@@ -252,7 +244,8 @@ if !clusterOnly.isEmpty {
 let dataDirectoryLock = lockDataDirectory(settings, log: log, holder: "collector")
 let standaloneCommand = ClusterCommand(
     settings: settings, environment: environment, log: log, loop: loop, pinned: pinnedStreams,
-    pinnedReplicas: [:], apiToken: token, version: version, shutdownSignals: shutdownSignals)
+    pinnedReplicas: [:], pinnedOrigin: loaded.pinnedOrigin, apiToken: token, http: httpServer, slot: slot,
+    version: version, shutdownSignals: shutdownSignals)
 Task.detached {
     let plane: DataPlane
     do throws(DataPlane.StartError) {
@@ -288,7 +281,6 @@ Task.detached {
             "shutdown.deadline_seconds": "\(settings.shutdownDeadline)",
             "sinks": storage.sinks.map(\.name).joined(separator: ","), "worker": workerID,
         ])
-    if token == nil { log.write("warning", "API_TOKEN is not set: mutating API endpoints are open") }
     let api = GatewayAPI(
         plane: StandaloneClusterPlane(
             cluster: ClusterPlane(server: coordinator.server, mode: "standalone"),
@@ -299,19 +291,13 @@ Task.detached {
                 PGExecutor(conninfo: conninfo, label: "collector.api-postgres", timeouts: databaseTimeouts)
             }, versions: versions),
         apiToken: token, registry: registry,
-        requestsPerSecond: settings.apiRateLimit, logger: log.logger.with(["component": "api"])
+        requestsPerSecond: settings.apiRateLimit, logger: log.logger.with(["component": "api"]),
+        pinnedOrigin: loaded.pinnedOrigin
     ) {
         storage.readiness
     }
-    let server: HTTPServer
-    do {
-        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: httpPort), loop: loop) {
-            request in await api.handle(request)
-        }
-    } catch {
-        startupError(log, "cannot listen for HTTP", ["http.port": "\(httpPort)", "error": "\(error)"])
-    }
-    log.write("notice", "http listening", ["http.port": "\(server.port)"])
+    slot.serve { request in await api.handle(request) }
+    let server = httpServer
     // Periodic status line per stream.
     let reporter = Task {
         while !Task.isCancelled {

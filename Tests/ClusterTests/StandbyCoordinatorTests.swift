@@ -125,10 +125,11 @@ import Testing
         viaProxy.port = proxyPort
         let proxied = try #require(viaProxy.string)
         let controlPort = try await ClusterCoordinatorProcessTests.freePort()
-        let httpPort = try await ClusterCoordinatorProcessTests.freePort()
         let data = try TestEnvironment.makeTemporaryDirectory(prefix: "blackhole")
-        func coordinator(_ url: String) throws -> ExternalProcess {
-            try ExternalProcess(
+        // Each its own HTTP port: the port is bound before the lock is tried (one in use stops start-up).
+        func coordinator(_ url: String) async throws -> ExternalProcess {
+            let httpPort = try await ClusterCoordinatorProcessTests.freePort()
+            return try ExternalProcess(
                 WorkerProcessTests.coordinatorBinary,
                 ["serve", "--data-dir", data, "--http-port", "\(httpPort)", "--control-port", "\(controlPort)"],
                 environment: [
@@ -136,12 +137,12 @@ import Testing
                     "DATABASE_URL": url,
                 ])
         }
-        let first = try coordinator(proxied)
+        let first = try await coordinator(proxied)
         defer { first.stop() }
         try await ControlOverTCPTests.eventually("the first is active") {
             WorkerProcessTests.logFields(first, "coordinating") != nil || !first.isRunning
         }
-        let second = try coordinator(database.conninfo)
+        let second = try await coordinator(database.conninfo)
         defer { second.stop() }
         try await ControlOverTCPTests.eventually("the second stands by") {
             second.errorOutput.contains("standby: another coordinator holds the lock") || !second.isRunning
