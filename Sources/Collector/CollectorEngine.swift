@@ -436,7 +436,7 @@ final class EngineCore {
     private func pauseReading() {
         guard !isReadingPaused else { return }
         isReadingPaused = true
-        logger.info("writer queue full: pausing exchange reads")
+        logger.warning("writer queue full: pausing exchange reads")
         for connection in connections { connection.pauseReading() }
     }
 
@@ -446,7 +446,7 @@ final class EngineCore {
         flushBatch()
         guard batch.isEmpty else { return }
         isReadingPaused = false
-        logger.info("writer caught up: resuming exchange reads")
+        logger.notice("writer caught up: resuming exchange reads")
         for connection in connections { connection.resumeReading() }
     }
 

@@ -215,6 +215,8 @@ final class ConnectionDriver<Adapter: ExchangeAdapter>: WebSocketHandler, Engine
             switch level {
             case .debug: logger.debug(message, fields)
             case .info: logger.info(message, fields)
+            case .notice: logger.notice(message, fields)
+            case .warning: logger.warning(message, fields)
             case .error: logger.error(message, fields)
             }
         case .count(let counter):

@@ -161,7 +161,7 @@ public final class SinkDispatcher: Sendable {
                         // A sink may have freed space between the refusal and now: then look again at once.
                         guard s.progress == progress else { return false }
                         if !s.isSpoolFull {
-                            logger.info("spool full: holding batches", ["spool.bytes": "\(spool.byteCount)"])
+                            logger.warning("spool full: holding batches", ["spool.bytes": "\(spool.byteCount)"])
                         }
                         s.isSpoolFull = true
                         s.spaceWaiters.append(continuation)
@@ -297,6 +297,9 @@ public final class SinkDispatcher: Sendable {
         var work: [ArraySlice<MarketEvent>] = [events[...]]
         // Events this sink refused, as gap-ledger entries (cause `sink`) it is given afterwards.
         var refusedGaps: [MarketEvent] = []
+        // Consecutive transient failures of this write: logged when the outage starts, at 10, 100,
+        // 1,000… failures and when the sink recovers, not once per retry.
+        var failures = 0
         while let piece = work.popLast() {
             if Task.isCancelled { return false }
             state.withLock { $0.sinks[name]?.writeStartedAt = DispatchTime.now().uptimeNanoseconds }
@@ -307,7 +310,7 @@ public final class SinkDispatcher: Sendable {
                     s.sinks[name]?.writeStartedAt = nil
                     s.sinks[name]?.storedEvents += piece.count
                     if s.sinks[name]?.isHealthy == false {
-                        logger.info("sink recovered", ["sink": name])
+                        logger.notice("sink recovered", ["sink": name, "failures": "\(failures)"])
                     }
                     s.sinks[name]?.isHealthy = true
                     s.sinks[name]?.lastError = nil
@@ -335,10 +338,19 @@ public final class SinkDispatcher: Sendable {
                     }
                 case .transient:
                     let delay = backoff.nextDelay(using: &rng)
+                    let wasHealthy = state.withLock { $0.sinks[name]?.isHealthy ?? true }
                     markDown(name, error.message, transient: true)
-                    logger.info(
-                        "sink write failed: retrying",
-                        ["sink": name, "error": error.message, "retry.delay": "\(delay)"])
+                    failures += 1
+                    let fields = [
+                        "sink": name, "error": error.message, "retry.delay": "\(delay)", "failures": "\(failures)",
+                    ]
+                    if wasHealthy {
+                        logger.warning("sink down: retrying (events wait in the spool)", fields)
+                    } else if failures >= 10, String(failures).dropFirst().allSatisfy({ $0 == "0" }) {
+                        logger.warning("sink still down", fields)
+                    } else {
+                        logger.debug("sink write failed: retrying", fields)
+                    }
                     work.append(piece)
                     // try?: cancellation (shutdown past its deadline) ends the wait; the check above stops.
                     try? await Task.sleep(for: delay)
@@ -391,7 +403,7 @@ public final class SinkDispatcher: Sendable {
     private func deadLetter(_ event: MarketEvent, sink: String, reason: String) {
         state.withLock { $0.sinks[sink]?.deadLettered += 1 }
         let raw = String(decoding: SpoolFormat.encode([event]).dropFirst(SpoolFormat.header.utf8.count), as: UTF8.self)
-        logger.info(
+        logger.error(
             "event refused by a sink: dead-lettered", ["sink": sink, "stream": "\(event.stream)", "error": reason])
         deadLetters.record(
             exchange: event.stream.exchange, raw: raw.trimmingNewline, reason: "refused by \(sink): \(reason)",
@@ -492,7 +504,7 @@ public final class SinkDispatcher: Sendable {
                     reported[stream] = mark
                 }
             } catch {
-                logger.info("cannot read a sink's watermarks", ["sink": sink.name, "error": error.message])
+                logger.warning("cannot read a sink's watermarks", ["sink": sink.name, "error": error.message])
             }
         }
         return local.merging(reported) { a, _ in a }
@@ -511,7 +523,7 @@ public final class SinkDispatcher: Sendable {
                     out[stream] = known.sorted { $0.from < $1.from }
                 }
             } catch {
-                logger.info("cannot read a sink's gap ledger", ["sink": sink.name, "error": error.message])
+                logger.warning("cannot read a sink's gap ledger", ["sink": sink.name, "error": error.message])
             }
         }
         return out

@@ -103,13 +103,13 @@ extension ExchangeSession {
 
     /// A wanted stream's subscription was accepted.
     private mutating func confirm(_ stream: StreamID, into actions: inout [SessionAction]) {
-        provedHealthy()
+        provedHealthy(into: &actions)
         settle(stream)
         guard var entry = entries[stream] else { return }
         if let refusal = entry.refusal {
             actions.append(
                 .log(
-                    .info, "subscription accepted after refusals",
+                    .notice, "subscription accepted after refusals",
                     ["stream": "\(stream)", "exchange.code": refusal.code, "refusals": "\(refusal.times)"]))
             entry.refusal = nil
         }
@@ -124,7 +124,7 @@ extension ExchangeSession {
         let stream = event.stream
         // One hash lookup; the entry is then read and changed in place through its index.
         guard var index = entries.index(forKey: stream) else { return }  // not (or no longer) wanted here
-        if link?.isHealthy == false { provedHealthy() }
+        if link?.isHealthy == false { provedHealthy(into: &actions) }
         if adapter.acknowledgement != .explicit && entries.values[index].subscription != .live {
             // No acknowledgement from this exchange: the first message is the confirmation (also for a
             // stream refused for silence whose data arrives late).
@@ -239,7 +239,7 @@ extension ExchangeSession {
             case .error(let text):
                 actions.append(.streamError(stream, text))
                 actions.append(.bookSynchronised(stream, false))
-                actions.append(.log(.info, "book resynchronising", ["stream": "\(stream)", "error": text]))
+                actions.append(.log(.warning, "book resynchronising", ["stream": "\(stream)", "error": text]))
             case .synchronised: actions.append(.bookSynchronised(stream, true))
             }
         }

@@ -42,6 +42,9 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
     var wantedSetChanged = false
     /// A permanent connection failure repeating: its reason and how often it happened.
     private var permanentFailure: (reason: String, times: Int)?
+    /// A transient outage in progress: when the connection was lost and how many attempts failed
+    /// since (logged when it starts, at 10, 100, 1,000… failures, and when it ends).
+    private var outage: (since: Instant, failures: Int)?
     /// Reused parse output (kept between frames so the hot path does not allocate).
     var messages: [ExchangeMessage] = []
     /// The adapter's parser state for the current connection.
@@ -188,7 +191,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         if let failure = permanentFailure {
             actions.append(
                 .log(
-                    .info, "connected after a permanent failure",
+                    .notice, "connected after a permanent failure",
                     ["error": failure.reason, "failures": "\(failure.times)"]))
             permanentFailure = nil
         }
@@ -224,6 +227,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         case .idle, .waiting, .stopped: return actions  // a connection we already gave up
         }
         let why = link?.recycleReason ?? reason
+        let planned = link?.recycleReason != nil
         link = nil
         actions.append(.cancelTimer(.keepalive))
         actions.append(.cancelTimer(.subscribe))
@@ -264,7 +268,24 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
             delay = configuration.refusedRetryInterval
         } else {
             delay = backoff.nextDelay(using: &rng)
-            actions.append(.log(.info, "connection lost, reconnecting", ["error": why, "reconnect.delay": "\(delay)"]))
+            let fields = ["error": why, "reconnect.delay": "\(delay)"]
+            if planned {
+                actions.append(.log(.info, "reconnecting after a recycle", fields))
+            } else if var current = outage {
+                current.failures += 1
+                outage = current
+                let n = current.failures
+                let decade = n >= 10 && String(n).dropFirst().allSatisfy { $0 == "0" }
+                let counted = fields.merging(
+                    [
+                        "failures": "\(n)",
+                        "down.seconds": "\((now.nanoseconds - current.since.nanoseconds) / 1_000_000_000)",
+                    ]) { a, _ in a }
+                actions.append(.log(decade ? .warning : .debug, "still reconnecting", counted))
+            } else {
+                outage = (now, 0)
+                actions.append(.log(.warning, "connection lost, reconnecting", fields))
+            }
         }
         wantConnection(at: now.advanced(by: delay), into: &actions)
         assertInvariants()
@@ -456,10 +477,20 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
 
     /// The connection proved healthy (an acknowledgement or an event arrived): the next failure starts
     /// the backoff from its first step.
-    mutating func provedHealthy() {
+    mutating func provedHealthy(into actions: inout [SessionAction]) {
         guard link?.isHealthy == false else { return }
         link?.isHealthy = true
         backoff.reset()
+        if let current = outage, let now = link?.lastReceived {
+            outage = nil
+            actions.append(
+                .log(
+                    .notice, "connection recovered",
+                    [
+                        "failures": "\(current.failures)",
+                        "down.seconds": "\((now.nanoseconds - current.since.nanoseconds) / 1_000_000_000)",
+                    ]))
+        }
     }
 
     /// The subscribe context at `now`.
@@ -542,7 +573,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         if times == 1 && code != SessionRefusal.connectionFailureCode {
             actions.append(
                 .log(
-                    .info, "subscription refused",
+                    .warning, "subscription refused",
                     ["stream": "\(stream)", "exchange.code": code, "exchange.message": message]))
         }
         if code != SessionRefusal.connectionFailureCode {

@@ -99,8 +99,10 @@ public enum SessionAction: Hashable, Sendable {
     case count(SessionCounter)
 }
 
+/// What a level means (README "Logs"): `error` data is lost or an operator must act; `warning`
+/// degraded but healing itself; `notice` recovered, or a lifecycle step; `info` routine detail.
 public enum SessionLogLevel: Hashable, Sendable {
-    case debug, info, error
+    case debug, info, notice, warning, error
 }
 
 /// How a session behaves (DESIGN.md §4, §7).

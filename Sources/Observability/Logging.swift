@@ -121,3 +121,46 @@ public final class InMemoryLogHandler: LogHandler {
 
     public var all: [Record] { records.withLock { $0 } }
 }
+
+/// One human-readable line per record on stderr: `2026-12-04T11:47:43.123Z WARNING label: msg
+/// key=value …` (values with spaces or quotes quoted). `LOG_FORMAT=text`, the default on a terminal.
+public struct TextLogHandler: LogHandler {
+    public init() {}
+
+    public func log(level: LogLevel, label: String, message: String, metadata: [String: String]) {
+        FileHandle.standardError.write(
+            Data(Self.line(level: level, label: label, message: message, metadata: metadata).utf8))
+    }
+
+    /// The line written for a record (with its newline), with the current time.
+    public static func line(level: LogLevel, label: String, message: String, metadata: [String: String]) -> String {
+        let micros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let stamp = JSONLineLogHandler.iso8601(micros)
+        // Milliseconds are enough to read; JSON lines keep microseconds.
+        var out =
+            String(stamp.prefix(23)) + "Z " + "\(level)".uppercased().padding(toLength: 7, withPad: " ", startingAt: 0)
+        out += " \(label): \(message)"
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            let plain = !value.isEmpty && value.allSatisfy { !$0.isWhitespace && $0 != "\"" && $0 != "=" }
+            out += " \(key)=" + (plain ? value : JSONText.quoted(value))
+        }
+        return out + "\n"
+    }
+}
+
+/// The log formats a process offers (`LOG_FORMAT`).
+public enum LogFormat: String, Sendable, CaseIterable {
+    case text, json
+
+    /// `text` or `json` as asked; nil: text when stderr is a terminal, JSON lines otherwise.
+    public static func resolve(_ asked: String?, stderrIsTerminal: Bool? = nil) -> LogFormat {
+        asked.flatMap(LogFormat.init(rawValue:)) ?? ((stderrIsTerminal ?? (isatty(2) != 0)) ? .text : .json)
+    }
+
+    public var handler: any LogHandler {
+        switch self {
+        case .text: TextLogHandler()
+        case .json: JSONLineLogHandler()
+        }
+    }
+}

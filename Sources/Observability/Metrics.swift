@@ -103,6 +103,7 @@ public final class MetricsRegistry: Sendable {
 
     private let families = Mutex<[String: Family]>([:])
     private let collectors = Mutex<[String: CollectorFamily]>([:])
+    private let renderHooks = Mutex<[@Sendable (MetricsRegistry) -> Void]>([])
 
     public init() {}
 
@@ -158,8 +159,22 @@ public final class MetricsRegistry: Sendable {
         collectors.withLock { $0[name] = CollectorFamily(name: name, help: help, kind: kind, collect: collect) }
     }
 
+    /// Runs `hook` at the start of every `render()`, before anything is read: it may create
+    /// series (e.g. those of the streams that exist now) so that they appear in that scrape.
+    ///
+    /// The hook runs on the rendering thread with no registry lock held, so it may call
+    /// `counter(_:help:labels:)` and the like; it receives the registry rather than capturing it
+    /// (no reference cycle).
+    public func addRenderHook(_ hook: @escaping @Sendable (MetricsRegistry) -> Void) {
+        renderHooks.withLock { $0.append(hook) }
+    }
+
     /// The text exposition (format 0.0.4), families sorted by name.
+    ///
+    /// Runs the render hooks and the scrape-time collectors on the calling thread (they may read
+    /// files, e.g. procfs): call it from a task or thread that may block briefly, never the event loop.
     public func render() -> String {
+        for hook in renderHooks.withLock({ $0 }) { hook(self) }
         let snapshot = families.withLock { $0 }
         let scraped = collectors.withLock { $0 }
         var out = ""

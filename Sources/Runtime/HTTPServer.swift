@@ -1,3 +1,4 @@
+import Dispatch
 public import HTTP1Protocol
 import Synchronization
 import WireCore
@@ -307,6 +308,29 @@ final class HTTPServerConnection: TransportHandler {
 
 @available(*, unavailable)
 extension HTTPServerConnection: Sendable {}
+
+extension HTTPServer {
+    /// ``start(configuration:loop:handler:)`` from synchronous start-up code (a process's main, before
+    /// anything else runs), waiting for the bind; not from the event loop's thread.
+    public static func startBlocking(
+        configuration: HTTPServerConfiguration, loop: EventLoop, handler: @escaping HTTPRequestHandler
+    ) throws -> HTTPServer {
+        let box = Mutex<Result<HTTPServer, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do {
+                let server = try await HTTPServer.start(configuration: configuration, loop: loop, handler: handler)
+                box.withLock { $0 = .success(server) }
+            } catch {
+                box.withLock { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        guard let result = box.withLock({ $0 }) else { throw CancellationError() }
+        return try result.get()
+    }
+}
 
 /// The handler a process's HTTP port serves, swapped as the process moves through its phases: a
 /// port is bound first (so one in use stops start-up before migrations or exchange connections),

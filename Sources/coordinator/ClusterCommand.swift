@@ -86,6 +86,7 @@ func runClusterCoordinator(_ command: ClusterCommand) -> Never {
         let plane = ClusterPlane(server: server, ledger: ledger)
         let registry = MetricsRegistry()
         server.registerMetrics(in: registry)
+        registry.registerStandardMetrics(version: command.version)
         // Data queries read PostgreSQL where one is configured; without it they answer 501.
         var reader: PostgresReader?
         if let conninfo = PostgresConfiguration.conninfo(from: command.environment) {

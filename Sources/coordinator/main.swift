@@ -78,31 +78,7 @@ struct Log: Sendable {
 
 /// `text`, `json`, or (nil) text when stderr is a terminal.
 func makeLogHandler(format: String?) -> any LogHandler {
-    JSONLineLogHandler()
-}
-
-/// Starts `configuration`'s server serving `slot`, waiting for the bind (before anything else starts).
-func blockingStart(
-    _ configuration: HTTPServerConfiguration, loop: EventLoop, slot: HTTPHandlerSlot
-) throws
-    -> HTTPServer
-{
-    let box = Mutex<Result<HTTPServer, any Error>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task.detached {
-        do {
-            let server = try await HTTPServer.start(configuration: configuration, loop: loop) { request in
-                await slot.handle(request)
-            }
-            box.withLock { $0 = .success(server) }
-        } catch {
-            box.withLock { $0 = .failure(error) }
-        }
-        done.signal()
-    }
-    done.wait()
-    guard let result = box.withLock({ $0 }) else { throw CancellationError() }
-    return try result.get()
+    LogFormat.resolve(format).handler
 }
 
 /// Bad usage: one line naming the problem and where the usage is, exit 64.
@@ -194,8 +170,9 @@ let httpAddress = settings.effectiveHTTPAddress(mutatingAPI: true, tokenSet: tok
 let slot = HTTPHandlerSlot(reason: "starting")
 let httpServer: HTTPServer
 do {
-    httpServer = try blockingStart(
-        HTTPServerConfiguration(host: httpAddress, port: settings.httpPort), loop: loop, slot: slot)
+    httpServer = try HTTPServer.startBlocking(
+        configuration: HTTPServerConfiguration(host: httpAddress, port: settings.httpPort), loop: loop,
+        handler: slot.handle)
 } catch {
     startupError(
         log, "cannot listen for HTTP (HTTP_ADDR/HTTP_PORT)",
@@ -260,6 +237,7 @@ Task.detached {
     let coordinator = await StandaloneCoordinator.start(standaloneCommand, lock: dataDirectoryLock)
     let subscriptions = coordinator.subscriptions
     coordinator.server.registerMetrics(in: registry)
+    registry.registerStandardMetrics(version: version)
     // The worker: assignments from the coordinator over loopback, applied to this data plane.
     let workerPlane = WorkerPlane(
         engine: engine, storage: storage, logger: log.logger.with(["component": "worker-plane"]))

@@ -20,6 +20,7 @@ let version = "0.3.0-dev"
 
 let usage = """
     usage: worker --coordinator HOST:PORT [options]
+           worker config check [options]     every setting, its value and source; nothing runs
            worker --version | --help
 
     Joins the cluster's coordinator and collects the shards it assigns into the configured sinks until
@@ -31,23 +32,29 @@ let usage = """
       --id ID                this worker's id (default: WORKER_ID, else the host name: the pod name)
       --config FILE          TOML settings ([collector] [storage] [websocket] [exchanges.okx])  env CONFIG_PATH
       --data-dir DIR         spool, dead letters, watermarks (default ./data)  env DATA_DIR
-      --log-level LEVEL      debug|info|notice|warning (default info)   env LOG_LEVEL
+      --log-level LEVEL      debug|info|notice|warning|error (default info)  env LOG_LEVEL
+      --log-format FORMAT    text|json (default: text on a terminal, else JSON lines)  env LOG_FORMAT
       --http-port N          /health, /ready, /metrics (default 8081)   env HTTP_PORT
+      --http-addr ADDR       numeric address to listen on (default 0.0.0.0: read-only endpoints)  env HTTP_ADDR
     environment:
       DATABASE_URL, or DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD     (required for now)
       CLUSTER_SECRET or CLUSTER_SECRET_FILE (required, at least 16 bytes), EGRESS_GROUP (default: the id;
       workers behind one egress address share each exchange's per-IP budgets), WORKER_CAPACITY (weight
       units, default 100000), OKX_WS_PUBLIC_URL, OKX_WS_BUSINESS_URL, OKX_REST_URL, BATCH_SIZE,
       BATCH_TIMEOUT, SHUTDOWN_DEADLINE seconds (default 25: the drain gets all but 8 of them)
-    exit codes: 0 clean shutdown, 1 start-up failure or a shutdown past its deadline, 64 bad usage.
+    exit codes: 0 clean shutdown, 1 start-up failure (a bad setting, a port in use…) or a shutdown past
+    its deadline, 64 bad usage. Usage errors are one line `worker: …` on stderr; everything after the
+    settings are read is a log record (LOG_FORMAT).
     """
 
 func usageError(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("worker: \(message)\n\n\(usage)\n".utf8))
+    FileHandle.standardError.write(Data("worker: \(message) (see worker --help)\n".utf8))
     exit(64)
 }
 
-let levels: [String: LogLevel] = ["debug": .debug, "info": .info, "notice": .notice, "warning": .warning]
+let levels: [String: LogLevel] = [
+    "debug": .debug, "info": .info, "notice": .notice, "warning": .warning, "error": .error,
+]
 
 func startupError(_ logger: Logger, _ message: String, _ fields: [String: String] = [:]) -> Never {
     logger.error(message, fields)
@@ -64,6 +71,11 @@ if arguments.contains("--version") {
     exit(0)
 }
 let environment = ProcessInfo.processInfo.environment
+let checkOnly = arguments.first == "config"
+if checkOnly {
+    guard arguments.dropFirst().first == "check" else { usageError("config needs check") }
+    arguments.removeFirst(2)
+}
 var coordinatorAddress = environment["COORDINATOR_ADDR"]
 var workerID = environment["WORKER_ID"].flatMap { $0.isEmpty ? nil : $0 }
 var configPath = environment["CONFIG_PATH"]
@@ -71,17 +83,19 @@ var flags: [String: String] = [:]
 while !arguments.isEmpty {
     let flag = arguments.removeFirst()
     func value() -> String {
-        guard !arguments.isEmpty else { usageError("\(flag) needs a value") }
+        guard let next = arguments.first, !next.hasPrefix("--") else { usageError("\(flag) needs a value") }
         return arguments.removeFirst()
     }
     switch flag {
     case "--coordinator": coordinatorAddress = value()
     case "--id": workerID = value()
     case "--config": configPath = value()
-    case "--data-dir", "--log-level", "--http-port": flags[String(flag.dropFirst(2))] = value()
+    case "--data-dir", "--log-level", "--log-format", "--http-port", "--http-addr":
+        flags[String(flag.dropFirst(2))] = value()
     default: usageError("unknown option \(flag)")
     }
 }
+if checkOnly { runConfigCheck() }
 guard let coordinatorAddress else { usageError("--coordinator HOST:PORT (or COORDINATOR_ADDR) is required") }
 guard let colon = coordinatorAddress.lastIndex(of: ":"),
     let controlPort = Int(coordinatorAddress[coordinatorAddress.index(after: colon)...]),
@@ -90,8 +104,8 @@ guard let colon = coordinatorAddress.lastIndex(of: ":"),
 else { usageError("--coordinator must be HOST:PORT, got \(coordinatorAddress)") }
 let coordinatorHost = String(coordinatorAddress[..<colon])
 
-let settings: Settings
-do {
+/// The settings from the file, environment and flags, or exit 1 naming the problem.
+@MainActor func loadSettings() -> (Settings, (path: String, text: String)?) {
     var file: (path: String, text: String)? = nil
     if let configPath {
         do {
@@ -104,14 +118,40 @@ do {
     }
     var base = Settings()
     base.httpPort = 8081
-    settings = try Settings.load(file: file, environment: environment, flags: flags, base: base)
-} catch {
-    FileHandle.standardError.write(Data("worker: \(error)\n".utf8))
-    exit(1)
+    do {
+        return (try Settings.load(file: file, environment: environment, flags: flags, base: base), file)
+    } catch {
+        FileHandle.standardError.write(Data("worker: invalid setting: \(error.message)\n".utf8))
+        exit(1)
+    }
 }
+
+/// `worker config check`: every setting with its value and source (secrets set/unset); exit 0.
+@MainActor func runConfigCheck() -> Never {
+    let (settings, file) = loadSettings()
+    var rows = Settings.report(settings, file: file, environment: environment, flags: flags)
+    rows += Settings.environmentReport(
+        [
+            (["COORDINATOR_ADDR"], false, "none (--coordinator)"), (["WORKER_ID"], false, "the host name"),
+            (["DATABASE_URL"], true, "none"), (["DB_HOST"], false, "none"), (["DB_PASSWORD"], true, "none"),
+            (["CLUSTER_SECRET", "CLUSTER_SECRET_FILE"], true, "none"), (["EGRESS_GROUP"], false, "the worker id"),
+            (["WORKER_CAPACITY"], false, "100000"),
+        ], environment: environment)
+    rows.append(
+        SettingReport(
+            name: "(effective) http listen",
+            value: "\(settings.effectiveHTTPAddress(mutatingAPI: false, tokenSet: false)):\(settings.httpPort)",
+            source: settings.httpAddress != nil ? "http_addr" : "default (read-only endpoints)"))
+    print(Settings.render(rows), terminator: "")
+    print("configuration valid")
+    exit(0)
+}
+
+let (settings, _) = loadSettings()
 let id = workerID ?? ProcessInfo.processInfo.hostName
 let logger = Logger(
-    label: "worker", handler: JSONLineLogHandler(), minimumLevel: levels[settings.logLevel] ?? .info
+    label: "worker", handler: LogFormat.resolve(settings.logFormat).handler,
+    minimumLevel: levels[settings.logLevel] ?? .info
 ).with(["worker": id])
 if !settings.markets.isEmpty {
     startupError(
@@ -158,18 +198,43 @@ do {
     startupError(logger, "cannot start the event loop", ["error": "\(error)"])
 }
 
+// The HTTP port is bound before anything else: one in use stops start-up at once. Until the data
+// plane runs, /health answers 200 and the rest 503 with the reason.
+let httpAddress = settings.effectiveHTTPAddress(mutatingAPI: false, tokenSet: false)
+let waiting = Mutex<String>("starting the data plane")
+let slot = HTTPHandlerSlot(reason: "starting")
+slot.serve { request in
+    let path = request.head.target.split(separator: "?", maxSplits: 1).first ?? ""
+    if path == "/health" {
+        return HTTPResponse(status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
+    }
+    let reason = JSONText.quoted(waiting.withLock { $0 })
+    return HTTPResponse(
+        status: 503, contentType: "application/json", body: Array(#"{"ready":false,"reason":\#(reason)}"#.utf8),
+        headers: ["Retry-After": "1"])
+}
+let server: HTTPServer
+do {
+    server = try HTTPServer.startBlocking(
+        configuration: HTTPServerConfiguration(host: httpAddress, port: settings.httpPort), loop: loop,
+        handler: slot.handle)
+} catch {
+    startupError(
+        logger, "cannot listen for HTTP (HTTP_ADDR/HTTP_PORT)",
+        ["http.address": httpAddress, "http.port": "\(settings.httpPort)", "error": "\(error)"])
+}
+logger.notice("http listening", ["http.address": httpAddress, "http.port": "\(server.port)"])
+
 /// The data plane, started once the database can be prepared. Liveness does not wait for it: until
-/// then HTTP_PORT answers /health 200 and /ready 503 with the reason (the returned server, to close),
-/// and the start is retried every 2 s. A wrong setting or data directory still stops start-up.
-func startDataPlane() async -> (DataPlane, HTTPServer?) {
-    let waiting = Mutex<String>("starting the data plane")
-    var provisional: HTTPServer?
+/// then HTTP_PORT answers /health 200 and /ready 503 with the reason, and the start is retried
+/// every 2 s. A wrong setting or data directory still stops start-up.
+func startDataPlane() async -> (DataPlane, Bool) {
     var loggedUnavailable = false
     while true {
         do throws(DataPlane.StartError) {
             let data = try await DataPlane.start(
                 settings: settings, environment: environment, conninfo: conninfo, loop: loop, logger: logger)
-            return (data, provisional)
+            return (data, loggedUnavailable)
         } catch {
             guard error.databaseUnavailable else { startupError(logger, error.message, error.fields) }
             waiting.withLock { $0 = "the database is unavailable: \(error.fields["error"] ?? error.message)" }
@@ -178,27 +243,6 @@ func startDataPlane() async -> (DataPlane, HTTPServer?) {
                     "cannot prepare the database: retrying every 2 s (/health answers, /ready is false)",
                     error.fields)
                 loggedUnavailable = true
-            }
-        }
-        if provisional == nil {
-            do {
-                provisional = try await HTTPServer.start(
-                    configuration: HTTPServerConfiguration(port: settings.httpPort), loop: loop
-                ) { request in
-                    let path = request.head.target.split(separator: "?", maxSplits: 1).first ?? ""
-                    if path == "/health" {
-                        return HTTPResponse(
-                            status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
-                    }
-                    let reason = JSONText.quoted(waiting.withLock { $0 })
-                    return HTTPResponse(
-                        status: 503, contentType: "application/json",
-                        body: Array(#"{"ready":false,"reason":\#(reason)}"#.utf8))
-                }
-                logger.notice("waiting for the database", ["http.port": "\(provisional?.port ?? 0)"])
-            } catch {
-                startupError(
-                    logger, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
             }
         }
         if shutdownSignals.isRaised {
@@ -212,11 +256,8 @@ func startDataPlane() async -> (DataPlane, HTTPServer?) {
 let finished = DispatchSemaphore(value: 0)
 let exitStatus = Atomic<Int32>(0)
 Task.detached {
-    let (data, provisional) = await startDataPlane()
-    if let provisional {
-        await provisional.shutdown(deadline: .milliseconds(200))
-        logger.notice("the database is reachable: the data plane started")
-    }
+    let (data, waited) = await startDataPlane()
+    if waited { logger.notice("the database is reachable: the data plane started") }
     let plane = WorkerPlane(
         engine: data.engine, storage: data.storage, logger: logger.with(["component": "worker-plane"]))
     var session = WorkerSession.Configuration(
@@ -229,6 +270,7 @@ Task.detached {
     await plane.start(client: client)
 
     let registry = data.registry
+    registry.registerStandardMetrics(version: version)
     let connected = registry.gauge(
         "collector_worker_connected", help: "1 while the worker holds a session with the coordinator")
     let orphaned = registry.gauge(
@@ -257,34 +299,28 @@ Task.detached {
             do { try await Task.sleep(for: .milliseconds(250)) } catch { return }  // cancelled: stopping
         }
     }
-    let server: HTTPServer
-    do {
-        server = try await HTTPServer.start(configuration: HTTPServerConfiguration(port: settings.httpPort), loop: loop)
-        { request in
-            let path = request.head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-            guard request.head.method == "GET" || request.head.method == "HEAD" else {
-                return HTTPResponse(
-                    status: 405, contentType: "application/json", body: Array(#"{"error":"GET only"}"#.utf8))
-            }
-            switch path {
-            case "/health":
-                // Liveness: the process and its loop answer; never the coordinator or the database.
-                return HTTPResponse(status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
-            case "/ready":
-                let (ready, reason) = readiness.withLock { $0 }
-                let body = ready ? #"{"ready":true}"# : #"{"ready":false,"reason":\#(JSONText.quoted(reason ?? ""))}"#
-                return HTTPResponse(status: ready ? 200 : 503, contentType: "application/json", body: Array(body.utf8))
-            case "/metrics":
-                return HTTPResponse(
-                    status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                    body: Array(registry.render().utf8))
-            default:
-                return HTTPResponse(
-                    status: 404, contentType: "application/json", body: Array(#"{"error":"not found"}"#.utf8))
-            }
+    slot.serve { request in
+        let path = request.head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        guard request.head.method == "GET" || request.head.method == "HEAD" else {
+            return HTTPResponse(
+                status: 405, contentType: "application/json", body: Array(#"{"error":"GET only"}"#.utf8))
         }
-    } catch {
-        startupError(logger, "cannot listen for HTTP", ["http.port": "\(settings.httpPort)", "error": "\(error)"])
+        switch path {
+        case "/health":
+            // Liveness: the process and its loop answer; never the coordinator or the database.
+            return HTTPResponse(status: 200, contentType: "application/json", body: Array(#"{"status":"ok"}"#.utf8))
+        case "/ready":
+            let (ready, reason) = readiness.withLock { $0 }
+            let body = ready ? #"{"ready":true}"# : #"{"ready":false,"reason":\#(JSONText.quoted(reason ?? ""))}"#
+            return HTTPResponse(status: ready ? 200 : 503, contentType: "application/json", body: Array(body.utf8))
+        case "/metrics":
+            return HTTPResponse(
+                status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                body: Array(registry.render().utf8))
+        default:
+            return HTTPResponse(
+                status: 404, contentType: "application/json", body: Array(#"{"error":"not found"}"#.utf8))
+        }
     }
     logger.notice(
         "worker started",

@@ -25,7 +25,7 @@ import Testing
         defer { worker.stop() }
         var port: String?
         try await ControlOverTCPTests.eventually("waiting for the database, listening") {
-            port = WorkerProcessTests.logFields(worker, "waiting for the database")?["http.port"]
+            port = WorkerProcessTests.logFields(worker, "http listening")?["http.port"]
             return port != nil || !worker.isRunning
         }
         let base = "http://127.0.0.1:\(try #require(port, "\(worker.errorOutput.suffix(1500))"))"
@@ -47,7 +47,9 @@ import Testing
             WorkerProcessTests.logFields(worker, "worker started") != nil || !worker.isRunning
         }
         #expect(worker.errorOutput.contains("the database is reachable: the data plane started"))
+        // The same port, bound once before anything else.
         let started = try #require(WorkerProcessTests.logFields(worker, "worker started")?["http.port"])
+        #expect(started == port)
         #expect(await WorkerProcessTests.json("http://127.0.0.1:\(started)/health")["status"] as? String == "ok")
         // Not joined to a coordinator (none listens): still not ready, for that reason now.
         let notJoined = await WorkerProcessTests.json("http://127.0.0.1:\(started)/ready")

@@ -336,7 +336,9 @@ func expectStoredMatchesSimulator(_ harness: Harness, _ symbol: String) async th
         #expect(status.rejection?.message.contains("NOPE-USDT") == true)
         #expect(status.messages == 0)
         let refusal = logs.all.first { $0.message == "subscription refused" }
-        #expect(refusal?.level == .info)
+        // A refusal is degraded service that heals (retried at most every 5 minutes): a warning, logged once.
+        #expect(refusal?.level == .warning)
+        #expect(logs.all.filter { $0.message == "subscription refused" }.count == 1)
         #expect(
             refusal?.metadata["stream"] == "okx/candles:1m/NOPE-USDT" && refusal?.metadata["exchange.code"] == "60018")
         #expect(refusal?.metadata["ws.venue"] == "okx")

@@ -193,7 +193,8 @@ import Testing
         #expect(
             h.session.subscription(of: s(1)).map { if case .refused(_, _, 2, _) = $0 { true } else { false } } == true)
         h.fire(.refusedRetry)
-        #expect(h.frame("ok \(s(1))").logs == ["subscription accepted after refusals"])
+        // (The first acknowledgement since the reconnect also proves the connection healthy again.)
+        #expect(h.frame("ok \(s(1))").logs == ["connection recovered", "subscription accepted after refusals"])
         #expect(h.session.subscription(of: s(1)) == .live)
     }
 
@@ -206,6 +207,36 @@ import Testing
         #expect(refused.contains(.refused(s(2), code: "60012", message: "refused")))
         #expect(!refused.contains(.refused(s(1), code: "60012", message: "refused")), "s1 was acknowledged")
         #expect(!refused.contains(.refused(s(3), code: "60012", message: "refused")))
+    }
+
+    /// An outage is logged when it starts (warning), at 10, 100… failed attempts (warning, with the
+    /// count), and when a connection proves healthy again (notice, with the count and how long);
+    /// the retries between are debug records only.
+    @Test func anOutageIsLoggedOncePerStateChangeWithItsCount() {
+        var h = SessionHarness()
+        h.open([s(1)])
+        h.frame("ok \(s(1))")
+        func records(_ actions: [SessionAction]) -> [(SessionLogLevel, String, [String: String])] {
+            actions.compactMap { if case .log(let l, let m, let f) = $0 { (l, m, f) } else { nil } }
+        }
+        let lost = records(h.closed("reset"))
+        #expect(lost.map(\.0) == [.warning] && lost.map(\.1) == ["connection lost, reconnecting"])
+        var warnings: [String] = []
+        for _ in 1...10 {
+            h.fire(.connect)
+            for (level, message, fields) in records(h.closed("refused")) {
+                if level == .warning { warnings.append("\(message) \(fields["failures"] ?? "")") }
+                #expect(level == .warning || level == .debug, "\(message)")
+            }
+        }
+        #expect(warnings == ["still reconnecting 10"])
+        h.fire(.connect)
+        h.advance(.seconds(3))
+        #expect(records(h.connected()).isEmpty, "not recovered until the connection proves healthy")
+        let recovered = records(h.frame("ok \(s(1))"))
+        #expect(recovered.map(\.0) == [.notice] && recovered.map(\.1) == ["connection recovered"])
+        #expect(recovered.first?.2["failures"] == "10")
+        #expect(Int(recovered.first?.2["down.seconds"] ?? "") ?? -1 >= 3)
     }
 
     @Test func aCertificateThatDoesNotVerifyIsPermanentRetriedRarelyAndLoggedOnce() {
