@@ -75,7 +75,8 @@ extension Session {
             sendError(
                 id: id, code: "60018",
                 message:
-                    "Subscribe failed, wrong URL or channel:\(channel.rawValue),instId:\(instrument) doesn't exist.")
+                    "Subscribe failed, wrong URL or channel:\(channel.rawValue),instId:\(instrument) doesn't exist."
+                    + simulator.configuration.unknownInstrumentHint(instrument))
             return
         }
         let idField = id.map { "\"id\":\(JSONText.quoted($0))," } ?? ""

@@ -51,7 +51,8 @@ extension Session {
         guard feed.isServed(onBusiness: isBusiness), simulator.configuration.symbols.contains(instrument) else {
             sendError(
                 id: id, code: "60018",
-                message: "Subscribe failed, wrong URL or channel:\(feed.rawValue),instId:\(instrument) doesn't exist.")
+                message: "Subscribe failed, wrong URL or channel:\(feed.rawValue),instId:\(instrument) doesn't exist."
+                    + simulator.configuration.unknownInstrumentHint(instrument))
             return
         }
         let key = "\(feed.rawValue)|\(instrument)"

@@ -16,6 +16,14 @@ public struct SimulatorConfiguration: Sendable {
     public var restPort = 0
     /// Instruments that exist; others get 60018 / 51001.
     public var symbols: [String] = ["BTC-USDT", "ETH-USDT"]
+
+    /// For an instrument the simulator does not have, what it has and how to add it (the simulator's
+    /// addition to OKX's text: offline, the reason is ours, not the exchange's); empty otherwise.
+    public func unknownInstrumentHint(_ instrument: String) -> String {
+        guard !symbols.contains(instrument) else { return "" }
+        let shown = symbols.prefix(12).joined(separator: ",") + (symbols.count > 12 ? ",…" : "")
+        return " (exchange-sim has \(shown); start it with --symbols to add \(instrument))"
+    }
     /// Real milliseconds per virtual minute: 200 makes a 1m bar every 200 ms.
     public var barMilliseconds = 200
     /// Virtual time at start (µs); nil means now, rounded down to the minute (in real time, with
@@ -462,6 +470,7 @@ final class Session: WebSocketServerHandler {
             guard let timeframe, isBusiness, simulator.configuration.symbols.contains(arg.instId) else {
                 let message =
                     "Subscribe failed, wrong URL or channel:\(arg.channel),instId:\(arg.instId) doesn't exist."
+                    + simulator.configuration.unknownInstrumentHint(arg.instId)
                 sendError(id: id, code: "60018", message: message)
                 continue
             }

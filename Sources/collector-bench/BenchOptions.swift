@@ -33,6 +33,7 @@ struct BenchOptions {
 }
 
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("collector-bench: \(message)\n".utf8))
+    let hint = message.contains("--help") ? "" : " (see collector-bench --help)"
+    FileHandle.standardError.write(Data("collector-bench: \(message)\(hint)\n".utf8))
     exit(64)
 }

@@ -7,10 +7,12 @@ import TLS
 
 let usage = """
     usage: exchange-sim [options]
+           exchange-sim --version | --help
       --host ADDR              listen address (default 127.0.0.1)
       --ws-port N              WebSocket port (default 0: pick one)
       --rest-port N            REST/control port (default 0: pick one)
-      --symbols A,B            instruments that exist (default BTC-USDT,ETH-USDT)
+      --symbols A,B            instruments that exist (default BTC-USDT,ETH-USDT,SOL-USDT,XRP-USDT,
+                               DOGE-USDT,LTC-USDT,ADA-USDT,BTC-USDT-SWAP,ETH-USDT-SWAP)
       --symbol-count N         instead: SYM0-USDT … SYM<N-1>-USDT plus BTC-USDT and ETH-USDT
       --bar-ms N               real milliseconds per 1m bar (default 200)
       --updates-per-bar N      forming-bar pushes per 1m bar (default 4)
@@ -29,30 +31,36 @@ let usage = """
       --book-checksum-zero     books pushes carry checksum 0 (OKX from 2026-06-23)
       --no-book-snapshot       books sends no initial snapshot: clients seed from REST /market/books
     Control: POST /control/book-fault?instId=X&kind=checksum|skip-seq|reset, GET /control/book?instId=X[&seqId=N]
-    Prints `LISTENING ws=PORT rest=PORT` when ready.
+      --print-env              once listening, print the collector's `export OKX_…=` lines (and
+                               SSL_CERT_FILE with --tls) on stdout, for eval (cluster/sim.sh does it)
+    Prints `SYMBOLS A,B,…` and `LISTENING ws=PORT rest=PORT` when ready.
+    exit codes: 0 stopped by a signal, 1 cannot listen or load the certificate, 64 bad usage.
     """
 
+func usageError(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("exchange-sim: \(message) (see exchange-sim --help)\n".utf8))
+    exit(64)
+}
+
 var configuration = SimulatorConfiguration()
+configuration.symbols = [
+    "BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT", "DOGE-USDT", "LTC-USDT", "ADA-USDT", "BTC-USDT-SWAP",
+    "ETH-USDT-SWAP",
+]
+var printEnvironment = false
 var arguments = Array(CommandLine.arguments.dropFirst())
 var tlsCert: String?
 var tlsKey: String?
 var generateTLS = false
 
 @MainActor func value(_ flag: String) -> String {
-    guard !arguments.isEmpty else {
-        FileHandle.standardError.write(Data("exchange-sim: \(flag) needs a value\n".utf8))
-        exit(64)
-    }
+    guard let next = arguments.first, !next.hasPrefix("--") else { usageError("\(flag) needs a value") }
     return arguments.removeFirst()
 }
 
 @MainActor func integer(_ flag: String) -> Int {
     let text = value(flag)
-    guard let n = Int(text), n >= 0 else {
-        FileHandle.standardError.write(
-            Data("exchange-sim: \(flag) must be a non-negative integer, got '\(text)'\n".utf8))
-        exit(64)
-    }
+    guard let n = Int(text), n >= 0 else { usageError("\(flag) must be a non-negative integer, got '\(text)'") }
     return n
 }
 
@@ -81,12 +89,15 @@ while !arguments.isEmpty {
     case "--book-step-ms": configuration.bookStepMilliseconds = max(1, integer(flag))
     case "--book-checksum-zero": configuration.bookChecksumZero = true
     case "--no-book-snapshot": configuration.sendsBookSnapshot = false
+    case "--print-env": printEnvironment = true
     case "--help", "-h":
         print(usage)
         exit(0)
+    case "--version":
+        print("exchange-sim 0.3.0-dev")
+        exit(0)
     default:
-        FileHandle.standardError.write(Data("exchange-sim: unknown option \(flag)\n\(usage)\n".utf8))
-        exit(64)
+        usageError("unknown option \(flag)")
     }
 }
 
@@ -96,7 +107,9 @@ do {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let generated = try SelfSignedCertificate.generate(directory: directory)
         (tlsCert, tlsKey) = (generated.certificatePath, generated.privateKeyPath)
-        FileHandle.standardOutput.write(Data("CERTIFICATE \(generated.certificatePath)\n".utf8))
+        // (stderr under --print-env: stdout holds only the export lines then.)
+        (printEnvironment ? FileHandle.standardError : FileHandle.standardOutput).write(
+            Data("CERTIFICATE \(generated.certificatePath)\n".utf8))
     }
     if let tlsCert, let tlsKey {
         configuration.tls = try TLSContext(
@@ -119,7 +132,24 @@ do {
     ready.wait()
     // Force-unwrap: set before `ready` was signalled (failures exit above).
     let simulator = ports.simulator!
-    FileHandle.standardOutput.write(Data("LISTENING ws=\(simulator.webSocketPort) rest=\(simulator.restPort)\n".utf8))
+    let listening = "LISTENING ws=\(simulator.webSocketPort) rest=\(simulator.restPort)"
+    if printEnvironment {
+        // Only shell lines on stdout: `eval "$(exchange-sim --print-env)"` needs them alone; the
+        // rest goes to stderr.
+        let secure = config.tls != nil
+        let (ws, http) = secure ? ("wss", "https") : ("ws", "http")
+        let host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
+        var lines = [
+            "export OKX_WS_PUBLIC_URL=\(ws)://\(host):\(simulator.webSocketPort)/ws/v5/public",
+            "export OKX_WS_BUSINESS_URL=\(ws)://\(host):\(simulator.webSocketPort)/ws/v5/business",
+            "export OKX_REST_URL=\(http)://\(host):\(simulator.restPort)",
+        ]
+        if secure, let tlsCert { lines.append("export SSL_CERT_FILE=\(tlsCert)") }
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        FileHandle.standardError.write(Data("SYMBOLS \(config.symbols.joined(separator: ","))\n\(listening)\n".utf8))
+    } else {
+        FileHandle.standardOutput.write(Data("SYMBOLS \(config.symbols.joined(separator: ","))\n\(listening)\n".utf8))
+    }
     dispatchMain()
 } catch {
     FileHandle.standardError.write(Data("exchange-sim: \(error)\n".utf8))
