@@ -11,17 +11,18 @@
 #   cluster/bench/cluster_scale.sh [WORKERS=1000] [SHARDS=50000] [WINDOW=60]
 # COLLECTOR_BUILD_PATH picks the scratch path (default .build); CLUSTER_SCALE_KEEP=1 keeps the logs;
 # HANDSHAKES_PER_ADDRESS (default 32, the coordinator's default: every worker here is one address).
+# No database (an inherited DATABASE_URL is ignored). Progress lines go to stderr. --help prints this text.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database none
 WORKERS=${1:-1000}
 SHARDS=${2:-50000}
 WINDOW=${3:-60}
 # Give up when placement takes longer than this (seconds).
 PLACE_TIMEOUT=${PLACE_TIMEOUT:-300}
 
-swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
-swift build -c release --scratch-path "$BUILD" --product coordinator >/dev/null
+bench_build collector-bench coordinator
 
 WORK=$(mktemp -d /tmp/cluster-scale.XXXXXX)
 COORD_PID=""
@@ -41,6 +42,7 @@ TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 API="http://127.0.0.1:$HTTP_PORT"
 TICKS=$(getconf CLK_TCK)
 
+bench_say "starting the coordinator (CPU 0, no database)…"
 # The coordinator alone on CPU 0; no database (data queries answer 501), no rate limit on the API.
 env -u DATABASE_URL -u DB_HOST -u CLUSTER_SECRET_FILE -u API_TOKEN_FILE \
     CLUSTER_SECRET="$SECRET" API_TOKEN="$TOKEN" API_RATE_LIMIT=0 HEARTBEAT_INTERVAL=1 LEASE_TTL=5 \
@@ -71,6 +73,7 @@ metric() { curl -fs "$API/metrics" | awk -v m="$1" '$1 == m {print $2; exit}'; }
 
 # SHARDS/4 symbols, four streams each, in requests of at most 500 symbols.
 SYMBOLS=$(((SHARDS + 3) / 4))
+bench_say "subscribing $SHARDS shards ($SYMBOLS symbols) through the API…"
 SUB_START=$(now_ms)
 for ((first = 0; first < SYMBOLS; first += 500)); do
     count=$((SYMBOLS - first < 500 ? SYMBOLS - first : 500))
@@ -83,6 +86,7 @@ TOTAL=$(curl -fs "$API/api/v1/cluster" | python3 -c 'import json,sys; print(len(
 echo "subscribed $TOTAL shards ($SYMBOLS symbols) in ${SUB_SECONDS}s; starting $WORKERS workers"
 
 # The load generator on CPU 1; it runs until it is told to stop (SIGTERM), within a bound.
+bench_say "waiting until every shard is live (at most $PLACE_TIMEOUT s)…"
 LOAD_START=$(now_ms)
 CPU_START_PLACE=$(cpu_ticks)
 CLUSTER_SECRET="$SECRET" taskset -c 1 "$BUILD/release/collector-bench" cluster-load --workers "$WORKERS" \
@@ -120,6 +124,7 @@ done
 PLACE_CPU=$((($(cpu_ticks) - CPU_START_PLACE) * 100000 / TICKS / ($(now_ms) - LOAD_START)))
 echo "all $WORKERS workers joined after ${JOINED:-(not yet)}s; all $TOTAL shards live after ${PLACED}s (coordinator CPU ${PLACE_CPU}% meanwhile)"
 
+bench_say "waiting until no move is in flight…"
 # Settled: no move in flight (workers that joined late receive shards by rebalancing, at most 8
 # moves at a time, each with a 10 s cutover). Bounded by PLACE_TIMEOUT.
 while :; do
@@ -134,6 +139,7 @@ while :; do
 done
 echo "placement settled (no moves in flight) after $(secs $(($(now_ms) - LOAD_START)))s"
 
+bench_say "measuring the steady window ($WINDOW s)…"
 # The steady window: CPU over it, RSS every second, /api/v1/cluster ten times spread over it.
 WINDOW_START=$(now_ms)
 CPU_START=$(cpu_ticks)

@@ -6,26 +6,30 @@
 # pushes to collector-bench (WebSocket → parsed trade events). Servers on CPU 1, clients on CPU 0.
 #   cluster/bench/peer_trades.sh [MESSAGES] [REPS]
 # Needs PyPI once: a venv .bench-venv with ../shared/peer-bench/requirements.txt (made here).
+# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build).
+# No database (an inherited DATABASE_URL is ignored). Progress lines go to stderr. --help prints this text.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database none
 N=${1:-200000}
 REPS=${2:-3}
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
 PEER=../shared/peer-bench
-[ -d "$PEER" ] || { echo "peer_trades: $PEER not found" >&2; exit 1; }
+[ -d "$PEER" ] || bench_fail "$PEER not found"
 if [ ! -x .bench-venv/bin/python ] || ! .bench-venv/bin/python -c "import cryptofeed, picows" 2>/dev/null; then
+  bench_say "making .bench-venv (cryptofeed, picows from PyPI)…"
   python3 -m venv .bench-venv
   .bench-venv/bin/pip install -q -r "$PEER/requirements.txt"
 fi
-swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
-swift build -c release --scratch-path "$BUILD" --product exchange-sim >/dev/null
+bench_build collector-bench exchange-sim
 B=$BUILD/release
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 msgs_of() { sed -nE 's/.*"msgs_per_s": ([0-9.]+).*/\1/p' <<<"$1" | cut -d. -f1; }
 ours=() cf=() raw=()
-for _ in $(seq "$REPS"); do
+for rep in $(seq "$REPS"); do
+  bench_say "rep $rep of $REPS: ours, cryptofeed, picows…"
   taskset -c 1 "$B/exchange-sim" --flood "$N" --no-rate-limits >"$WORK/sim" 2>&1 &
   sim=$!
   for _ in $(seq 50); do grep -q LISTENING "$WORK/sim" && break; sleep 0.1; done

@@ -4,7 +4,10 @@
 # stream watermarks) versus a plain `psql \copy` of the same rows (PostgresSink.tradeCopyText) into the
 # same truncated table. Same server, durable settings (fsync=on, synchronous_commit=on); partitions
 # exist before either side is timed; a CHECKPOINT before each timed run.
-#   cluster/bench/pg_trades.sh [ROWS] [BATCH] [REPS]      (uses $DATABASE_URL, else a throw-away server)
+#   cluster/bench/pg_trades.sh [ROWS] [BATCH] [REPS]
+# Its database is always its own: a throw-away PostgreSQL started with cluster/pg.sh on port 55497 in a
+# new mktemp directory, stopped and deleted on exit; an inherited DATABASE_URL is ignored (this script
+# truncates `trades`). BENCH_DRY_RUN=1 prints that URL and exits. --help prints this text.
 # Each rep runs ours then psql back to back. MEDIAN: the medians of each side and their ratio. PAIRED:
 # the median of the per-rep ratios, which a shared machine's drifting speed (runs minutes apart can
 # differ by 2x) does not bias; the goal is judged on it. Goal: ours >= 0.85 x psql \copy.
@@ -13,29 +16,27 @@
 # it from disk, joining them up to PER_WRITE events per transaction, reading and decoding the next
 # group while the sink writes: how fast a sink catches up after an outage, for information). The goal,
 # "our COPY path against psql \copy", is judged on direct.
-# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build).
+# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build). Progress lines go to stderr.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database 55497
 ROWS=${1:-1000000}
 BATCH=${2:-10000}
 REPS=${3:-3}
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
 GOAL=0.85
 PER_WRITE=${PER_WRITE:-10000}
-swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
+bench_build collector-bench
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 cleanup() {
-  [ -n "${OWN_PG:-}" ] && bash cluster/pg.sh stop "$WORK/pg" >/dev/null 2>&1
+  bench_stop_database
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-if [ -z "${DATABASE_URL:-}" ]; then
-  OWN_PG=1
-  eval "$(bash cluster/pg.sh start "$WORK/pg" 55497)"
-  # pg.sh's server trusts local connections: let the benchmark role run CHECKPOINT.
-  psql "postgresql://postgres@127.0.0.1:55497/collector" -qAt -c "GRANT pg_checkpoint TO collector" >/dev/null
-fi
+bench_start_database "$WORK/pg"
+# pg.sh's server trusts local connections: let the benchmark role run CHECKPOINT.
+psql "postgresql://postgres@127.0.0.1:$BENCH_PG_PORT/collector" -qAt -c "GRANT pg_checkpoint TO collector" >/dev/null
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sql() { psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt -c "$1"; }
 rate_of() { sed -E 's/.*rows_per_sec=([0-9]+).*/\1/' <<<"$1"; }
@@ -50,6 +51,7 @@ fi
 fingerprint() { sql "SELECT count(*) || ':' || sum(hashtext(t::text)::bigint) FROM trades t"; }
 B=$BUILD/release/collector-bench
 # Writes the baseline file; also migrates and creates the partitions the rows fall in.
+bench_say "writing the $ROWS-row baseline file (migrates, makes the partitions)…"
 $B pg-trades --conninfo "$DATABASE_URL" --rows "$ROWS" --write-copy-file "$WORK/trades.copy" >/dev/null
 cols="exchange, symbol, trade_id, price, size, side, timestamp_exchange, timestamp_collector"
 ours=()
@@ -58,6 +60,7 @@ copies=()
 paired=()
 backlog_paired=()
 for rep in $(seq "$REPS"); do
+  bench_say "rep $rep of $REPS: ours (direct, then backlog)…"
   checkpoint  # the benchmark truncates `trades` itself before it starts the clock
   line=$($B pg-trades --conninfo "$DATABASE_URL" --rows "$ROWS" --batch "$BATCH")
   echo "$line"
@@ -70,6 +73,7 @@ for rep in $(seq "$REPS"); do
   backlog=$(rate_of "$line")
   backlogs+=("$backlog")
   [ "$rep" = 1 ] && backlog_print=$(fingerprint)
+  bench_say "rep $rep of $REPS: psql \\copy…"
   sql "TRUNCATE trades" >/dev/null
   checkpoint
   start=$(date +%s.%N)

@@ -4,7 +4,10 @@
 # `psql \copy` of the same rows into the same (truncated) table, and the same keys written again when
 # every one is already stored. Durable settings (fsync=on, synchronous_commit=on), one server,
 # partitions made before anything is timed, a CHECKPOINT before each timed run.
-#   cluster/bench/pg_upsert.sh [ROWS] [BATCH] [REPS]      (uses $DATABASE_URL, else a throw-away server)
+#   cluster/bench/pg_upsert.sh [ROWS] [BATCH] [REPS]
+# Its database is always its own: a throw-away PostgreSQL started with cluster/pg.sh on port 55499 in a
+# new mktemp directory, stopped and deleted on exit; an inherited DATABASE_URL is ignored (this script
+# truncates `candles`). BENCH_DRY_RUN=1 prints that URL and exits. --help prints this text.
 # Each rep runs, back to back: new keys (ours), psql \copy, existing keys (ours, unchanged rows: the
 # table psql just loaded), and "revise" (same keys, later collector time: every row really updated;
 # for information, no goal). MEDIAN: the medians of each side and their ratio. PAIRED: the median of
@@ -15,30 +18,28 @@
 # where the sink only has to keep up) and "-backlog" (the batches wait in a spool and the dispatcher
 # drains it from disk, joining them up to PER_WRITE events per transaction: how fast a sink catches up
 # after an outage, the figure throughput matters for). The goals are judged on the backlog runs.
-# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build).
+# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build). Progress lines go to stderr.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database 55499
 ROWS=${1:-1000000}
 BATCH=${2:-10000}
 REPS=${3:-3}
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
 NEW_GOAL=0.6
 EXISTING_GOAL=0.3
 PER_WRITE=${PER_WRITE:-10000}
-swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
+bench_build collector-bench
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 cleanup() {
-  [ -n "${OWN_PG:-}" ] && bash cluster/pg.sh stop "$WORK/pg" >/dev/null 2>&1
+  bench_stop_database
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-if [ -z "${DATABASE_URL:-}" ]; then
-  OWN_PG=1
-  eval "$(bash cluster/pg.sh start "$WORK/pg" 55499)"
-  # pg.sh's server trusts local connections: let the benchmark role run CHECKPOINT.
-  psql "postgresql://postgres@127.0.0.1:55499/collector" -qAt -c "GRANT pg_checkpoint TO collector" >/dev/null
-fi
+bench_start_database "$WORK/pg"
+# pg.sh's server trusts local connections: let the benchmark role run CHECKPOINT.
+psql "postgresql://postgres@127.0.0.1:$BENCH_PG_PORT/collector" -qAt -c "GRANT pg_checkpoint TO collector" >/dev/null
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sql() { psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt -c "$1"; }
 rate_of() { sed -E 's/.*rows_per_sec=([0-9]+).*/\1/' <<<"$1"; }
@@ -55,11 +56,13 @@ fingerprint() { sql "SELECT count(*) || ':' || sum(hashtext(c::text)::bigint) FR
 B=$BUILD/release/collector-bench
 ours() { $B pg-upsert --conninfo "$DATABASE_URL" --rows "$ROWS" --batch "$BATCH" "$@"; }
 # Writes the baseline file; also migrates and creates the partitions the rows fall in.
+bench_say "writing the $ROWS-row baseline file (migrates, makes the partitions)…"
 $B pg-upsert --conninfo "$DATABASE_URL" --rows "$ROWS" --write-copy-file "$WORK/rows.copy" >/dev/null
 cols="exchange, symbol, timeframe, open_time, open, high, low, close, volume, quote_volume, confirmed, timestamp_exchange, timestamp_collector"
 new=() existing=() revised=() copies=() new_paired=() existing_paired=() revised_paired=()
 new_backlog=() existing_backlog=() new_backlog_paired=() existing_backlog_paired=()
 for rep in $(seq "$REPS"); do
+  bench_say "rep $rep of $REPS: new keys (direct, then backlog)…"
   checkpoint  # new keys: the benchmark truncates `candles` itself before it starts the clock
   line=$(ours)
   echo "$line"
@@ -70,6 +73,7 @@ for rep in $(seq "$REPS"); do
   echo "$line"
   nb=$(rate_of "$line")
   [ "$rep" = 1 ] && backlog_print=$(fingerprint)
+  bench_say "rep $rep of $REPS: psql \\copy…"
   sql "TRUNCATE candles" >/dev/null
   checkpoint
   start=$(date +%s.%N)
@@ -78,6 +82,7 @@ for rep in $(seq "$REPS"); do
   c=$(awk -v r="$ROWS" -v s="$start" -v e="$end" 'BEGIN {printf "%d", r / (e - s)}')
   echo "RESULT mode=psql-copy rows=$ROWS seconds=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.3f", e - s}') rows_per_sec=$c"
   [ "$rep" = 1 ] && copy_print=$(fingerprint)
+  bench_say "rep $rep of $REPS: existing keys (direct, then backlog), then revise…"
   checkpoint  # existing keys: every row psql just stored, written again unchanged
   line=$(ours --existing)
   echo "$line"

@@ -8,17 +8,18 @@
 # already-built collector-bench and exchange-sim (e.g. an older checkout's .build/release, to compare
 # before and after in one run; with RECEIVERS=adapter if that version has no --session).
 #   cluster/bench/ws_parse.sh [MESSAGES] [REPS]
+# No database (an inherited DATABASE_URL is ignored). Progress lines go to stderr. --help prints this text.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database none
 N=${1:-2000000}
 REPS=${2:-3}
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
 RECEIVERS=${RECEIVERS:-adapter session}
 if [ -n "${COLLECTOR_BIN:-}" ]; then
   B=$COLLECTOR_BIN
 else
-  swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
-  swift build -c release --scratch-path "$BUILD" --product exchange-sim >/dev/null
+  bench_build collector-bench exchange-sim
   B=$BUILD/release
 fi
 WORK=$(mktemp -d)
@@ -27,6 +28,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for mode in plain tls; do
   extra=()
   [ "$mode" = tls ] && extra=(--tls)
+  bench_say "$mode: starting exchange-sim (flood of $N candle pushes)…"
   taskset -c 1 $B/exchange-sim --flood "$N" --no-rate-limits "${extra[@]}" >"$WORK/sim.$mode" 2>&1 &
   sim=$!
   for _ in $(seq 50); do grep -q LISTENING "$WORK/sim.$mode" && break; sleep 0.1; done
@@ -35,6 +37,7 @@ for mode in plain tls; do
     rates=()
     flag=()
     [ "$receiver" = session ] && flag=(--session)
+    bench_say "$mode $receiver: $REPS runs…"
     for _ in $(seq "$REPS"); do
       if [ "$mode" = tls ]; then
         cert=$(sed -nE 's/CERTIFICATE (.*)/\1/p' "$WORK/sim.$mode")

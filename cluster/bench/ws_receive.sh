@@ -3,12 +3,16 @@
 # to CPU 1, received by our WebSocketChannel pinned to CPU 0 (taskset). Plain ws and wss.
 # Prints one line per run and the median per transport.
 #   cluster/bench/ws_receive.sh [FRAMES] [REPS]
+# COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build).
+# No database (an inherited DATABASE_URL is ignored). Progress lines go to stderr. --help prints this text.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database none
 FRAMES=${1:-2000000}
 REPS=${2:-3}
-swift build -c release --product collector-bench >/dev/null
-BENCH=.build/release/collector-bench
+bench_build collector-bench
+BENCH=$BUILD/release/collector-bench
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -22,6 +26,7 @@ run() {
   local label=$1 scheme=$2; shift 2
   taskset -c 1 "$BENCH" ws-sender --frames "$FRAMES" "$@" >"$WORK/sender.$label" 2>&1 &
   local sender=$!
+  bench_say "$label: $REPS runs of $FRAMES frames…"
   for _ in $(seq 50); do grep -q LISTENING "$WORK/sender.$label" && break; sleep 0.1; done
   local port
   port=$(awk '/LISTENING/{print $2}' "$WORK/sender.$label")

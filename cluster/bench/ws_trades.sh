@@ -5,25 +5,28 @@
 # same simulator, alternated REPS times. Goal: parsed >= 0.5 x raw (paired median of per-rep ratios).
 #   cluster/bench/ws_trades.sh [MESSAGES] [REPS]
 # COLLECTOR_BUILD_PATH: SwiftPM scratch path (default .build).
+# No database (an inherited DATABASE_URL is ignored). Progress lines go to stderr. --help prints this text.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
+bench_init "$@"
+bench_database none
 N=${1:-2000000}
 REPS=${2:-3}
-BUILD=${COLLECTOR_BUILD_PATH:-.build}
 GOAL=0.5
-swift build -c release --scratch-path "$BUILD" --product collector-bench >/dev/null
-swift build -c release --scratch-path "$BUILD" --product exchange-sim >/dev/null
+bench_build collector-bench exchange-sim
 B=$BUILD/release
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rate_of() { sed -E 's/.*_per_sec=([0-9]+).*/\1/' <<<"$1"; }
+bench_say "starting exchange-sim (flood of $N trade frames)…"
 taskset -c 1 "$B/exchange-sim" --flood "$N" --no-rate-limits >"$WORK/sim" 2>&1 &
 for _ in $(seq 50); do grep -q LISTENING "$WORK/sim" && break; sleep 0.1; done
 port=$(sed -nE 's/.*ws=([0-9]+).*/\1/p' "$WORK/sim")
 url="ws://127.0.0.1:$port/ws/v5/business"
 raws=() parsed=() ratios=()
-for _ in $(seq "$REPS"); do
+for rep in $(seq "$REPS"); do
+  bench_say "rep $rep of $REPS: raw, then parsed…"
   line=$(taskset -c 0 "$B/collector-bench" ws-parse --url "$url" --messages "$N" --feed trades --raw)
   echo "$line"
   r=$(rate_of "$line")
