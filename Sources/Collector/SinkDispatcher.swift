@@ -346,7 +346,9 @@ public final class SinkDispatcher: Sendable {
                     ]
                     if wasHealthy {
                         logger.warning("sink down: retrying (events wait in the spool)", fields)
-                    } else if failures >= 10, String(failures).dropFirst().allSatisfy({ $0 == "0" }) {
+                    } else if failures >= 10,
+                        String(failures).first == "1" && String(failures).dropFirst().allSatisfy({ $0 == "0" })
+                    {
                         logger.warning("sink still down", fields)
                     } else {
                         logger.debug("sink write failed: retrying", fields)

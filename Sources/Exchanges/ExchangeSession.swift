@@ -248,6 +248,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         }
         guard !entries.isEmpty else {
             phase = .idle
+            outage = nil  // nothing wanted: the next connection starts a new story
             return actions
         }
         let delay: Duration
@@ -275,7 +276,7 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
                 current.failures += 1
                 outage = current
                 let n = current.failures
-                let decade = n >= 10 && String(n).dropFirst().allSatisfy { $0 == "0" }
+                let decade = n >= 10 && String(n).first == "1" && String(n).dropFirst().allSatisfy { $0 == "0" }
                 let counted = fields.merging(
                     [
                         "failures": "\(n)",

@@ -31,7 +31,24 @@ func runConfigCommand(_ rest: [String], environment: [String: String]) -> Never 
     let settings = loaded.settings
     var rows = Settings.report(settings, file: loaded.file, environment: environment, flags: options.flags)
     rows += Settings.environmentReport(LoadedSettings.environmentOnly, environment: environment)
-    let tokenSet = environment["API_TOKEN"].map { !$0.isEmpty } ?? (environment["API_TOKEN_FILE"] != nil)
+    // As serve reads it: API_TOKEN when not empty, else API_TOKEN_FILE (an empty or unreadable one
+    // stops serve, so it is refused here too).
+    var tokenSet = environment["API_TOKEN"].map { !$0.isEmpty } ?? false
+    if !tokenSet, let file = environment["API_TOKEN_FILE"] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(
+                Data("coordinator: cannot read API_TOKEN_FILE \(file): \(error.localizedDescription)\n".utf8))
+            exit(1)
+        }
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            FileHandle.standardError.write(Data("coordinator: API_TOKEN_FILE \(file) is empty\n".utf8))
+            exit(1)
+        }
+        tokenSet = true
+    }
     let address = settings.effectiveHTTPAddress(mutatingAPI: true, tokenSet: tokenSet)
     rows.append(
         SettingReport(

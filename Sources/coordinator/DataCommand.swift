@@ -2,6 +2,8 @@
 // collector or coordinator (COORDINATOR_URL, default http://127.0.0.1:8000).
 import Foundation
 import HTTP1Protocol
+import Runtime
+import Synchronization
 
 let dataUsage = """
     usage: coordinator data list [--json]                    stored streams: rows, first and last time
@@ -103,9 +105,17 @@ func exportRange(
         for row in rows {
             let line = String(decoding: jsonData(row), as: UTF8.self)
             let time = row[timeKey] as? String ?? ""
-            if time == boundary.time, boundary.rows.contains(line) { continue }
+            // A row's identity in its table (a forming candle may change between two pages).
+            let identity: String
+            switch key {
+            case "candles": identity = time
+            case "trades": identity = row["trade_id"] as? String ?? line
+            case "book": identity = "\(row["seq"] ?? "")|\(row["action"] ?? "")"
+            default: identity = line
+            }
+            if time == boundary.time, boundary.rows.contains(identity) { continue }
             if time != next.time { next = (time, []) }
-            next.rows.insert(line)
+            next.rows.insert(identity)
             if format == "jsonl" {
                 print(line)
             } else {
@@ -139,8 +149,8 @@ func csvField(_ value: Any?) -> String {
     switch value {
     case nil, is NSNull: text = ""
     case let s as String: text = s
-    case let b as Bool: text = b ? "true" : "false"
-    case let n as NSNumber: text = n.stringValue
+    // A JSON boolean is an NSNumber of type "c"; 0 and 1 would also cast to Bool.
+    case let n as NSNumber: text = String(cString: n.objCType) == "c" ? (n.boolValue ? "true" : "false") : n.stringValue
     case let other?: text = String(decoding: jsonData(other), as: UTF8.self)
     }
     guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
@@ -160,11 +170,22 @@ func queryEncoded(_ text: String) -> String {
         ?? text
 }
 
+/// One event loop for every request of this invocation (pages of an export reuse it).
+let sharedCLILoop = Mutex<EventLoop?>(nil)
+func cliLoop() throws -> EventLoop {
+    try sharedCLILoop.withLock { current in
+        if let current { return current }
+        let loop = try EventLoop.start(name: "coordinator-cli")
+        current = loop
+        return loop
+    }
+}
+
 /// GET `path`; a JSON object back, or exit 1 naming the API's refusal.
 func fetchObject(_ path: String, base: APIBase, url: String) -> [String: Any] {
     let response: HTTPResponse
     do {
-        response = try send(("GET", path, nil), to: base, token: nil)
+        response = try send(("GET", path, nil), to: base, token: nil, loop: cliLoop())
     } catch {
         operatorFailure("cannot reach the API at \(url): \(error)")
     }

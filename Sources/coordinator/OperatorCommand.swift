@@ -200,11 +200,12 @@ func percentEncoded(_ text: String) -> String {
 
 /// One request on a loop of its own, synchronously (the CLI does nothing else meanwhile).
 func send(
-    _ request: (method: String, path: String, body: String?), to base: APIBase, token: String?
+    _ request: (method: String, path: String, body: String?), to base: APIBase, token: String?,
+    loop given: EventLoop? = nil
 ) throws
     -> HTTPResponse
 {
-    let loop = try EventLoop.start(name: "coordinator-cli")
+    let loop = try given ?? EventLoop.start(name: "coordinator-cli")
     var headers: HTTPHeaders = ["Host": "\(base.host):\(base.port)", "Connection": "close"]
     if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
     if request.body != nil { headers.add(name: "Content-Type", value: "application/json") }

@@ -128,6 +128,14 @@ struct LoadedSettings {
                 }
             }
         }
+        if settings.timeframeKeys != nil, settings.marketSymbols == nil, !settings.markets.isEmpty {
+            throw Failure(
+                message: "invalid setting",
+                fields: [
+                    "setting": options.flags["timeframes"] != nil ? "--timeframes" : "TIMEFRAMES",
+                    "error": "it applies to --markets/MARKETS; each [[markets]] table has its own timeframes",
+                ])
+        }
         if settings.marketSymbols != nil || settings.markets.isEmpty {
             let origin =
                 options.flags["markets"] != nil

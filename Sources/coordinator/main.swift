@@ -151,6 +151,11 @@ if apiToken == nil, let file = environment["API_TOKEN_FILE"] {
         startupError(log, "cannot read API_TOKEN_FILE", ["file": file, "error": error.localizedDescription])
     }
 }
+// An empty token would accept an empty bearer: refused, never treated as a token.
+if apiToken?.isEmpty == true {
+    startupError(
+        log, "API_TOKEN_FILE is empty: put the token in it, or unset it", ["file": environment["API_TOKEN_FILE"] ?? ""])
+}
 let token = apiToken
 let workerID = environment["WORKER_ID"] ?? ProcessInfo.processInfo.hostName
 

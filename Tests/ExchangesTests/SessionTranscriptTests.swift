@@ -222,20 +222,20 @@ import Testing
         let lost = records(h.closed("reset"))
         #expect(lost.map(\.0) == [.warning] && lost.map(\.1) == ["connection lost, reconnecting"])
         var warnings: [String] = []
-        for _ in 1...10 {
+        for _ in 1...100 {
             h.fire(.connect)
             for (level, message, fields) in records(h.closed("refused")) {
                 if level == .warning { warnings.append("\(message) \(fields["failures"] ?? "")") }
                 #expect(level == .warning || level == .debug, "\(message)")
             }
         }
-        #expect(warnings == ["still reconnecting 10"])
+        #expect(warnings == ["still reconnecting 10", "still reconnecting 100"])
         h.fire(.connect)
         h.advance(.seconds(3))
         #expect(records(h.connected()).isEmpty, "not recovered until the connection proves healthy")
         let recovered = records(h.frame("ok \(s(1))"))
         #expect(recovered.map(\.0) == [.notice] && recovered.map(\.1) == ["connection recovered"])
-        #expect(recovered.first?.2["failures"] == "10")
+        #expect(recovered.first?.2["failures"] == "100")
         #expect(Int(recovered.first?.2["down.seconds"] ?? "") ?? -1 >= 3)
     }
 
