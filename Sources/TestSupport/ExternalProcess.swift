@@ -283,12 +283,29 @@ public enum TestEnvironment {
     /// Path of a file under `Tests/Peers/`.
     public static func peerScript(_ name: String) -> String { repositoryRoot + "/Tests/Peers/" + name }
 
-    /// A fresh temporary directory.
+    /// A fresh temporary directory under this test process's own root, which is removed when
+    /// the process exits, so a full run leaves nothing behind in `/tmp`.
     public static func makeTemporaryDirectory(prefix: String = "collector-test") throws -> String {
-        let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
+        let path = temporaryRoot + "/\(prefix)-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
+
+    /// `$TMPDIR/collector-tests-<pid>`; registered for removal at exit on first use.
+    private static let temporaryRoot: String = {
+        let root = NSTemporaryDirectory() + "collector-tests-\(getpid())"
+        temporaryRootForExit.withLock { $0 = root }
+        atexit {
+            guard let root = TestEnvironment.temporaryRootForExit.withLock({ $0 }) else { return }
+            do {
+                try FileManager.default.removeItem(atPath: root)
+            } catch {
+                FileHandle.standardError.write(Data("note: could not remove \(root): \(error)\n".utf8))
+            }
+        }
+        return root
+    }()
+    private static let temporaryRootForExit = Mutex<String?>(nil)
 
     /// Finds an executable on PATH (or common system locations).
     public static func which(_ name: String) -> String? {
