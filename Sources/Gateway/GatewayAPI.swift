@@ -464,7 +464,7 @@ public final class GatewayAPI: Sendable {
                 throw Failure(status: 422, message: error.message, field: field)
             case .unavailable:
                 // libpq's text can name the host, port and user: log it, answer without it.
-                logger.info("data query failed", ["stream": "\(stream)", "error": error.message])
+                logger.warning("data query failed", ["stream": "\(stream)", "error": error.message])
                 throw Failure(
                     status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
             }
@@ -475,7 +475,7 @@ public final class GatewayAPI: Sendable {
             do {
                 known = try await reader.stored(only: stream)
             } catch {
-                logger.info("data query failed", ["stream": "\(stream)", "error": error.message])
+                logger.warning("data query failed", ["stream": "\(stream)", "error": error.message])
                 throw Failure(
                     status: 503, message: "database unavailable: try again later", headers: ["Retry-After": "5"])
             }

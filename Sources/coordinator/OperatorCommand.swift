@@ -18,6 +18,7 @@ let operatorUsage = """
 
 /// Runs one operator command and exits.
 func runOperatorCommand(_ command: String, _ rest: [String], environment: [String: String]) -> Never {
+    operatorCommandName = command
     var arguments = rest
     var url = environment["COORDINATOR_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:8000"
     var flags: Set<String> = []
@@ -26,6 +27,9 @@ func runOperatorCommand(_ command: String, _ rest: [String], environment: [Strin
     while !arguments.isEmpty {
         let argument = arguments.removeFirst()
         switch argument {
+        case "--help", "-h":
+            print(operatorUsage)
+            exit(0)
         case "--url":
             guard !arguments.isEmpty else { operatorUsageError("--url needs a value") }
             url = arguments.removeFirst()
@@ -235,8 +239,12 @@ final class ResultBox: Sendable {
     func get() throws -> HTTPResponse { try value.withLock { $0 }.get() }
 }
 
+/// The subcommand being run, for the usage hint (set once, before any parsing).
+nonisolated(unsafe) var operatorCommandName = "status"
+
 func operatorUsageError(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("coordinator: \(message)\n\n\(operatorUsage)\n".utf8))
+    FileHandle.standardError.write(
+        Data("coordinator: \(message) (see coordinator \(operatorCommandName) --help)\n".utf8))
     exit(64)
 }
 

@@ -27,6 +27,14 @@ import Testing
                 bad.stderr.hasPrefix("\(name): ") && bad.stderr.hasSuffix("(see \(name) --help)\n"), "\(bad.stderr)")
             #expect(bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
         }
+        let coordinator = TestEnvironment.repositoryRoot + "/.build/debug/coordinator"
+        let statusHelp = try await ExternalProcess.run(coordinator, ["drain", "--help"])
+        #expect(statusHelp.status == 0 && statusHelp.stdout.contains("coordinator move SHARD --to WORKER"))
+        let drain = try await ExternalProcess.run(coordinator, ["drain"])
+        #expect(drain.status == 64, "\(drain.stderr)")
+        #expect(
+            drain.stderr == "coordinator: drain needs one worker id (see coordinator drain --help)\n", "\(drain.stderr)"
+        )
         let simHelp = try await ExternalProcess.run(Self.simulator, ["--help"])
         #expect(simHelp.status == 0 && simHelp.stdout.contains("--print-env") && simHelp.stdout.contains("SOL-USDT"))
         let missing = try await ExternalProcess.run(Self.simulator, ["--bar-ms"])
