@@ -1,5 +1,6 @@
 // swift-tools-version: 6.1
 // The collector uses the Swift toolchain plus two system libraries (libpq, OpenSSL); no Swift packages.
+import Foundation
 import PackageDescription
 
 /// Settings shared by every Swift target: Swift 6 mode and the upcoming features STYLE.md §2 asks for.
@@ -94,6 +95,14 @@ let package = Package(
                 "Collector", "MarketData", "Exchanges", "PostgresClient", "Configuration",
             ]
         ),
+        // Fuzz targets (issue 13): property checks per decoder, shared by the fuzz driver and the tests.
+        library(
+            "FuzzTargets",
+            [
+                "HTTP1Protocol", "WebSocketProtocol", "WireCore", "Configuration", "Exchanges", "MarketData",
+                "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto",
+            ]
+        ),
         library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
         .executableTarget(
@@ -122,6 +131,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        tests("FuzzRegressionTests", ["FuzzTargets", "TestSupport"]),
         tests("CryptoTests", ["Crypto"]),
         tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
         tests(
@@ -149,3 +159,12 @@ let package = Package(
         tests("RuntimeTests", ["Runtime", "TestSupport", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Crypto"]),
     ]
 )
+
+// The libFuzzer driver exists only when cluster/fuzz.sh asks for it, so `swift build` and
+// `swift test` never link libFuzzer's main.
+if ProcessInfo.processInfo.environment["COLLECTOR_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "collector-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz/Driver",
+            swiftSettings: strictSettings + [.unsafeFlags(["-parse-as-library"])]))
+}

@@ -1,0 +1,4 @@
+// Fuzz targets: filled in by issue 13's next steps.
+extension FuzzTarget {
+    static let fileTargets: [FuzzTarget] = []
+}
