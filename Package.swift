@@ -47,7 +47,9 @@ let package = Package(
         // Protocol codecs and machines (pure).
         library("HTTP1Protocol", ["WireCore"]),
         library("WebSocketProtocol", ["CollectorCore", "WireCore", "HTTP1Protocol", "Crypto"]),
-        library("Observability", ["WireCore"]),
+        // A pthread-mutex lock (ThreadSanitizer sees it; Synchronization.Mutex's futexes it does not).
+        library("Locking"),
+        library("Observability", ["WireCore", "Locking"]),
         // The cluster's control protocol: framing, handshake and session machines (pure).
         library("ControlProtocol", ["CollectorCore", "Crypto", "WireCore"]),
         // The coordinator's decision logic (pure state machine).
@@ -61,6 +63,7 @@ let package = Package(
         library(
             "Runtime",
             [
+                "Locking",
                 "CLinux", "CollectorCore", "WireCore", "Crypto", "TLS", "HTTP1Protocol", "WebSocketProtocol",
                 "Observability",
             ]
@@ -69,6 +72,7 @@ let package = Package(
         library(
             "Collector",
             [
+                "Locking",
                 "Runtime", "PostgresClient", "Exchanges", "MarketData", "CollectorCore", "WireCore", "HTTP1Protocol",
                 "Observability",
             ]
@@ -83,6 +87,7 @@ let package = Package(
         library(
             "Gateway",
             [
+                "Locking",
                 "Collector", "Runtime", "HTTP1Protocol", "PostgresClient", "MarketData", "Exchanges", "Observability",
                 "Crypto", "CollectorCore", "WireCore",
             ]
@@ -91,6 +96,7 @@ let package = Package(
         library(
             "Cluster",
             [
+                "Locking",
                 "Runtime", "Coordination", "ControlProtocol", "Crypto", "CollectorCore", "Observability", "Gateway",
                 "Collector", "MarketData", "Exchanges", "PostgresClient", "Configuration",
             ]
@@ -103,11 +109,12 @@ let package = Package(
                 "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto",
             ]
         ),
-        library("TestSupport", ["CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
+        library("TestSupport", ["Locking", "CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
 
         .executableTarget(
             name: "coordinator",
             dependencies: [
+                "Locking",
                 "Collector", "PostgresClient", "Runtime", "Exchanges", "MarketData", "Observability", "HTTP1Protocol",
                 "Configuration", "Gateway", "Cluster", "Coordination", "ControlProtocol", "Crypto", "CollectorCore",
             ],
@@ -115,6 +122,7 @@ let package = Package(
         .executableTarget(
             name: "worker",
             dependencies: [
+                "Locking",
                 "Cluster", "Collector", "Configuration", "ControlProtocol", "CollectorCore", "HTTP1Protocol",
                 "Observability", "Runtime", "WireCore",
             ],
@@ -141,6 +149,7 @@ let package = Package(
         tests(
             "ClusterTests",
             [
+                "Locking",
                 "Cluster", "Coordination", "ControlProtocol", "CollectorCore", "Gateway", "HTTP1Protocol", "MarketData",
                 "Runtime", "Observability", "TestSupport", "ExchangeSimulator", "PostgresClient", "Configuration",
                 "Collector", "Exchanges",
@@ -148,6 +157,7 @@ let package = Package(
         tests(
             "CollectorTests",
             [
+                "Locking",
                 "Collector", "PostgresClient", "MarketData", "Exchanges", "Runtime", "TestSupport", "CollectorCore",
                 "ExchangeSimulator", "HTTP1Protocol", "Observability", "Gateway", "WebSocketProtocol",
             ]
@@ -156,7 +166,9 @@ let package = Package(
         tests("WireCoreTests", ["WireCore", "CollectorCore", "Observability"]),
         tests("HTTP1ProtocolTests", ["HTTP1Protocol", "TestSupport"]),
         tests("WebSocketProtocolTests", ["WebSocketProtocol", "TestSupport", "Crypto"]),
-        tests("RuntimeTests", ["Runtime", "TestSupport", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Crypto"]),
+        tests(
+            "RuntimeTests",
+            ["Locking", "Runtime", "TestSupport", "TLS", "HTTP1Protocol", "WebSocketProtocol", "Crypto"]),
     ]
 )
 

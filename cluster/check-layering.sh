@@ -13,11 +13,11 @@ check() {  # check MODULE ALLOWED_TARGET...
     status=1
   fi
 }
-check Glibc Runtime TestSupport
+check Glibc Runtime TestSupport Locking
 check CLinux Runtime
 check COpenSSL Crypto TLS
 check CLibPQ PostgresClient
-check Foundation Runtime TestSupport collector-bench coordinator worker exchange-sim ExchangeSimulator Observability Storage PostgresClient Collector Gateway Cluster
+check Foundation Runtime TestSupport FuzzTargets collector-bench coordinator worker exchange-sim ExchangeSimulator Observability Storage PostgresClient Collector Gateway Cluster
 # The pure layers import nothing but the standard library.
 for pure in CollectorCore WireCore Configuration; do
   if grep -rhE '^(@preconcurrency )?((public|internal|package) )?import ' "Sources/$pure" | grep -q .; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up a fresh Debian machine (cluster/setup.sh), checks layering and
-# formatting, then builds with warnings as errors and runs every test. Integration tests use the
+# formatting, then builds with warnings as errors and runs every test, then the fuzz smoke (15 s
+# per target, fixed seed) and the unit tests under ThreadSanitizer. Integration tests use the
 # real peers installed by setup (Python websockets, openssl s_server, curl, PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +19,18 @@ export COLLECTOR_PG_PORT="$PG_PORT"
 unset DATABASE_URL
 
 bash cluster/check-layering.sh
-if ! swift format lint --strict -r Sources Tests; then
-  echo "swift format lint found problems (run: swift format format -i -r Sources Tests)"
+if ! swift format lint --strict -r Sources Tests Fuzz/Driver; then
+  echo "swift format lint found problems (run: swift format format -i -r Sources Tests Fuzz/Driver)"
   exit 1
 fi
 
 swift build --build-tests -Xswiftc -warnings-as-errors
 swift test --skip-build -Xswiftc -warnings-as-errors
+
+# Hostile input (issue 13): every fuzz target for 15 s with seed 1; a finding fails the run and is
+# saved under Fuzz/regressions/ for the suite above to replay.
+bash cluster/fuzz.sh --smoke
+
+# The unit and runtime tests under ThreadSanitizer (a separate build; the process-spawning
+# integration suites stay in the plain run above).
+bash cluster/tsan.sh

@@ -22,6 +22,10 @@ public func fuzzerInitialize(
         exit(64)
     }
     let name = String(cString: raw)
+    if name == "list" {
+        for target in FuzzTarget.all { print(target.name + "  " + target.summary) }
+        exit(0)
+    }
     guard let target = FuzzTarget.named(name) else {
         report("collector-fuzz: no target \(name); targets: \(names)")
         exit(64)

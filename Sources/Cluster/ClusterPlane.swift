@@ -4,6 +4,7 @@ import ControlProtocol
 public import Coordination
 import Exchanges
 public import Gateway
+import Locking
 public import MarketData
 import Synchronization
 import WireCore
@@ -134,7 +135,7 @@ extension ClusterPlane {
     ///
     /// Thread-safe: renders may run at once (one of them keeps its layout for the next).
     public final class DocumentRenderer: Sendable {
-        private let kept = Mutex<Layout?>(nil)
+        private let kept = Locked<Layout?>(nil)
 
         public init() {}
 

@@ -4,6 +4,7 @@ import ControlProtocol
 public import Coordination
 import Crypto
 import Dispatch
+import Locking
 public import Observability
 public import Runtime
 import Synchronization
@@ -42,7 +43,7 @@ public final class ControlServer: Sendable {
     private let summaryBox: SummaryBox
 
     final class SummaryBox: Sendable {
-        let value = Mutex(Summary())
+        let value = Locked(Summary())
     }
 
     private init(state: LoopBound<ServerState>, port: Int, term: UInt64, summary: SummaryBox) {

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 public import PostgresClient
 public import Runtime
 import Synchronization
@@ -27,7 +28,7 @@ public final class PostgresLeadership: Sendable {
     public let userKeepalives: [String]
 
     final class HeldSession: Sendable {
-        let pid = Mutex<Int?>(nil)
+        let pid = Locked<Int?>(nil)
     }
 
     public init(conninfo: String, lease: Duration, key: Int64 = PostgresLeadership.defaultKey) {

@@ -2,6 +2,7 @@ public import Collector
 import CollectorCore
 public import ControlProtocol
 import Exchanges
+import Locking
 import MarketData
 public import Observability
 import Runtime
@@ -21,7 +22,7 @@ public actor WorkerPlane {
     private let inputs: AsyncQueue<ShardRunner.Input>
     private var client: ControlClient?
     /// The consumer and the poller, cancelled by `stop` without waiting for the actor.
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = Locked<[Task<Void, Never>]>([])
     /// Whether the session is cut off (the orphaned gauge, `/ready` false).
     public private(set) var orphaned = false
     /// Workers sharing this one's egress group, as the coordinator last said.

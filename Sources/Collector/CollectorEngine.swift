@@ -1,6 +1,7 @@
 public import CollectorCore
 import Crypto
 public import Exchanges
+import Locking
 public import MarketData
 public import Observability
 public import Runtime
@@ -66,7 +67,7 @@ public final class CollectorEngine: Sendable {
     public let storage: SinkDispatcher
     private let core: LoopBound<EngineCore>
     private let batches: AsyncQueue<[MarketEvent]>
-    private let writer: Mutex<Task<Void, Never>?>
+    private let writer: Locked<Task<Void, Never>?>
     private let acknowledged = Atomic<Int>(0)
     private let readsPaused: PauseFlag
 
@@ -79,7 +80,7 @@ public final class CollectorEngine: Sendable {
         self.deadLetters = deadLetters
         self.storage = storage
         self.batches = batches
-        self.writer = Mutex(nil)
+        self.writer = Locked(nil)
         self.readsPaused = paused
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 public import MarketData
 public import Observability
 import Synchronization
@@ -20,7 +21,7 @@ public final class DeadLetters: Sendable {
     private let dropped = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let pendingBytes = Atomic<Int>(0)
-    private let file: Mutex<OpenFile>
+    private let file: Locked<OpenFile>
     private let logger: Logger
 
     enum Limits {
@@ -51,7 +52,7 @@ public final class DeadLetters: Sendable {
         for name in try fm.contentsOfDirectory(atPath: directory) where name.hasSuffix(".jsonl") {
             total += (try fm.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0
         }
-        file = Mutex(OpenFile(bytes: total))
+        file = Locked(OpenFile(bytes: total))
     }
 
     deinit {

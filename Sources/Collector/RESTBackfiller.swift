@@ -2,6 +2,7 @@ import CollectorCore
 import Exchanges
 import Foundation
 import HTTP1Protocol
+import Locking
 import MarketData
 public import Runtime
 import Synchronization
@@ -46,12 +47,12 @@ public struct RESTBaseURL: Sendable {
 
 /// REST budgets per endpoint class, shared by every backfill (per IP, DESIGN.md §4).
 final class RESTBudgets: Sendable {
-    private let buckets: Mutex<[String: TokenBucket]>
+    private let buckets: Locked<[String: TokenBucket]>
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
 
     init(_ buckets: [String: TokenBucket]) {
-        self.buckets = Mutex(buckets)
+        self.buckets = Locked(buckets)
         self.origin = clock.now
     }
 

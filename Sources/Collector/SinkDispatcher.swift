@@ -1,5 +1,6 @@
 import CollectorCore
 import Dispatch
+import Locking
 public import MarketData
 public import Observability
 import Runtime
@@ -26,11 +27,11 @@ public final class SinkDispatcher: Sendable {
     private let deadLetters: DeadLetters
     private let logger: Logger
     private let io = DispatchQueue(label: "collector.spool-io")
-    private let state = Mutex(State())
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let state = Locked(State())
+    private let tasks = Locked<[Task<Void, Never>]>([])
     /// Told of the ledger entries the dispatcher records itself (events a sink refused), so they
     /// show in the status and metrics as the session's gaps do.
-    private let gapObserver = Mutex<(@Sendable ([GapRecord]) -> Void)?>(nil)
+    private let gapObserver = Locked<(@Sendable ([GapRecord]) -> Void)?>(nil)
     private let watermarkFile: WatermarkFile?
     /// A write in flight longer than this marks its sink down (before its own timeout fires).
     public let stallAfter: Duration

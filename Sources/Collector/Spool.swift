@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 public import MarketData
 import Runtime
 import Synchronization
@@ -20,7 +21,7 @@ public final class Spool: Sendable {
     public let maxBytes: Int
     /// The sinks that must store each batch before it is removed.
     public let sinkNames: [String]
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     private struct State {
         var files: [(sequence: UInt64, bytes: Int)] = []
@@ -79,7 +80,7 @@ public final class Spool: Sendable {
                 state.cursors[sink] = oldest - 1
             }
         }
-        self.state = Mutex(state)
+        self.state = Locked(state)
         try collect()
     }
 

@@ -1,4 +1,5 @@
 public import Exchanges
+import Locking
 public import MarketData
 import Synchronization
 
@@ -69,7 +70,7 @@ public struct StreamStatus: Sendable, Equatable {
 
 /// Thread-safe table of stream statuses (written on the event loop, read by the API).
 public final class StatusRegistry: Sendable {
-    private let table = Mutex<[StreamID: StreamStatus]>([:])
+    private let table = Locked<[StreamID: StreamStatus]>([:])
 
     public init() {}
 

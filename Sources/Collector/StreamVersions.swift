@@ -1,10 +1,11 @@
+import Locking
 public import MarketData
 import Synchronization
 
 /// A per-stream write counter: bumped after every committed write of a stream's candles, so readers
 /// can cache query results and know when they went stale (read the version before querying).
 public final class StreamVersions: Sendable {
-    private let versions = Mutex<[StreamID: UInt64]>([:])
+    private let versions = Locked<[StreamID: UInt64]>([:])
 
     public init() {}
 

@@ -4,6 +4,7 @@ import Crypto
 import Exchanges
 import Foundation
 public import HTTP1Protocol
+import Locking
 public import MarketData
 public import Observability
 import Runtime
@@ -611,7 +612,7 @@ public final class GatewayAPI: Sendable {
 
 /// Per-client token buckets (bounded: the oldest clients are forgotten beyond `maxClients`).
 final class ClientRateLimiter: Sendable {
-    private let buckets = Mutex<[String: TokenBucket]>([:])
+    private let buckets = Locked<[String: TokenBucket]>([:])
     private let perSecond: Double
     private let burst: Double
     private let clock = ContinuousClock()
@@ -695,7 +696,7 @@ final class PageCache: Sendable {
         var version: UInt64
         var body: [UInt8]
     }
-    private let state = Mutex<(entries: [String: Entry], bytes: Int)>(([:], 0))
+    private let state = Locked<(entries: [String: Entry], bytes: Int)>(([:], 0))
     private let maxEntries: Int
     private let maxBytes: Int
 

@@ -1,5 +1,6 @@
 public import Collector
 import Foundation
+import Locking
 public import MarketData
 import Runtime
 import Synchronization
@@ -29,7 +30,7 @@ public final class SubscriptionRegistry: Sendable {
     private let name: String
     /// The writer's coordinator term (a database store refuses a deposed coordinator's writes).
     private let term: UInt64
-    private let entries = Mutex<[StreamID: Value]>([:])
+    private let entries = Locked<[StreamID: Value]>([:])
 
     /// Loads API-added streams from the file at `path` (if it exists) and adds `pinned`. Without a
     /// path nothing is persisted.

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 import WireCore
 
@@ -111,7 +112,7 @@ public final class InMemoryLogHandler: LogHandler {
         public var message: String
         public var metadata: [String: String]
     }
-    private let records = Mutex<[Record]>([])
+    private let records = Locked<[Record]>([])
 
     public init() {}
 

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// A monotonically increasing count. Thread-safe; increments are one relaxed atomic add.
@@ -101,9 +102,9 @@ public final class MetricsRegistry: Sendable {
         var collect: @Sendable () -> [Sample]
     }
 
-    private let families = Mutex<[String: Family]>([:])
-    private let collectors = Mutex<[String: CollectorFamily]>([:])
-    private let renderHooks = Mutex<[@Sendable (MetricsRegistry) -> Void]>([])
+    private let families = Locked<[String: Family]>([:])
+    private let collectors = Locked<[String: CollectorFamily]>([:])
+    private let renderHooks = Locked<[@Sendable (MetricsRegistry) -> Void]>([])
 
     public init() {}
 

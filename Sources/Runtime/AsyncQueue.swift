@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// A bounded, back-pressured hand-off from an event loop to async code.
@@ -18,7 +19,7 @@ public final class AsyncQueue<Element: Sendable>: AsyncSequence, Sendable {
         var count: Int { items.count - head }
     }
     private enum Outcome { case element(Element), end, wait, registered }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Elements the queue holds at most.
     public let capacity: Int
     /// Elements at or below which a refused producer is told to resume.

@@ -2,6 +2,7 @@ internal import CLinux
 public import CollectorCore
 import Foundation
 @preconcurrency import Glibc
+import Locking
 import Synchronization
 
 /// Something registered with the event loop for readiness events. Loop-confined.
@@ -25,7 +26,7 @@ public final class EventLoop: @unchecked Sendable {
     // `assertInLoop`), except `inbox` (a Mutex) and `wakeFD` (eventfd writes are thread-safe).
     private let epollFD: Int32
     private let wakeFD: Int32
-    private let inbox = Mutex<Inbox>(Inbox())
+    private let inbox = Locked<Inbox>(Inbox())
     private var selectables: [Int32: any LoopSelectable] = [:]
     private var timerHeap = TimerHeap()
     private var timerCallbacks: [UInt64: () -> Void] = [:]

@@ -1,10 +1,11 @@
 public import HTTP1Protocol
+import Locking
 import Synchronization
 
 /// An HTTP/1.1 client connection: one request at a time, kept alive while the server allows it.
 public final class HTTPClientConnection: Sendable {
     private let driver: LoopBound<HTTPClientDriver>
-    private let busy = Mutex(false)
+    private let busy = Locked(false)
     /// The host this connection talks to (for the `Host` header).
     public let hostHeader: String
 

@@ -1,5 +1,6 @@
 import Dispatch
 public import HTTP1Protocol
+import Locking
 import Synchronization
 import WireCore
 
@@ -315,7 +316,7 @@ extension HTTPServer {
     public static func startBlocking(
         configuration: HTTPServerConfiguration, loop: EventLoop, handler: @escaping HTTPRequestHandler
     ) throws -> HTTPServer {
-        let box = Mutex<Result<HTTPServer, any Error>?>(nil)
+        let box = Locked<Result<HTTPServer, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task.detached {
             do {
@@ -337,10 +338,10 @@ extension HTTPServer {
 /// answers `/health` 200 and everything else 503 while the process starts or stands by, and the
 /// API's handler once it serves.
 public final class HTTPHandlerSlot: Sendable {
-    private let current: Mutex<HTTPRequestHandler>
+    private let current: Locked<HTTPRequestHandler>
 
     /// Starts with ``unavailable(_:role:)``'s answers for `reason`.
-    public init(reason: String, role: String = "starting") { current = Mutex(Self.unavailable(reason, role: role)) }
+    public init(reason: String, role: String = "starting") { current = Locked(Self.unavailable(reason, role: role)) }
 
     /// Serves `handler` from the next request on.
     public func serve(_ handler: @escaping HTTPRequestHandler) { current.withLock { $0 = handler } }

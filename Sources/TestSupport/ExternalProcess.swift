@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Locking
 import Synchronization
 
 /// Spawns children with posix_spawn and a clean slate: an empty signal mask (a Swift test process
@@ -11,7 +12,7 @@ final class SpawnedChild: Sendable {
     let pid: pid_t
     let stdoutFD: Int32
     let stderrFD: Int32
-    private let exitStatus = Mutex<Int32?>(nil)
+    private let exitStatus = Locked<Int32?>(nil)
 
     static let shim =
         "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.closerange(3, 65536); "
@@ -124,9 +125,9 @@ private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<Uns
 /// The process is stopped by `stop()` (and in `deinit`, so a failing test cannot leak it).
 public final class ExternalProcess: Sendable {
     private final class Output: Sendable {
-        let lines = Mutex<[String]>([])
-        let stderrText = Mutex<String>("")
-        let partial = Mutex<String>("")
+        let lines = Locked<[String]>([])
+        let stderrText = Locked<String>("")
+        let partial = Locked<String>("")
     }
     private let child: SpawnedChild
     private let output = Output()
@@ -240,7 +241,7 @@ public final class ExternalProcess: Sendable {
     {
         let child = try SpawnedChild(
             executable: executable, arguments: arguments, environment: environment, directory: nil)
-        let errText = Mutex(Data())
+        let errText = Locked(Data())
         let done = DispatchSemaphore(value: 0)
         Thread {
             SpawnedChild.drain(child.stderrFD) { data in errText.withLock { $0.append(data) } }
@@ -305,7 +306,7 @@ public enum TestEnvironment {
         }
         return root
     }()
-    private static let temporaryRootForExit = Mutex<String?>(nil)
+    private static let temporaryRootForExit = Locked<String?>(nil)
 
     /// Finds an executable on PATH (or common system locations).
     public static func which(_ name: String) -> String? {

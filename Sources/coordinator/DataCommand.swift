@@ -2,6 +2,7 @@
 // collector or coordinator (COORDINATOR_URL, default http://127.0.0.1:8000).
 import Foundation
 import HTTP1Protocol
+import Locking
 import Runtime
 import Synchronization
 
@@ -171,7 +172,7 @@ func queryEncoded(_ text: String) -> String {
 }
 
 /// One event loop for every request of this invocation (pages of an export reuse it).
-let sharedCLILoop = Mutex<EventLoop?>(nil)
+let sharedCLILoop = Locked<EventLoop?>(nil)
 func cliLoop() throws -> EventLoop {
     try sharedCLILoop.withLock { current in
         if let current { return current }

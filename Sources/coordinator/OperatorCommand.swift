@@ -2,6 +2,7 @@
 // the coordinator's API at COORDINATOR_URL (default http://127.0.0.1:8000).
 import Foundation
 import HTTP1Protocol
+import Locking
 import Runtime
 import Synchronization
 
@@ -234,7 +235,7 @@ func send(
 }
 
 final class ResultBox: Sendable {
-    private let value = Mutex<Result<HTTPResponse, any Error>>(.failure(CancellationError()))
+    private let value = Locked<Result<HTTPResponse, any Error>>(.failure(CancellationError()))
     func set(_ v: Result<HTTPResponse, any Error>) { value.withLock { $0 = v } }
     func get() throws -> HTTPResponse { try value.withLock { $0 }.get() }
 }

@@ -10,6 +10,7 @@ import ControlProtocol
 import Dispatch
 import Foundation
 import HTTP1Protocol
+import Locking
 import Observability
 import PostgresClient
 import Runtime
@@ -201,7 +202,7 @@ do {
 // The HTTP port is bound before anything else: one in use stops start-up at once. Until the data
 // plane runs, /health answers 200 and the rest 503 with the reason.
 let httpAddress = settings.effectiveHTTPAddress(mutatingAPI: false, tokenSet: false)
-let waiting = Mutex<String>("starting the data plane")
+let waiting = Locked<String>("starting the data plane")
 let slot = HTTPHandlerSlot(reason: "starting")
 slot.serve { request in
     let path = request.head.target.split(separator: "?", maxSplits: 1).first ?? ""
@@ -277,8 +278,8 @@ Task.detached {
         "collector_worker_orphaned", help: "1 while the worker runs shards without a lease (cut off)")
     let shards = registry.gauge("collector_worker_shards", help: "Shards the worker's data plane runs")
     let term = registry.gauge("collector_worker_coordinator_term", help: "The term of the coordinator it follows")
-    let readiness = Mutex<(Bool, String?)>((false, "not joined to the coordinator yet"))
-    let draining = Mutex(false)
+    let readiness = Locked<(Bool, String?)>((false, "not joined to the coordinator yet"))
+    let draining = Locked(false)
     let gauges = Task {
         while !Task.isCancelled {
             let status = await client.status()

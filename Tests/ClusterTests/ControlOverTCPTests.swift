@@ -5,6 +5,7 @@ import Coordination
 import Foundation
 import Gateway
 import HTTP1Protocol
+import Locking
 import MarketData
 import Observability
 import Runtime
@@ -245,7 +246,7 @@ import Testing
 
     /// A raw peer: writes bytes, records whether the server closed on it and what it sent.
     final class RawPeer: TransportHandler, @unchecked Sendable {
-        let received = Mutex<[UInt8]>([])
+        let received = Locked<[UInt8]>([])
         let closed = Atomic<Bool>(false)
         var transport: (any Transport)?
 

@@ -1,6 +1,7 @@
 import Collector
 import CollectorCore
 import Foundation
+import Locking
 import MarketData
 import Synchronization
 import TestSupport
@@ -10,7 +11,7 @@ import Testing
 final class RecordingSink: Sink {
     let name = "recording"
     let poison: String
-    private let state = Mutex<(isDown: Bool, writes: [[MarketEvent]])>((true, []))
+    private let state = Locked<(isDown: Bool, writes: [[MarketEvent]])>((true, []))
 
     init(poison: String) { self.poison = poison }
 

@@ -3,6 +3,7 @@ import CollectorCore
 import Exchanges
 import Foundation
 import HTTP1Protocol
+import Locking
 import MarketData
 import PostgresClient
 import Runtime
@@ -15,7 +16,7 @@ import WebSocketProtocol
 /// memory and can be switched down, when every write fails as a lost connection would.
 final class SwitchableSink: Sink {
     let name: String
-    private let state = Mutex<(isDown: Bool, batches: [[MarketEvent]])>((false, []))
+    private let state = Locked<(isDown: Bool, batches: [[MarketEvent]])>((false, []))
 
     init(name: String = "double", isDown: Bool = false) {
         self.name = name
@@ -146,7 +147,7 @@ func trade(_ id: Int, at t: Int64, symbol: String = "BTC-USDT", tradeID: String?
             let storage = try SinkDispatcher(
                 spool: try Spool(directory: directory + "/spool", maxBytes: 1 << 20), sinks: [postgres],
                 deadLetters: letters)
-            let observed = Mutex<[GapRecord]>([])
+            let observed = Locked<[GapRecord]>([])
             storage.observeRecordedGaps { records in observed.withLock { $0 += records } }
             storage.start()
             let t = UTCCalendar.microseconds(year: 2025, month: 8, day: 1)

@@ -1,3 +1,4 @@
+import Locking
 import Runtime
 import Synchronization
 import TestSupport
@@ -6,7 +7,7 @@ import WebSocketProtocol
 
 /// Records what a channel delivers (loop-confined, read through the mutex from the test).
 final class RecordingHandler: WebSocketHandler, Sendable {
-    let state = Mutex<(connected: Bool, messages: Int, closed: Bool)>((false, 0, false))
+    let state = Locked<(connected: Bool, messages: Int, closed: Bool)>((false, 0, false))
     func webSocketDidConnect(_ channel: WebSocketChannel) { state.withLock { $0.connected = true } }
     func webSocket(_ channel: WebSocketChannel, didReceive payload: UnsafeRawBufferPointer, isText: Bool) {
         state.withLock { $0.messages += 1 }

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 import Testing
 
@@ -61,7 +62,7 @@ func onLoop<R: Sendable>(_ loop: EventLoop, _ work: @escaping @Sendable () -> R)
 }
 
 final class Counter: Sendable {
-    private let storage = Mutex(0)
+    private let storage = Locked(0)
     func increment() { storage.withLock { $0 += 1 } }
     var value: Int { storage.withLock { $0 } }
 }
