@@ -98,7 +98,7 @@ let package = Package(
             [
                 "Locking",
                 "Runtime", "Coordination", "ControlProtocol", "Crypto", "CollectorCore", "Observability", "Gateway",
-                "Collector", "MarketData", "Exchanges", "PostgresClient", "Configuration",
+                "Collector", "MarketData", "Exchanges", "PostgresClient", "Configuration", "WireCore",
             ]
         ),
         // Fuzz targets (issue 13): property checks per decoder, shared by the fuzz driver and the tests.
@@ -106,7 +106,7 @@ let package = Package(
             "FuzzTargets",
             [
                 "HTTP1Protocol", "WebSocketProtocol", "WireCore", "Configuration", "Exchanges", "MarketData",
-                "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto",
+                "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto", "Cluster",
             ]
         ),
         library("TestSupport", ["Locking", "CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),
@@ -139,7 +139,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        tests("FuzzRegressionTests", ["FuzzTargets", "TestSupport"]),
+        tests("FuzzRegressionTests", ["FuzzTargets", "TestSupport", "ControlProtocol", "Exchanges", "MarketData"]),
         tests("CryptoTests", ["Crypto"]),
         tests("ControlProtocolTests", ["ControlProtocol", "Crypto", "TestSupport", "CollectorCore"]),
         tests(

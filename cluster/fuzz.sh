@@ -80,6 +80,7 @@ dictionary() {
   case $1 in
   okx-* | control-handshake | coordinator-state | watermark-file | spool-file) echo Fuzz/dict/json.dict ;;
   settings) echo Fuzz/dict/toml.dict ;;
+  ws-handshake) echo Fuzz/dict/http.dict ;;
   esac
 }
 
@@ -111,7 +112,8 @@ for target in "${targets[@]}"; do
   mkdir -p .fuzz/logs
   echo "fuzz.sh: $target…" >&2
   status=0
-  FUZZ_TARGET=$target "$DRIVER" "${options[@]}" "$work" "$seeds" >"$out" 2>&1 || status=$?
+  # The Swift runtime's backtracer walks memory ASan has poisoned (noise after the real report).
+  SWIFT_BACKTRACE=enable=no FUZZ_TARGET=$target "$DRIVER" "${options[@]}" "$work" "$seeds" >"$out" 2>&1 || status=$?
   [[ $mode == smoke ]] && rm -rf "$work"
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -1)

@@ -1,5 +1,6 @@
 public import Collector
 import Foundation
+import WireCore
 
 /// The coordinator's durable state (issues 10 and 11): its term, the reserved epoch mark and
 /// whether the operator paused rebalancing, as the document `coordinator.json` in
@@ -64,29 +65,71 @@ public struct CoordinatorStateStore: Sendable {
         return try Self.decode(bytes, location: location)
     }
 
-    static func decode(_ bytes: [UInt8], location: String) throws(Corrupt) -> Contents {
-        // try?: any parse failure is reported as the one corruption error below.
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
-            throw Corrupt(location: location, reason: "not a JSON object")
+    /// Reads the document strictly (the JSON scanner; `cluster/fuzz.sh coordinator-state`): `term` a
+    /// positive and `epochs_reserved` a non-negative whole number within UInt64 (not 1.5, not -1, not
+    /// `true`), `rebalance_paused` absent or a boolean; unknown fields are ignored, a repeated one is
+    /// refused.
+    public static func decode(_ bytes: [UInt8], location: String) throws(Corrupt) -> Contents {
+        var term: UInt64?
+        var epochs: UInt64?
+        var paused: Bool?
+        var problem: String?
+        let read = bytes.withUnsafeBytes { raw in
+            Result { () throws(JSONError) in
+                var scanner = JSONScanner(raw)
+                guard scanner.peek() == UInt8(ascii: "{") else {
+                    problem = "not a JSON object"
+                    return
+                }
+                func unsigned(_ s: inout JSONScanner, _ name: String, _ seen: UInt64?) throws(JSONError) -> UInt64? {
+                    if seen != nil { problem = problem ?? "\(name) appears twice" }
+                    let range = try s.readNumberText()
+                    let text = String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+                    guard let value = UInt64(text) else {
+                        problem =
+                            problem ?? "\(name) must be a whole number from 0 to \(UInt64.max), not \(text.prefix(40))"
+                        return nil
+                    }
+                    return value
+                }
+                try scanner.readObject { key, s throws(JSONError) in
+                    if s.equals(key, "term") {
+                        term = try unsigned(&s, "term", term)
+                    } else if s.equals(key, "epochs_reserved") {
+                        epochs = try unsigned(&s, "epochs_reserved", epochs)
+                    } else if s.equals(key, "rebalance_paused") {
+                        if paused != nil { problem = problem ?? "rebalance_paused appears twice" }
+                        guard s.peek() == UInt8(ascii: "t") || s.peek() == UInt8(ascii: "f") else {
+                            problem = problem ?? "rebalance_paused must be true or false"
+                            return try s.skipValue()
+                        }
+                        paused = try s.readBool()
+                    } else {
+                        try s.skipValue()
+                    }
+                }
+                try scanner.expectEnd()
+            }
         }
-        guard let term = (object["term"] as? NSNumber)?.uint64Value, term > 0,
-            let epochs = (object["epochs_reserved"] as? NSNumber)?.uint64Value
-        else {
+        if case .failure(let error) = read { throw Corrupt(location: location, reason: "not a JSON object: \(error)") }
+        if let problem { throw Corrupt(location: location, reason: problem) }
+        guard let term, term > 0, let epochs else {
             throw Corrupt(location: location, reason: "needs a positive term and epochs_reserved")
         }
-        let paused = object["rebalance_paused"]
-        guard paused == nil || paused as? Bool != nil else {
-            throw Corrupt(location: location, reason: "rebalance_paused must be true or false")
-        }
-        return Contents(term: term, epochsReserved: epochs, rebalancePaused: (paused as? Bool) ?? false)
+        return Contents(term: term, epochsReserved: epochs, rebalancePaused: paused ?? false)
+    }
+
+    /// The document's text for `contents`.
+    public static func encode(_ contents: Contents) -> [UInt8] {
+        let text =
+            "{\"term\":\(contents.term),\"epochs_reserved\":\(contents.epochsReserved),"
+            + "\"rebalance_paused\":\(contents.rebalancePaused)}\n"
+        return Array(text.utf8)
     }
 
     /// Replaces the document; refused (``StateDocumentFenced``) where a newer term wrote it.
     public func store(_ contents: Contents) throws {
-        let text =
-            "{\"term\":\(contents.term),\"epochs_reserved\":\(contents.epochsReserved),"
-            + "\"rebalance_paused\":\(contents.rebalancePaused)}\n"
-        try documents.write(Self.documentName, Array(text.utf8), term: contents.term)
+        try documents.write(Self.documentName, Self.encode(contents), term: contents.term)
     }
 
     /// Reads the stored state and writes the next term durably (on a queue of its own): the

@@ -1,4 +1,4 @@
-import MarketData
+public import MarketData
 import WireCore
 
 /// The spool's record format, versioned (DESIGN.md §4).
@@ -11,15 +11,17 @@ import WireCore
 ///
 /// Times are µs integers as text; decimals keep the exchange's digits; an absent optional is `""`.
 /// A file of a later version is refused with a message naming the version.
-enum SpoolFormat {
-    static let currentVersion = 3
+public enum SpoolFormat {
+    public static let currentVersion = 3
     static let header = "collector-spool \(currentVersion)\n"
 
-    struct DecodeError: Error, CustomStringConvertible {
-        var description: String
+    /// Why a batch file cannot be read back (the batch is moved aside, never half-replayed).
+    public struct DecodeError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func encode(_ events: [MarketEvent]) -> [UInt8] {
+    /// A batch file's bytes for `events` (format `currentVersion`).
+    public static func encode(_ events: [MarketEvent]) -> [UInt8] {
         var out = header
         out.reserveCapacity(events.count * 180)
         for event in events {
@@ -83,7 +85,7 @@ enum SpoolFormat {
     }
 
     /// Decodes a batch file of any version this build knows.
-    static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [MarketEvent] {
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [MarketEvent] {
         var lines = bytes.split(separator: 10, omittingEmptySubsequences: true)[...]
         guard let first = lines.first else { return [] }
         var version = 1

@@ -169,7 +169,15 @@ public struct ExchangeSession<Adapter: ExchangeAdapter>: Sendable {
         cancelTimers(into: &actions)
         phase = .stopped
         link = nil
+        // The connection is gone, so nothing is awaiting an answer on it (found by the okx-session
+        // fuzz target: a stop right after a subscribe left requests pending with no connection).
+        pendingRequests = [:]
+        deferredUnsubscribes = []
+        for stream in entries.keys {
+            if case .pending = entries[stream]?.subscription { entries[stream]?.subscription = .unsent }
+        }
         for stream in entries.keys.sorted() { actions.append(.phase(stream, .stopped, detail: nil)) }
+        assertInvariants()
         return actions
     }
 

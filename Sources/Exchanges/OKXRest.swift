@@ -113,6 +113,8 @@ extension OKXAdapter {
                     try s.skipValue()
                 }
             }
+            // Bytes after the object mean a garbled or concatenated body: refuse it whole.
+            try scanner.expectEnd()
         } catch {
             throw RESTError(code: nil, message: "malformed reply: \(error)", isRetryable: true)
         }

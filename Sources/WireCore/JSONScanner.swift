@@ -371,9 +371,13 @@ public struct JSONScanner {
             guard !o1, !o2 else { return nil }
             v = sum
         }
-        // The magnitude must fit Int64 either way (so Int64.min itself is refused, as before).
+        // The magnitude must fit: up to Int64.max, or one more for a negative number (Int64.min).
+        if negative {
+            guard v <= UInt64(Int64.max) + 1 else { return nil }
+            return Int64(truncatingIfNeeded: 0 &- v)
+        }
         guard v <= UInt64(Int64.max) else { return nil }
-        return negative ? -Int64(v) : Int64(v)
+        return Int64(v)
     }
 
     /// Reads `true` or `false`.
