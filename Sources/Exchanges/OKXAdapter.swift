@@ -506,9 +506,7 @@ enum OKXParser {
         _ f: FieldList, scanner: JSONScanner, symbol: String, timeframe: Timeframe, receivedAt: Int64
     ) -> Candle? {
         guard f.count == 9 || f.count == 8 else { return nil }
-        guard let ms = JSONScanner.parseInt64(scanner.bytes(of: f[0])), ms >= 0, ms < 10_000_000_000_000 else {
-            return nil
-        }
+        guard let ms = OKXParser.milliseconds(scanner.bytes(of: f[0])) else { return nil }
         func decimal(_ i: Int) -> DecimalText? { DecimalText(bytes: scanner.bytes(of: f[i])) }
         guard let o = decimal(1), let h = decimal(2), let l = decimal(3), let c = decimal(4), let v = decimal(5),
             let q = decimal(f.count == 9 ? 7 : 6)

@@ -132,7 +132,9 @@ extension OKXParser {
         return nil
     }
 
-    /// A millisecond epoch time as OKX sends it (a string of digits), within a sane range.
+    /// A millisecond epoch time as OKX sends it (a string of digits): from the epoch to before the
+    /// year 2286 (10^13 ms), so the µs value (×1000) always fits Int64. Every OKX time goes through
+    /// here.
     static func milliseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         guard let ms = JSONScanner.parseInt64(bytes), ms >= 0, ms < 10_000_000_000_000 else { return nil }
         return ms

@@ -72,7 +72,9 @@ extension OKXAdapter {
                     fields.append(try s2.readRawString())
                 }
                 guard fields.count == 9 || fields.count == 8,
-                    let ms = JSONScanner.parseInt64(s.bytes(of: fields[0])),
+                    // Bounded like the pushes' times (found by the okx-rest fuzz target: an absurd
+                    // `ts` overflowed the conversion to µs and trapped).
+                    let ms = OKXParser.milliseconds(s.bytes(of: fields[0])),
                     let o = DecimalText(bytes: s.bytes(of: fields[1])),
                     let h = DecimalText(bytes: s.bytes(of: fields[2])),
                     let l = DecimalText(bytes: s.bytes(of: fields[3])),
