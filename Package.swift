@@ -106,7 +106,7 @@ let package = Package(
             "FuzzTargets",
             [
                 "HTTP1Protocol", "WebSocketProtocol", "WireCore", "Configuration", "Exchanges", "MarketData",
-                "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto", "Cluster",
+                "ControlProtocol", "Coordination", "Collector", "CollectorCore", "Crypto", "Cluster", "Gateway",
             ]
         ),
         library("TestSupport", ["Locking", "CollectorCore", "WireCore", "Runtime", "MarketData", "PostgresClient"]),

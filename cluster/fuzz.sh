@@ -9,7 +9,8 @@
 #   --list         print the targets and exit
 #   TARGET ...     only these targets (default: all, in FuzzTarget.all's order)
 #
-# The build goes to .build-fuzz (debug, -sanitize=fuzzer,address). Each target's working corpus is
+# The build goes to .build-fuzz (optimised as the product is, with assertions kept: -c release
+# -assert-config Debug, and -sanitize=fuzzer,address). Each target's working corpus is
 # kept in .fuzz/corpus/TARGET (seeded from Fuzz/corpus/TARGET, which the repo keeps minimised), so a
 # campaign resumes where the last one stopped. A crash, leak, timeout or broken property is saved
 # as Fuzz/regressions/TARGET/KIND-SHA1: FuzzRegressionTests replays it in the normal test suite.
@@ -52,12 +53,13 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 echo "fuzz.sh: building the fuzz driver in $BUILD (log: shown on failure)" >&2
 if ! COLLECTOR_FUZZ=1 "$SWIFT" build --product collector-fuzz --scratch-path "$BUILD" \
+  -c release -Xswiftc -assert-config -Xswiftc Debug \
   --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer >"$LOG" 2>&1; then
   grep -v 'Cannot export local symbol' "$LOG" | tail -40 >&2
   echo "fuzz.sh: the build failed" >&2
   exit 1
 fi
-DRIVER=$BUILD/debug/collector-fuzz
+DRIVER=$BUILD/release/collector-fuzz
 
 all=$(FUZZ_TARGET=list "$DRIVER" | cut -d' ' -f1 | tr '\n' ' ')
 all=${all% }
@@ -78,7 +80,7 @@ dictionary() {
     [[ -f Fuzz/dict/$name.dict ]] && { echo "Fuzz/dict/$name.dict"; return; }
   done
   case $1 in
-  okx-* | control-handshake | coordinator-state | watermark-file | spool-file) echo Fuzz/dict/json.dict ;;
+  okx-* | control-handshake | coordinator-state | watermark-file | spool-file | subscriptions-file) echo Fuzz/dict/json.dict ;;
   settings) echo Fuzz/dict/toml.dict ;;
   ws-handshake) echo Fuzz/dict/http.dict ;;
   esac
@@ -96,6 +98,7 @@ for target in "${targets[@]}"; do
   case $mode in
   smoke)
     work=$(mktemp -d)
+    trap 'rm -f "$LOG"; rm -rf "$work"' EXIT
     options+=(-seed=1 -max_total_time=15)
     ;;
   seconds)
@@ -115,16 +118,23 @@ for target in "${targets[@]}"; do
   # The Swift runtime's backtracer walks memory ASan has poisoned (noise after the real report).
   SWIFT_BACKTRACE=enable=no FUZZ_TARGET=$target "$DRIVER" "${options[@]}" "$work" "$seeds" >"$out" 2>&1 || status=$?
   [[ $mode == smoke ]] && rm -rf "$work"
+  # `|| true`: a run that died before its first status line has none of these (set -e).
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -1)
-  edges=$(grep -oE 'cov: [0-9]+' "$out" | tail -1 | cut -d' ' -f2)
-  corpus=$(grep -oE 'corp: [0-9]+' "$out" | tail -1 | cut -d' ' -f2)
+  edges=$({ grep -oE 'cov: [0-9]+' "$out" || true; } | tail -1 | cut -d' ' -f2)
+  corpus=$({ grep -oE 'corp: [0-9]+' "$out" || true; } | tail -1 | cut -d' ' -f2)
   findings=none
   if ((status != 0)); then
     found=1
-    findings=$(grep -oE "(crash|leak|timeout|oom|slow-unit)-[0-9a-f]+" "$out" | sort -u | tr '\n' ' ')
-    findings="exit $status ${findings:-(no artifact)} — see $out"
-    grep -E 'FINDING|ERROR: |SUMMARY' "$out" | head -5 >&2 || true
+    artifacts=$({ grep -oE "$regressions/(crash|leak|timeout|oom|slow-unit)-[0-9a-f]+" "$out" || true; } | sort -u)
+    names=${artifacts//$'\n'/ }
+    findings="exit $status ${names:-(no artifact)} — see $out"
+    { grep -E 'FINDING|ERROR: |SUMMARY' "$out" || true; } | head -5 >&2
+    # CI's checkout is thrown away: print each input so it can be saved from the log
+    # (`base64 -d > Fuzz/regressions/TARGET/NAME`).
+    for artifact in $artifacts; do
+      [[ -f $artifact ]] && { echo "fuzz.sh: $artifact (base64):" >&2; base64 -w0 "$artifact" >&2; echo >&2; }
+    done
   fi
   printf '%-20s %12s %9s %7s %8s %s\n' "$target" "${runs:-?}" "${rate:-?}" "${edges:-?}" "${corpus:-?}" "$findings"
 done

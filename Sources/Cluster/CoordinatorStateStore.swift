@@ -83,6 +83,11 @@ public struct CoordinatorStateStore: Sendable {
                 }
                 func unsigned(_ s: inout JSONScanner, _ name: String, _ seen: UInt64?) throws(JSONError) -> UInt64? {
                     if seen != nil { problem = problem ?? "\(name) appears twice" }
+                    guard let first = s.peek(), first == UInt8(ascii: "-") || (first >= 48 && first <= 57) else {
+                        problem = problem ?? "\(name) must be a whole number from 0 to \(UInt64.max)"
+                        try s.skipValue()
+                        return nil
+                    }
                     let range = try s.readNumberText()
                     let text = String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
                     guard let value = UInt64(text) else {

@@ -77,17 +77,39 @@ public enum WatermarkFileFormat {
                     }
                     var time: Int64?
                     var id: String?
+                    var seenID = false
+                    let label = "watermark for '\(name.prefix(80))'"
                     try s.readObject { field, v throws(JSONError) in
                         if v.equals(field, "time") {
-                            time = try v.readInt64()
+                            if time != nil { problem = problem ?? "\(label): time appears twice" }
+                            let start = v.offset
+                            let isNumber = v.peek().map { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) } ?? false
+                            guard isNumber else {
+                                problem = problem ?? "\(label): time must be an integer (µs)"
+                                return try v.skipValue()
+                            }
+                            let range = try v.readNumberText()
+                            guard let value = JSONScanner.parseInt64(UnsafeRawBufferPointer(rebasing: raw[range]))
+                            else {
+                                problem = problem ?? "\(label): time must be a 64-bit integer (µs), at byte \(start)"
+                                return
+                            }
+                            time = value
                         } else if v.equals(field, "id") {
-                            id = v.readNullIfPresent() ? nil : try v.readString()
+                            if seenID { problem = problem ?? "\(label): id appears twice" }
+                            seenID = true
+                            if v.readNullIfPresent() { return }
+                            guard v.peek() == UInt8(ascii: "\"") else {
+                                problem = problem ?? "\(label): id must be a string"
+                                return try v.skipValue()
+                            }
+                            id = try v.readString()
                         } else {
                             try v.skipValue()
                         }
                     }
                     guard let time else {
-                        problem = "bad watermark for '\(name.prefix(80))': no time"
+                        problem = problem ?? "\(label): no time"
                         return
                     }
                     out[stream] = Watermark(time: time, id: id)

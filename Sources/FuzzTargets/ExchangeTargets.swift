@@ -250,6 +250,10 @@ enum OKXSessionFuzz {
         var connections = TokenBucket(capacity: 3, refillPerSecond: 1)
         var now = Instant(nanoseconds: 1_000_000_000)
         var socket = Socket.none
+        /// Whether the current socket ever opened (a closing one that never did delivers no frames).
+        var opened = false
+        /// The timers the session has armed, as a driver keeps them: only these fire, at their time.
+        var armed: [SessionTimer: Instant] = [:]
         var requests: [Request] = []
         var transcript: [SessionAction] = []
 
@@ -259,6 +263,7 @@ enum OKXSessionFuzz {
                 case .connect:
                     try require(socket == .none, target, "step \(step): connect while the socket is \(socket)")
                     socket = .connecting
+                    opened = false
                 case .send(let frame):
                     try require(socket == .open, target, "step \(step): send \(frame) while the socket is \(socket)")
                     if case .text(let text) = frame { try checkSubscribe(text, session: session, step: step) }
@@ -278,8 +283,11 @@ enum OKXSessionFuzz {
                     requests.append(.trades(stream, after: after, before: before, from: from, to: to))
                 case .fetchBookSnapshot(let stream):
                     requests.append(.book(stream))
-                case .scheduleTimer(_, let at):
+                case .scheduleTimer(let timer, let at):
                     try require(at >= now, target, "step \(step): a timer scheduled in the past")
+                    armed[timer] = at
+                case .cancelTimer(let timer):
+                    armed[timer] = nil
                 default:
                     break
                 }
@@ -293,6 +301,7 @@ enum OKXSessionFuzz {
             case .connected:
                 guard socket == .connecting else { continue }  // a driver reports only what it started
                 socket = .open
+                opened = true
                 try apply(
                     session.connected(now: now, wallClock: 1_700_000_000_000_000 + now.nanoseconds / 1000), step: index)
             case .closed:
@@ -300,7 +309,7 @@ enum OKXSessionFuzz {
                 socket = .none
                 try apply(session.closed(reason: "fuzz", permanent: false, now: now), step: index)
             case .frame(let bytes):
-                guard socket == .open || socket == .closing else { continue }
+                guard socket == .open || (socket == .closing && opened) else { continue }
                 var actions: [SessionAction] = []
                 bytes.withUnsafeBytes { payload in
                     session.frame(
@@ -309,6 +318,9 @@ enum OKXSessionFuzz {
                 }
                 try apply(actions, step: index)
             case .timer(let timer):
+                // The earliest armed timer of that kind fires at its time (the clock jumps there).
+                guard let at = armed.removeValue(forKey: timer) else { continue }
+                if at > now { now = at }
                 try apply(session.timerFired(timer, now: now, connectionBudget: &connections), step: index)
             case .advance(let nanoseconds):
                 now = now.advanced(by: .nanoseconds(nanoseconds))

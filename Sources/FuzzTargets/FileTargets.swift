@@ -1,5 +1,6 @@
 import Cluster
 import Collector
+import Gateway
 import MarketData
 
 // Files a crash, a disk or an operator may leave in any state: spool batches, the watermark file and
@@ -15,6 +16,10 @@ extension FuzzTarget {
             name: "watermark-file",
             summary: "watermark file reader: strict integers, an accepted file re-encodes to the same marks"
         ) { input throws(FuzzFinding) in try FileFuzz.checkWatermarks(input) },
+        FuzzTarget(
+            name: "subscriptions-file",
+            summary: "subscriptions document reader: strict entries, an accepted file re-encodes to the same streams"
+        ) { input throws(FuzzFinding) in try FileFuzz.checkSubscriptions(input) },
         FuzzTarget(
             name: "coordinator-state",
             summary: "coordinator state document: strict fields, an accepted document re-encodes to itself"
@@ -61,6 +66,27 @@ enum FileFuzz {
         }
         try require(
             WatermarkFileFormat.encode(marks) == encoded, target, "encoding the same marks twice differs")
+    }
+
+    static func checkSubscriptions(_ input: [UInt8]) throws(FuzzFinding) {
+        let target = "subscriptions-file"
+        let streams: [StreamID: Int]
+        do {
+            streams = try SubscriptionFileFormat.decode(input)
+        } catch {
+            try require(!error.description.isEmpty, target, "a refusal without a reason")
+            return
+        }
+        try require(
+            streams.values.allSatisfy { (1...GatewayAPI.maxReplicas).contains($0) }, target,
+            "accepted replicas outside 1...\(GatewayAPI.maxReplicas): \(streams)")
+        let encoded = SubscriptionFileFormat.encode(streams)
+        do {
+            let again = try SubscriptionFileFormat.decode(encoded)
+            try require(again == streams, target, "re-encoded streams read back as \(again), not \(streams)")
+        } catch {
+            throw FuzzFinding(target: target, "our own file of \(streams.count) streams was refused: \(error)")
+        }
     }
 
     static func checkCoordinatorState(_ input: [UInt8]) throws(FuzzFinding) {

@@ -2,6 +2,7 @@ import Cluster
 import Collector
 import Exchanges
 import Foundation
+import Gateway
 import MarketData
 import WebSocketProtocol
 
@@ -267,6 +268,18 @@ public enum FuzzSeeds {
         ]
         add("watermark-file", "two-streams", WatermarkFileFormat.encode(marks))
         add("watermark-file", "empty", Array("{}\n".utf8))
+        add(
+            "subscriptions-file", "replicas",
+            SubscriptionFileFormat.encode([
+                StreamID(exchange: .okx, feed: .trades, symbol: "BTC-USDT"): 1,
+                StreamID(exchange: .okx, feed: .book(depth: 5), symbol: "ETH-USDT"): 3,
+            ]))
+        // What the JSONSerialization writer of earlier versions wrote (pretty-printed, sorted keys).
+        add(
+            "subscriptions-file", "version-1",
+            Array(
+                "[\n  \"okx/candles:1m/BTC-USDT\",\n  {\n    \"replicas\" : 2,\n    \"stream\" : \"okx/ticker/BTC-USDT\"\n  }\n]"
+                    .utf8))
         add(
             "coordinator-state", "paused",
             CoordinatorStateStore.encode(.init(term: 7, epochsReserved: 4096, rebalancePaused: true)))

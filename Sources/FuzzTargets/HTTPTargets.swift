@@ -49,12 +49,11 @@ enum HTTPFuzz {
                     try checkLimits(message, target: target)
                     outcome.messages.append(message)
                 }
-                // A read-until-close response body is bounded by the body limit, not by this.
-                if role == .request {
-                    try require(
-                        parser.bufferedByteCount <= maxBuffered, target,
-                        "\(parser.bufferedByteCount) bytes buffered with no message (bound \(maxBuffered))")
-                }
+                // Both roles: a body is consumed into the message as it arrives (and bounded by the
+                // body limit), so what stays buffered is at most a head, a trailer or a chunk line.
+                try require(
+                    parser.bufferedByteCount <= maxBuffered, target,
+                    "\(parser.bufferedByteCount) bytes buffered with no message (bound \(maxBuffered))")
             }
             if let last = try parser.connectionClosed() {
                 try checkLimits(last, target: target)

@@ -51,11 +51,13 @@ enum WebSocketFuzz {
         // The masking XOR: eight bytes a word must equal a byte at a time, at any offset.
         let tail = Array(input[header.headerLength...])
         let key = header.maskKey ?? 0x9A3C_5E71
-        for offset in [0, 1, 3] where offset <= tail.count {
-            var fast = Array(tail[offset...])
+        // The first 259 bytes cover every alignment of the word loop and its tail many times over.
+        let sample = tail.prefix(259)
+        for offset in [0, 1, 3] where offset <= sample.count {
+            var fast = Array(sample[offset...])
             fast.withUnsafeMutableBytes { WSFrameEncoder.applyMask(key, to: $0) }
             let keyBytes = [UInt8(key >> 24), UInt8((key >> 16) & 0xFF), UInt8((key >> 8) & 0xFF), UInt8(key & 0xFF)]
-            let slow = tail[offset...].enumerated().map { $0.element ^ keyBytes[$0.offset % 4] }
+            let slow = sample[offset...].enumerated().map { $0.element ^ keyBytes[$0.offset % 4] }
             try require(fast == slow, target, "applyMask differs from a byte-wise XOR at offset \(offset)")
         }
         // An accepted header with a known opcode and no extension bits re-encodes to the same bytes.
@@ -73,9 +75,12 @@ enum WebSocketFuzz {
     // MARK: - ws-connection
 
     static func checkConnection(_ input: [UInt8]) throws(FuzzFinding) {
+        // An odd first byte also starts our side's close handshake, at an offset it picks, so the
+        // closing state (messages dropped, no pongs, the peer's close completing ours) is reached.
+        let closeAt = input.first.flatMap { $0 & 1 == 1 ? Int($0 >> 1) * input.count / 127 : nil }
         for role in [WSConnection.Role.client, .server] {
-            let whole = run([input[...]], role: role)
-            let split = run(SplitPoints.pieces(of: input), role: role)
+            let whole = run([input[...]], role: role, closeAt: closeAt)
+            let split = run(SplitPoints.pieces(of: input), role: role, closeAt: closeAt)
             try require(
                 whole == split, "ws-connection",
                 "\(role): split at \(SplitPoints.points(for: input)) gave \(split), whole gave \(whole)")
@@ -83,12 +88,33 @@ enum WebSocketFuzz {
         }
     }
 
-    /// Feeds the pieces, then ends the transport (which reports 1006 unless a close came first).
-    static func run(_ pieces: [ArraySlice<UInt8>], role: WSConnection.Role) -> [WSEvent] {
+    /// Feeds the pieces (starting our close once `closeAt` bytes are in), then ends the transport
+    /// (which reports 1006 unless a close came first).
+    static func run(_ pieces: [ArraySlice<UInt8>], role: WSConnection.Role, closeAt: Int?) -> [WSEvent] {
         var connection = WSConnection(
             configuration: .init(role: role, maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes))
         var events: [WSEvent] = []
-        for piece in pieces { events += connection.receive(Array(piece)) }
+        var fed = 0
+        func closeIfDue() {
+            guard let closeAt, fed == closeAt else { return }
+            if let payload = connection.initiateClose(code: WSCloseCode.goingAway, reason: "fuzz") {
+                events.append(.send(.close, payload))
+            }
+        }
+        closeIfDue()
+        for piece in pieces {
+            var rest = piece
+            if let closeAt, closeAt > fed, closeAt < fed + piece.count {
+                let cut = piece.startIndex + (closeAt - fed)
+                events += connection.receive(Array(piece[..<cut]))
+                fed = closeAt
+                closeIfDue()
+                rest = piece[cut...]
+            }
+            events += connection.receive(Array(rest))
+            fed += rest.count
+            if !rest.isEmpty { closeIfDue() }
+        }
         if let info = connection.transportClosed() { events.append(.closed(info)) }
         return events
     }
@@ -101,6 +127,7 @@ enum WebSocketFuzz {
             try require(!closed, target, "\(role): \(event) after the connection closed")
             switch event {
             case .message(let payload, let isText):
+                try require(!sentClose, target, "\(role): a message delivered after our close")
                 try require(
                     payload.count <= maxMessageBytes, target,
                     "\(role): a \(payload.count)-byte message passed the limit")

@@ -64,25 +64,13 @@ public final class SubscriptionRegistry: Sendable {
         var table: [StreamID: Value] = [:]
         if let stored {
             let source = "\(store?.documents.location ?? "")/\(name)"
-            guard let list = try JSONSerialization.jsonObject(with: Data(stored)) as? [Any] else {
-                throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: source])
+            let streams: [StreamID: Int]
+            do {
+                streams = try SubscriptionFileFormat.decode(stored)
+            } catch {
+                throw SubscriptionFileFormat.Corrupt(description: "\(source): \(error) (fix it, or move it aside)")
             }
-            for item in list {
-                let text: String?
-                var replicas = 1
-                if let name = item as? String {
-                    text = name
-                } else if let object = item as? [String: Any], let name = object["stream"] as? String {
-                    text = name
-                    replicas = max(1, object["replicas"] as? Int ?? 1)
-                } else {
-                    text = nil
-                }
-                guard let text, let stream = StreamID(text) else {
-                    throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: source])
-                }
-                table[stream] = Value(pinned: false, replicas: replicas)
-            }
+            for (stream, replicas) in streams { table[stream] = Value(pinned: false, replicas: replicas) }
         }
         for stream in pinned { table[stream] = Value(pinned: true) }
         entries.withLock { $0 = table }
@@ -133,10 +121,6 @@ public final class SubscriptionRegistry: Sendable {
     }
 
     private static func encode(_ table: [StreamID: Value]) throws -> [UInt8] {
-        let list: [Any] = table.filter { !$0.value.pinned }.sorted { $0.key < $1.key }.map {
-            $0.value.replicas == 1
-                ? $0.key.description as Any : ["stream": $0.key.description, "replicas": $0.value.replicas] as Any
-        }
-        return Array(try JSONSerialization.data(withJSONObject: list, options: [.prettyPrinted, .sortedKeys]))
+        SubscriptionFileFormat.encode(table.filter { !$0.value.pinned }.mapValues(\.replicas))
     }
 }

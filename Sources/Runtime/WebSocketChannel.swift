@@ -140,6 +140,9 @@ public final class WebSocketChannel: TransportHandler {
     private var receivedSinceLastTick = false
     private var isPingOutstanding = false
     private var isDelivering = false
+    /// The transport closed while `connection` was busy delivering (see `transportDidClose`).
+    private var closedDuringDelivery: ClosedDuringDelivery?
+    private struct ClosedDuringDelivery { var error: (any Error)? }
     /// Mirror of `connection.state`, readable while `connection` is busy in `receive` (exclusivity).
     private var machineState = WSConnection.State.open
     private var deferredClose: (code: UInt16, reason: String)?
@@ -264,6 +267,12 @@ public final class WebSocketChannel: TransportHandler {
 
     public func transportDidClose(error: (any Error)?) {
         machineState = .closed
+        // Under a handler's write inside `deliver`: `connection` is busy in `receive`, so the close
+        // is reported when it returns (re-entering it here traps on exclusivity).
+        if isDelivering {
+            closedDuringDelivery = ClosedDuringDelivery(error: error)
+            return
+        }
         guard case .closed = phase else {
             let info =
                 connection.transportClosed()
@@ -283,6 +292,14 @@ public final class WebSocketChannel: TransportHandler {
         connection.receive(bytes, sink: &sink)
         sink.channel = nil
         isDelivering = false
+        if let closed = closedDuringDelivery {
+            closedDuringDelivery = nil
+            sink.framesToSend.removeAll()  // the transport is gone
+            if sink.closeInfo == nil {
+                transportDidClose(error: closed.error)
+                return
+            }
+        }
         machineState = connection.state
         // Apply what callbacks asked for while `connection` was busy.
         for (opcode, payload) in sink.framesToSend { sendFrame(opcode, payload: payload) }

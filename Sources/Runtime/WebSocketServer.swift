@@ -93,6 +93,10 @@ public final class WebSocketServerConnection: TransportHandler {
     /// Mirror of `connection.state`, readable while `connection` is busy in `receive` (exclusivity).
     private var machineState = WSConnection.State.open
     private var isDelivering = false
+    /// The transport closed under a handler's write while `connection` was busy in `receive`: the
+    /// close is reported once `receive` returns (reporting it inside would re-enter the machine,
+    /// an exclusivity violation that traps; found by the AddressSanitizer run of issue 13).
+    private var closedDuringDelivery = false
     private var deferredClose: (code: UInt16, reason: String)?
     private var sendBuffer: [UInt8] = []
     /// The path the client asked for.
@@ -118,8 +122,20 @@ public final class WebSocketServerConnection: TransportHandler {
             isDelivering = true
             connection.receive(bytes, sink: &sink)
             isDelivering = false
-            machineState = connection.state
             sink.connection = nil
+            if closedDuringDelivery {
+                closedDuringDelivery = false
+                sink.framesToSend.removeAll()  // nowhere to send them
+                if let info = sink.closeInfo {
+                    sink.closeInfo = nil
+                    machineState = .closed
+                    finish(info)
+                } else {
+                    reportTransportClosed()
+                }
+                return
+            }
+            machineState = connection.state
             flushSink()
             if let close = deferredClose {
                 deferredClose = nil
@@ -170,6 +186,15 @@ public final class WebSocketServerConnection: TransportHandler {
     }
 
     public func transportDidClose(error: (any Error)?) {
+        machineState = .closed
+        if isDelivering {
+            closedDuringDelivery = true
+            return
+        }
+        reportTransportClosed()
+    }
+
+    private func reportTransportClosed() {
         machineState = .closed
         let info =
             connection.transportClosed()

@@ -1,5 +1,6 @@
 import Cluster
 import Collector
+import Gateway
 import MarketData
 import Testing
 
@@ -18,10 +19,12 @@ import Testing
 
     @Test(arguments: [
         (#"{"okx/trades/BTC-USDT": {"time": 1.5}}"#, "integer"),
-        (#"{"okx/trades/BTC-USDT": {"time": true}}"#, "number"),
+        (#"{"okx/trades/BTC-USDT": {"time": true}}"#, "time must be an integer"),
+        (#"{"okx/trades/BTC-USDT": {"time": null}}"#, "time must be an integer"),
+        (#"{"okx/trades/BTC-USDT": {"time": 1, "time": 2}}"#, "time appears twice"),
         (#"{"okx/trades/BTC-USDT": {"time": 9223372036854775808}}"#, "64-bit"),
         (#"{"okx/trades/BTC-USDT": {"id": "7"}}"#, "no time"),
-        (#"{"okx/trades/BTC-USDT": {"time": 1, "id": 7}}"#, "string"),
+        (#"{"okx/trades/BTC-USDT": {"time": 1, "id": 7}}"#, "id must be a string"),
         (#"{"okx/trades/BTC-USDT": {"time": 1}, "okx/trades/BTC-USDT": {"time": 2}}"#, "twice"),
         (#"{"not a stream": {"time": 1}}"#, "not a stream"),
         (#"[]"#, "not a JSON object"),
@@ -47,7 +50,8 @@ import Testing
     @Test(arguments: [
         (#"{"term":-1,"epochs_reserved":0}"#, "term must be a whole number"),
         (#"{"term":1.5,"epochs_reserved":0}"#, "term must be a whole number"),
-        (#"{"term":true,"epochs_reserved":0}"#, "not a JSON object"),
+        (#"{"term":true,"epochs_reserved":0}"#, "term must be a whole number"),
+        (#"{"term":1,"epochs_reserved":"5"}"#, "epochs_reserved must be a whole number"),
         (#"{"term":1,"epochs_reserved":1e3}"#, "epochs_reserved must be a whole number"),
         (#"{"term":0,"epochs_reserved":0}"#, "positive term"),
         (#"{"term":1,"term":2,"epochs_reserved":0}"#, "term appears twice"),
@@ -60,6 +64,38 @@ import Testing
             _ = try CoordinatorStateStore.decode(Array(text.utf8), location: "coordinator.json")
         } throws: { error in
             "\(error)".contains(reason) && "\(error)".contains("coordinator.json")
+        }
+    }
+
+    @Test func subscriptionsRoundTripAndReadWhatEarlierVersionsWrote() throws {
+        let streams = [Self.trades: 1, StreamID(exchange: .okx, feed: .ticker, symbol: "ETH-USDT"): 3]
+        #expect(try SubscriptionFileFormat.decode(SubscriptionFileFormat.encode(streams)) == streams)
+        // JSONSerialization's pretty-printed, sorted-keys output (versions before issue 13).
+        let old =
+            "[\n  \"okx/trades/BTC-USDT\",\n  {\n    \"replicas\" : 2,\n    \"stream\" : \"okx/ticker/ETH-USDT\"\n  }\n]"
+        #expect(
+            try SubscriptionFileFormat.decode(Array(old.utf8))
+                == [Self.trades: 1, StreamID(exchange: .okx, feed: .ticker, symbol: "ETH-USDT"): 2])
+        #expect(try SubscriptionFileFormat.decode(Array("[]".utf8)).isEmpty)
+    }
+
+    @Test(arguments: [
+        (#"[{"stream":"okx/trades/BTC-USDT","replicas":2.5}]"#, "entry 1: replicas must be an integer from 1 to 5"),
+        (#"[{"stream":"okx/trades/BTC-USDT","replicas":"3"}]"#, "replicas must be an integer"),
+        (#"[{"stream":"okx/trades/BTC-USDT","replicas":0}]"#, "replicas must be an integer"),
+        (#"[{"stream":"okx/trades/BTC-USDT","replicas":true}]"#, "replicas must be an integer"),
+        (#"["okx/trades/BTC-USDT",{"replicas":2}]"#, "entry 2: no stream"),
+        (#"["okx/trades/BTC-USDT","okx/trades/BTC-USDT"]"#, "appears twice"),
+        (#"["okx/nonsense/BTC-USDT"]"#, "is not a stream"),
+        (#"[7]"#, "expected a stream name"),
+        (#"{"okx/trades/BTC-USDT":1}"#, "not a JSON array"),
+        (#"["okx/trades/BTC-USDT"]]"#, "not a subscriptions file"),
+    ])
+    func subscriptionFilesOutOfShapeAreRefusedWithTheEntry(text: String, reason: String) {
+        #expect {
+            _ = try SubscriptionFileFormat.decode(Array(text.utf8))
+        } throws: { error in
+            "\(error)".contains(reason)
         }
     }
 }

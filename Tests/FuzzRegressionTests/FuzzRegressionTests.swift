@@ -92,7 +92,7 @@ import Testing
         #expect(actions.contains { if case .acceptedWorker(_) = $0 { true } else { false } }, "\(actions)")
     }
 
-    @Test func targetNamesAreUniqueAndHaveADictionaryWhenTextual() {
+    @Test func targetNamesAreUnique() {
         let names = FuzzTarget.all.map(\.name)
         #expect(Set(names).count == names.count, "duplicate target names in \(names)")
         #expect(!names.isEmpty)
