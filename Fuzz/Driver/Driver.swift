@@ -16,22 +16,25 @@ public func fuzzerInitialize(
     _ argc: UnsafeMutablePointer<CInt>,
     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
 ) -> CInt {
-    let names = FuzzTarget.all.map(\.name).joined(separator: " ")
-    guard let raw = getenv("FUZZ_TARGET") else {
-        report("collector-fuzz: set FUZZ_TARGET to one of: \(names)")
-        exit(64)
-    }
-    let name = String(cString: raw)
-    if name == "list" {
-        for target in FuzzTarget.all { print(target.name + "  " + target.summary) }
+    // Strings are built inside the functions that report them, so nothing is live at `exit`
+    // (LeakSanitizer would report it and turn the exit status into a failure).
+    guard let raw = getenv("FUZZ_TARGET") else { refuse("set FUZZ_TARGET to one of:") }
+    if strcmp(raw, "list") == 0 {
+        printTargets()
         exit(0)
     }
-    guard let target = FuzzTarget.named(name) else {
-        report("collector-fuzz: no target \(name); targets: \(names)")
-        exit(64)
-    }
+    guard let target = FuzzTarget.named(String(cString: raw)) else { refuse("no such target; targets:") }
     selected = target
     return 0
+}
+
+private func printTargets() {
+    for target in FuzzTarget.all { print(target.name + "  " + target.summary) }
+}
+
+private func refuse(_ what: String) -> Never {
+    report("collector-fuzz: \(what) \(FuzzTarget.all.map(\.name).joined(separator: " "))")
+    exit(64)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
