@@ -335,7 +335,11 @@ public struct HTTPParser: Sendable {
         // Each LF is checked against the bytes before it, so the search resumes exactly where it stopped.
         var i = start + scanned
         var end: Int? = nil
-        while i < buffer.count {
+        // A head of at most `maxHeaderBytes` ends by the 4 bytes of its CRLF CRLF: nothing beyond them
+        // is looked at, so the verdict (its end, a bare LF, or too large) does not depend on how the
+        // bytes were split into reads (found by the http-request fuzz target).
+        let scanEnd = min(buffer.count, start + limits.maxHeaderBytes + 4)
+        while i < scanEnd {
             if buffer[i] == 10 {
                 // RFC 9112 §2.2 lets us reject a bare LF; waiting for a CRLF CRLF that never comes would
                 // only end at the header limit or the request timeout.
@@ -349,7 +353,7 @@ public struct HTTPParser: Sendable {
         }
         guard let end else {
             let pending = buffer.count - start
-            if pending > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+            if pending >= limits.maxHeaderBytes + 4 { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
             state = .awaitingHead(scanned: pending)
             return nil
         }

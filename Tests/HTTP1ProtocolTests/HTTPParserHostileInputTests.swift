@@ -161,4 +161,39 @@ import Testing
         #expect(parser.bufferedByteCount == split)
         #expect(parser.retainedByteCount <= 4 * request.count, "consumed bytes are kept")
     }
+
+    /// The verdict on a head does not depend on how it was split into reads (issue 13's fuzzing):
+    /// a head of exactly the limit parses whether or not its CRLF CRLF came in the same read, and a
+    /// bare LF past the limit is "too large" either way.
+    @Test func aHeadAtTheLimitAndABareLFPastItGetTheSameVerdictWholeOrSplit() throws {
+        let limits = HTTPLimits(maxHeaderBytes: 64, maxHeaderCount: 8)
+        let prefix = "GET / HTTP/1.1\r\nHost: "
+        let head = prefix + String(repeating: "a", count: 64 - prefix.utf8.count)
+        #expect(head.utf8.count == 64)
+        let bytes = Array((head + "\r\n\r\n").utf8)
+        for cut in [bytes.count, 64, 66, 67] {
+            var parser = HTTPParser(role: .request, limits: limits)
+            parser.feed(Array(bytes[..<cut]))
+            var message = try parser.nextMessage()
+            if message == nil {
+                parser.feed(Array(bytes[cut...]))
+                message = try parser.nextMessage()
+            }
+            #expect(message != nil, "cut at \(cut)")
+        }
+        let bareLF = Array((head + "b\r\nY: z\n\r\n\r\n").utf8)
+        for cut in [bareLF.count, 40, 68] {
+            var parser = HTTPParser(role: .request, limits: limits)
+            parser.feed(Array(bareLF[..<cut]))
+            let verdict = Result { () throws(HTTPParseError) in
+                var message = try parser.nextMessage()
+                if message == nil {
+                    parser.feed(Array(bareLF[cut...]))
+                    message = try parser.nextMessage()
+                }
+                return message
+            }
+            #expect(verdict.mapError { $0 as HTTPParseError } == .failure(.headerTooLarge(limit: 64)), "cut at \(cut)")
+        }
+    }
 }
