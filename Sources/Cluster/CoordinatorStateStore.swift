@@ -83,7 +83,7 @@ public struct CoordinatorStateStore: Sendable {
                 }
                 func unsigned(_ s: inout JSONScanner, _ name: String, _ seen: UInt64?) throws(JSONError) -> UInt64? {
                     if seen != nil { problem = problem ?? "\(name) appears twice" }
-                    guard let first = s.peek(), first == UInt8(ascii: "-") || (first >= 48 && first <= 57) else {
+                    guard s.peekIsNumber() else {
                         problem = problem ?? "\(name) must be a whole number from 0 to \(UInt64.max)"
                         try s.skipValue()
                         return nil

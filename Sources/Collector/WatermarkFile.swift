@@ -83,8 +83,7 @@ public enum WatermarkFileFormat {
                         if v.equals(field, "time") {
                             if time != nil { problem = problem ?? "\(label): time appears twice" }
                             let start = v.offset
-                            let isNumber = v.peek().map { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) } ?? false
-                            guard isNumber else {
+                            guard v.peekIsNumber() else {
                                 problem = problem ?? "\(label): time must be an integer (µs)"
                                 return try v.skipValue()
                             }

@@ -28,83 +28,78 @@ extension FuzzTarget {
 }
 
 enum FileFuzz {
-    static func checkSpool(_ input: [UInt8]) throws(FuzzFinding) {
-        let target = "spool-file"
-        let events: [MarketEvent]
-        do {
-            events = try SpoolFormat.decode(input)
-        } catch {
-            try require(!error.description.isEmpty, target, "a refusal without a reason")
+    /// The property every file reader shares: a refusal carries a reason (`refusalNames` in it, when
+    /// given); an accepted file passes `check`, and written again with `encode` reads back the same.
+    static func roundTrip<Value: Equatable, Failure: Error & CustomStringConvertible>(
+        _ input: [UInt8], target: String, refusalNames: String = "",
+        decode: ([UInt8]) -> Result<Value, Failure>, encode: (Value) -> [UInt8],
+        check: (Value) throws(FuzzFinding) -> Void = { _ in }
+    ) throws(FuzzFinding) {
+        let value: Value
+        switch decode(input) {
+        case .success(let decoded): value = decoded
+        case .failure(let error):
+            let reason = error.description
+            try require(
+                !reason.isEmpty && reason.contains(refusalNames), target, "a refusal without its reason: \(reason)")
             return
         }
-        let lines = input.split(separator: 10, omittingEmptySubsequences: true).count
-        try require(events.count <= lines, target, "\(events.count) events from \(lines) lines")
-        let encoded = SpoolFormat.encode(events)
-        do {
-            let again = try SpoolFormat.decode(encoded)
-            try require(again == events, target, "re-encoded batch read back differently")
-        } catch {
-            throw FuzzFinding(target: target, "our own batch of \(events.count) events was refused: \(error)")
+        try check(value)
+        switch decode(encode(value)) {
+        case .success(let again): try require(again == value, target, "re-encoded \(value) read back as \(again)")
+        case .failure(let error):
+            throw FuzzFinding(target: target, "our own encoding of \(value) was refused: \(error)")
+        }
+    }
+
+    static func checkSpool(_ input: [UInt8]) throws(FuzzFinding) {
+        let target = "spool-file"
+        try roundTrip(
+            input, target: target,
+            decode: { bytes in Result { () throws(SpoolFormat.DecodeError) in try SpoolFormat.decode(bytes) } },
+            encode: SpoolFormat.encode
+        ) { events throws(FuzzFinding) in
+            let lines = input.split(separator: 10, omittingEmptySubsequences: true).count
+            try require(events.count <= lines, target, "\(events.count) events from \(lines) lines")
         }
     }
 
     static func checkWatermarks(_ input: [UInt8]) throws(FuzzFinding) {
-        let target = "watermark-file"
-        let marks: [StreamID: Watermark]
-        do {
-            marks = try WatermarkFileFormat.decode(input)
-        } catch {
-            try require(!error.description.isEmpty, target, "a refusal without a reason")
-            return
-        }
-        let encoded = WatermarkFileFormat.encode(marks)
-        do {
-            let again = try WatermarkFileFormat.decode(encoded)
-            try require(again == marks, target, "re-encoded marks read back as \(again), not \(marks)")
-        } catch {
-            throw FuzzFinding(target: target, "our own file of \(marks.count) marks was refused: \(error)")
-        }
-        try require(
-            WatermarkFileFormat.encode(marks) == encoded, target, "encoding the same marks twice differs")
+        try roundTrip(
+            input, target: "watermark-file",
+            decode: { bytes in
+                Result { () throws(WatermarkFileFormat.Corrupt) in try WatermarkFileFormat.decode(bytes) }
+            },
+            encode: WatermarkFileFormat.encode)
     }
 
     static func checkSubscriptions(_ input: [UInt8]) throws(FuzzFinding) {
         let target = "subscriptions-file"
-        let streams: [StreamID: Int]
-        do {
-            streams = try SubscriptionFileFormat.decode(input)
-        } catch {
-            try require(!error.description.isEmpty, target, "a refusal without a reason")
-            return
-        }
-        try require(
-            streams.values.allSatisfy { (1...GatewayAPI.maxReplicas).contains($0) }, target,
-            "accepted replicas outside 1...\(GatewayAPI.maxReplicas): \(streams)")
-        let encoded = SubscriptionFileFormat.encode(streams)
-        do {
-            let again = try SubscriptionFileFormat.decode(encoded)
-            try require(again == streams, target, "re-encoded streams read back as \(again), not \(streams)")
-        } catch {
-            throw FuzzFinding(target: target, "our own file of \(streams.count) streams was refused: \(error)")
+        try roundTrip(
+            input, target: target,
+            decode: { bytes in
+                Result { () throws(SubscriptionFileFormat.Corrupt) in try SubscriptionFileFormat.decode(bytes) }
+            },
+            encode: SubscriptionFileFormat.encode
+        ) { streams throws(FuzzFinding) in
+            try require(
+                streams.values.allSatisfy { (1...GatewayAPI.maxReplicas).contains($0) }, target,
+                "accepted replicas outside 1...\(GatewayAPI.maxReplicas): \(streams)")
         }
     }
 
     static func checkCoordinatorState(_ input: [UInt8]) throws(FuzzFinding) {
         let target = "coordinator-state"
-        let contents: CoordinatorStateStore.Contents
-        do {
-            contents = try CoordinatorStateStore.decode(input, location: "fuzz")
-        } catch {
-            try require(error.description.contains("fuzz"), target, "a refusal that does not name the document")
-            return
-        }
-        try require(contents.term > 0, target, "accepted term 0")
-        let encoded = CoordinatorStateStore.encode(contents)
-        do {
-            let again = try CoordinatorStateStore.decode(encoded, location: "fuzz")
-            try require(again == contents, target, "re-encoded \(contents) read back as \(again)")
-        } catch {
-            throw FuzzFinding(target: target, "our own document \(contents) was refused: \(error)")
+        try roundTrip(
+            input, target: target, refusalNames: "fuzz",
+            decode: { bytes in
+                Result { () throws(CoordinatorStateStore.Corrupt) in
+                    try CoordinatorStateStore.decode(bytes, location: "fuzz")
+                }
+            },
+            encode: CoordinatorStateStore.encode
+        ) { contents throws(FuzzFinding) in
+            try require(contents.term > 0, target, "accepted term 0")
         }
     }
 }

@@ -62,8 +62,7 @@ public enum SubscriptionFileFormat {
                             } else if v.equals(key, "replicas") {
                                 if seenReplicas { problem = problem ?? "\(entry): replicas appears twice" }
                                 seenReplicas = true
-                                let isNumber =
-                                    v.peek().map { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) } ?? false
+                                let isNumber = v.peekIsNumber()
                                 let range = isNumber ? try v.readNumberText() : nil
                                 let value = range.flatMap {
                                     JSONScanner.parseInt64(UnsafeRawBufferPointer(rebasing: raw[$0]))

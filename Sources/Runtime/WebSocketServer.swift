@@ -194,8 +194,8 @@ public final class WebSocketServerConnection: TransportHandler {
         reportTransportClosed()
     }
 
+    /// Tells the machine and the handler the transport is gone (`machineState` is already closed).
     private func reportTransportClosed() {
-        machineState = .closed
         let info =
             connection.transportClosed()
             ?? WSCloseInfo(kind: .protocolError, code: WSCloseCode.abnormalClosure, reason: "connection lost")

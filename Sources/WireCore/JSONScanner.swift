@@ -153,6 +153,13 @@ public struct JSONScanner {
         return position < count ? base[position] : nil
     }
 
+    /// Whether the next value (after whitespace) starts like a number: `-` or a digit. Strict readers
+    /// use it to name a field of the wrong type instead of reporting invalid JSON.
+    public mutating func peekIsNumber() -> Bool {
+        guard let byte = peek() else { return false }
+        return byte == UInt8(ascii: "-") || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+    }
+
     /// Requires that only whitespace remains.
     public mutating func expectEnd() throws(JSONError) {
         skipWhitespace()
